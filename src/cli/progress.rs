@@ -1,0 +1,1 @@
+//! Progress reporting for the terminal (indicatif), implementing the library reporter traits.

@@ -1,0 +1,2 @@
+//! Optimizers: strategies that propose candidate overlays and keep the best.
+pub mod knn;

@@ -1,0 +1,291 @@
+//! The graph interpreter: runs a [`Program`] with an [`Overlay`] on one set
+//! of inputs and returns the outputs with a full [`Trace`].
+//!
+//! Everything a run needs is passed in a [`RunContext`] (LM, adapter,
+//! sampling, tools, rollout id): there is no global state, so many runs with
+//! different overlays can proceed concurrently against one immutable program.
+//! Predict and chain-of-thought live here; ReAct, refine, map and tool nodes
+//! have their own files.
+
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::adapter::{AdapterKind, ParseError};
+use crate::lm::{LmError, LmRequest, SharedLm};
+use crate::overlay::Overlay;
+use crate::program::{Binding, Node, NodeKind, Program};
+use crate::signature::Signature;
+use crate::tools::Toolbox;
+use crate::trace::{LmCallRecord, Step, Trace};
+
+pub mod map;
+pub mod react;
+pub mod refine;
+pub mod tool;
+
+/// Everything a run depends on besides the program and the overlay.
+#[derive(Clone)]
+pub struct RunContext {
+    pub lm: SharedLm,
+    pub adapter: AdapterKind,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    /// Distinct rollout ids make otherwise identical requests distinct
+    /// (cache key), e.g. bootstrapping rounds at higher temperature.
+    pub rollout_id: Option<u64>,
+    pub tools: Arc<Toolbox>,
+}
+
+impl RunContext {
+    pub fn new(lm: SharedLm) -> Self {
+        RunContext {
+            lm,
+            adapter: AdapterKind::Chat,
+            temperature: 0.0,
+            max_tokens: 512,
+            rollout_id: None,
+            tools: Arc::new(Toolbox::default()),
+        }
+    }
+}
+
+/// Why a run did not produce outputs. The trace still holds every step.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum RunError {
+    #[error("{0}")]
+    Lm(LmError),
+    #[error("{0}")]
+    Parse(ParseError),
+    #[error("missing input `{0}`")]
+    MissingInput(String),
+    #[error("node `{node}`: {message}")]
+    Node { node: String, message: String },
+}
+
+impl RunError {
+    pub fn is_parse(&self) -> bool {
+        matches!(self, RunError::Parse(_))
+    }
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub outputs: Result<Map<String, Value>, RunError>,
+    pub trace: Trace,
+}
+
+/// Values produced so far: program inputs and every finished node's outputs.
+#[derive(Debug, Default, Clone)]
+pub struct Scope {
+    pub inputs: Map<String, Value>,
+    pub nodes: std::collections::HashMap<String, Map<String, Value>>,
+}
+
+impl Scope {
+    pub fn resolve(&self, b: &Binding) -> Result<Value, RunError> {
+        match b {
+            Binding::ProgramInput(name) => self
+                .inputs
+                .get(name)
+                .cloned()
+                .ok_or_else(|| RunError::MissingInput(name.clone())),
+            Binding::NodeOutput { node, field } => self
+                .nodes
+                .get(node)
+                .and_then(|m| m.get(field))
+                .cloned()
+                .ok_or_else(|| RunError::Node {
+                    node: node.clone(),
+                    message: format!("produced no field `{field}`"),
+                }),
+            Binding::Literal(v) => Ok(v.clone()),
+        }
+    }
+
+    /// The bound inputs of a node, in declaration order.
+    pub fn node_inputs(&self, node: &Node) -> Result<Map<String, Value>, RunError> {
+        let mut m = Map::new();
+        for (name, b) in &node.inputs {
+            m.insert(name.clone(), self.resolve(b)?);
+        }
+        Ok(m)
+    }
+}
+
+/// Run the program on `inputs`.
+pub async fn run_program(
+    ctx: &RunContext,
+    program: &Program,
+    overlay: &Overlay,
+    inputs: Map<String, Value>,
+) -> RunOutcome {
+    let mut trace = Trace::default();
+    let outputs = run_inner(ctx, program, overlay, inputs, &mut trace).await;
+    RunOutcome { outputs, trace }
+}
+
+async fn run_inner(
+    ctx: &RunContext,
+    program: &Program,
+    overlay: &Overlay,
+    inputs: Map<String, Value>,
+    trace: &mut Trace,
+) -> Result<Map<String, Value>, RunError> {
+    for f in &program.inputs {
+        if !inputs.contains_key(&f.name)
+            && !matches!(f.ty, crate::signature::FieldType::Optional { .. })
+        {
+            return Err(RunError::MissingInput(f.name.clone()));
+        }
+    }
+    let mut scope = Scope {
+        inputs,
+        nodes: Default::default(),
+    };
+    for node in &program.nodes {
+        let node_inputs = scope.node_inputs(node)?;
+        let out = run_node(ctx, program, overlay, node, node_inputs, trace).await?;
+        scope.nodes.insert(node.name.clone(), out);
+    }
+    let mut result = Map::new();
+    for (name, b) in &program.outputs {
+        result.insert(name.clone(), scope.resolve(b)?);
+    }
+    Ok(result)
+}
+
+async fn run_node(
+    ctx: &RunContext,
+    program: &Program,
+    overlay: &Overlay,
+    node: &Node,
+    inputs: Map<String, Value>,
+    trace: &mut Trace,
+) -> Result<Map<String, Value>, RunError> {
+    match &node.kind {
+        NodeKind::Predict { signature } => {
+            call_predictor(
+                ctx,
+                overlay,
+                &node.name,
+                &node.name,
+                signature,
+                &inputs,
+                ctx.rollout_id,
+                trace,
+            )
+            .await
+        }
+        NodeKind::ChainOfThought { signature } => {
+            call_predictor(
+                ctx,
+                overlay,
+                &node.name,
+                &node.name,
+                &signature.with_reasoning(),
+                &inputs,
+                ctx.rollout_id,
+                trace,
+            )
+            .await
+        }
+        NodeKind::React { .. } => {
+            react::run_react(ctx, program, overlay, node, inputs, trace).await
+        }
+        NodeKind::Refine { .. } => {
+            refine::run_refine(ctx, program, overlay, node, inputs, trace).await
+        }
+        NodeKind::Map { .. } => map::run_map(ctx, program, overlay, node, inputs, trace).await,
+        NodeKind::Retrieve { .. } | NodeKind::Tool { .. } => {
+            tool::run_tool_node(ctx, program, node, inputs, trace).await
+        }
+    }
+}
+
+/// One LM call for predictor `path` with signature `base_sig` (before the
+/// overlay), recorded as a step. Used by every LM-calling module.
+#[allow(clippy::too_many_arguments)]
+pub async fn call_predictor(
+    ctx: &RunContext,
+    overlay: &Overlay,
+    node: &str,
+    path: &str,
+    base_sig: &Signature,
+    inputs: &Map<String, Value>,
+    rollout_id: Option<u64>,
+    trace: &mut Trace,
+) -> Result<Map<String, Value>, RunError> {
+    let state = overlay.state(path);
+    let sig = state.apply(base_sig);
+    let demos = match &state.knn {
+        Some(knn) => crate::optimize::knn::select(knn, inputs),
+        None => state.demos.clone(),
+    };
+    let messages = ctx.adapter.render(&sig, &demos, inputs);
+    let req = LmRequest {
+        model: ctx.lm.model(),
+        messages: messages.clone(),
+        temperature: ctx.temperature,
+        max_tokens: ctx.max_tokens,
+        rollout_id,
+        grammar: ctx.lm.supports_grammar().then(|| ctx.adapter.grammar(&sig)),
+        response_format: ctx.adapter.response_format(&sig),
+    };
+    let started = Instant::now();
+    let mut step = Step {
+        node: node.to_string(),
+        predictor: Some(path.to_string()),
+        kind: "predict".into(),
+        inputs: inputs.clone(),
+        outputs: None,
+        lm: None,
+        tool: None,
+        parse_error: None,
+        error: None,
+    };
+    let resp = match ctx.lm.complete(&req).await {
+        Ok(r) => r,
+        Err(e) => {
+            step.lm = Some(LmCallRecord {
+                model: req.model.clone(),
+                messages,
+                reply: None,
+                usage: Default::default(),
+                latency_s: started.elapsed().as_secs_f64(),
+                cache_hit: false,
+                retries: 0,
+                cost: 0.0,
+                error: Some(e.to_string()),
+            });
+            step.error = Some(e.to_string());
+            trace.steps.push(step);
+            return Err(RunError::Lm(e));
+        }
+    };
+    step.lm = Some(LmCallRecord {
+        model: req.model.clone(),
+        messages,
+        reply: Some(resp.text.clone()),
+        usage: resp.usage,
+        latency_s: resp.latency.as_secs_f64(),
+        cache_hit: resp.cache_hit,
+        retries: resp.retries,
+        cost: resp.cost,
+        error: None,
+    });
+    match ctx.adapter.parse(&sig, &resp.text) {
+        Ok(out) => {
+            step.outputs = Some(out.clone());
+            trace.steps.push(step);
+            Ok(out)
+        }
+        Err(pe) => {
+            step.parse_error = Some(pe.clone());
+            step.error = Some(pe.to_string());
+            trace.steps.push(step);
+            Err(RunError::Parse(pe))
+        }
+    }
+}

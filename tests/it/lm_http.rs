@@ -1,0 +1,1 @@
+//! Tests for the lm_http area.

@@ -1,0 +1,18 @@
+//! lmc's integration tests: one test binary, one module per area. Most run
+//! the real `lmc` binary (exit code, stdout and stderr together); the LM is
+//! a local stub HTTP server for fault injection and scripted answers, or the
+//! real embedded model for a handful of smoke examples.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod adapter;
+mod compile;
+mod data;
+mod eval;
+mod foundation;
+mod instruction;
+mod lm_embedded;
+mod lm_http;
+mod metric;
+mod tools;

@@ -1,0 +1,1 @@
+//! (the stub LM server lands with the LM layer)
