@@ -1,20 +1,97 @@
-//! (under construction: the map module kind)
-use crate::overlay::Overlay;
-use crate::program::{Node, Program};
-use crate::run::{RunContext, RunError};
-use crate::trace::Trace;
+//! The `map` module kind: apply one predictor to every item of a list input.
+//!
+//! The calls run concurrently (each with its own trace, merged afterwards in
+//! item order, so traces and results are deterministic whatever finishes
+//! first). Every other input is passed unchanged to each call; the list
+//! input `over` is replaced by one item. The node's outputs are lists of the
+//! signature's outputs, item `i` at position `i`. A failed item fails the
+//! node: a list with holes would silently misalign downstream.
+
+use futures::future::join_all;
 use serde_json::{Map, Value};
 
+use crate::overlay::Overlay;
+use crate::program::{Node, NodeKind, Program};
+use crate::run::{call_predictor, RunContext, RunError};
+use crate::trace::Trace;
+
 pub async fn run_map(
-    _ctx: &RunContext,
+    ctx: &RunContext,
     _program: &Program,
-    _overlay: &Overlay,
+    overlay: &Overlay,
     node: &Node,
-    _inputs: Map<String, Value>,
-    _trace: &mut Trace,
+    inputs: Map<String, Value>,
+    trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    Err(RunError::Node {
-        node: node.name.clone(),
-        message: "the map module kind is not available in this build".into(),
-    })
+    let NodeKind::Map {
+        signature,
+        chain_of_thought,
+        over,
+    } = &node.kind
+    else {
+        return Err(RunError::Node {
+            node: node.name.clone(),
+            message: "not a map node".into(),
+        });
+    };
+    let sig = if *chain_of_thought {
+        signature.with_reasoning()
+    } else {
+        signature.clone()
+    };
+    let items = match inputs.get(over) {
+        Some(Value::Array(items)) => items.clone(),
+        Some(Value::Null) | None => Vec::new(),
+        // A single value maps as a one-item list rather than failing.
+        Some(other) => vec![other.clone()],
+    };
+    let calls = items.iter().map(|item| {
+        let mut call_inputs = inputs.clone();
+        call_inputs.insert(over.clone(), item.clone());
+        let sig = &sig;
+        async move {
+            let mut t = Trace::default();
+            let r = call_predictor(
+                ctx,
+                overlay,
+                &node.name,
+                &node.name,
+                sig,
+                &call_inputs,
+                ctx.rollout_id,
+                &mut t,
+            )
+            .await;
+            (r, t)
+        }
+    });
+    let results = join_all(calls).await;
+    let mut columns: Vec<(String, Vec<Value>)> = sig
+        .outputs
+        .iter()
+        .map(|f| (f.name.clone(), Vec::with_capacity(items.len())))
+        .collect();
+    let mut first_err = None;
+    for (r, t) in results {
+        trace.steps.extend(t.steps);
+        match r {
+            Ok(out) => {
+                for (name, col) in columns.iter_mut() {
+                    col.push(out.get(name).cloned().unwrap_or(Value::Null));
+                }
+            }
+            Err(e) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    Ok(columns
+        .into_iter()
+        .map(|(n, col)| (n, Value::Array(col)))
+        .collect())
 }

@@ -1,20 +1,276 @@
-//! (under construction: the refine module kind)
+//! The `refine` and `best_of_n` module kinds (DSPy's `Refine` / `BestOfN`).
+//!
+//! The node's predictor runs up to `n` times. Attempt `i` uses rollout id
+//! `i` (offset by the context's own rollout id, so bootstrapping rounds stay
+//! distinct) and temperature 1.0 after the first attempt, so retries are new
+//! samples and not cache hits of the first one. Each attempt is scored by the
+//! node's reward; the first attempt reaching `threshold` wins, otherwise the
+//! best-scoring one is returned. `refine` feeds advice on a failed attempt
+//! into the next one as an extra `hint_` input, as DSPy does; unlike DSPy the
+//! advice is written by code from what the reward observed (e.g. the SQL
+//! error text), not by a second LM call, so a failed query's exact error
+//! reaches the model at no extra cost. `best_of_n` gives no advice. The
+//! retry count is bounded by `n` whatever happens.
+
+use serde_json::{json, Map, Value};
+
 use crate::overlay::Overlay;
-use crate::program::{Node, Program};
-use crate::run::{RunContext, RunError};
-use crate::trace::Trace;
-use serde_json::{Map, Value};
+use crate::program::{Binding, Node, NodeKind, Program, RewardSpec};
+use crate::run::{call_predictor, RunContext, RunError};
+use crate::signature::{Field, FieldType, Signature};
+use crate::trace::{Step, ToolCallRecord, Trace};
+
+/// The input field carrying advice from the previous attempt.
+pub const HINT_FIELD: &str = "hint_";
+
+/// A scored attempt.
+struct Scored {
+    reward: f64,
+    /// Why the reward was not full, in words for the model.
+    advice: Option<String>,
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn is_empty(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.trim().is_empty(),
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        Some(_) => false,
+    }
+}
+
+async fn score(
+    ctx: &RunContext,
+    node: &Node,
+    reward: &RewardSpec,
+    inputs: &Map<String, Value>,
+    out: &Map<String, Value>,
+    trace: &mut Trace,
+) -> Scored {
+    match reward {
+        RewardSpec::NonEmpty { field } => {
+            if is_empty(out.get(field)) {
+                Scored {
+                    reward: 0.0,
+                    advice: Some(format!(
+                        "The previous attempt left `{field}` empty. Give a non-empty `{field}`."
+                    )),
+                }
+            } else {
+                Scored {
+                    reward: 1.0,
+                    advice: None,
+                }
+            }
+        }
+        RewardSpec::ToolOk { tool, field } => {
+            let Some(v) = out.get(field).filter(|v| !is_empty(Some(v))) else {
+                return Scored {
+                    reward: 0.0,
+                    advice: Some(format!("The previous attempt left `{field}` empty.")),
+                };
+            };
+            let text = value_text(v);
+            let args = match ctx.tools.kind(tool) {
+                Some("sqlite") => json!({"operation": "query", "sql": text}),
+                Some("retrieve") => json!({"query": text}),
+                _ => json!({ field.as_str(): v }),
+            };
+            let res = ctx.tools.call(tool, &args).await;
+            trace.steps.push(Step {
+                node: node.name.clone(),
+                predictor: None,
+                kind: "reward".into(),
+                inputs: args.as_object().cloned().unwrap_or_default(),
+                outputs: None,
+                lm: None,
+                tool: Some(ToolCallRecord {
+                    tool: tool.clone(),
+                    args: args.clone(),
+                    observation: res.observation.clone(),
+                    is_error: res.is_error,
+                }),
+                parse_error: None,
+                error: None,
+            });
+            if res.is_error {
+                Scored {
+                    reward: 0.0,
+                    advice: Some(format!(
+                        "The previous attempt's `{field}` was:\n{text}\nRunning it failed with: {}\nWrite a corrected `{field}` that avoids this error.",
+                        res.observation
+                    )),
+                }
+            } else {
+                Scored {
+                    reward: 1.0,
+                    advice: None,
+                }
+            }
+        }
+        RewardSpec::Metric {
+            metric,
+            field,
+            expected,
+        } => {
+            let expected = match expected {
+                Binding::Literal(v) => Some(v.clone()),
+                Binding::ProgramInput(name) => inputs.get(name).cloned(),
+                // An earlier node's output reaches this node only when it is
+                // bound as an input of the same name.
+                Binding::NodeOutput { field: f, .. } => inputs.get(f).cloned(),
+            };
+            let got = out.get(field).cloned().unwrap_or(Value::Null);
+            match metric_reward(metric, field, &got, expected.as_ref()) {
+                Ok((s, feedback)) => Scored {
+                    reward: s,
+                    advice: (s < 1.0).then(|| {
+                        let mut a = format!(
+                            "The previous attempt's `{field}` was {} and scored {s:.2}.",
+                            value_text(&got)
+                        );
+                        if let Some(fb) = feedback {
+                            a.push(' ');
+                            a.push_str(&fb);
+                        }
+                        a
+                    }),
+                },
+                Err(message) => Scored {
+                    reward: 0.0,
+                    advice: Some(message),
+                },
+            }
+        }
+    }
+}
 
 pub async fn run_refine(
-    _ctx: &RunContext,
+    ctx: &RunContext,
     _program: &Program,
-    _overlay: &Overlay,
+    overlay: &Overlay,
     node: &Node,
-    _inputs: Map<String, Value>,
-    _trace: &mut Trace,
+    inputs: Map<String, Value>,
+    trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    Err(RunError::Node {
-        node: node.name.clone(),
-        message: "the refine module kind is not available in this build".into(),
-    })
+    let NodeKind::Refine {
+        signature,
+        chain_of_thought,
+        n,
+        threshold,
+        reward,
+        advise,
+    } = &node.kind
+    else {
+        return Err(RunError::Node {
+            node: node.name.clone(),
+            message: "not a refine node".into(),
+        });
+    };
+    let base: Signature = if *chain_of_thought {
+        signature.with_reasoning()
+    } else {
+        signature.clone()
+    };
+    let mut with_hint = base.clone();
+    let mut hint = Field::new(HINT_FIELD, FieldType::String);
+    hint.description = Some("A hint to the module from an earlier run".into());
+    with_hint.inputs.push(hint);
+
+    let attempts = (*n).max(1);
+    let mut best: Option<(f64, Map<String, Value>)> = None;
+    let mut last_err: Option<RunError> = None;
+    let mut advice: Option<String> = None;
+    for attempt in 0..attempts {
+        let mut actx = ctx.clone();
+        actx.rollout_id = Some(ctx.rollout_id.unwrap_or(0) * 1000 + attempt as u64);
+        if attempt > 0 {
+            actx.temperature = 1.0;
+        }
+        let (sig, call_inputs) = match (&advice, *advise) {
+            (Some(a), true) => {
+                let mut i = inputs.clone();
+                i.insert(HINT_FIELD.into(), Value::String(a.clone()));
+                (&with_hint, i)
+            }
+            _ => (&base, inputs.clone()),
+        };
+        let out = match call_predictor(
+            &actx,
+            overlay,
+            &node.name,
+            &node.name,
+            sig,
+            &call_inputs,
+            actx.rollout_id,
+            trace,
+        )
+        .await
+        {
+            Ok(o) => o,
+            // An LM outage will not heal by retrying here (the LM layer has
+            // already retried); a parse failure may.
+            Err(e @ RunError::Lm(_)) => return Err(e),
+            Err(e) => {
+                advice = Some(format!(
+                    "The previous attempt's reply could not be parsed ({e}). Follow the output format exactly."
+                ));
+                last_err = Some(e);
+                continue;
+            }
+        };
+        let s = score(&actx, node, reward, &inputs, &out, trace).await;
+        trace.steps.push(Step {
+            node: node.name.clone(),
+            predictor: None,
+            kind: "refine_attempt".into(),
+            inputs: Map::new(),
+            outputs: Some(
+                json!({"attempt": attempt, "reward": s.reward, "advice": s.advice})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+            lm: None,
+            tool: None,
+            parse_error: None,
+            error: None,
+        });
+        let better = best.as_ref().is_none_or(|(b, _)| s.reward > *b);
+        if s.reward >= *threshold {
+            return Ok(out);
+        }
+        if better {
+            best = Some((s.reward, out));
+        }
+        advice = s.advice;
+    }
+    match (best, last_err) {
+        (Some((_, out)), _) => Ok(out),
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(RunError::Node {
+            node: node.name.clone(),
+            message: "no attempt produced outputs".into(),
+        }),
+    }
+}
+
+/// Score one output with a metric spec. Wired to `crate::metric` once its
+/// per-value scoring API lands; until then a metric reward is reported as
+/// unavailable (reward 0, with the reason as advice) rather than guessed.
+fn metric_reward(
+    _metric: &Value,
+    _field: &str,
+    _got: &Value,
+    _expected: Option<&Value>,
+) -> Result<(f64, Option<String>), String> {
+    Err("metric rewards are not available in this build; use `non_empty` or `tool_ok`".into())
 }

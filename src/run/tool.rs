@@ -1,18 +1,136 @@
-//! (under construction: tool and retrieve nodes)
-use crate::program::{Node, Program};
+//! Tool and retrieve nodes: deterministic graph steps that call a tool
+//! without an LM.
+//!
+//! A `tool` node passes its bound inputs as the tool's argument object (plus
+//! the node's `operation`) and outputs `result` (the observation) and `ok`.
+//! A failing tool does not fail the run: downstream nodes see `ok: false`
+//! and the error text, as a ReAct agent would. A `retrieve` node outputs
+//! `passages: list[str]`. Both record a `ToolCallRecord` step in the trace.
+
+use serde_json::{json, Map, Value};
+
+use crate::program::{Node, NodeKind, Program};
 use crate::run::{RunContext, RunError};
-use crate::trace::Trace;
-use serde_json::{Map, Value};
+use crate::trace::{Step, ToolCallRecord, Trace};
 
 pub async fn run_tool_node(
-    _ctx: &RunContext,
+    ctx: &RunContext,
     _program: &Program,
     node: &Node,
-    _inputs: Map<String, Value>,
-    _trace: &mut Trace,
+    inputs: Map<String, Value>,
+    trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    Err(RunError::Node {
+    match &node.kind {
+        NodeKind::Retrieve { tool, k } => run_retrieve(ctx, node, tool, *k, inputs, trace),
+        NodeKind::Tool { tool, operation } => {
+            let mut args = inputs.clone();
+            if let Some(op) = operation {
+                args.insert("operation".into(), Value::String(op.clone()));
+            }
+            let args = Value::Object(args);
+            if !ctx.tools.contains(tool) {
+                return Err(unknown_tool(ctx, node, tool));
+            }
+            let out = ctx.tools.call(tool, &args).await;
+            let mut outputs = Map::new();
+            outputs.insert("result".into(), Value::String(out.observation.clone()));
+            outputs.insert("ok".into(), Value::Bool(!out.is_error));
+            trace.steps.push(Step {
+                node: node.name.clone(),
+                predictor: None,
+                kind: "tool".into(),
+                inputs,
+                outputs: Some(outputs.clone()),
+                lm: None,
+                tool: Some(ToolCallRecord {
+                    tool: tool.clone(),
+                    args,
+                    observation: out.observation,
+                    is_error: out.is_error,
+                }),
+                parse_error: None,
+                error: None,
+            });
+            Ok(outputs)
+        }
+        _ => Err(RunError::Node {
+            node: node.name.clone(),
+            message: "not a tool or retrieve node".into(),
+        }),
+    }
+}
+
+fn unknown_tool(ctx: &RunContext, node: &Node, tool: &str) -> RunError {
+    RunError::Node {
         node: node.name.clone(),
-        message: "tool nodes are not available in this build".into(),
-    })
+        message: format!(
+            "tool `{tool}` is not open in this run (open tools: {})",
+            ctx.tools.names().join(", ")
+        ),
+    }
+}
+
+fn run_retrieve(
+    ctx: &RunContext,
+    node: &Node,
+    tool: &str,
+    k: usize,
+    inputs: Map<String, Value>,
+    trace: &mut Trace,
+) -> Result<Map<String, Value>, RunError> {
+    if !ctx.tools.contains(tool) {
+        return Err(unknown_tool(ctx, node, tool));
+    }
+    let query = match inputs.get("query") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Some(other) => other.to_string(),
+        None => return Err(RunError::MissingInput(format!("{}.query", node.name))),
+    };
+    let k = if k == 0 {
+        ctx.tools.retrieve_k(tool).unwrap_or(3)
+    } else {
+        k
+    };
+    let args = json!({"query": query, "k": k});
+    let (passages, error) = match ctx.tools.retrieve(tool, &query, Some(k)) {
+        Ok(p) => (p, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let mut outputs = Map::new();
+    outputs.insert(
+        "passages".into(),
+        Value::Array(passages.iter().cloned().map(Value::String).collect()),
+    );
+    trace.steps.push(Step {
+        node: node.name.clone(),
+        predictor: None,
+        kind: "retrieve".into(),
+        inputs,
+        outputs: Some(outputs.clone()),
+        lm: None,
+        tool: Some(ToolCallRecord {
+            tool: tool.to_string(),
+            args,
+            observation: error.clone().unwrap_or_else(|| passages.join("\n")),
+            is_error: error.is_some(),
+        }),
+        parse_error: None,
+        error: error.clone(),
+    });
+    match error {
+        Some(message) => Err(RunError::Node {
+            node: node.name.clone(),
+            message,
+        }),
+        None => Ok(outputs),
+    }
 }
