@@ -1,1 +1,137 @@
-//! Progress reporting for the terminal (indicatif), implementing the library reporter traits.
+//! Terminal progress for long commands, implemented once here with
+//! indicatif and shared by `lmc eval` and `lmc compile`.
+//!
+//! Library code reports through traits ([`crate::eval::EvalReporter`]); this
+//! module turns those callbacks into progress bars on stderr. Bars are
+//! hidden when stderr is not a terminal (CI logs, pipes) or when `--quiet`
+//! asks, so machine-readable stdout and logs stay clean.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::time::Duration;
+
+use crate::eval::{EvalReporter, ExampleResult, RunningStats};
+
+/// Where bars draw: stderr (indicatif hides it when stderr is not a
+/// terminal), or nowhere when `quiet`.
+pub fn draw_target(quiet: bool) -> ProgressDrawTarget {
+    if quiet {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr_with_hz(10)
+    }
+}
+
+/// A bar of `total` steps with lmc's style: `prefix [####----] pos/len msg`.
+pub fn bar(total: u64, prefix: &str, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(Some(total), draw_target(quiet));
+    let style = ProgressStyle::with_template(
+        "{prefix:>10.bold} [{bar:28.cyan/blue}] {pos}/{len} {msg} [{elapsed_precise} < {eta}]",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    pb.set_style(style);
+    pb.set_prefix(prefix.to_string());
+    pb
+}
+
+/// A spinner for steps of unknown length (proposing instructions, loading).
+pub fn spinner(message: &str, quiet: bool) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(None, draw_target(quiet));
+    let style = ProgressStyle::with_template("{spinner:.green} {msg} [{elapsed}]")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    pb.set_style(style);
+    pb.set_message(message.to_string());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+/// Several bars at once (an optimizer's trials above candidate evals).
+pub fn multi(quiet: bool) -> MultiProgress {
+    MultiProgress::with_draw_target(draw_target(quiet))
+}
+
+/// `12345` -> `12.3k`, `2500000` -> `2.5M`.
+pub fn human_count(n: u64) -> String {
+    match n {
+        0..=9_999 => n.to_string(),
+        10_000..=999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.1}M", n as f64 / 1e6),
+    }
+}
+
+/// The running-figures message shown next to an eval bar.
+pub fn eval_message(s: &RunningStats) -> String {
+    let rate = if s.elapsed_s > 0.0 {
+        s.done as f64 / s.elapsed_s
+    } else {
+        0.0
+    };
+    let mut m = format!(
+        "score {:.3} · {rate:.1} ex/s · {} tok",
+        s.mean,
+        human_count(s.prompt_tokens + s.completion_tokens)
+    );
+    if s.cost > 0.0 {
+        m.push_str(&format!(" · ${:.4}", s.cost));
+    }
+    if s.cache_hits > 0 {
+        m.push_str(&format!(" · {} cached", s.cache_hits));
+    }
+    if s.errors > 0 {
+        m.push_str(&format!(" · {} err", s.errors));
+    }
+    m
+}
+
+/// Eval progress on a bar: running score, rate, tokens, cost.
+pub struct EvalProgress {
+    bar: ProgressBar,
+}
+
+impl EvalProgress {
+    /// A standalone bar on stderr.
+    pub fn new(prefix: &str, quiet: bool) -> Self {
+        EvalProgress {
+            bar: bar(0, prefix, quiet),
+        }
+    }
+
+    /// A bar inside a [`MultiProgress`] (e.g. under a compile's trial bar).
+    pub fn in_multi(multi: &MultiProgress, prefix: &str) -> Self {
+        let b = multi.add(bar(0, prefix, false));
+        EvalProgress { bar: b }
+    }
+
+    pub fn bar(&self) -> &ProgressBar {
+        &self.bar
+    }
+}
+
+impl EvalReporter for EvalProgress {
+    fn start(&self, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(0);
+        self.bar.reset_eta();
+    }
+
+    fn example_done(&self, _r: &ExampleResult, running: &RunningStats) {
+        self.bar.set_position(running.done as u64);
+        self.bar.set_message(eval_message(running));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_humanised() {
+        assert_eq!(human_count(999), "999");
+        assert_eq!(human_count(12_345), "12.3k");
+        assert_eq!(human_count(2_500_000), "2.5M");
+    }
+}

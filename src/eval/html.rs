@@ -1,0 +1,379 @@
+//! Self-contained HTML report (`--html FILE`): one file with inline CSS and
+//! SVG, no scripts or external assets, so it can be attached to a CI run
+//! and opened offline. It shows the summary, a score histogram, a
+//! per-label breakdown and confusion matrix for every enum/bool output, the
+//! worst examples with the prompts sent and replies received (from their
+//! traces), and a table of all examples. Every piece of text is escaped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+
+use serde_json::Value;
+
+use super::gate::GateOutcome;
+use super::junit::xml_escape as esc;
+use super::markdown::worst;
+use super::{EvalReport, ExampleResult, LabelField};
+
+/// Worst examples shown with full prompts and replies.
+const WORST: usize = 20;
+/// Rows in the all-examples table (the JSONL results hold the rest).
+const TABLE_ROWS: usize = 2000;
+
+const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
+th{background:#f5f5f5}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+.pass{color:#176f2c}.fail{color:#b00020}pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;margin:2px 0;max-height:30em;overflow:auto}\
+details{margin:.6em 0;border:1px solid #e3e3e3;padding:.3em .6em}summary{cursor:pointer}.role{font-weight:600;color:#555}";
+
+fn value_label(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => "(none)".into(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn compact_json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Score histogram as inline SVG: ten bins over [0, 1] (scores outside are
+/// clamped into the end bins).
+pub fn histogram_svg(scores: &[f64]) -> String {
+    let bins = 10usize;
+    let mut counts = vec![0usize; bins];
+    for s in scores {
+        let b = ((s.clamp(0.0, 1.0) * bins as f64).floor() as usize).min(bins - 1);
+        counts[b] += 1;
+    }
+    let max = counts.iter().copied().max().unwrap_or(0).max(1);
+    let (w, h, pad) = (520.0, 180.0, 30.0);
+    let bw = (w - 2.0 * pad) / bins as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\" aria-label=\"score histogram\">",
+        h + 20.0
+    );
+    for (i, c) in counts.iter().enumerate() {
+        let bh = (h - 2.0 * pad) * (*c as f64) / max as f64;
+        let x = pad + i as f64 * bw;
+        let y = h - pad - bh;
+        let _ = write!(
+            svg,
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"#4a78c2\"><title>[{:.1}, {:.1}{}: {c}</title></rect>",
+            bw - 2.0,
+            i as f64 / bins as f64,
+            (i + 1) as f64 / bins as f64,
+            if i + 1 == bins { "]" } else { ")" }
+        );
+        if *c > 0 {
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{c}</text>",
+                x + bw / 2.0,
+                y - 3.0
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        "<line x1=\"{pad}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#333\"/>",
+        h - pad,
+        w - pad
+    );
+    for i in 0..=bins {
+        if i % 2 == 0 {
+            let _ = write!(
+                svg,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{:.1}</text>",
+                pad + i as f64 * bw,
+                h - pad + 14.0,
+                i as f64 / bins as f64
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">score</text></svg>",
+        w / 2.0,
+        h + 12.0
+    );
+    svg
+}
+
+/// Per-label counts and mean score, then the confusion matrix
+/// (rows: expected, columns: predicted, `(none)` for failed runs).
+fn label_section(report: &EvalReport, field: &LabelField, h: &mut String) {
+    let mut labels: Vec<String> = field.values.clone();
+    let mut per: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    let mut confusion: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut any = false;
+    for r in &report.results {
+        let Some(exp) = r.expected.get(&field.name) else {
+            continue;
+        };
+        any = true;
+        let e = value_label(Some(exp));
+        let p = value_label(r.outputs.as_ref().and_then(|o| o.get(&field.name)));
+        for l in [&e, &p] {
+            if !labels.contains(l) {
+                labels.push(l.clone());
+            }
+        }
+        let entry = per.entry(e.clone()).or_default();
+        entry.0 += 1;
+        entry.1 += r.score;
+        *confusion.entry((e, p)).or_default() += 1;
+    }
+    if !any {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h2>Output <code>{}</code>: per label</h2><table><tr><th>expected label</th><th>examples</th><th>mean score</th></tr>",
+        esc(&field.name)
+    );
+    for l in &labels {
+        if let Some((n, sum)) = per.get(l) {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=n>{n}</td><td class=n>{:.3}</td></tr>",
+                esc(l),
+                sum / *n as f64
+            );
+        }
+    }
+    h.push_str("</table><h3>Confusion matrix (rows: expected, columns: predicted)</h3><table><tr><th></th>");
+    let predicted: Vec<&String> = labels
+        .iter()
+        .filter(|p| confusion.keys().any(|(_, q)| q == *p))
+        .collect();
+    for p in &predicted {
+        let _ = write!(h, "<th>{}</th>", esc(p));
+    }
+    h.push_str("</tr>");
+    for e in labels.iter().filter(|e| per.contains_key(*e)) {
+        let _ = write!(h, "<tr><th>{}</th>", esc(e));
+        for p in &predicted {
+            let c = confusion
+                .get(&(e.clone(), (*p).clone()))
+                .copied()
+                .unwrap_or(0);
+            let style = if e == *p && c > 0 {
+                " style=\"background:#e3f3e6\""
+            } else if c > 0 {
+                " style=\"background:#fbe9eb\""
+            } else {
+                ""
+            };
+            let _ = write!(h, "<td class=n{style}>{c}</td>");
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>");
+}
+
+fn example_details(r: &ExampleResult, h: &mut String) {
+    let _ = write!(
+        h,
+        "<details><summary>row {} — score {:.3}{}</summary>",
+        r.row,
+        r.score,
+        r.error
+            .as_ref()
+            .map(|e| format!(" — <span class=fail>{}</span>", esc(e)))
+            .unwrap_or_default()
+    );
+    let _ = write!(
+        h,
+        "<p><b>inputs</b></p><pre>{}</pre><p><b>expected</b></p><pre>{}</pre><p><b>outputs</b></p><pre>{}</pre>",
+        esc(&serde_json::to_string_pretty(&r.inputs).unwrap_or_default()),
+        esc(&serde_json::to_string_pretty(&r.expected).unwrap_or_default()),
+        esc(&r
+            .outputs
+            .as_ref()
+            .map(|o| serde_json::to_string_pretty(o).unwrap_or_default())
+            .unwrap_or_else(|| "(none)".into()))
+    );
+    if let Some(f) = &r.feedback {
+        let _ = write!(h, "<p><b>feedback</b></p><pre>{}</pre>", esc(f));
+    }
+    match &r.trace {
+        Some(t) => {
+            for (i, step) in t.steps.iter().enumerate() {
+                let Some(lm) = &step.lm else {
+                    if let Some(tool) = &step.tool {
+                        let _ = write!(
+                            h,
+                            "<p><b>step {} — tool {}</b></p><pre>{}\n→ {}</pre>",
+                            i + 1,
+                            esc(&tool.tool),
+                            esc(&compact_json(&tool.args)),
+                            esc(&tool.observation)
+                        );
+                    }
+                    continue;
+                };
+                let _ = write!(
+                    h,
+                    "<p><b>step {} — {} ({})</b></p>",
+                    i + 1,
+                    esc(step.predictor.as_deref().unwrap_or(&step.node)),
+                    esc(&lm.model)
+                );
+                for m in &lm.messages {
+                    let role = serde_json::to_value(m.role)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    let _ = write!(
+                        h,
+                        "<div class=role>{}</div><pre>{}</pre>",
+                        esc(&role),
+                        esc(&m.content)
+                    );
+                }
+                let _ = write!(
+                    h,
+                    "<div class=role>reply{}</div><pre>{}</pre>",
+                    if lm.cache_hit { " (cached)" } else { "" },
+                    esc(lm.reply.as_deref().unwrap_or("(no reply)"))
+                );
+                if let Some(e) = &step.error {
+                    let _ = write!(h, "<p class=fail>{}</p>", esc(e));
+                }
+            }
+        }
+        None => {
+            if let Some(raw) = &r.raw_reply {
+                let _ = write!(h, "<p><b>raw reply</b></p><pre>{}</pre>", esc(raw));
+            }
+        }
+    }
+    h.push_str("</details>");
+}
+
+/// Render the report as one HTML document.
+pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
+    let s = &report.summary;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>lmc eval: {}</title><style>{CSS}</style></head><body>",
+        esc(&report.program)
+    );
+    let _ = write!(
+        h,
+        "<h1>lmc eval: {}</h1><table>\
+<tr><th>score</th><td><b>{:.4}</b> (95% CI {:.4} – {:.4})</td></tr>\
+<tr><th>metric</th><td>{}</td></tr><tr><th>model</th><td>{}</td></tr>\
+<tr><th>examples</th><td>{} (errors {}, parse failures {}, bad rows skipped {})</td></tr>\
+<tr><th>LM calls</th><td>{} (cache hits {})</td></tr>\
+<tr><th>tokens</th><td>{} prompt + {} completion</td></tr><tr><th>cost</th><td>${:.4}</td></tr>\
+<tr><th>wall time</th><td>{:.1} s ({:.2} examples/s)</td></tr>\
+<tr><th>dataset</th><td>{} (sha256 {})</td></tr><tr><th>program</th><td>sha256 {}</td></tr></table>",
+        esc(&report.program),
+        s.mean,
+        s.ci95_low,
+        s.ci95_high,
+        esc(&report.metric),
+        esc(&report.model),
+        s.n,
+        s.errors,
+        s.parse_failures,
+        report.dataset.bad_rows,
+        s.lm_calls,
+        s.cache_hits,
+        s.prompt_tokens,
+        s.completion_tokens,
+        s.cost,
+        s.wall_s,
+        s.examples_per_s,
+        esc(&report
+            .dataset
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(in memory)".into())),
+        esc(&report.dataset.hash),
+        esc(&report.program_hash)
+    );
+    if let Some(g) = gates {
+        h.push_str("<h2>Gates</h2><ul>");
+        for c in &g.checks {
+            let (cls, mark) = if c.passed {
+                ("pass", "passed")
+            } else {
+                ("fail", "FAILED")
+            };
+            let _ = write!(
+                h,
+                "<li class={cls}><b>{} {mark}</b>: {}</li>",
+                esc(&c.name),
+                esc(&c.detail)
+            );
+        }
+        h.push_str("</ul>");
+    }
+    let scores: Vec<f64> = report.results.iter().map(|r| r.score).collect();
+    h.push_str("<h2>Score distribution</h2>");
+    h.push_str(&histogram_svg(&scores));
+    for f in &report.label_fields {
+        label_section(report, f, &mut h);
+    }
+    let worst = worst(report, WORST);
+    if !worst.is_empty() {
+        let _ = write!(h, "<h2>Worst examples ({} shown)</h2>", worst.len());
+        for r in worst {
+            example_details(r, &mut h);
+        }
+    }
+    let _ = write!(
+        h,
+        "<h2>All examples</h2><table><tr><th>row</th><th>score</th><th>inputs</th><th>expected</th><th>outputs / error</th><th>latency s</th></tr>"
+    );
+    for r in report.results.iter().take(TABLE_ROWS) {
+        let out = match (&r.error, &r.outputs) {
+            (Some(e), _) => e.clone(),
+            (None, Some(o)) => compact_json(o),
+            (None, None) => String::new(),
+        };
+        let cls = if r.score >= 1.0 { "pass" } else { "fail" };
+        let _ = write!(
+            h,
+            "<tr><td class=n>{}</td><td class=\"n {cls}\">{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{:.2}</td></tr>",
+            r.row,
+            r.score,
+            esc(&compact_json(&r.inputs)),
+            esc(&compact_json(&r.expected)),
+            esc(&out),
+            r.latency_s
+        );
+    }
+    h.push_str("</table>");
+    if report.results.len() > TABLE_ROWS {
+        let _ = write!(
+            h,
+            "<p>{} more examples: see the JSONL results (<code>--results</code>).</p>",
+            report.results.len() - TABLE_ROWS
+        );
+    }
+    let _ = write!(
+        h,
+        "<p style=\"color:#888\">lmc {} · {}</p></body></html>\n",
+        esc(&report.lmc_version),
+        esc(&report.format)
+    );
+    h
+}
+
+pub fn write(
+    report: &EvalReport,
+    gates: Option<&GateOutcome>,
+    mut out: impl Write,
+) -> std::io::Result<()> {
+    out.write_all(render(report, gates).as_bytes())?;
+    out.flush()
+}

@@ -1,0 +1,175 @@
+//! JUnit XML (`--junit FILE`): one `<testcase>` per example so CI systems
+//! (GitHub, GitLab, Jenkins) list failing examples like failing tests. A
+//! failed run (LM error, parse failure, metric error) is an `<error>`; a
+//! score under 1 is a `<failure>`. Everything user- or model-supplied is
+//! escaped, and characters XML 1.0 forbids even escaped (most C0 controls)
+//! are replaced, because a model reply can contain anything.
+
+use std::fmt::Write as _;
+use std::io::Write;
+
+use super::{EvalReport, ExampleResult};
+
+/// Escape text for XML character data and attribute values, replacing
+/// characters that XML 1.0 cannot carry with U+FFFD.
+pub fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escape for an attribute value, keeping newlines (attribute-value
+/// normalisation would otherwise turn them into spaces).
+fn attr(s: &str) -> String {
+    xml_escape(s)
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
+        .replace('\t', "&#9;")
+}
+
+/// A short, single-line name for an example: its row and first input.
+pub fn case_name(r: &ExampleResult) -> String {
+    let first = r
+        .inputs
+        .values()
+        .next()
+        .map(|v| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    let first: String = first.split_whitespace().collect::<Vec<_>>().join(" ");
+    let short: String = first.chars().take(60).collect();
+    let ell = if first.chars().count() > 60 {
+        "…"
+    } else {
+        ""
+    };
+    format!("row {}: {short}{ell}", r.row)
+}
+
+fn json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Render the report as a JUnit XML document.
+pub fn render(report: &EvalReport) -> String {
+    let s = &report.summary;
+    let failures = report
+        .results
+        .iter()
+        .filter(|r| !r.failed() && r.score < 1.0)
+        .count();
+    let suite = format!("{} ({})", report.program, report.metric);
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuites name=\"lmc eval\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" time=\"{:.3}\">",
+        s.n, s.errors, s.wall_s
+    );
+    let _ = writeln!(
+        x,
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" skipped=\"0\" time=\"{:.3}\">",
+        attr(&suite),
+        s.n,
+        s.errors,
+        s.wall_s
+    );
+    x.push_str("    <properties>\n");
+    let props = [
+        ("mean", format!("{:.6}", s.mean)),
+        ("ci95_low", format!("{:.6}", s.ci95_low)),
+        ("ci95_high", format!("{:.6}", s.ci95_high)),
+        ("model", report.model.clone()),
+        ("dataset_hash", report.dataset.hash.clone()),
+        ("program_hash", report.program_hash.clone()),
+        ("lm_calls", s.lm_calls.to_string()),
+    ];
+    for (k, v) in props {
+        let _ = writeln!(x, "      <property name=\"{k}\" value=\"{}\"/>", attr(&v));
+    }
+    x.push_str("    </properties>\n");
+    for r in &report.results {
+        let _ = write!(
+            x,
+            "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\"",
+            attr(&case_name(r)),
+            attr(&report.program),
+            r.latency_s
+        );
+        let body = format!(
+            "inputs: {}\nexpected: {}\noutputs: {}{}",
+            json(&r.inputs),
+            json(&r.expected),
+            r.outputs
+                .as_ref()
+                .map(json)
+                .unwrap_or_else(|| "none".into()),
+            r.feedback
+                .as_ref()
+                .map(|f| format!("\nfeedback: {f}"))
+                .unwrap_or_default()
+        );
+        if let Some(err) = &r.error {
+            let kind = if r.parse_failure {
+                "parse_failure"
+            } else {
+                "error"
+            };
+            let raw = r
+                .raw_reply
+                .as_ref()
+                .map(|raw| format!("\nraw reply:\n{raw}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                x,
+                ">\n      <error message=\"{}\" type=\"{kind}\">{}</error>\n    </testcase>",
+                attr(err),
+                xml_escape(&format!("{body}{raw}"))
+            );
+        } else if r.score < 1.0 {
+            let _ = writeln!(
+                x,
+                ">\n      <failure message=\"score {:.4} &lt; 1\" type=\"low_score\">{}</failure>\n    </testcase>",
+                r.score,
+                xml_escape(&body)
+            );
+        } else {
+            x.push_str("/>\n");
+        }
+    }
+    x.push_str("  </testsuite>\n</testsuites>\n");
+    x
+}
+
+pub fn write(report: &EvalReport, mut out: impl Write) -> std::io::Result<()> {
+    out.write_all(render(report).as_bytes())?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_forbidden_controls() {
+        assert_eq!(
+            xml_escape("a<b & \"c\" 'd'>"),
+            "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;"
+        );
+        assert_eq!(xml_escape("x\u{0}y\u{1b}z\n"), "x\u{FFFD}y\u{FFFD}z\n");
+        assert_eq!(attr("a\nb"), "a&#10;b");
+    }
+}

@@ -1,0 +1,237 @@
+//! The eval runner: run every example through the program with bounded
+//! concurrency, score it, and return results in input order.
+//!
+//! A failed example (LM error, unparseable reply, metric error) becomes a
+//! result scored 0 carrying the error and the raw reply, because one bad
+//! reply in a thousand must not cost the other 999 (DSPy's Evaluate does
+//! the same). The run stops early only when `max_errors` is exceeded or an
+//! LM budget runs out; both return the finished results, and since every
+//! LM reply is cached as it arrives, re-running resumes where it stopped.
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+
+use super::{
+    DatasetInfo, EvalError, EvalOptions, EvalReport, EvalReporter, ExampleResult, LabelField,
+    RunningStats, Summary, REPORT_FORMAT,
+};
+use crate::data::Example;
+use crate::lm::LmError;
+use crate::metric::{Metric, MetricContext};
+use crate::overlay::Overlay;
+use crate::program::Program;
+use crate::run::{run_program, RunContext, RunError};
+use crate::signature::FieldType;
+
+/// What happened to one example, before it is folded into the totals.
+enum Outcome {
+    Done(Box<ExampleResult>),
+    /// The LM budget ran out during this example: stop, do not record it.
+    Budget(String),
+}
+
+/// Evaluate `program` + `overlay` on `examples` under `metric`.
+///
+/// Results come back in the order of `examples` whatever the concurrency.
+/// The report's `dataset` holds only the example count: callers that loaded
+/// a dataset file fill in its path, hash and bad rows.
+pub async fn evaluate(
+    ctx: &RunContext,
+    program: &Program,
+    overlay: &Overlay,
+    examples: &[Example],
+    metric: &Metric,
+    opts: &EvalOptions,
+    reporter: &dyn EvalReporter,
+) -> Result<EvalReport, EvalError> {
+    if examples.is_empty() {
+        return Err(EvalError::Empty);
+    }
+    let started = Instant::now();
+    let total = examples.len();
+    reporter.start(total);
+    let mcx = MetricContext::new(ctx);
+    let mut stream = futures::stream::iter(examples.iter().enumerate())
+        .map(|(index, ex)| run_one(ctx, program, overlay, metric, &mcx, opts, index, ex))
+        .buffer_unordered(opts.concurrency.max(1));
+
+    let mut results: Vec<ExampleResult> = Vec::with_capacity(total);
+    let mut running = RunningStats {
+        total,
+        ..RunningStats::default()
+    };
+    let mut score_sum = 0.0;
+    let mut stop: Option<StopReason> = None;
+    while let Some(outcome) = stream.next().await {
+        let r = match outcome {
+            Outcome::Done(r) => r,
+            Outcome::Budget(message) => {
+                stop = Some(StopReason::Budget(message));
+                break;
+            }
+        };
+        running.done += 1;
+        score_sum += r.score;
+        running.mean = score_sum / running.done as f64;
+        running.errors += r.failed() as usize;
+        running.parse_failures += r.parse_failure as usize;
+        running.lm_calls += r.lm_calls;
+        running.cache_hits += r.cache_hits;
+        running.prompt_tokens += r.usage.prompt_tokens;
+        running.completion_tokens += r.usage.completion_tokens;
+        running.cost += r.cost;
+        running.elapsed_s = started.elapsed().as_secs_f64();
+        reporter.example_done(&r, &running);
+        let last_error = r.error.clone();
+        results.push(*r);
+        if let (Some(max), Some(err)) = (opts.max_errors, last_error) {
+            if running.errors > max {
+                stop = Some(StopReason::TooManyErrors(max, err));
+                break;
+            }
+        }
+    }
+    // Dropping the stream cancels examples still in flight; their finished
+    // LM calls are already in the cache.
+    drop(stream);
+    reporter.finish();
+    results.sort_by_key(|r| r.index);
+    let wall_s = started.elapsed().as_secs_f64();
+    let report = build_report(ctx, program, overlay, metric, results, total, wall_s);
+    match stop {
+        None => Ok(report),
+        Some(StopReason::TooManyErrors(max_errors, last_error)) => Err(EvalError::TooManyErrors {
+            errors: running.errors,
+            max_errors,
+            last_error,
+            partial: Box::new(report),
+        }),
+        Some(StopReason::Budget(message)) => Err(EvalError::Budget {
+            message,
+            done: running.done,
+            total,
+            partial: Box::new(report),
+        }),
+    }
+}
+
+enum StopReason {
+    TooManyErrors(usize, String),
+    Budget(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_one(
+    ctx: &RunContext,
+    program: &Program,
+    overlay: &Overlay,
+    metric: &Metric,
+    mcx: &MetricContext,
+    opts: &EvalOptions,
+    index: usize,
+    ex: &Example,
+) -> Outcome {
+    let started = Instant::now();
+    let outcome = run_program(ctx, program, overlay, ex.inputs.clone()).await;
+    let trace = outcome.trace;
+    let mut result = ExampleResult {
+        index,
+        row: ex.row,
+        inputs: ex.inputs.clone(),
+        expected: ex.expected.clone(),
+        outputs: None,
+        score: 0.0,
+        feedback: None,
+        error: None,
+        parse_failure: false,
+        raw_reply: None,
+        latency_s: 0.0,
+        usage: trace.usage(),
+        cost: trace.cost(),
+        cache_hit: false,
+        lm_calls: trace.lm_calls(),
+        cache_hits: trace.cache_hits(),
+        trace: None,
+    };
+    result.cache_hit = result.lm_calls == 0 && result.cache_hits > 0;
+    match outcome.outputs {
+        Ok(outputs) => match metric.score(mcx, ex, &outputs, &trace).await {
+            Ok(score) => {
+                result.score = score.value;
+                result.feedback = score.feedback;
+                result.outputs = Some(outputs);
+            }
+            Err(e) => {
+                result.outputs = Some(outputs);
+                result.error = Some(format!("metric: {e}"));
+            }
+        },
+        Err(RunError::Lm(LmError::Budget(message))) => {
+            return Outcome::Budget(format!("LM budget exhausted: {message}"));
+        }
+        Err(e) => {
+            result.parse_failure = e.is_parse();
+            result.raw_reply = trace.parse_error().map(|p| p.raw.clone());
+            result.error = Some(e.to_string());
+        }
+    }
+    result.latency_s = started.elapsed().as_secs_f64();
+    if opts.keep_traces {
+        result.trace = Some(trace);
+    }
+    Outcome::Done(Box::new(result))
+}
+
+fn build_report(
+    ctx: &RunContext,
+    program: &Program,
+    overlay: &Overlay,
+    metric: &Metric,
+    results: Vec<ExampleResult>,
+    total: usize,
+    wall_s: f64,
+) -> EvalReport {
+    let summary = Summary::from_results(&results, wall_s);
+    EvalReport {
+        format: REPORT_FORMAT.to_string(),
+        program: program.name.clone(),
+        program_hash: program.content_hash.clone(),
+        overlay_hash: overlay_hash(overlay),
+        metric: metric.to_string(),
+        model: ctx.lm.model(),
+        dataset: DatasetInfo {
+            n: total,
+            ..DatasetInfo::default()
+        },
+        label_fields: label_fields(program),
+        summary,
+        results,
+        lmc_version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// sha256 of the overlay's canonical JSON (empty overlay included).
+pub fn overlay_hash(overlay: &Overlay) -> String {
+    let bytes = serde_json::to_vec(overlay).unwrap_or_default();
+    hex::encode(Sha256::digest(&bytes))
+}
+
+/// Program outputs with a closed value set: enums and bools.
+pub fn label_fields(program: &Program) -> Vec<LabelField> {
+    program
+        .output_fields
+        .iter()
+        .filter_map(|f| {
+            let values = match &f.ty {
+                FieldType::Enum { values } => values.clone(),
+                FieldType::Bool => vec!["true".into(), "false".into()],
+                _ => return None,
+            };
+            Some(LabelField {
+                name: f.name.clone(),
+                values,
+            })
+        })
+        .collect()
+}

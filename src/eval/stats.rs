@@ -1,0 +1,249 @@
+//! Summary statistics and significance tests for eval scores.
+//!
+//! Everything here is seeded and pure so the same scores always give the
+//! same interval and the same p-value: a CI gate must not flap because a
+//! random number generator moved. The mean's 95% interval is a percentile
+//! bootstrap; regressions against a baseline are judged with a paired test
+//! on per-example differences (McNemar's exact test when every score is 0
+//! or 1, a paired bootstrap otherwise), one-sided because a gate only asks
+//! "did it get worse?".
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Fixed seed of every resampling here (determinism over cleverness).
+pub const SEED: u64 = 0x1AC_E7A1;
+
+/// Arithmetic mean (0 for no values).
+pub fn mean(xs: &[f64]) -> f64 {
+    if xs.is_empty() {
+        0.0
+    } else {
+        xs.iter().sum::<f64>() / xs.len() as f64
+    }
+}
+
+/// How many resamples to draw for `n` values: 10 000 for normal eval sizes,
+/// fewer for huge sets so the work stays around 20 million draws.
+pub fn resamples_for(n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    (20_000_000 / n).clamp(1_000, 10_000)
+}
+
+/// Bootstrap means of `xs` (resampled with replacement), sorted.
+fn bootstrap_means(xs: &[f64], resamples: usize, seed: u64) -> Vec<f64> {
+    let n = xs.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut means = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let mut sum = 0.0;
+        for _ in 0..n {
+            sum += xs[rng.gen_range(0..n)];
+        }
+        means.push(sum / n as f64);
+    }
+    means.sort_by(|a, b| a.total_cmp(b));
+    means
+}
+
+/// Value at quantile `q` of sorted values (nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// 95% percentile-bootstrap interval of the mean of `xs` (seeded).
+/// With fewer than two values the interval collapses to the mean.
+pub fn bootstrap_ci95(xs: &[f64]) -> (f64, f64) {
+    let m = mean(xs);
+    if xs.len() < 2 {
+        return (m, m);
+    }
+    let means = bootstrap_means(xs, resamples_for(xs.len()), SEED);
+    (quantile(&means, 0.025), quantile(&means, 0.975))
+}
+
+/// Which paired test decided a comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairedTest {
+    /// Exact binomial test on the discordant pairs (binary scores).
+    McNemarExact,
+    /// Bootstrap of the mean per-example difference.
+    PairedBootstrap,
+}
+
+impl PairedTest {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PairedTest::McNemarExact => "McNemar's exact test (one-sided)",
+            PairedTest::PairedBootstrap => "paired bootstrap (one-sided, 10k resamples)",
+        }
+    }
+}
+
+/// The outcome of comparing current scores with baseline scores, paired by
+/// example.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PairedComparison {
+    pub n: usize,
+    pub baseline_mean: f64,
+    pub current_mean: f64,
+    /// baseline mean − current mean (positive = worse now).
+    pub drop: f64,
+    pub test: PairedTest,
+    /// One-sided p-value for "current is worse than baseline".
+    pub p_value: f64,
+    /// Binary case: baseline right / current wrong, and the reverse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discordant: Option<(usize, usize)>,
+}
+
+fn is_binary(xs: &[f64]) -> bool {
+    xs.iter().all(|&x| x == 0.0 || x == 1.0)
+}
+
+/// Compare paired scores (same examples, same order). Uses McNemar's exact
+/// test when every score on both sides is 0 or 1, else a paired bootstrap.
+pub fn compare_paired(baseline: &[f64], current: &[f64]) -> PairedComparison {
+    let n = baseline.len().min(current.len());
+    let (baseline, current) = (&baseline[..n], &current[..n]);
+    let baseline_mean = mean(baseline);
+    let current_mean = mean(current);
+    let drop = baseline_mean - current_mean;
+    if is_binary(baseline) && is_binary(current) {
+        let mut b = 0; // baseline right, current wrong: a regression
+        let mut c = 0; // baseline wrong, current right: an improvement
+        for (x, y) in baseline.iter().zip(current) {
+            if *x == 1.0 && *y == 0.0 {
+                b += 1;
+            } else if *x == 0.0 && *y == 1.0 {
+                c += 1;
+            }
+        }
+        PairedComparison {
+            n,
+            baseline_mean,
+            current_mean,
+            drop,
+            test: PairedTest::McNemarExact,
+            p_value: mcnemar_exact_one_sided(b, c),
+            discordant: Some((b, c)),
+        }
+    } else {
+        let diffs: Vec<f64> = current.iter().zip(baseline).map(|(c, b)| c - b).collect();
+        PairedComparison {
+            n,
+            baseline_mean,
+            current_mean,
+            drop,
+            test: PairedTest::PairedBootstrap,
+            p_value: paired_bootstrap_p(&diffs, 10_000, SEED),
+            discordant: None,
+        }
+    }
+}
+
+/// One-sided exact McNemar p-value: the probability, under "regressions and
+/// improvements are equally likely", of seeing at least `b` regressions
+/// among the `b + c` discordant pairs. P(X ≥ b), X ~ Binomial(b + c, ½).
+pub fn mcnemar_exact_one_sided(b: usize, c: usize) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    // Sum the binomial tail in log space: n can be in the thousands.
+    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
+    let mut ln_choose = 0.0f64; // ln C(n, 0)
+    let mut terms = Vec::with_capacity(n + 1);
+    for k in 0..=n {
+        if k > 0 {
+            ln_choose += ((n - k + 1) as f64).ln() - (k as f64).ln();
+        }
+        if k >= b {
+            terms.push(ln_choose + ln_half_n);
+        }
+    }
+    let max = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let p = max.exp() * terms.iter().map(|t| (t - max).exp()).sum::<f64>();
+    p.clamp(0.0, 1.0)
+}
+
+/// One-sided paired-bootstrap p-value for "the mean difference
+/// (current − baseline) is below zero": the share of resampled mean
+/// differences that are ≥ 0, with the usual +1 correction so it is never 0.
+pub fn paired_bootstrap_p(diffs: &[f64], resamples: usize, seed: u64) -> f64 {
+    if diffs.is_empty() {
+        return 1.0;
+    }
+    if diffs.iter().all(|d| *d == 0.0) {
+        return 1.0;
+    }
+    let means = bootstrap_means(diffs, resamples, seed);
+    let at_least_zero = means.iter().filter(|m| **m >= 0.0).count();
+    (at_least_zero as f64 + 1.0) / (resamples as f64 + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcnemar_matches_binomial_tail() {
+        // P(X >= 8 | n=10, 1/2) = (45 + 10 + 1) / 1024
+        let p = mcnemar_exact_one_sided(8, 2);
+        assert!((p - 56.0 / 1024.0).abs() < 1e-12, "{p}");
+        assert_eq!(mcnemar_exact_one_sided(0, 0), 1.0);
+        assert!((mcnemar_exact_one_sided(0, 5) - 1.0).abs() < 1e-12);
+        // Large n stays finite and tiny.
+        let p = mcnemar_exact_one_sided(900, 100);
+        assert!(p > 0.0 && p < 1e-100, "{p}");
+    }
+
+    #[test]
+    fn ci_contains_mean_and_is_deterministic() {
+        let xs: Vec<f64> = (0..100)
+            .map(|i| if i % 3 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let (lo, hi) = bootstrap_ci95(&xs);
+        let m = mean(&xs);
+        assert!(lo < m && m < hi, "{lo} {m} {hi}");
+        assert_eq!((lo, hi), bootstrap_ci95(&xs));
+        assert!(hi - lo > 0.1 && hi - lo < 0.3, "{lo} {hi}");
+    }
+
+    #[test]
+    fn paired_tests_separate_noise_from_regression() {
+        // Binary: 3 regressions, 2 improvements out of 100 -> not significant.
+        let base: Vec<f64> = (0..100).map(|i| if i < 50 { 1.0 } else { 0.0 }).collect();
+        let mut cur = base.clone();
+        cur[0] = 0.0;
+        cur[1] = 0.0;
+        cur[2] = 0.0;
+        cur[60] = 1.0;
+        cur[61] = 1.0;
+        let c = compare_paired(&base, &cur);
+        assert_eq!(c.test, PairedTest::McNemarExact);
+        assert!(c.p_value > 0.05, "{c:?}");
+        // 20 regressions, 0 improvements -> significant.
+        let mut cur = base.clone();
+        for x in cur.iter_mut().take(20) {
+            *x = 0.0;
+        }
+        let c = compare_paired(&base, &cur);
+        assert!(c.p_value < 0.001 && (c.drop - 0.2).abs() < 1e-12, "{c:?}");
+        // Continuous scores use the bootstrap.
+        let base: Vec<f64> = (0..50).map(|i| (i % 10) as f64 / 10.0).collect();
+        let cur: Vec<f64> = base.iter().map(|x| x - 0.3).collect();
+        let c = compare_paired(&base, &cur);
+        assert_eq!(c.test, PairedTest::PairedBootstrap);
+        assert!(c.p_value < 0.001, "{c:?}");
+        let c = compare_paired(&base, &base);
+        assert_eq!(c.p_value, 1.0);
+    }
+}
