@@ -264,3 +264,8 @@ impl Program {
 }
 
 pub mod react;
+pub mod load;
+pub mod lower;
+pub mod shorthand;
+
+pub use load::{load, load_str};

@@ -1,0 +1,1 @@
+//! Lowering: the spec tree → a validated [`crate::program::Program`]. (being built)

@@ -1,0 +1,1 @@
+//! The signature shorthand parser. (being built)
