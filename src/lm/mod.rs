@@ -13,11 +13,15 @@ use std::time::Duration;
 
 use crate::adapter::Message;
 
+pub mod build;
 pub mod cache;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
 pub mod usage;
+
+pub use build::{build_lm, build_lm_full, BuiltLm, LmOptions};
+pub use usage::{Budgets, UsageMeter, UsageSnapshot};
 
 /// One request to an LM. Everything that changes the reply is here, and all
 /// of it except `grammar`'s provenance goes into the cache key.
