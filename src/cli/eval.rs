@@ -1,13 +1,373 @@
-//! `lmc eval`: score a program or artifact on a dataset, gate CI.
-use std::path::PathBuf;
+//! `lmc eval`: score a program or compiled artifact on a dataset and gate CI.
+//!
+//! This file owns the command's flags, the resolution of what to evaluate
+//! (program, metric, LM and dataset default to the program or project file,
+//! so `lmc eval` works bare in a project), and every output: the progress
+//! bar, the terminal summary, `--json` on stdout and the report files. The
+//! evaluation itself is `crate::eval::evaluate`; gates are
+//! `crate::eval::gate`. Exit codes: 0 ok, 1 a gate failed, 2 bad input,
+//! 3 the run stopped (too many errors, budget spent).
+
+use anyhow::Context as _;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::progress::{human_count, EvalProgress};
+use super::CliError;
+use crate::eval::gate::{self, Baseline, GateOutcome};
+use crate::eval::{EvalError, EvalOptions, EvalReport};
+
+/// Score a program or artifact on a dataset; gate CI on the score.
+///
+/// Program, metric, LM and dataset default to the program file (its
+/// `metric:`, `lm:` and `datasets.dev`) or the project's `lmc.yaml`, so
+/// `lmc eval --dataset dev.csv` or even bare `lmc eval` works.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Program file or compiled artifact (default: the project's program).
     pub file: Option<PathBuf>,
+
+    /// Dataset to score on, CSV or JSONL (default: the program's `datasets.dev`).
+    #[arg(long, value_name = "PATH")]
+    pub dataset: Option<PathBuf>,
+
+    /// Metric spec, overriding the program's `metric:`: a type name with
+    /// an optional field (`exact_match:sentiment`) or inline YAML/JSON
+    /// (`{type: f1, field: answer}`).
+    #[arg(long, value_name = "SPEC")]
+    pub metric: Option<String>,
+
+    /// Map a dataset column to a program input or expected output
+    /// (repeatable), on top of the program's `datasets.columns`.
+    #[arg(long = "map", value_name = "COLUMN=FIELD")]
+    pub map: Vec<String>,
+
+    /// Evaluate only the first N examples (after --split/--sample).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Evaluate a seeded random sample of N examples.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+
+    /// Seed for --sample and --split.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Use one part of a seeded split, e.g. `train:0.8` or `dev:0.2`
+    /// (`test` is a synonym of `dev`).
+    #[arg(long, value_name = "PART:FRACTION")]
+    pub split: Option<String>,
+
+    /// Skip (and count) rows that cannot be read instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+
+    /// Examples evaluated at once (default: the LM config's concurrency, else 8).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+
+    /// Stop (exit 3, partial results written) once more than N examples failed.
+    #[arg(long, value_name = "N")]
+    pub max_errors: Option<usize>,
+
+    /// Print the full report (summary + per-example results) as JSON on
+    /// stdout; this is the file `--baseline` reads.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write per-example results as JSON Lines.
+    #[arg(long, value_name = "FILE")]
+    pub results: Option<PathBuf>,
+
+    /// Write a JUnit XML report (one testcase per example).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a Markdown summary (for CI step summaries).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Write a self-contained HTML report.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// Gate: exit 1 when the mean score is under X.
+    #[arg(long, value_name = "X")]
+    pub min_score: Option<f64>,
+
+    /// Gate: compare with a previous `lmc eval --json` report on the same dataset.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: exit 1 when the mean drops by more than D and the
+    /// drop is significant at 0.05 (paired test).
+    #[arg(long, value_name = "D", requires = "baseline")]
+    pub max_drop: Option<f64>,
+
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    // LM flags (`LmArgs`) are flattened here once `cli::lm_args` lands.
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lmc eval` is being built")
+fn input_err(msg: impl Into<String>) -> anyhow::Error {
+    CliError::Input(msg.into()).into()
+}
+
+/// Parse `--map col=field` flags.
+fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for m in maps {
+        let Some((col, field)) = m.split_once('=') else {
+            return Err(input_err(format!(
+                "error: --map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
+            )));
+        };
+        let (col, field) = (col.trim(), field.trim());
+        if col.is_empty() || field.is_empty() {
+            return Err(input_err(format!(
+                "error: --map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
+            )));
+        }
+        out.insert(col.to_string(), field.to_string());
+    }
+    Ok(out)
+}
+
+fn check_args(args: &Args) -> anyhow::Result<()> {
+    if let Some(x) = args.min_score {
+        if !x.is_finite() {
+            return Err(input_err("error: --min-score must be a number"));
+        }
+    }
+    if let Some(d) = args.max_drop {
+        if !d.is_finite() || d < 0.0 {
+            return Err(input_err("error: --max-drop must be a number >= 0"));
+        }
+    }
+    if args.concurrency == Some(0) {
+        return Err(input_err("error: --concurrency must be at least 1"));
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    check_args(&args)?;
+    let columns = parse_maps(&args.map)?;
+    // Read the baseline first: a wrong path should fail before any LM call.
+    let baseline = match &args.baseline {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                input_err(format!("error: cannot read baseline {}: {e}", p.display()))
+            })?;
+            Some(
+                Baseline::from_json(&text)
+                    .map_err(|e| input_err(format!("error: baseline {}: {e}", p.display())))?,
+            )
+        }
+        None => None,
+    };
+    let setup = resolve(&args, columns)?;
+    let rt = super::runtime()?;
+    let progress = EvalProgress::new("eval", args.quiet);
+    let opts = EvalOptions {
+        concurrency: args.concurrency.unwrap_or(setup.default_concurrency),
+        max_errors: args.max_errors,
+        keep_traces: args.html.is_some(),
+    };
+    let outcome = rt.block_on(crate::eval::evaluate(
+        &setup.ctx,
+        &setup.program,
+        &setup.overlay,
+        &setup.dataset.examples,
+        &setup.metric,
+        &opts,
+        &progress,
+    ));
+    let (mut report, stopped) = match outcome {
+        Ok(r) => (r, None),
+        Err(e) => {
+            let msg = e.to_string();
+            match e {
+                EvalError::TooManyErrors { partial, .. } | EvalError::Budget { partial, .. } => {
+                    (*partial, Some(msg))
+                }
+                EvalError::Empty => {
+                    return Err(input_err(format!(
+                        "error: no examples to evaluate in {} (check --limit/--sample/--split)",
+                        setup.dataset_path.display()
+                    )))
+                }
+            }
+        }
+    };
+    report.dataset.path = Some(setup.dataset_path.clone());
+    report.dataset.hash = setup.dataset.hash.clone();
+    report.dataset.bad_rows = setup.dataset.bad_rows.len();
+
+    // Gates run only on a complete evaluation: a partial one proves nothing.
+    let mut gates: Option<GateOutcome> = None;
+    if stopped.is_none() && (args.min_score.is_some() || baseline.is_some()) {
+        let mut g = GateOutcome::default();
+        if let Some(min) = args.min_score {
+            g.checks.push(gate::min_score(&report, min));
+        }
+        if let Some(b) = &baseline {
+            let (check, cmp) = gate::baseline(&report, b, args.max_drop.unwrap_or(0.0))
+                .map_err(|e| input_err(format!("error: {e}")))?;
+            g.checks.push(check);
+            g.comparison = Some(cmp);
+        }
+        gates = Some(g);
+    }
+    report.gates = gates.clone();
+    write_outputs(&args, &report, gates.as_ref())?;
+    if args.json {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        print_table(&report, gates.as_ref());
+    }
+    if let Some(msg) = stopped {
+        anyhow::bail!("{msg}");
+    }
+    if let Some(g) = &gates {
+        if !g.passed() {
+            let failed: Vec<String> = g
+                .checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("gate {} failed: {}", c.name, c.detail))
+                .collect();
+            return Err(CliError::Gate(failed.join("\n")).into());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    }
+    let f = File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(BufWriter::new(f))
+}
+
+fn write_outputs(
+    args: &Args,
+    report: &EvalReport,
+    gates: Option<&GateOutcome>,
+) -> anyhow::Result<()> {
+    if let Some(p) = &args.results {
+        crate::eval::results::write_jsonl(report, create(p)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.junit {
+        crate::eval::junit::write(report, create(p)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.markdown {
+        let mut w = create(p)?;
+        w.write_all(crate::eval::markdown::render(report, gates).as_bytes())
+            .and_then(|_| w.flush())
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = &args.html {
+        crate::eval::html::write(report, gates, create(p)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// The default terminal output: a two-column summary and gate verdicts.
+fn print_table(report: &EvalReport, gates: Option<&GateOutcome>) {
+    let s = &report.summary;
+    let dataset = report
+        .dataset
+        .path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let short_hash: String = report.dataset.hash.chars().take(12).collect();
+    let mut rows: Vec<(&str, String)> = vec![
+        ("program", report.program.clone()),
+        ("metric", report.metric.clone()),
+        ("model", report.model.clone()),
+        ("dataset", format!("{dataset} (sha256 {short_hash})")),
+        (
+            "score",
+            format!(
+                "{:.4}  (95% CI {:.4} – {:.4})",
+                s.mean, s.ci95_low, s.ci95_high
+            ),
+        ),
+        (
+            "examples",
+            format!(
+                "{}  (errors {}, parse failures {}{})",
+                s.n,
+                s.errors,
+                s.parse_failures,
+                if report.dataset.bad_rows > 0 {
+                    format!(", bad rows skipped {}", report.dataset.bad_rows)
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        (
+            "LM calls",
+            format!("{}  (cache hits {})", s.lm_calls, s.cache_hits),
+        ),
+        (
+            "tokens",
+            format!(
+                "{} prompt + {} completion",
+                human_count(s.prompt_tokens),
+                human_count(s.completion_tokens)
+            ),
+        ),
+        (
+            "wall time",
+            format!("{:.1} s  ({:.2} examples/s)", s.wall_s, s.examples_per_s),
+        ),
+    ];
+    if s.cost > 0.0 {
+        rows.push(("cost", format!("${:.4}", s.cost)));
+    }
+    if let Some(g) = gates {
+        for c in &g.checks {
+            let verdict = if c.passed { "passed" } else { "FAILED" };
+            rows.push(("gate", format!("{} {verdict}: {}", c.name, c.detail)));
+        }
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (k, v) in rows {
+        let _ = writeln!(out, "{k:>width$}  {v}");
+    }
+}
+
+/// Everything resolved before the run starts.
+struct Setup {
+    program: crate::program::Program,
+    overlay: crate::overlay::Overlay,
+    dataset: crate::data::Dataset,
+    dataset_path: PathBuf,
+    metric: crate::metric::Metric,
+    ctx: crate::run::RunContext,
+    default_concurrency: usize,
+}
+
+fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
+    let _ = (args, columns);
+    anyhow::bail!("`lmc eval` waits for crate::data, crate::metric and crate::settings")
 }

@@ -22,11 +22,10 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod results;
-// runner lands with crate::data and crate::metric
-// pub mod runner;
+pub mod runner;
 pub mod stats;
 
-// pub use runner::evaluate;
+pub use runner::evaluate;
 
 /// Report format identifier written into every JSON report.
 pub const REPORT_FORMAT: &str = "lmc-eval/1";
@@ -221,6 +220,9 @@ pub struct EvalReport {
     pub summary: Summary,
     /// Per-example results in input order.
     pub results: Vec<ExampleResult>,
+    /// Gate verdicts, when gates were asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates: Option<gate::GateOutcome>,
     /// lmc version that produced the report.
     pub lmc_version: String,
 }

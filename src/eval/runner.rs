@@ -156,9 +156,9 @@ async fn run_one(
     };
     result.cache_hit = result.lm_calls == 0 && result.cache_hits > 0;
     match outcome.outputs {
-        Ok(outputs) => match metric.score(mcx, ex, &outputs, &trace).await {
+        Ok(outputs) => match metric.score(ex, &outputs, mcx).await {
             Ok(score) => {
-                result.score = score.value;
+                result.score = score.score;
                 result.feedback = score.feedback;
                 result.outputs = Some(outputs);
             }
@@ -198,7 +198,7 @@ fn build_report(
         program: program.name.clone(),
         program_hash: program.content_hash.clone(),
         overlay_hash: overlay_hash(overlay),
-        metric: metric.to_string(),
+        metric: metric.name(),
         model: ctx.lm.model(),
         dataset: DatasetInfo {
             n: total,
@@ -207,6 +207,7 @@ fn build_report(
         label_fields: label_fields(program),
         summary,
         results,
+        gates: None,
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
