@@ -1,1 +1,428 @@
-//! (module under construction)
+//! YAML with positions: the only module that touches the YAML library.
+//!
+//! Program files are YAML, and every diagnostic must point at a line and
+//! column, so we need a tree that remembers where each key and value was
+//! written. serde_yaml cannot give that (it is also deprecated upstream), so
+//! this module drives yaml-rust2's event parser itself, builds a
+//! [`YNode`] tree with a [`Pos`] on every node and key, reports duplicate
+//! keys (which YAML libraries usually resolve silently, last one wins), and
+//! converts the tree to `serde_json::Value` plus a path → position index
+//! for the serde-based spec layer. Syntax errors (bad indentation, tabs,
+//! unclosed quotes) come back as located diagnostics, never panics.
+
+use serde_json::{Map, Number, Value};
+use std::collections::{BTreeMap, HashMap};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+use yaml_rust2::Yaml;
+
+use crate::diag::{Diagnostic, Pos};
+
+/// A YAML node with the position where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YNode {
+    pub pos: Pos,
+    pub value: YValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum YValue {
+    /// A scalar as written; `plain` is false for quoted and block scalars
+    /// (which are always strings).
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<YNode>),
+    /// Entries in the order written (duplicates already dropped).
+    Map(Vec<YEntry>),
+}
+
+/// One `key: value` entry of a mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YEntry {
+    pub key: String,
+    pub key_pos: Pos,
+    pub value: YNode,
+}
+
+impl YNode {
+    /// The mapping entries, if this is a mapping.
+    pub fn entries(&self) -> Option<&[YEntry]> {
+        match &self.value {
+            YValue::Map(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The value of `key`, if this is a mapping that has it.
+    pub fn get(&self, key: &str) -> Option<&YEntry> {
+        self.entries()?.iter().find(|e| e.key == key)
+    }
+
+    /// The scalar text, if this is a string-ish scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            YValue::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The node as JSON (YAML 1.2 core schema for plain scalars).
+    pub fn to_json(&self) -> Value {
+        match &self.value {
+            YValue::Scalar { text, plain } => {
+                if *plain {
+                    scalar_to_json(text)
+                } else {
+                    Value::String(text.clone())
+                }
+            }
+            YValue::Seq(items) => Value::Array(items.iter().map(YNode::to_json).collect()),
+            YValue::Map(entries) => {
+                let mut m = Map::new();
+                for e in entries {
+                    m.insert(e.key.clone(), e.value.to_json());
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    /// Every node's YAML path (`nodes.classify.inputs.sentence`,
+    /// `metric[0].type`) mapped to its positions.
+    pub fn index(&self) -> PosIndex {
+        let mut idx = PosIndex::default();
+        fn walk(n: &YNode, path: &str, idx: &mut PosIndex) {
+            idx.values.insert(path.to_string(), n.pos);
+            match &n.value {
+                YValue::Scalar { .. } => {}
+                YValue::Seq(items) => {
+                    for (i, it) in items.iter().enumerate() {
+                        walk(it, &format!("{path}[{i}]"), idx);
+                    }
+                }
+                YValue::Map(entries) => {
+                    for e in entries {
+                        let p = join(path, &e.key);
+                        idx.keys.insert(p.clone(), e.key_pos);
+                        walk(&e.value, &p, idx);
+                    }
+                }
+            }
+        }
+        walk(self, "", &mut idx);
+        idx
+    }
+}
+
+/// Append a mapping key to a YAML path.
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// YAML path → position of the key and of the value written there.
+#[derive(Debug, Clone, Default)]
+pub struct PosIndex {
+    keys: BTreeMap<String, Pos>,
+    values: BTreeMap<String, Pos>,
+}
+
+impl PosIndex {
+    /// Where the value at `path` starts.
+    pub fn value(&self, path: &str) -> Option<Pos> {
+        self.values.get(path).copied()
+    }
+
+    /// Where the key of `path` is written.
+    pub fn key(&self, path: &str) -> Option<Pos> {
+        self.keys.get(path).copied()
+    }
+
+    /// The best position for a problem at `path`: the value if it exists,
+    /// else the nearest enclosing path that was written.
+    pub fn locate(&self, path: &str) -> Option<Pos> {
+        let mut p = path.to_string();
+        loop {
+            if let Some(pos) = self.values.get(&p) {
+                return Some(*pos);
+            }
+            let cut = p.rfind(['.', '[']);
+            match cut {
+                Some(i) => p.truncate(i),
+                None if !p.is_empty() => p.clear(),
+                None => return None,
+            }
+        }
+    }
+}
+
+/// A parsed document and the problems that did not stop parsing
+/// (duplicate keys).
+#[derive(Debug, Clone)]
+pub struct Document {
+    pub root: YNode,
+    pub problems: Vec<Diagnostic>,
+}
+
+/// Parse one YAML document. A syntax error is returned as a located
+/// diagnostic; several documents in one file are an error too.
+pub fn parse(source: &str) -> Result<Document, Diagnostic> {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(source);
+    if let Err(e) = parser.load(&mut builder, true) {
+        let m = e.marker();
+        return Err(Diagnostic::error(format!("invalid YAML: {}", e.info()))
+            .at(Some(pos_of(m)))
+            .maybe_hint(syntax_hint(source, m.line(), e.info())));
+    }
+    if let Some(msg) = builder.fatal {
+        return Err(Diagnostic::error(msg.0).at(Some(msg.1)));
+    }
+    if builder.docs.len() > 1 {
+        return Err(
+            Diagnostic::error("a program file holds one YAML document, found several")
+                .at(Some(builder.docs[1].pos))
+                .hint("remove the `---` separator and the second document"),
+        );
+    }
+    let root = builder.docs.pop().unwrap_or(YNode {
+        pos: Pos::new(1, 1),
+        value: YValue::Scalar {
+            text: String::new(),
+            plain: true,
+        },
+    });
+    Ok(Document {
+        root,
+        problems: builder.problems,
+    })
+}
+
+/// A hint for common syntax mistakes, read off the offending line.
+fn syntax_hint(source: &str, line: usize, info: &str) -> Option<String> {
+    let text = source.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    if text.starts_with('\t')
+        || text.trim_start_matches(' ').starts_with('\t')
+        || info.contains("tab")
+    {
+        return Some("YAML indentation must use spaces, not tabs".into());
+    }
+    if info.contains("quoted") || info.contains("unexpected end of stream") {
+        return Some("check for an unclosed quote or bracket".into());
+    }
+    if info.contains("mapping values are not allowed") {
+        return Some("check the indentation, or quote a value that contains `: `".into());
+    }
+    if info.contains("did not find expected key") || info.contains("block") {
+        return Some("check the indentation: keys of one mapping must line up".into());
+    }
+    None
+}
+
+fn pos_of(m: &Marker) -> Pos {
+    // yaml-rust2 markers: line is 1-based, col is 0-based.
+    Pos::new(m.line().max(1), m.col() + 1)
+}
+
+/// Resolve a plain scalar as the YAML core schema does.
+fn scalar_to_json(text: &str) -> Value {
+    match Yaml::from_str(text) {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(b),
+        Yaml::Integer(i) => Value::Number(i.into()),
+        Yaml::Real(r) => match r.parse::<f64>().ok().and_then(Number::from_f64) {
+            Some(n) => Value::Number(n),
+            None => Value::String(text.to_string()),
+        },
+        _ => Value::String(text.to_string()),
+    }
+}
+
+/// Builds [`YNode`] trees from parser events.
+#[derive(Default)]
+struct Builder {
+    /// Open containers: a node plus, for maps, a pending key.
+    stack: Vec<Frame>,
+    docs: Vec<YNode>,
+    anchors: HashMap<usize, YNode>,
+    problems: Vec<Diagnostic>,
+    fatal: Option<(String, Pos)>,
+}
+
+struct Frame {
+    node: YNode,
+    anchor: usize,
+    /// For maps: the key read, waiting for its value.
+    key: Option<(String, Pos)>,
+    /// For maps: keys seen, for duplicate detection.
+    seen: HashMap<String, Pos>,
+}
+
+impl Builder {
+    fn push_value(&mut self, node: YNode, anchor: usize) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        let Some(top) = self.stack.last_mut() else {
+            self.docs.push(node);
+            return;
+        };
+        match &mut top.node.value {
+            YValue::Seq(items) => items.push(node),
+            YValue::Map(entries) => match top.key.take() {
+                None => {
+                    // This node is a key.
+                    let key = match &node.value {
+                        YValue::Scalar { text, .. } => text.clone(),
+                        _ => {
+                            if self.fatal.is_none() {
+                                self.fatal = Some((
+                                    "a mapping key must be a plain name, not a list or mapping"
+                                        .into(),
+                                    node.pos,
+                                ));
+                            }
+                            String::new()
+                        }
+                    };
+                    top.key = Some((key, node.pos));
+                }
+                Some((key, key_pos)) => {
+                    if let Some(first) = top.seen.get(&key) {
+                        self.problems.push(
+                            Diagnostic::error(format!("duplicate key `{key}`"))
+                                .at(Some(key_pos))
+                                .hint(format!(
+                                    "`{key}` is already written at line {}; names must be unique",
+                                    first.line
+                                )),
+                        );
+                    } else {
+                        top.seen.insert(key.clone(), key_pos);
+                        entries.push(YEntry {
+                            key,
+                            key_pos,
+                            value: node,
+                        });
+                    }
+                }
+            },
+            YValue::Scalar { .. } => {}
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        let pos = pos_of(&mark);
+        match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                // `!!str 123` and quoted scalars are strings.
+                let tagged_str = tag.as_ref().is_some_and(|t| t.suffix == "str");
+                let plain = style == TScalarStyle::Plain && !tagged_str;
+                self.push_value(
+                    YNode {
+                        pos,
+                        value: YValue::Scalar { text, plain },
+                    },
+                    anchor,
+                );
+            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame {
+                node: YNode {
+                    pos,
+                    value: YValue::Seq(Vec::new()),
+                },
+                anchor,
+                key: None,
+                seen: HashMap::new(),
+            }),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame {
+                node: YNode {
+                    pos,
+                    value: YValue::Map(Vec::new()),
+                },
+                anchor,
+                key: None,
+                seen: HashMap::new(),
+            }),
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some(frame) = self.stack.pop() {
+                    self.push_value(frame.node, frame.anchor);
+                }
+            }
+            Event::Alias(id) => {
+                let node = match self.anchors.get(&id) {
+                    Some(n) => YNode {
+                        pos,
+                        value: n.value.clone(),
+                    },
+                    None => {
+                        if self.fatal.is_none() {
+                            self.fatal = Some(("unknown YAML alias".into(), pos));
+                        }
+                        YNode {
+                            pos,
+                            value: YValue::Scalar {
+                                text: String::new(),
+                                plain: true,
+                            },
+                        }
+                    }
+                };
+                self.push_value(node, 0);
+            }
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_and_exact() {
+        let doc = parse("name: x\nnodes:\n  a:\n    kind: predict\n").unwrap();
+        let idx = doc.root.index();
+        assert_eq!(idx.key("name"), Some(Pos::new(1, 1)));
+        assert_eq!(idx.value("name"), Some(Pos::new(1, 7)));
+        assert_eq!(idx.key("nodes.a.kind"), Some(Pos::new(4, 5)));
+        assert_eq!(idx.value("nodes.a.kind"), Some(Pos::new(4, 11)));
+        assert_eq!(idx.locate("nodes.a.kind.zzz"), Some(Pos::new(4, 11)));
+    }
+
+    #[test]
+    fn scalars_resolve_like_yaml_core() {
+        let doc = parse("a: 1\nb: '1'\nc: true\nd: 1.5\ne: ~\nf: hi\ng: !!str 2\n").unwrap();
+        assert_eq!(
+            doc.root.to_json(),
+            serde_json::json!({"a": 1, "b": "1", "c": true, "d": 1.5, "e": null, "f": "hi", "g": "2"})
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported() {
+        let doc = parse("a: 1\nb: 2\na: 3\n").unwrap();
+        assert_eq!(doc.problems.len(), 1);
+        assert_eq!(doc.problems[0].pos, Some(Pos::new(3, 1)));
+        assert_eq!(doc.root.to_json(), serde_json::json!({"a": 1, "b": 2}));
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        for src in ["a: 'x\n", "a:\n\tb: 1\n", "a: 1\n  b: 2\n", "a: [1, 2\n"] {
+            let e = parse(src).unwrap_err();
+            assert!(e.pos.is_some(), "{src:?}: {e}");
+        }
+    }
+}
