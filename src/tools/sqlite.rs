@@ -325,7 +325,21 @@ fn run_query(
             format!("SQL error: {msg}")
         }
     };
-    let mut stmt = conn.prepare(sql).map_err(explain)?;
+    // One statement only: SQLite would silently ignore anything after the
+    // first, which hides what the model actually asked for.
+    let mut batch = rusqlite::Batch::new(conn, sql);
+    let mut stmt = match batch.next().map_err(explain)? {
+        Some(s) => s,
+        None => return Err("empty SQL: pass one SELECT statement as `sql`".into()),
+    };
+    match batch.next() {
+        Ok(None) => {}
+        Ok(Some(_)) | Err(_) => {
+            return Err(
+                "refused: pass exactly one SELECT statement (the database is read-only)".into(),
+            )
+        }
+    }
     if !stmt.readonly() {
         return Err(
             "refused: the database is read-only and only SELECT queries are allowed".into(),
