@@ -52,17 +52,14 @@ fn format_trajectory(turns: &[Turn], offset: usize) -> String {
 /// Whether an LM error says the prompt did not fit the context window.
 fn is_context_overflow(e: &LmError) -> bool {
     let msg = e.to_string().to_lowercase();
-    [
-        "context window",
-        "context length",
-        "context_length",
-        "exceeds the context",
-        "too long",
-        "n_ctx",
-        "maximum context",
-    ]
-    .iter()
-    .any(|m| msg.contains(m))
+    // OpenAI-style servers: "maximum context length is ..."; llama.cpp and
+    // the embedded engine: "does not fit the ... context", "n_ctx".
+    msg.contains("n_ctx")
+        || msg.contains("context_length_exceeded")
+        || (msg.contains("context")
+            && ["fit", "exceed", "too long", "maximum", "length", "window"]
+                .iter()
+                .any(|m| msg.contains(m)))
 }
 
 /// The step signature with DSPy's numbered tool list appended to its

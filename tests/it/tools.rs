@@ -617,6 +617,46 @@ fn react_rejects_a_tool_outside_the_enum_and_moves_to_extract() {
     assert!(res.trace.steps[0].parse_error.is_some());
 }
 
+#[test]
+fn react_drops_the_oldest_steps_when_the_context_overflows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_copy(dir.path());
+    let stub = StubServer::start(|req: &StubRequest| {
+        let t = last_input(req, "trajectory").unwrap_or_default();
+        if !is_react_step(req) {
+            let answer = if t.contains("thought_0") {
+                "kept"
+            } else {
+                "dropped"
+            };
+            return reply(&[("reasoning", "r"), ("answer", answer)]);
+        }
+        let steps = trajectory_len(req);
+        if t.contains("thought_0") && steps >= 2 {
+            return StubReply::Raw(
+                400,
+                json!({"error": {"message": "This model's maximum context length is 8192 tokens"}})
+                    .to_string(),
+            );
+        }
+        if steps >= 1 && !t.contains("thought_0") {
+            assert!(t.starts_with("[[ ## thought_1 ## ]]"), "{t}");
+            return react_step("done", "finish", json!({}));
+        }
+        react_step("look", "db", json!({"operation": "list_tables"}))
+    });
+    let tb = Toolbox::open_specs(&[sqlite_spec("db", &db, json!({}))]).unwrap();
+    let c = ctx(&stub, tb);
+    let res = rt().block_on(run_program(
+        &c,
+        &react_program(5),
+        &Overlay::default(),
+        inputs(&[("question", "q")]),
+    ));
+    assert_eq!(res.outputs.expect("ok")["answer"], json!("dropped"));
+    assert_eq!(stub.requests(), 5);
+}
+
 // ---------- refine / best_of_n ----------
 
 fn sql_refine_program(advise: bool, n: u32) -> Program {
