@@ -1,1 +1,439 @@
-//! (module under construction)
+//! Compiled artifacts: what `lmc compile` writes and `lmc run`/`lmc eval`/CI
+//! read back.
+//!
+//! An artifact is one JSON file that carries the program source (so it runs
+//! standalone), the winning overlay keyed by predictor path, the LM
+//! configuration without secrets and the lineage of the compile (optimizer,
+//! settings, seed, datasets and metric with content hashes, scores, usage,
+//! search history). Everything is serialized from ordered maps so the same
+//! inputs, seed and cache give the same bytes; the fields that describe one
+//! particular execution rather than its inputs are `created_at` and
+//! `lineage.wall_time_s`, and nothing else varies.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use crate::overlay::{Overlay, PredictorState};
+use crate::program::{LmConfig, Program};
+
+/// The `format` tag every artifact carries (how [`is_artifact`] recognizes one).
+pub const FORMAT: &str = "lmc.artifact";
+/// Bumped when the layout changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    #[error("cannot read artifact {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write artifact {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid lmc artifact: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: artifact format version {found} is newer than this lmc understands ({FORMAT_VERSION}); upgrade lmc")]
+    Version { path: PathBuf, found: u32 },
+    #[error("the program embedded in the artifact does not load: {0}")]
+    Program(String),
+    #[error("the artifact was compiled for program `{name}` with content hash {expected}, but the embedded source hashes to {found}")]
+    Hash {
+        name: String,
+        expected: String,
+        found: String,
+    },
+    #[error("the artifact sets predictor `{path}`, which program `{program}` does not have (predictors: {known})")]
+    UnknownPredictor {
+        path: String,
+        program: String,
+        known: String,
+    },
+}
+
+/// The program an artifact was compiled from, carried whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgramRef {
+    pub name: String,
+    /// The program file, relative to the artifact's directory when it was
+    /// written (absolute when no relative path exists). Relative paths inside
+    /// the program (datasets, tools) are resolved from this file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// sha256 (hex) of `source`.
+    pub content_hash: String,
+    pub source: String,
+}
+
+/// A dataset the compile read, identified by content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRef {
+    pub path: String,
+    /// sha256 of the file's bytes.
+    pub hash: String,
+    /// Examples used (after any limit).
+    pub examples: usize,
+}
+
+/// The metric the compile optimized, as written, with a hash of its canonical JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricRef {
+    pub spec: Value,
+    pub hash: String,
+}
+
+/// One candidate an optimizer evaluated (search history).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CandidateRecord {
+    pub id: usize,
+    /// How it was made, e.g. `zero_shot`, `labeled_only`, `bootstrap`, `shuffled`.
+    pub origin: String,
+    /// The candidate's seed in DSPy's scheme (-3, -2, -1, 0, 1, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Demos per predictor path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub demos: BTreeMap<String, usize>,
+    /// Mean score on the validation set (None when the budget ran out first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// sha256 of the candidate's overlay.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub overlay_hash: String,
+    /// Optimizer-specific details (instruction searches add theirs here).
+    #[serde(default, flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// How the artifact came to be.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    pub optimizer: String,
+    /// Effective optimizer settings (defaults filled in).
+    pub settings: BTreeMap<String, Value>,
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainset: Option<DatasetRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valset: Option<DatasetRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricRef>,
+    /// Valset score of the program as written (zero-shot), when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_score: Option<f64>,
+    /// Valset score of the winner and its 95% interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_ci95: Option<[f64; 2]>,
+    /// LM requests the compile made (cache hits included, so the figure is
+    /// the same on a resumed run), their tokens and their cost where prices
+    /// are known.
+    pub lm_calls: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost: f64,
+    /// Wall time of this execution (with `created_at`, the only fields that
+    /// differ between two runs over the same inputs, seed and cache).
+    pub wall_time_s: f64,
+    pub lmc_version: String,
+    /// Whether a budget stopped the search early.
+    #[serde(default)]
+    pub budget_exhausted: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<CandidateRecord>,
+}
+
+/// A compiled artifact (see the module docs; layout in docs/artifact.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    pub format: String,
+    pub format_version: u32,
+    /// RFC 3339 UTC: the one timestamp.
+    pub created_at: String,
+    pub program: ProgramRef,
+    /// Predictor path -> state. Only predictors the optimizer set appear.
+    pub predictors: BTreeMap<String, PredictorState>,
+    /// LM configuration the compile used (no secrets: keys are named by
+    /// environment variable only, URL credentials are stripped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<LmConfig>,
+    pub lineage: Lineage,
+}
+
+/// sha256 hex of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A stable hash of an overlay (its canonical JSON), used to key candidate
+/// scores and name candidates in the history.
+pub fn overlay_hash(overlay: &Overlay) -> String {
+    sha256_hex(
+        serde_json::to_string(overlay)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+}
+
+/// The current time as RFC 3339 UTC (seconds precision).
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
+
+/// Whether `path` is a JSON file tagged `"format": "lmc.artifact"`. Cheap
+/// enough to call on every program argument: reads the file only when it
+/// looks like JSON.
+pub fn is_artifact(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    if !text.trim_start().starts_with('{') {
+        return false;
+    }
+    serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| {
+            v.get("format")
+                .and_then(|f| f.as_str())
+                .map(|f| f == FORMAT)
+        })
+        .unwrap_or(false)
+}
+
+/// LM configuration safe to store: URL credentials (`user:pass@`) and query
+/// strings (where some servers take keys) are dropped.
+pub fn redact_lm(lm: &LmConfig) -> LmConfig {
+    let mut lm = lm.clone();
+    lm.base_urls = lm.base_urls.iter().map(|u| redact_url(u)).collect();
+    lm
+}
+
+fn redact_url(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (host, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let host = host.rsplit_once('@').map(|(_, h)| h).unwrap_or(host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// `target` relative to directory `base` (both made absolute first); falls
+/// back to the absolute path when they share no root.
+fn relative_to(target: &Path, base: &Path) -> PathBuf {
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p).unwrap_or_else(|_| {
+            std::env::current_dir()
+                .map(|d| d.join(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        })
+    };
+    let (t, b) = (abs(target), abs(base));
+    let tc: Vec<Component> = t.components().collect();
+    let bc: Vec<Component> = b.components().collect();
+    let common = tc.iter().zip(&bc).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        return t;
+    }
+    let mut out = PathBuf::new();
+    for _ in common..bc.len() {
+        out.push("..");
+    }
+    for c in &tc[common..] {
+        out.push(c.as_os_str());
+    }
+    out
+}
+
+impl Artifact {
+    /// A new artifact for `program` with the winning `overlay`. `out` is
+    /// where it will be written (program paths are stored relative to it).
+    pub fn new(
+        program: &Program,
+        overlay: &Overlay,
+        lm: Option<&LmConfig>,
+        lineage: Lineage,
+        out: &Path,
+    ) -> Artifact {
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let path = program
+            .source_path
+            .as_ref()
+            .map(|p| relative_to(p, dir).to_string_lossy().replace('\\', "/"));
+        Artifact {
+            format: FORMAT.to_string(),
+            format_version: FORMAT_VERSION,
+            created_at: now_rfc3339(),
+            program: ProgramRef {
+                name: program.name.clone(),
+                path,
+                content_hash: sha256_hex(program.source.as_bytes()),
+                source: program.source.clone(),
+            },
+            predictors: overlay.predictors.clone(),
+            lm: lm.map(redact_lm),
+            lineage,
+        }
+    }
+
+    /// Read and validate an artifact file. The program is not lowered here
+    /// (see [`Artifact::program`]), so reading is cheap.
+    pub fn load(path: &Path) -> Result<Artifact, ArtifactError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ArtifactError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut a = Artifact::from_json(&text, path)?;
+        // Resolve the program path against the artifact's directory now, so
+        // later lowering does not depend on the current directory.
+        if let Some(p) = &a.program.path {
+            let pp = Path::new(p);
+            if pp.is_relative() {
+                let dir = path.parent().unwrap_or(Path::new(""));
+                a.program.path = Some(dir.join(pp).to_string_lossy().into_owned());
+            }
+        }
+        Ok(a)
+    }
+
+    /// Parse artifact JSON (`origin` names it in errors).
+    pub fn from_json(text: &str, origin: &Path) -> Result<Artifact, ArtifactError> {
+        let invalid = |message: String| ArtifactError::Invalid {
+            path: origin.to_path_buf(),
+            message,
+        };
+        let v: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        match v.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(invalid(format!("format is `{other}`, expected `{FORMAT}`")))
+            }
+            None => return Err(invalid(format!("no `\"format\": \"{FORMAT}\"` tag"))),
+        }
+        if let Some(found) = v.get("format_version").and_then(|f| f.as_u64()) {
+            if found > FORMAT_VERSION as u64 {
+                return Err(ArtifactError::Version {
+                    path: origin.to_path_buf(),
+                    found: found as u32,
+                });
+            }
+        }
+        serde_path_to_error::deserialize::<_, Artifact>(v).map_err(|e| {
+            let at = e.path().to_string();
+            invalid(format!("at `{at}`: {}", e.inner()))
+        })
+    }
+
+    /// The overlay to run the program with.
+    pub fn overlay(&self) -> Overlay {
+        Overlay {
+            predictors: self.predictors.clone(),
+        }
+    }
+
+    /// Lower the embedded program source again (relative paths inside it
+    /// resolve from the original program file's directory), check its hash
+    /// and that every predictor the artifact sets exists.
+    pub fn program(&self) -> Result<Program, ArtifactError> {
+        let found = sha256_hex(self.program.source.as_bytes());
+        if found != self.program.content_hash {
+            return Err(ArtifactError::Hash {
+                name: self.program.name.clone(),
+                expected: self.program.content_hash.clone(),
+                found,
+            });
+        }
+        let path = self
+            .program
+            .path
+            .clone()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", self.program.name)));
+        let program = crate::program::load_str(&self.program.source, &path)
+            .map_err(|e| ArtifactError::Program(e.to_string()))?;
+        let known: Vec<String> = program.predictors().into_iter().map(|p| p.path).collect();
+        for p in self.predictors.keys() {
+            if !known.contains(p) {
+                return Err(ArtifactError::UnknownPredictor {
+                    path: p.clone(),
+                    program: program.name.clone(),
+                    known: known.join(", "),
+                });
+            }
+        }
+        Ok(program)
+    }
+
+    /// Pretty JSON with a trailing newline: the bytes written to disk.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Write atomically (temp file + rename) so a crash never leaves half an
+    /// artifact where CI will read it.
+    pub fn save(&self, path: &Path) -> Result<(), ArtifactError> {
+        let werr = |source| ArtifactError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(werr)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "artifact.json".into());
+        let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+        std::fs::write(&tmp, self.to_json()).map_err(werr)?;
+        std::fs::rename(&tmp, path).map_err(werr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_queries() {
+        assert_eq!(
+            redact_url("https://user:secret@host:8000/v1?key=abc"),
+            "https://host:8000/v1"
+        );
+        assert_eq!(redact_url("http://127.0.0.1:1/v1"), "http://127.0.0.1:1/v1");
+    }
+
+    #[test]
+    fn relative_paths_walk_up() {
+        let p = relative_to(Path::new("/a/b/p.yaml"), Path::new("/a/c"));
+        assert_eq!(p, PathBuf::from("../b/p.yaml"));
+    }
+
+    #[test]
+    fn rejects_other_formats() {
+        let e = Artifact::from_json(r#"{"format":"x"}"#, Path::new("f.json")).unwrap_err();
+        assert!(e.to_string().contains("expected `lmc.artifact`"), "{e}");
+    }
+}

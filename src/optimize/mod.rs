@@ -1,2 +1,241 @@
-//! Optimizers: strategies that propose candidate overlays and keep the best.
+//! Optimizers: strategies that propose candidate overlays (per-predictor
+//! demos, later instructions) for an immutable program, score them through
+//! one shared [`engine::Engine`] and keep the best.
+//!
+//! The engine owns everything strategies have in common (LM context and
+//! budget, concurrency, the candidate-score cache, progress, usage tallies
+//! and the search history), so each strategy file is only its search logic:
+//! `labeled` (k labeled demos), `bootstrap` (demos from successful teacher
+//! traces, keyed by predictor path), `random_search` (DSPy's candidate
+//! scheme over bootstrap runs) and `knn` (demos chosen per input by
+//! similarity). [`compile`] dispatches by name and returns the winner with
+//! the figures the artifact's lineage records.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+use crate::artifact::CandidateRecord;
+use crate::overlay::Overlay;
+
+pub mod bootstrap;
+pub mod engine;
 pub mod knn;
+pub mod labeled;
+pub mod random_search;
+
+pub use engine::{CompileReporter, Engine, NoopCompileReporter, Scored};
+
+/// The optimizers `lmc compile --optimizer` accepts.
+pub const OPTIMIZERS: &[&str] = &[
+    "labeled_few_shot",
+    "bootstrap_few_shot",
+    "bootstrap_random_search",
+    "knn_few_shot",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptimizeError {
+    #[error("unknown optimizer `{name}`{hint}; available: {}", OPTIMIZERS.join(", "))]
+    Unknown { name: String, hint: String },
+    #[error("optimizer `{optimizer}`: unknown setting `{key}`; known settings: {known}")]
+    UnknownSetting {
+        optimizer: String,
+        key: String,
+        known: String,
+    },
+    #[error("optimizer `{optimizer}`: setting `{key}`: {message}")]
+    BadSetting {
+        optimizer: String,
+        key: String,
+        message: String,
+    },
+    #[error("the trainset is empty: {0} needs training examples")]
+    EmptyTrainset(String),
+    #[error("the program has no predictors (no LM-calling nodes): nothing to optimize")]
+    NoPredictors,
+    #[error("LM budget exhausted before any candidate could be scored: {0}")]
+    Budget(String),
+}
+
+/// Optimizer settings from `--opt key=value`, values parsed as JSON when
+/// they parse (numbers, booleans, null) and kept as strings otherwise.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub optimizer: String,
+    pub values: BTreeMap<String, Value>,
+}
+
+impl Settings {
+    pub fn new(optimizer: &str) -> Self {
+        Settings {
+            optimizer: optimizer.to_string(),
+            values: BTreeMap::new(),
+        }
+    }
+
+    /// Parse `key=value` pairs.
+    pub fn parse(optimizer: &str, pairs: &[String]) -> Result<Self, OptimizeError> {
+        let mut s = Settings::new(optimizer);
+        for p in pairs {
+            let Some((k, v)) = p.split_once('=') else {
+                return Err(OptimizeError::BadSetting {
+                    optimizer: optimizer.into(),
+                    key: p.clone(),
+                    message: "expected key=value".into(),
+                });
+            };
+            let v = v.trim();
+            let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+            s.values.insert(k.trim().replace('-', "_"), value);
+        }
+        Ok(s)
+    }
+
+    /// Refuse keys the optimizer does not know (typos must not be ignored).
+    pub fn check_known(&self, known: &[&str]) -> Result<(), OptimizeError> {
+        for k in self.values.keys() {
+            if !known.contains(&k.as_str()) {
+                return Err(OptimizeError::UnknownSetting {
+                    optimizer: self.optimizer.clone(),
+                    key: k.clone(),
+                    known: known.join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn bad(&self, key: &str, message: &str) -> OptimizeError {
+        OptimizeError::BadSetting {
+            optimizer: self.optimizer.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn usize(&self, key: &str, default: usize) -> Result<usize, OptimizeError> {
+        match self.values.get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .as_u64()
+                .map(|n| n as usize)
+                .ok_or_else(|| self.bad(key, "expected a non-negative integer")),
+        }
+    }
+
+    pub fn opt_f64(&self, key: &str) -> Result<Option<f64>, OptimizeError> {
+        match self.values.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.bad(key, "expected a number")),
+        }
+    }
+
+    pub fn string(&self, key: &str, default: &str) -> Result<String, OptimizeError> {
+        match self.values.get(key) {
+            None => Ok(default.to_string()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(_) => Err(self.bad(key, "expected a string")),
+        }
+    }
+}
+
+/// What an optimizer returns.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub best: Overlay,
+    /// Valset score of `best` when the strategy measured it.
+    pub best_score: Option<Scored>,
+    /// Valset score of the program as written, when measured.
+    pub baseline_score: Option<f64>,
+    /// Mean metric of the teacher on the train examples it ran (bootstrap).
+    pub train_score: Option<f64>,
+    /// Effective settings (defaults filled in) for the lineage.
+    pub settings: BTreeMap<String, Value>,
+    pub history: Vec<CandidateRecord>,
+}
+
+/// Run optimizer `settings.optimizer` on the engine's data.
+pub async fn compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome, OptimizeError> {
+    if engine.program.predictors().is_empty() {
+        return Err(OptimizeError::NoPredictors);
+    }
+    match settings.optimizer.as_str() {
+        "labeled_few_shot" => labeled::compile(engine, settings).await,
+        "bootstrap_few_shot" => bootstrap::compile(engine, settings).await,
+        "bootstrap_random_search" => random_search::compile(engine, settings).await,
+        "knn_few_shot" => knn_compile(engine, settings).await,
+        other => {
+            let best = OPTIMIZERS
+                .iter()
+                .map(|o| (strsim::jaro_winkler(o, other), *o))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            let hint = match best {
+                Some((s, o)) if s > 0.8 => format!(" (did you mean `{o}`?)"),
+                _ => String::new(),
+            };
+            Err(OptimizeError::Unknown {
+                name: other.to_string(),
+                hint,
+            })
+        }
+    }
+}
+
+/// kNN few-shot: every predictor gets the labeled trainset as a pool and
+/// chooses `k` demos per input at run time (see [`knn::select`]).
+async fn knn_compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome, OptimizeError> {
+    settings.check_known(&["k"])?;
+    let k = settings.usize("k", 3)?;
+    if engine.trainset.is_empty() {
+        return Err(OptimizeError::EmptyTrainset("knn_few_shot".into()));
+    }
+    let input_fields: Vec<String> = engine
+        .program
+        .inputs
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    let mut overlay = Overlay::default();
+    for p in engine.program.predictors() {
+        let pool: Vec<_> = engine
+            .trainset
+            .iter()
+            .filter_map(|ex| labeled::demo_for(&p.signature, ex))
+            .collect();
+        // Compare the predictor's own inputs when they are program inputs;
+        // otherwise (later stages) compare the program inputs the pool has.
+        let own: Vec<String> = p
+            .signature
+            .inputs
+            .iter()
+            .map(|f| f.name.clone())
+            .filter(|n| input_fields.contains(n))
+            .collect();
+        let fields = if own.is_empty() {
+            input_fields.clone()
+        } else {
+            own
+        };
+        let st = overlay.predictors.entry(p.path.clone()).or_default();
+        st.knn = Some(crate::overlay::KnnDemos {
+            k,
+            input_fields: fields,
+            pool,
+        });
+    }
+    let mut settings_out = BTreeMap::new();
+    settings_out.insert("k".into(), Value::from(k));
+    settings_out.insert("similarity".into(), Value::from("bm25"));
+    let best_score = engine.score_candidate(&overlay, "knn", None).await;
+    Ok(Outcome {
+        best: overlay,
+        best_score,
+        baseline_score: None,
+        train_score: None,
+        settings: settings_out,
+        history: engine.history(),
+    })
+}

@@ -1,0 +1,90 @@
+//! `labeled_few_shot`: `k` training examples as demos for every predictor
+//! (DSPy's LabeledFewShot, k=16, sampled with a seed).
+//!
+//! A labeled demo is the example's inputs and expected outputs restricted
+//! to the fields of the predictor's signature; a predictor that shares no
+//! input and no output with the dataset (a middle stage of a pipeline) gets
+//! none, which is what DSPy's adapter does with such demos anyway (it drops
+//! demos without at least one input and one output field).
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use super::{Engine, OptimizeError, Outcome, Settings};
+use crate::data::Example;
+use crate::overlay::{Demo, Overlay};
+use crate::program::Program;
+use crate::signature::Signature;
+
+/// The labeled demo `ex` gives a predictor with signature `sig`, if any.
+pub fn demo_for(sig: &Signature, ex: &Example) -> Option<Demo> {
+    let mut fields = Map::new();
+    let mut has_in = false;
+    let mut has_out = false;
+    for f in &sig.inputs {
+        if let Some(v) = ex.inputs.get(&f.name).or_else(|| ex.expected.get(&f.name)) {
+            fields.insert(f.name.clone(), v.clone());
+            has_in = true;
+        }
+    }
+    for f in &sig.outputs {
+        if let Some(v) = ex.expected.get(&f.name) {
+            fields.insert(f.name.clone(), v.clone());
+            has_out = true;
+        }
+    }
+    (has_in && has_out).then_some(Demo {
+        fields,
+        augmented: false,
+    })
+}
+
+/// `k` examples: a seeded sample (`sample`) or the first `k`.
+pub fn pick<'e>(examples: &'e [Example], k: usize, seed: u64, sample: bool) -> Vec<&'e Example> {
+    let mut v: Vec<&Example> = examples.iter().collect();
+    if sample {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        v.shuffle(&mut rng);
+    }
+    v.truncate(k);
+    v
+}
+
+/// The overlay giving every predictor labeled demos from `examples`.
+pub fn overlay(program: &Program, examples: &[&Example]) -> Overlay {
+    let mut o = Overlay::default();
+    for p in program.predictors() {
+        let demos: Vec<Demo> = examples
+            .iter()
+            .filter_map(|ex| demo_for(&p.signature, ex))
+            .collect();
+        if !demos.is_empty() {
+            o.predictors.entry(p.path.clone()).or_default().demos = demos;
+        }
+    }
+    o
+}
+
+pub async fn compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome, OptimizeError> {
+    settings.check_known(&["k"])?;
+    let k = settings.usize("k", 16)?;
+    if engine.trainset.is_empty() {
+        return Err(OptimizeError::EmptyTrainset("labeled_few_shot".into()));
+    }
+    let chosen = pick(engine.trainset, k, engine.seed, true);
+    let best = overlay(engine.program, &chosen);
+    let best_score = engine.score_candidate(&best, "labeled", None).await;
+    let mut s = BTreeMap::new();
+    s.insert("k".to_string(), Value::from(k));
+    Ok(Outcome {
+        best,
+        best_score,
+        baseline_score: None,
+        train_score: None,
+        settings: s,
+        history: engine.history(),
+    })
+}
