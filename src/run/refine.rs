@@ -49,6 +49,7 @@ fn is_empty(v: Option<&Value>) -> bool {
 
 async fn score(
     ctx: &RunContext,
+    program: &Program,
     node: &Node,
     reward: &RewardSpec,
     inputs: &Map<String, Value>,
@@ -129,7 +130,7 @@ async fn score(
                 Binding::NodeOutput { field: f, .. } => inputs.get(f).cloned(),
             };
             let got = out.get(field).cloned().unwrap_or(Value::Null);
-            match metric_reward(metric, field, &got, expected.as_ref()) {
+            match metric_reward(ctx, program, metric, field, &got, expected.as_ref()).await {
                 Ok((s, feedback)) => Scored {
                     reward: s,
                     advice: (s < 1.0).then(|| {
@@ -155,7 +156,7 @@ async fn score(
 
 pub async fn run_refine(
     ctx: &RunContext,
-    _program: &Program,
+    program: &Program,
     overlay: &Overlay,
     node: &Node,
     inputs: Map<String, Value>,
@@ -227,7 +228,7 @@ pub async fn run_refine(
                 continue;
             }
         };
-        let s = score(&actx, node, reward, &inputs, &out, trace).await;
+        let s = score(&actx, program, node, reward, &inputs, &out, trace).await;
         trace.steps.push(Step {
             node: node.name.clone(),
             predictor: None,
@@ -263,14 +264,38 @@ pub async fn run_refine(
     }
 }
 
-/// Score one output with a metric spec. Wired to `crate::metric` once its
-/// per-value scoring API lands; until then a metric reward is reported as
-/// unavailable (reward 0, with the reason as advice) rather than guessed.
-fn metric_reward(
-    _metric: &Value,
-    _field: &str,
-    _got: &Value,
-    _expected: Option<&Value>,
+/// Score one output with a metric spec, the way an eval would score a
+/// program output `field` against an expected value `expected`. Relative
+/// paths in the spec (databases, scripts) resolve against the program file.
+async fn metric_reward(
+    ctx: &RunContext,
+    program: &Program,
+    metric: &Value,
+    field: &str,
+    got: &Value,
+    expected: Option<&Value>,
 ) -> Result<(f64, Option<String>), String> {
-    Err("metric rewards are not available in this build; use `non_empty` or `tool_ok`".into())
+    let base = program
+        .source_path
+        .as_ref()
+        .and_then(|p| p.parent())
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let m = crate::metric::Metric::from_spec(metric, &base).map_err(|e| e.to_string())?;
+    let mut ex = crate::data::Example {
+        index: 0,
+        row: 0,
+        inputs: Map::new(),
+        expected: Map::new(),
+        extra: Map::new(),
+    };
+    if let Some(e) = expected {
+        ex.expected.insert(field.to_string(), e.clone());
+    }
+    let mut outputs = Map::new();
+    outputs.insert(field.to_string(), got.clone());
+    m.score(&ex, &outputs, &crate::metric::MetricContext::new(ctx))
+        .await
+        .map(|s| (s.score, s.feedback))
+        .map_err(|e| e.to_string())
 }

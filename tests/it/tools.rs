@@ -124,13 +124,6 @@ fn input(name: &str) -> Binding {
     Binding::ProgramInput(name.into())
 }
 
-fn out(node: &str, field: &str) -> Binding {
-    Binding::NodeOutput {
-        node: node.into(),
-        field: field.into(),
-    }
-}
-
 fn ctx(stub: &StubServer, toolbox: Toolbox) -> RunContext {
     let mut cfg = HttpConfig::new("stub", vec![stub.url()]);
     cfg.max_retries = 0;
@@ -770,6 +763,54 @@ fn best_of_n_gives_no_advice() {
         inputs(&[("question", "q")]),
     ));
     assert_eq!(res.outputs.expect("ok")["sql"], json!("SELECT 1"));
+    assert_eq!(stub.requests(), 2);
+}
+
+#[test]
+fn refine_with_a_metric_reward_stops_at_the_matching_answer() {
+    let stub = StubServer::start(|req: &StubRequest| match last_input(req, "hint_") {
+        None => reply(&[("answer", "London")]),
+        Some(h) => {
+            assert!(
+                h.contains("London"),
+                "the advice names the failed answer: {h}"
+            );
+            reply(&[("answer", "Paris")])
+        }
+    });
+    let p = program(
+        &["question"],
+        vec![Node {
+            name: "qa".into(),
+            kind: NodeKind::Refine {
+                signature: sig(
+                    &[("question", FieldType::String)],
+                    &[("answer", FieldType::String)],
+                ),
+                chain_of_thought: false,
+                n: 4,
+                threshold: 1.0,
+                reward: RewardSpec::Metric {
+                    metric: json!({"type": "exact_match", "field": "answer"}),
+                    field: "answer".into(),
+                    expected: Binding::Literal(json!("paris")),
+                },
+                advise: true,
+            },
+            inputs: vec![("question".into(), input("question"))],
+            outputs: vec![Field::new("answer", FieldType::String)],
+        }],
+        &[("answer", "qa", "answer")],
+        vec![],
+    );
+    let c = ctx(&stub, Toolbox::default());
+    let res = rt().block_on(run_program(
+        &c,
+        &p,
+        &Overlay::default(),
+        inputs(&[("question", "Capital of France?")]),
+    ));
+    assert_eq!(res.outputs.expect("ok")["answer"], json!("Paris"));
     assert_eq!(stub.requests(), 2);
 }
 
