@@ -1,1 +1,205 @@
-//! (module under construction)
+//! Settings: which program runs, with which overlay, under which LM config.
+//!
+//! Resolved in one place from the command line, the project file and the
+//! environment, so every command (`run`, `eval`, `compile`, `inspect`) finds
+//! a program the same way: an explicit path (a program file or a compiled
+//! artifact), else `LMC_PROGRAM`, else the `program:` of the nearest
+//! `lmc.yaml` project file in the current directory or its ancestors.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::artifact::Artifact;
+use crate::lm::SharedLm;
+use crate::overlay::Overlay;
+use crate::program::{LmConfig, Program};
+use crate::run::RunContext;
+use crate::tools::Toolbox;
+
+/// The project file's name.
+pub const PROJECT_FILE: &str = "lmc.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// Program diagnostics, already rendered with file:line:col.
+    #[error("{0}")]
+    Program(String),
+    #[error("{0}")]
+    Artifact(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{path}: {message}")]
+    Project { path: PathBuf, message: String },
+    #[error("{0}")]
+    Tools(String),
+}
+
+/// A discovered `lmc.yaml`.
+#[derive(Debug, Clone, Default)]
+pub struct Project {
+    pub path: PathBuf,
+    /// The default program, resolved against the project file's directory.
+    pub program: Option<PathBuf>,
+    /// LM settings that override the program's.
+    pub lm: Option<LmConfig>,
+}
+
+/// What a command operates on.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The file given or discovered (program or artifact).
+    pub path: PathBuf,
+    pub program: Program,
+    /// The compiled state (empty for a plain program).
+    pub overlay: Overlay,
+    pub artifact: Option<Artifact>,
+    pub project: Option<Project>,
+}
+
+impl Target {
+    /// The effective LM config: the artifact's or program's, overridden by
+    /// the project's `lm:` keys.
+    pub fn lm_config(&self) -> LmConfig {
+        let mut cfg = self
+            .artifact
+            .as_ref()
+            .and_then(|a| a.lm.clone())
+            .or_else(|| self.program.lm.clone())
+            .unwrap_or_default();
+        if let Some(p) = self.project.as_ref().and_then(|p| p.lm.as_ref()) {
+            merge_lm(&mut cfg, p);
+        }
+        cfg
+    }
+}
+
+/// Overlay `over`'s set keys onto `base`.
+pub fn merge_lm(base: &mut LmConfig, over: &LmConfig) {
+    let b = serde_json::to_value(&*base).unwrap_or_default();
+    let o = serde_json::to_value(over).unwrap_or_default();
+    if let (serde_json::Value::Object(mut bm), serde_json::Value::Object(om)) = (b, o) {
+        for (k, v) in om {
+            if !v.is_null() {
+                bm.insert(k, v);
+            }
+        }
+        if let Ok(m) = serde_json::from_value(serde_json::Value::Object(bm)) {
+            *base = m;
+        }
+    }
+}
+
+/// Find `lmc.yaml` in `start` or its ancestors.
+pub fn discover_project(start: &Path) -> Result<Option<Project>, SettingsError> {
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        let candidate = d.join(PROJECT_FILE);
+        if candidate.is_file() {
+            return read_project(&candidate).map(Some);
+        }
+        dir = d.parent();
+    }
+    Ok(None)
+}
+
+fn read_project(path: &Path) -> Result<Project, SettingsError> {
+    let err = |message: String| SettingsError::Project {
+        path: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let doc = crate::yaml::parse(&text).map_err(|mut d| {
+        d.file = Some(path.to_path_buf());
+        SettingsError::Project {
+            path: path.to_path_buf(),
+            message: crate::diag::Diagnostics(vec![d]).to_string(),
+        }
+    })?;
+    let value = doc.root.to_json();
+    let obj = value
+        .as_object()
+        .ok_or_else(|| err("expected a mapping with `program:` and optional `lm:`".into()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut project = Project {
+        path: path.to_path_buf(),
+        ..Default::default()
+    };
+    for (k, v) in obj {
+        match k.as_str() {
+            "program" => {
+                let p = v
+                    .as_str()
+                    .ok_or_else(|| err("`program` must be a path string".into()))?;
+                project.program = Some(base.join(p));
+            }
+            "lm" => {
+                project.lm =
+                    Some(serde_json::from_value(v.clone()).map_err(|e| err(format!("`lm`: {e}")))?);
+            }
+            other => {
+                return Err(err(format!(
+                    "unknown key `{other}` (expected `program` or `lm`)"
+                )));
+            }
+        }
+    }
+    Ok(project)
+}
+
+/// Load what a command should operate on: `path` if given, else
+/// `LMC_PROGRAM`, else the project's program.
+pub fn load_target(path: Option<&Path>) -> Result<Target, SettingsError> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let project = discover_project(&cwd)?;
+    let path: PathBuf = match path {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os("LMC_PROGRAM") {
+            Some(p) => PathBuf::from(p),
+            None => project.as_ref().and_then(|p| p.program.clone()).ok_or_else(|| {
+                SettingsError::NotFound(format!(
+                    "no program given and no `{PROJECT_FILE}` with a `program:` key in {} or its parents\n  = help: pass a program file (e.g. `programs/sentiment.yaml`) or create {PROJECT_FILE} with `program: <path>`",
+                    cwd.display()
+                ))
+            })?,
+        },
+    };
+    if !path.exists() {
+        return Err(SettingsError::NotFound(format!(
+            "{}: no such file",
+            path.display()
+        )));
+    }
+    if crate::artifact::is_artifact(&path) {
+        let artifact = Artifact::load(&path).map_err(|e| SettingsError::Artifact(e.to_string()))?;
+        let program = artifact
+            .program()
+            .map_err(|e| SettingsError::Artifact(e.to_string()))?;
+        let overlay = artifact.overlay();
+        return Ok(Target {
+            path,
+            program,
+            overlay,
+            artifact: Some(artifact),
+            project,
+        });
+    }
+    let program = crate::program::load(&path).map_err(|d| SettingsError::Program(d.to_string()))?;
+    Ok(Target {
+        path,
+        program,
+        overlay: Overlay::default(),
+        artifact: None,
+        project,
+    })
+}
+
+/// The run context for `program` with `lm` and the program's tools opened
+/// (sampling and adapter settings are applied by the caller from the merged
+/// LM config: `cli::lm_args::configure_context`).
+pub fn run_context(program: &Program, lm: SharedLm) -> Result<RunContext, SettingsError> {
+    let tools = Toolbox::open(program).map_err(|e| SettingsError::Tools(e.to_string()))?;
+    Ok(RunContext {
+        tools: Arc::new(tools),
+        ..RunContext::new(lm)
+    })
+}

@@ -1,13 +1,191 @@
-//! `lmc run`: run a program or artifact on inputs.
+//! `lmc run`: run a program or compiled artifact on inputs and print the
+//! outputs. Inputs come from `--input field=value` flags or, when none are
+//! given, from JSON objects on stdin (one per line). `--trace FILE` writes
+//! every module step and LM call as JSONL for `lmc trace show`.
+
+use anyhow::Context;
+use serde_json::{json, Map, Value};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::cli::lm_args::LmArgs;
+use crate::cli::CliError;
+use crate::program::Program;
+use crate::signature::FieldType;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Program file or compiled artifact.
-    pub file: PathBuf,
+    /// Program file or compiled artifact (default: the project's program).
+    pub file: Option<PathBuf>,
+    /// An input value, `field=value` (repeatable). Values of non-string
+    /// fields are parsed as JSON (`--input k=3`, `--input tags='["a"]'`).
+    #[arg(short, long = "input", value_name = "FIELD=VALUE")]
+    pub inputs: Vec<String>,
+    /// Print outputs as JSON (one object per run).
+    #[arg(long)]
+    pub json: bool,
+    /// Write every step and LM call of each run as JSONL to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    #[command(flatten)]
+    pub lm: LmArgs,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lmc run` is being built")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let target = crate::settings::load_target(args.file.as_deref())
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    let program = &target.program;
+    let mut runs: Vec<Map<String, Value>> = Vec::new();
+    if !args.inputs.is_empty() {
+        runs.push(parse_inputs(program, &args.inputs).map_err(CliError::Input)?);
+    } else if !std::io::stdin().is_terminal() {
+        for (i, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line.context("reading stdin")?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&line).map_err(|e| {
+                CliError::Input(format!("stdin line {}: not a JSON object: {e}", i + 1))
+            })?;
+            match v {
+                Value::Object(m) => runs.push(m),
+                _ => {
+                    return Err(CliError::Input(format!(
+                        "stdin line {}: expected a JSON object of inputs",
+                        i + 1
+                    ))
+                    .into())
+                }
+            }
+        }
+    }
+    if runs.is_empty() {
+        let names: Vec<String> = program
+            .inputs
+            .iter()
+            .map(|f| format!("--input {}=...", f.name))
+            .collect();
+        return Err(CliError::Input(format!(
+            "no inputs given\n  = help: lmc run {} {}",
+            target.path.display(),
+            names.join(" ")
+        ))
+        .into());
+    }
+    let (cfg, built) = args.lm.build(Some(&target.lm_config()))?;
+    let mut ctx = crate::settings::run_context(program, built.lm)
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    crate::cli::lm_args::configure_context(&cfg, &mut ctx)?;
+    let rt = crate::cli::runtime()?;
+    let mut trace_out = match &args.trace {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut failed = false;
+    let stdout = std::io::stdout();
+    for (i, inputs) in runs.into_iter().enumerate() {
+        let outcome = rt.block_on(crate::run::run_program(
+            &ctx,
+            program,
+            &target.overlay,
+            inputs.clone(),
+        ));
+        if let Some(w) = trace_out.as_mut() {
+            for step in &outcome.trace.steps {
+                serde_json::to_writer(&mut *w, &json!({"run": i, "step": step}))?;
+                writeln!(w)?;
+            }
+        }
+        let mut out = stdout.lock();
+        match &outcome.outputs {
+            Ok(outputs) => {
+                if args.json {
+                    serde_json::to_writer(
+                        &mut out,
+                        &json!({"inputs": inputs, "outputs": outputs}),
+                    )?;
+                    writeln!(out)?;
+                } else {
+                    for (k, v) in outputs {
+                        let text = match v {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        writeln!(out, "{k}: {text}")?;
+                    }
+                }
+            }
+            Err(e) => {
+                failed = true;
+                if args.json {
+                    let raw = outcome.trace.parse_error().map(|p| p.raw.clone());
+                    serde_json::to_writer(
+                        &mut out,
+                        &json!({"inputs": inputs, "error": e.to_string(), "raw_reply": raw}),
+                    )?;
+                    writeln!(out)?;
+                } else {
+                    eprintln!("error: {e}");
+                    if let Some(pe) = outcome.trace.parse_error() {
+                        eprintln!("raw reply:\n{}", pe.raw);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(mut w) = trace_out {
+        w.flush()?;
+    }
+    Ok(if failed {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Parse `field=value` flags against the program's typed inputs.
+pub fn parse_inputs(program: &Program, pairs: &[String]) -> Result<Map<String, Value>, String> {
+    let mut m = Map::new();
+    for pair in pairs {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--input `{pair}`: expected FIELD=VALUE"))?;
+        let field = program.inputs.iter().find(|f| f.name == k).ok_or_else(|| {
+            let names: Vec<&str> = program.inputs.iter().map(|f| f.name.as_str()).collect();
+            format!(
+                "--input `{k}`: the program has no input `{k}` (inputs: {})",
+                names.join(", ")
+            )
+        })?;
+        m.insert(
+            k.to_string(),
+            typed_value(&field.ty, v).map_err(|e| format!("--input `{k}`: {e}"))?,
+        );
+    }
+    Ok(m)
+}
+
+fn typed_value(ty: &FieldType, raw: &str) -> Result<Value, String> {
+    match ty {
+        FieldType::String => Ok(Value::String(raw.to_string())),
+        FieldType::Enum { values } => {
+            if values.iter().any(|v| v == raw) {
+                Ok(Value::String(raw.to_string()))
+            } else {
+                Err(format!("`{raw}` is not one of {}", values.join(", ")))
+            }
+        }
+        FieldType::Optional { inner } => {
+            if raw.is_empty() || raw == "null" {
+                Ok(Value::Null)
+            } else {
+                typed_value(inner, raw)
+            }
+        }
+        _ => serde_json::from_str(raw)
+            .map_err(|e| format!("`{raw}` is not a valid {}: {e}", ty.lmc_name())),
+    }
 }

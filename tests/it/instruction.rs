@@ -1,1 +1,151 @@
-//! Tests for the instruction area.
+//! Instruction search (COPRO, MIPROv2, GEPA) against a scripted LM with a
+//! known optimum: the task "model" reverses the word only when the
+//! instruction contains REVERSE and doubles it when it contains DOUBLE;
+//! otherwise it echoes the word (right for the palindromes, half the data).
+//! The proposer's replies are scripted per optimizer, so each test pins the
+//! control flow: proposals are parsed, good ones accepted, harmful ones
+//! never returned.
+
+use crate::support::stub::{StubReply, StubRequest, StubServer};
+use crate::support::{lmc, run};
+use serde_json::Value;
+
+const GOOD: &str = "Write the word in REVERSE order, last letter first.";
+const BAD: &str = "Write the word twice (DOUBLE it).";
+
+fn task_answer(req: &StubRequest) -> String {
+    let sys = req.system();
+    let word = req.input("word").unwrap_or_default();
+    let answer = if sys.contains("REVERSE") {
+        word.chars().rev().collect()
+    } else if sys.contains("DOUBLE") {
+        format!("{word}{word}")
+    } else {
+        word
+    };
+    format!("[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]")
+}
+
+fn proposal(field: &str, text: &str) -> String {
+    format!("[[ ## {field} ## ]]\n{text}\n\n[[ ## proposed_prefix_for_output_field ## ]]\nAnswer:\n\n[[ ## completed ## ]]")
+}
+
+/// A stub where proposals come from `propose(kind)`; kind is one of
+/// `basic`, `attempts`, `grounded`, `reflect`, `summary`.
+fn scripted(propose: fn(&str) -> &'static str) -> StubServer {
+    StubServer::start(move |req: &StubRequest| {
+        let sys = req.system();
+        let reply = if sys.contains("Study what the better ones do") {
+            proposal("proposed_instruction", propose("attempts"))
+        } else if sys.contains("You improve instructions") {
+            proposal("proposed_instruction", propose("basic"))
+        } else if sys.contains("Write the instruction for one step") {
+            proposal("proposed_instruction", propose("grounded"))
+        } else if sys.contains("An assistant was given the instruction") {
+            format!("[[ ## new_instruction ## ]]\n{}\n\n[[ ## completed ## ]]", propose("reflect"))
+        } else if sys.contains("Here are examples from a dataset") {
+            "[[ ## summary ## ]]\nWords and their expected answers.\n\n[[ ## completed ## ]]".to_string()
+        } else {
+            task_answer(req)
+        };
+        StubReply::Ok(reply)
+    })
+}
+
+fn compile(stub: &StubServer, optimizer: &str, opts: &[&str]) -> (i32, String, String, Option<Value>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("compiled.json");
+    let mut cmd = lmc();
+    cmd.env("LMC_CACHE_DIR", dir.path().join("cache"))
+        .args(["compile", "tests/fixtures/instruction/reverse.yaml"])
+        .args(["--trainset", "tests/fixtures/instruction/words.csv"])
+        .args(["--valset", "tests/fixtures/instruction/words.csv"])
+        .args(["--optimizer", optimizer, "--seed", "3", "--provider", "openai", "--model", "scripted"])
+        .args(["--base-url", &stub.url()])
+        .arg("-o")
+        .arg(&out);
+    for o in opts {
+        cmd.args(["--opt", o]);
+    }
+    let (code, stdout, stderr) = run(&mut cmd);
+    let artifact = std::fs::read_to_string(&out).ok().and_then(|t| serde_json::from_str(&t).ok());
+    (code, stdout, stderr, artifact)
+}
+
+fn instruction(artifact: &Value) -> String {
+    artifact["predictors"]["flip"]["instructions"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn gepa_accepts_a_reflected_instruction_that_fixes_the_task() {
+    let stub = scripted(|kind| if kind == "reflect" { GOOD } else { BAD });
+    let (code, _out, err, artifact) = compile(&stub, "gepa", &["max_metric_calls=80"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    assert!(instruction(&a).contains("REVERSE"), "instruction: {}", instruction(&a));
+    let history = a["lineage"]["history"].as_array().cloned().unwrap_or_default();
+    assert!(history.iter().any(|h| h["origin"] == "mutation" && h["accepted"] == true), "history: {history:?}");
+}
+
+#[test]
+fn gepa_never_returns_a_candidate_below_the_starting_program() {
+    let stub = scripted(|_| BAD);
+    let (code, _out, err, artifact) = compile(&stub, "gepa", &["max_metric_calls=60"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    assert!(!instruction(&a).contains("DOUBLE"), "a harmful instruction was returned: {}", instruction(&a));
+    let history = a["lineage"]["history"].as_array().cloned().unwrap_or_default();
+    assert!(history.iter().any(|h| h["origin"] == "mutation" && h["accepted"] == false), "rejections recorded: {history:?}");
+}
+
+#[test]
+fn copro_keeps_the_best_scored_attempt() {
+    // First-round proposals are harmful; proposals conditioned on the scored
+    // attempts are good: depth 2 must find and keep the good one.
+    let stub = scripted(|kind| if kind == "attempts" { GOOD } else { BAD });
+    let (code, _out, err, artifact) = compile(&stub, "copro", &["breadth=3", "depth=2"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    assert!(instruction(&a).contains("REVERSE"), "instruction: {}", instruction(&a));
+    // The proposer saw the earlier attempts with their scores.
+    let saw_scores = stub
+        .received()
+        .iter()
+        .any(|b| b.to_string().contains("Resulting score #1"));
+    assert!(saw_scores, "given_attempts proposals must list scored attempts");
+}
+
+#[test]
+fn copro_with_only_harmful_proposals_returns_the_program() {
+    let stub = scripted(|_| BAD);
+    let (code, _out, err, artifact) = compile(&stub, "copro", &["breadth=3", "depth=2"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    assert!(!instruction(&a).contains("DOUBLE"), "instruction: {}", instruction(&a));
+}
+
+#[test]
+fn mipro_search_finds_the_grounded_proposal_that_works() {
+    let stub = scripted(|kind| if kind == "grounded" { GOOD } else { BAD });
+    let (code, _out, err, artifact) = compile(
+        &stub,
+        "mipro",
+        &["auto=none", "num_candidates=3", "num_trials=6", "max_bootstrapped_demos=0", "max_labeled_demos=0"],
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    assert!(instruction(&a).contains("REVERSE"), "instruction: {}", instruction(&a));
+}
+
+#[test]
+fn mipro_with_harmful_proposals_returns_the_program() {
+    let stub = scripted(|_| BAD);
+    let (code, _out, err, artifact) = compile(
+        &stub,
+        "mipro",
+        &["auto=none", "num_candidates=3", "num_trials=6", "max_bootstrapped_demos=0", "max_labeled_demos=0"],
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    assert!(!instruction(&a).contains("DOUBLE"), "instruction: {}", instruction(&a));
+}

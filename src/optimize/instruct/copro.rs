@@ -1,0 +1,205 @@
+//! COPRO: coordinate ascent over instructions (and output prefixes), one
+//! predictor at a time, DSPy's semantics.
+//!
+//! For every predictor the proposer first writes `breadth - 1` variations of
+//! its instruction (the original stays a candidate). Then, `depth` times: for
+//! each predictor in graph order, every new candidate is scored on the
+//! evaluation set with the other predictors at their current best, and the
+//! best is kept; the proposer then sees the attempts so far with their scores
+//! (lowest first) and writes `breadth` new candidates. The best overlay ever
+//! scored wins; the starting program is the first candidate scored, so the
+//! result never scores below it.
+
+use std::collections::BTreeMap;
+
+use crate::overlay::Overlay;
+use crate::program::Program;
+
+use super::propose::Proposer;
+use super::{
+    current_instruction, instruction_diff, mean, Evaluator, SearchError, SearchRecord,
+    SearchResult, Split,
+};
+
+#[derive(Debug, Clone)]
+pub struct CoproConfig {
+    /// Candidates per predictor per round (DSPy default 10; at least 2).
+    pub breadth: usize,
+    /// Rounds of refinement (DSPy default 3).
+    pub depth: usize,
+}
+
+impl Default for CoproConfig {
+    fn default() -> Self {
+        CoproConfig {
+            breadth: 10,
+            depth: 3,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Attempt {
+    instruction: String,
+    prefix: Option<String>,
+    score: Option<f64>,
+}
+
+fn apply(overlay: &Overlay, path: &str, last_output: &str, a: &Attempt) -> Overlay {
+    let mut o = overlay.clone();
+    let st = o.predictors.entry(path.to_string()).or_default();
+    st.instructions = Some(a.instruction.clone());
+    if let Some(p) = &a.prefix {
+        st.fields.entry(last_output.to_string()).or_default().prefix = Some(p.clone());
+    }
+    o
+}
+
+pub async fn copro(
+    program: &Program,
+    start: &Overlay,
+    eval: &dyn Evaluator,
+    proposer: &Proposer,
+    cfg: &CoproConfig,
+) -> Result<SearchResult, SearchError> {
+    let breadth = cfg.breadth.max(2);
+    let all: Vec<usize> = (0..eval.len(Split::Val)).collect();
+    let mut history = Vec::new();
+    let baseline_score = mean(&eval.evaluate(start, Split::Val, &all).await?);
+    history.push(SearchRecord {
+        id: 0,
+        origin: "baseline".into(),
+        full_score: Some(baseline_score),
+        ..Default::default()
+    });
+    let mut current = start.clone();
+    let mut current_score = baseline_score;
+    let (mut best, mut best_score) = (start.clone(), baseline_score);
+
+    let preds = program.predictors();
+    let mut attempts: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
+    let mut rollout = 1u64;
+    for p in &preds {
+        let base = current_instruction(start, p);
+        let mut list = vec![Attempt {
+            instruction: base.clone(),
+            prefix: None,
+            score: Some(baseline_score),
+        }];
+        for _ in 1..breadth {
+            if eval.exhausted() {
+                break;
+            }
+            if let Ok((ins, prefix)) = proposer.basic(&base, rollout).await {
+                if !list.iter().any(|a| a.instruction == ins) {
+                    list.push(Attempt {
+                        instruction: ins,
+                        prefix,
+                        score: None,
+                    });
+                }
+            }
+            rollout += 1;
+        }
+        attempts.insert(p.path.clone(), list);
+    }
+
+    for depth in 0..cfg.depth.max(1) {
+        for p in &preds {
+            let last_output = p
+                .signature
+                .outputs
+                .last()
+                .map(|f| f.name.clone())
+                .unwrap_or_default();
+            let list = attempts
+                .get_mut(&p.path)
+                .expect("attempts exist for every predictor");
+            // Score this predictor's new candidates with the others at their
+            // current best. Attempts scored in an earlier round keep their
+            // score (DSPy re-scores them; the difference is only the other
+            // predictors' state, and skipping saves a full evaluation each).
+            for a in list.iter_mut() {
+                if eval.exhausted() {
+                    break;
+                }
+                if a.score.is_some() {
+                    continue;
+                }
+                let cand = apply(&current, &p.path, &last_output, a);
+                let s = mean(&eval.evaluate(&cand, Split::Val, &all).await?);
+                a.score = Some(s);
+                history.push(SearchRecord {
+                    id: history.len(),
+                    origin: "proposal".into(),
+                    predictor: Some(p.path.clone()),
+                    instructions: instruction_diff(&cand, program),
+                    full_score: Some(s),
+                    ..Default::default()
+                });
+                if s > best_score {
+                    best_score = s;
+                    best = cand;
+                }
+            }
+            if let Some(top) = list.iter().filter(|a| a.score.is_some()).max_by(|a, b| {
+                a.score
+                    .partial_cmp(&b.score)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            }) {
+                let s = top.score.unwrap_or(0.0);
+                if s >= current_score {
+                    current = apply(&current, &p.path, &last_output, top);
+                    current_score = s;
+                }
+            }
+        }
+        if depth + 1 == cfg.depth.max(1) || eval.exhausted() {
+            break;
+        }
+        for p in &preds {
+            let list = attempts
+                .get_mut(&p.path)
+                .expect("attempts exist for every predictor");
+            let mut scored: Vec<(String, Option<String>, f64)> = list
+                .iter()
+                .filter_map(|a| {
+                    a.score
+                        .map(|s| (a.instruction.clone(), a.prefix.clone(), s))
+                })
+                .collect();
+            scored.sort_by(|a, b| a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal));
+            let shown: Vec<_> = scored.iter().rev().take(breadth).rev().cloned().collect();
+            let mut fresh = Vec::new();
+            for _ in 0..breadth {
+                if eval.exhausted() {
+                    break;
+                }
+                if let Ok((ins, prefix)) = proposer.given_attempts(&shown, rollout).await {
+                    if !list
+                        .iter()
+                        .chain(fresh.iter())
+                        .any(|a: &Attempt| a.instruction == ins)
+                    {
+                        fresh.push(Attempt {
+                            instruction: ins,
+                            prefix,
+                            score: None,
+                        });
+                    }
+                }
+                rollout += 1;
+            }
+            // Keep the scored attempts for the next proposal round; only the
+            // fresh ones need scoring.
+            list.retain(|a| a.score.is_some());
+            list.extend(fresh);
+        }
+    }
+    Ok(SearchResult {
+        best,
+        best_score,
+        baseline_score,
+        history,
+    })
+}

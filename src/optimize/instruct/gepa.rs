@@ -1,0 +1,492 @@
+//! GEPA: reflective prompt evolution (Agrawal et al. 2025), DSPy's semantics.
+//!
+//! A pool of candidates starts with the program. Each iteration samples a
+//! parent from the per-instance Pareto frontier on the validation set
+//! (candidates that are best on at least one validation example, dominated
+//! ones removed, weighted by how many examples they lead on), picks the
+//! parent's next predictor round robin, runs the parent on a small training
+//! minibatch with traces, and shows the prompt LM that predictor's inputs,
+//! outputs and the metric's feedback (parse failures become feedback too).
+//! The LM rewrites the instruction; the child is kept only if it beats the
+//! parent on the same minibatch, then scored on the whole validation set and
+//! added to the pool. After an accepted child, a system-aware merge may
+//! combine two frontier candidates with a common ancestor, taking each
+//! predictor's instruction from the side that changed it. The budget counts
+//! metric calls (one per example scored); `auto` presets follow DSPy's
+//! formula. The winner is the candidate with the best validation mean, ties
+//! to the earliest, so the starting program wins unless something beats it.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
+
+use crate::overlay::Overlay;
+use crate::program::Program;
+use crate::trace::Trace;
+
+use super::mipro::Auto;
+use super::propose::Proposer;
+use super::{
+    current_instruction, instruction_diff, with_instruction, Evaluator, ExampleScore, SearchError,
+    SearchRecord, SearchResult, Split,
+};
+
+#[derive(Debug, Clone)]
+pub struct GepaConfig {
+    pub auto: Option<Auto>,
+    /// Budget in metric calls (examples scored); overrides `auto`.
+    pub max_metric_calls: Option<usize>,
+    pub reflection_minibatch_size: usize,
+    pub use_merge: bool,
+    pub max_merge_invocations: usize,
+    /// Scores at or above this count as perfect: such minibatches are skipped.
+    pub perfect_score: f64,
+    pub seed: u64,
+}
+
+impl Default for GepaConfig {
+    fn default() -> Self {
+        GepaConfig {
+            auto: Some(Auto::Light),
+            max_metric_calls: None,
+            reflection_minibatch_size: 3,
+            use_merge: true,
+            max_merge_invocations: 5,
+            perfect_score: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// DSPy's `auto_budget`: metric calls for a MIPRO-like schedule with
+/// `n` candidates over a validation set of `v` examples.
+pub fn auto_budget(num_preds: usize, n: usize, v: usize) -> usize {
+    let (m_size, steps) = (35usize, 5usize);
+    let trials =
+        (2.0 * (num_preds * 2) as f64 * (n.max(2) as f64).log2()).max(1.5 * n as f64) as usize;
+    let mut total = v + n * 5 + trials * m_size;
+    if trials == 0 {
+        return total;
+    }
+    let periodic = (trials + 1) / steps + 1;
+    let extra = usize::from(steps > trials);
+    total += (periodic + extra) * v;
+    total
+}
+
+#[derive(Debug, Clone)]
+struct Cand {
+    overlay: Overlay,
+    parents: Vec<usize>,
+    val: Vec<f64>,
+    next_pred: usize,
+}
+
+impl Cand {
+    fn mean(&self) -> f64 {
+        if self.val.is_empty() {
+            0.0
+        } else {
+            self.val.iter().sum::<f64>() / self.val.len() as f64
+        }
+    }
+}
+
+/// Candidates on the per-instance Pareto frontier, dominated ones removed,
+/// each with the number of instances it leads on.
+pub fn frontier(scores: &[Vec<f64>]) -> Vec<(usize, usize)> {
+    let n_inst = scores.first().map_or(0, Vec::len);
+    let mut lead = vec![0usize; scores.len()];
+    for k in 0..n_inst {
+        let best = scores.iter().map(|s| s[k]).fold(f64::MIN, f64::max);
+        for (c, s) in scores.iter().enumerate() {
+            if s[k] >= best {
+                lead[c] += 1;
+            }
+        }
+    }
+    let dominated = |p: usize| {
+        scores.iter().enumerate().any(|(q, sq)| {
+            q != p
+                && sq.iter().zip(&scores[p]).all(|(a, b)| a >= b)
+                && sq.iter().zip(&scores[p]).any(|(a, b)| a > b)
+        })
+    };
+    (0..scores.len())
+        .filter(|&c| lead[c] > 0 && !dominated(c))
+        .map(|c| (c, lead[c]))
+        .collect()
+}
+
+fn ancestors(pool: &[Cand], c: usize) -> BTreeSet<usize> {
+    let mut out = BTreeSet::new();
+    let mut stack = pool[c].parents.clone();
+    while let Some(p) = stack.pop() {
+        if out.insert(p) {
+            stack.extend(pool[p].parents.iter().copied());
+        }
+    }
+    out
+}
+
+/// Text shown to the reflection LM: the predictor's inputs and outputs on
+/// each minibatch example with the metric's feedback.
+pub fn reflective_examples(path: &str, results: &[ExampleScore]) -> String {
+    let mut s = String::new();
+    for (i, r) in results.iter().enumerate() {
+        s.push_str(&format!("### Example {}\n", i + 1));
+        let step = r.trace.as_ref().and_then(|t: &Trace| {
+            t.steps
+                .iter()
+                .find(|st| st.predictor.as_deref() == Some(path))
+        });
+        let inputs = step
+            .map(|st| st.inputs.clone())
+            .unwrap_or_else(|| r.inputs.clone());
+        s.push_str("Inputs:\n");
+        for (k, v) in &inputs {
+            s.push_str(&format!(
+                "- {k}: {}\n",
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            ));
+        }
+        match step.and_then(|st| st.outputs.clone()) {
+            Some(out) => {
+                s.push_str("Generated outputs:\n");
+                for (k, v) in &out {
+                    s.push_str(&format!(
+                        "- {k}: {}\n",
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    ));
+                }
+            }
+            None => {
+                let raw = step
+                    .and_then(|st| st.parse_error.as_ref())
+                    .map(|p| p.raw.clone());
+                match raw {
+                    Some(raw) => s.push_str(&format!(
+                        "Generated outputs: (could not be parsed)\n{raw}\n"
+                    )),
+                    None => s.push_str("Generated outputs: (none)\n"),
+                }
+            }
+        }
+        let feedback = match (&r.error, &r.feedback) {
+            (Some(e), _) => {
+                format!("The run failed: {e}. The output must follow the required format exactly.")
+            }
+            (None, Some(f)) => f.clone(),
+            (None, None) if r.score >= 1.0 => "This output is correct.".to_string(),
+            (None, None) => format!(
+                "This output scored {:.2}; expected: {}",
+                r.score,
+                serde_json::Value::Object(r.expected.clone())
+            ),
+        };
+        s.push_str(&format!("Feedback: {feedback}\n\n"));
+    }
+    s
+}
+
+pub async fn gepa(
+    program: &Program,
+    start: &Overlay,
+    eval: &dyn Evaluator,
+    proposer: &Proposer,
+    cfg: &GepaConfig,
+) -> Result<SearchResult, SearchError> {
+    let preds = program.predictors();
+    if preds.is_empty() {
+        return Err(SearchError::Config(
+            "gepa needs at least one predictor".into(),
+        ));
+    }
+    let v = eval.len(Split::Val);
+    let t = eval.len(Split::Train);
+    if v == 0 || t == 0 {
+        return Err(SearchError::Config(
+            "gepa needs non-empty training and validation sets".into(),
+        ));
+    }
+    let budget = cfg.max_metric_calls.unwrap_or_else(|| {
+        auto_budget(preds.len(), cfg.auto.unwrap_or(Auto::Light).settings().0, v)
+    });
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let all_val: Vec<usize> = (0..v).collect();
+    let mut calls = 0usize;
+    let mut history = Vec::new();
+
+    let base_scores: Vec<f64> = eval
+        .evaluate(start, Split::Val, &all_val)
+        .await?
+        .iter()
+        .map(|s| s.score)
+        .collect();
+    calls += v;
+    let mut pool = vec![Cand {
+        overlay: start.clone(),
+        parents: vec![],
+        val: base_scores,
+        next_pred: 0,
+    }];
+    let baseline_score = pool[0].mean();
+    history.push(SearchRecord {
+        id: 0,
+        origin: "baseline".into(),
+        full_score: Some(baseline_score),
+        accepted: Some(true),
+        ..Default::default()
+    });
+
+    let mut train_order: Vec<usize> = (0..t).collect();
+    train_order.shuffle(&mut rng);
+    let mut cursor = 0usize;
+    let mut merges_due = 0usize;
+    let mut merges_done = 0usize;
+    let mut rollout = 1u64;
+    let b = cfg.reflection_minibatch_size.clamp(1, t);
+
+    while calls + 2 * b <= budget && !eval.exhausted() {
+        // System-aware merge, scheduled after each accepted mutation.
+        if cfg.use_merge
+            && merges_due > 0
+            && merges_done < cfg.max_merge_invocations
+            && pool.len() >= 3
+        {
+            merges_due -= 1;
+            merges_done += 1;
+            if let Some(c) = try_merge(
+                program,
+                &mut pool,
+                eval,
+                &mut rng,
+                &mut calls,
+                budget,
+                &mut history,
+            )
+            .await?
+            {
+                let _ = c;
+                continue;
+            }
+        }
+        // Parent from the Pareto frontier, weighted by coverage.
+        let scores: Vec<Vec<f64>> = pool.iter().map(|c| c.val.clone()).collect();
+        let front = frontier(&scores);
+        let total: usize = front.iter().map(|(_, w)| w).sum();
+        let mut pick = rng.gen_range(0..total.max(1));
+        let mut parent = front.first().map_or(0, |f| f.0);
+        for (c, w) in &front {
+            if pick < *w {
+                parent = *c;
+                break;
+            }
+            pick -= w;
+        }
+        let pi = pool[parent].next_pred % preds.len();
+        pool[parent].next_pred = (pi + 1) % preds.len();
+        let pred = &preds[pi];
+
+        // Next training minibatch (epoch-shuffled, as GEPA does).
+        let mut batch = Vec::with_capacity(b);
+        for _ in 0..b {
+            if cursor >= train_order.len() {
+                train_order.shuffle(&mut rng);
+                cursor = 0;
+            }
+            batch.push(train_order[cursor]);
+            cursor += 1;
+        }
+        let parent_res = eval
+            .evaluate(&pool[parent].overlay, Split::Train, &batch)
+            .await?;
+        calls += b;
+        let parent_sum: f64 = parent_res.iter().map(|r| r.score).sum();
+        if parent_res.iter().all(|r| r.score >= cfg.perfect_score) {
+            continue; // nothing to learn from a perfect minibatch
+        }
+        let current = current_instruction(&pool[parent].overlay, pred);
+        let text = reflective_examples(&pred.path, &parent_res);
+        let proposal = proposer.reflect(&current, &text, rollout).await;
+        rollout += 1;
+        let Ok(new_instruction) = proposal else {
+            continue;
+        };
+        if new_instruction == current {
+            continue;
+        }
+        let child = with_instruction(&pool[parent].overlay, &pred.path, &new_instruction);
+        let child_res = eval.evaluate(&child, Split::Train, &batch).await?;
+        calls += b;
+        let child_sum: f64 = child_res.iter().map(|r| r.score).sum();
+        let accepted = child_sum > parent_sum;
+        let mut rec = SearchRecord {
+            id: history.len(),
+            parents: vec![parent],
+            origin: "mutation".into(),
+            predictor: Some(pred.path.clone()),
+            instructions: instruction_diff(&child, program),
+            minibatch_score: Some(child_sum / b as f64),
+            accepted: Some(accepted),
+            ..Default::default()
+        };
+        if accepted && calls + v <= budget {
+            let val: Vec<f64> = eval
+                .evaluate(&child, Split::Val, &all_val)
+                .await?
+                .iter()
+                .map(|s| s.score)
+                .collect();
+            calls += v;
+            let c = Cand {
+                overlay: child,
+                parents: vec![parent],
+                val,
+                next_pred: 0,
+            };
+            rec.full_score = Some(c.mean());
+            pool.push(c);
+            merges_due += 1;
+        } else if accepted {
+            rec.accepted = Some(false); // no budget left to score it in full
+        }
+        history.push(rec);
+    }
+    let best_idx = (0..pool.len()).fold(0, |b, c| {
+        if pool[c].mean() > pool[b].mean() {
+            c
+        } else {
+            b
+        }
+    });
+    Ok(SearchResult {
+        best: pool[best_idx].overlay.clone(),
+        best_score: pool[best_idx].mean(),
+        baseline_score,
+        history,
+    })
+}
+
+/// Merge two frontier candidates that share an ancestor: per predictor, take
+/// the instruction from whichever side changed it (the better side when
+/// both did). Accepted when it does at least as well as both parents on a
+/// few validation examples, then scored in full.
+async fn try_merge(
+    program: &Program,
+    pool: &mut Vec<Cand>,
+    eval: &dyn Evaluator,
+    rng: &mut ChaCha8Rng,
+    calls: &mut usize,
+    budget: usize,
+    history: &mut Vec<SearchRecord>,
+) -> Result<Option<usize>, SearchError> {
+    let scores: Vec<Vec<f64>> = pool.iter().map(|c| c.val.clone()).collect();
+    let front: Vec<usize> = frontier(&scores).into_iter().map(|(c, _)| c).collect();
+    let mut pairs = Vec::new();
+    for (x, &i) in front.iter().enumerate() {
+        for &j in &front[x + 1..] {
+            let (ai, aj) = (ancestors(pool, i), ancestors(pool, j));
+            if ai.contains(&j) || aj.contains(&i) {
+                continue;
+            }
+            if let Some(&a) = ai.intersection(&aj).max() {
+                pairs.push((i, j, a));
+            }
+        }
+    }
+    let Some(&(i, j, a)) = pairs.choose(rng) else {
+        return Ok(None);
+    };
+    let mut merged = pool[a].overlay.clone();
+    for p in program.predictors() {
+        let (ii, ij, ia) = (
+            current_instruction(&pool[i].overlay, &p),
+            current_instruction(&pool[j].overlay, &p),
+            current_instruction(&pool[a].overlay, &p),
+        );
+        let take = if ii == ia {
+            ij
+        } else if ij == ia || pool[i].mean() >= pool[j].mean() {
+            ii
+        } else {
+            ij
+        };
+        merged = with_instruction(&merged, &p.path, &take);
+    }
+    if merged == pool[i].overlay || merged == pool[j].overlay {
+        return Ok(None);
+    }
+    let v = pool[i].val.len();
+    let mut sub: Vec<usize> = (0..v).collect();
+    sub.shuffle(rng);
+    sub.truncate(5.min(v));
+    if *calls + sub.len() + v > budget {
+        return Ok(None);
+    }
+    let res = eval.evaluate(&merged, Split::Val, &sub).await?;
+    *calls += sub.len();
+    let merged_sum: f64 = res.iter().map(|r| r.score).sum();
+    let side = |c: usize| sub.iter().map(|&k| pool[c].val[k]).sum::<f64>();
+    let accepted = merged_sum >= side(i).max(side(j));
+    let mut rec = SearchRecord {
+        id: history.len(),
+        parents: vec![i, j],
+        origin: "merge".into(),
+        instructions: instruction_diff(&merged, program),
+        minibatch_score: Some(merged_sum / sub.len().max(1) as f64),
+        accepted: Some(accepted),
+        ..Default::default()
+    };
+    let mut added = None;
+    if accepted {
+        let all: Vec<usize> = (0..v).collect();
+        let val: Vec<f64> = eval
+            .evaluate(&merged, Split::Val, &all)
+            .await?
+            .iter()
+            .map(|s| s.score)
+            .collect();
+        *calls += v;
+        let c = Cand {
+            overlay: merged,
+            parents: vec![i, j],
+            val,
+            next_pred: 0,
+        };
+        rec.full_score = Some(c.mean());
+        pool.push(c);
+        added = Some(pool.len() - 1);
+    }
+    history.push(rec);
+    Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontier_keeps_per_instance_leaders_and_drops_dominated() {
+        // c0 leads on instance 0, c1 on instance 1, c2 is dominated by c1.
+        let scores = vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 1.0],
+            vec![0.0, 1.0, 0.0],
+        ];
+        let f = frontier(&scores);
+        assert_eq!(f, vec![(0, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn auto_budget_matches_dspy_formula() {
+        // 1 predictor, light (n=6), 100 val: trials = max(4*log2 6, 9) = 10.
+        // total = 100 + 30 + 10*35 + ((11/5)+1)*100 = 100+30+350+300 = 780.
+        assert_eq!(auto_budget(1, 6, 100), 780);
+    }
+}

@@ -1,0 +1,428 @@
+//! MIPROv2: grounded instruction proposals plus a Bayesian (TPE) search over
+//! which instruction and which demo set each predictor uses, DSPy's semantics.
+//!
+//! 1. Demo-set candidates come from the few-shot machinery (index 0 is the
+//!    first set given, normally zero-shot).
+//! 2. For every predictor the proposer writes instructions grounded in a
+//!    dataset summary, a description of the program and of the module, demos
+//!    from one demo set and a randomly drawn tip; the original instruction is
+//!    candidate 0.
+//! 3. A seeded TPE proposes (instruction, demo set) per predictor; each trial
+//!    is scored on a random minibatch of the validation set when that set has
+//!    more than 50 examples (else on all of it); every
+//!    `minibatch_full_eval_steps + 1` trials and at the end, the combination
+//!    with the best mean minibatch score not yet fully evaluated is scored on
+//!    the whole validation set. The best full score wins; the starting program
+//!    is scored in full first, so the result never scores below it.
+//!
+//! `auto` presets follow DSPy: light/medium/heavy = 6/12/18 candidates and a
+//! validation sample of 100/300/1000; trials = max(2·v·log2(n), 1.5·n) where
+//! v counts the variables (predictors, doubled when demos are searched).
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::overlay::{Demo, Overlay};
+use crate::program::Program;
+
+use super::propose::{describe_module, describe_program, Grounding, Proposer, TIPS};
+use super::tpe::Tpe;
+use super::{
+    current_instruction, instruction_diff, mean, Evaluator, SearchError, SearchRecord,
+    SearchResult, Split,
+};
+
+/// Below this many validation examples trials are scored on all of them.
+pub const MIN_MINIBATCH_SIZE: usize = 50;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auto {
+    Light,
+    Medium,
+    Heavy,
+}
+
+impl Auto {
+    pub fn parse(s: &str) -> Option<Auto> {
+        match s {
+            "light" => Some(Auto::Light),
+            "medium" => Some(Auto::Medium),
+            "heavy" => Some(Auto::Heavy),
+            _ => None,
+        }
+    }
+    /// (candidates, validation sample size), as DSPy's AUTO_RUN_SETTINGS.
+    pub fn settings(self) -> (usize, usize) {
+        match self {
+            Auto::Light => (6, 100),
+            Auto::Medium => (12, 300),
+            Auto::Heavy => (18, 1000),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MiproConfig {
+    pub auto: Option<Auto>,
+    /// Candidates (instructions and demo sets) when `auto` is off.
+    pub num_candidates: usize,
+    pub num_trials: Option<usize>,
+    pub minibatch_size: usize,
+    pub minibatch_full_eval_steps: usize,
+    pub seed: u64,
+}
+
+impl Default for MiproConfig {
+    fn default() -> Self {
+        MiproConfig {
+            auto: Some(Auto::Light),
+            num_candidates: 6,
+            num_trials: None,
+            minibatch_size: 35,
+            minibatch_full_eval_steps: 5,
+            seed: 9,
+        }
+    }
+}
+
+/// DSPy's trial count: max(2·v·log2(n), 1.5·n).
+pub fn num_trials(num_predictors: usize, with_demos: bool, n: usize) -> usize {
+    let vars = num_predictors * if with_demos { 2 } else { 1 };
+    let n = n.max(2) as f64;
+    (2.0 * vars as f64 * n.log2()).max(1.5 * n) as usize
+}
+
+/// The plan a run will follow (also used for `--dry-run`).
+#[derive(Debug, Clone)]
+pub struct MiproPlan {
+    pub instruct_candidates: usize,
+    pub trials: usize,
+    pub val_indices: Vec<usize>,
+    pub minibatch: bool,
+    pub full_evals: usize,
+}
+
+pub fn plan(program: &Program, cfg: &MiproConfig, val_len: usize, demo_sets: usize) -> MiproPlan {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let with_demos = demo_sets > 1;
+    let (n, val_size) = match cfg.auto {
+        Some(a) => a.settings(),
+        None => (cfg.num_candidates.max(1), val_len),
+    };
+    let mut val_indices: Vec<usize> = (0..val_len).collect();
+    if val_size < val_len {
+        val_indices.shuffle(&mut rng);
+        val_indices.truncate(val_size);
+        val_indices.sort_unstable();
+    }
+    let instruct = if cfg.auto.is_some() && with_demos {
+        (n / 2).max(1)
+    } else {
+        n
+    };
+    let trials = cfg
+        .num_trials
+        .unwrap_or_else(|| num_trials(program.predictors().len(), with_demos, n));
+    let minibatch = val_indices.len() > MIN_MINIBATCH_SIZE;
+    let full_evals = if minibatch {
+        trials / (cfg.minibatch_full_eval_steps + 1) + 1
+    } else {
+        trials
+    };
+    MiproPlan {
+        instruct_candidates: instruct,
+        trials,
+        val_indices,
+        minibatch,
+        full_evals,
+    }
+}
+
+/// Run MIPROv2. `demo_sets[j]` maps predictor path → demos for demo-set
+/// candidate j (empty: instructions only). `train_view` holds a few training
+/// examples rendered as text for the dataset summary.
+pub async fn mipro(
+    program: &Program,
+    start: &Overlay,
+    demo_sets: &[BTreeMap<String, Vec<Demo>>],
+    train_view: &[String],
+    eval: &dyn Evaluator,
+    proposer: &Proposer,
+    cfg: &MiproConfig,
+) -> Result<SearchResult, SearchError> {
+    let preds = program.predictors();
+    let pl = plan(program, cfg, eval.len(Split::Val), demo_sets.len());
+    let val = pl.val_indices.clone();
+    if val.is_empty() {
+        return Err(SearchError::Config(
+            "mipro needs a non-empty validation set".into(),
+        ));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(1));
+    let mut history = Vec::new();
+    let mut full_cache: HashMap<String, f64> = HashMap::new();
+    let key = |o: &Overlay| serde_json::to_string(o).unwrap_or_default();
+
+    let baseline_score = mean(&eval.evaluate(start, Split::Val, &val).await?);
+    full_cache.insert(key(start), baseline_score);
+    history.push(SearchRecord {
+        id: 0,
+        origin: "baseline".into(),
+        full_score: Some(baseline_score),
+        ..Default::default()
+    });
+    let (mut best, mut best_score) = (start.clone(), baseline_score);
+
+    // Step 2: instruction candidates per predictor.
+    let mut rollout = 1u64;
+    let dataset = if train_view.is_empty() {
+        String::new()
+    } else {
+        proposer
+            .dataset_summary(train_view, rollout)
+            .await
+            .unwrap_or_default()
+    };
+    rollout += 1;
+    let program_desc = describe_program(program);
+    let mut instructions: Vec<Vec<String>> = Vec::new();
+    for p in &preds {
+        let base = current_instruction(start, p);
+        let mut list = vec![base.clone()];
+        for j in 1..pl.instruct_candidates {
+            if eval.exhausted() {
+                break;
+            }
+            let demos = demo_sets
+                .get(j % demo_sets.len().max(1))
+                .and_then(|s| s.get(&p.path))
+                .map(|d| render_demos(d))
+                .unwrap_or_default();
+            let tip = TIPS[rng.gen_range(0..TIPS.len())].1;
+            let g = Grounding {
+                dataset: &dataset,
+                program: &program_desc,
+                module: &describe_module(p),
+                demos: &demos,
+                previous: &list[1..],
+                basic: &base,
+                tip,
+            };
+            if let Ok(ins) = proposer.grounded(&g, rollout).await {
+                if !list.contains(&ins) {
+                    list.push(ins);
+                }
+            }
+            rollout += 1;
+        }
+        instructions.push(list);
+    }
+
+    // Step 3: TPE over (instruction, demo set) per predictor.
+    let with_demos = !demo_sets.is_empty();
+    let mut dims = Vec::new();
+    for list in &instructions {
+        dims.push(list.len());
+        if with_demos {
+            dims.push(demo_sets.len());
+        }
+    }
+    let build = |params: &[usize]| -> Overlay {
+        let mut o = start.clone();
+        let stride = if with_demos { 2 } else { 1 };
+        for (i, p) in preds.iter().enumerate() {
+            let st = o.predictors.entry(p.path.clone()).or_default();
+            st.instructions = Some(instructions[i][params[i * stride]].clone());
+            if with_demos {
+                st.demos = demo_sets[params[i * stride + 1]]
+                    .get(&p.path)
+                    .cloned()
+                    .unwrap_or_default();
+            }
+        }
+        o
+    };
+    let mut tpe = Tpe::new(dims.clone(), cfg.seed);
+    // The default configuration (original instructions, first demo set) is a
+    // known trial, as DSPy seeds Optuna with it.
+    let default_params = vec![0; dims.len()];
+    let default_overlay = build(&default_params);
+    let default_score = match full_cache.get(&key(&default_overlay)) {
+        Some(s) => *s,
+        None => {
+            let s = mean(&eval.evaluate(&default_overlay, Split::Val, &val).await?);
+            full_cache.insert(key(&default_overlay), s);
+            s
+        }
+    };
+    tpe.observe(default_params.clone(), default_score);
+    history.push(record(
+        &history,
+        "trial",
+        program,
+        &default_overlay,
+        &default_params,
+        &preds,
+        with_demos,
+        None,
+        Some(default_score),
+    ));
+    if default_score > best_score {
+        best = default_overlay;
+        best_score = default_score;
+    }
+    let mut minibatch_scores: BTreeMap<Vec<usize>, Vec<f64>> = BTreeMap::new();
+    let mut fully_evaluated: BTreeMap<Vec<usize>, f64> = BTreeMap::new();
+    fully_evaluated.insert(default_params, default_score);
+    for trial in 1..=pl.trials {
+        if eval.exhausted() {
+            break;
+        }
+        let params = tpe.suggest();
+        let cand = build(&params);
+        if pl.minibatch {
+            let mut batch = val.clone();
+            batch.shuffle(&mut rng);
+            batch.truncate(cfg.minibatch_size.min(val.len()));
+            let s = mean(&eval.evaluate(&cand, Split::Val, &batch).await?);
+            tpe.observe(params.clone(), s);
+            minibatch_scores.entry(params.clone()).or_default().push(s);
+            history.push(record(
+                &history,
+                "trial",
+                program,
+                &cand,
+                &params,
+                &preds,
+                with_demos,
+                Some(s),
+                None,
+            ));
+            if trial % (cfg.minibatch_full_eval_steps + 1) == 0 || trial == pl.trials {
+                // Fully evaluate the best-averaging combination not yet done.
+                let top = minibatch_scores
+                    .iter()
+                    .filter(|(k, _)| !fully_evaluated.contains_key(*k))
+                    .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len() as f64))
+                    .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+                if let Some((p, _)) = top {
+                    let o = build(&p);
+                    let s = mean(&eval.evaluate(&o, Split::Val, &val).await?);
+                    fully_evaluated.insert(p.clone(), s);
+                    tpe.observe(p.clone(), s);
+                    history.push(record(
+                        &history,
+                        "full_eval",
+                        program,
+                        &o,
+                        &p,
+                        &preds,
+                        with_demos,
+                        None,
+                        Some(s),
+                    ));
+                    if s > best_score {
+                        best_score = s;
+                        best = o;
+                    }
+                }
+            }
+        } else {
+            let s = match fully_evaluated.get(&params) {
+                Some(s) => *s,
+                None => mean(&eval.evaluate(&cand, Split::Val, &val).await?),
+            };
+            fully_evaluated.insert(params.clone(), s);
+            tpe.observe(params.clone(), s);
+            history.push(record(
+                &history,
+                "trial",
+                program,
+                &cand,
+                &params,
+                &preds,
+                with_demos,
+                None,
+                Some(s),
+            ));
+            if s > best_score {
+                best_score = s;
+                best = cand;
+            }
+        }
+    }
+    Ok(SearchResult {
+        best,
+        best_score,
+        baseline_score,
+        history,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record(
+    history: &[SearchRecord],
+    origin: &str,
+    program: &Program,
+    o: &Overlay,
+    params: &[usize],
+    preds: &[crate::program::PredictorRef],
+    with_demos: bool,
+    minibatch: Option<f64>,
+    full: Option<f64>,
+) -> SearchRecord {
+    let mut demo_sets = BTreeMap::new();
+    if with_demos {
+        for (i, p) in preds.iter().enumerate() {
+            demo_sets.insert(p.path.clone(), params[i * 2 + 1]);
+        }
+    }
+    SearchRecord {
+        id: history.len(),
+        origin: origin.into(),
+        instructions: instruction_diff(o, program),
+        demo_sets,
+        minibatch_score: minibatch,
+        full_score: full,
+        ..Default::default()
+    }
+}
+
+/// Demos as text for the proposer.
+pub fn render_demos(demos: &[Demo]) -> String {
+    demos
+        .iter()
+        .map(|d| {
+            d.fields
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {}",
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_formula_matches_dspy() {
+        // One predictor, zero-shot, light (n=6): max(2*1*log2 6, 9) = max(5.17, 9) = 9.
+        assert_eq!(num_trials(1, false, 6), 9);
+        // One predictor with demos, medium (n=12): max(2*2*log2 12, 18) = max(14.3, 18) = 18.
+        assert_eq!(num_trials(1, true, 12), 18);
+        // Three predictors with demos, heavy (n=18): max(2*6*log2 18, 27) = 50.
+        assert_eq!(num_trials(3, true, 18), 50);
+    }
+}

@@ -1,0 +1,153 @@
+//! Instruction search: optimizers that rewrite each predictor's instruction
+//! with a proposer LM and keep what scores best — COPRO (coordinate ascent
+//! over proposals conditioned on scored attempts), MIPROv2 (grounded
+//! proposals + a seeded TPE search over instruction × demo-set choices on
+//! minibatches) and GEPA (reflective evolution over a per-instance Pareto
+//! frontier, with system-aware merges).
+//!
+//! The algorithms here are pure control flow over two narrow interfaces: an
+//! [`Evaluator`] that scores an overlay on dataset examples, and a
+//! [`propose::Proposer`] that asks the prompt LM for text. That keeps them
+//! deterministic under a seed and testable against a scripted LM. Each
+//! returns its whole search history for the artifact's lineage, and every
+//! one keeps the starting program as a candidate scored on the full
+//! validation set, so the winner never scores below it there.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use crate::overlay::Overlay;
+use crate::trace::Trace;
+
+pub mod copro;
+pub mod engine;
+pub mod gepa;
+pub mod mipro;
+pub mod propose;
+pub mod tpe;
+
+/// Which dataset an evaluation runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+}
+
+/// One example's outcome under a candidate.
+#[derive(Debug, Clone, Default)]
+pub struct ExampleScore {
+    pub score: f64,
+    pub feedback: Option<String>,
+    pub inputs: Map<String, Value>,
+    pub expected: Map<String, Value>,
+    pub outputs: Option<Map<String, Value>>,
+    /// Run error (LM failure or unparseable reply), kept for reflection.
+    pub error: Option<String>,
+    pub trace: Option<Trace>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SearchError {
+    #[error("evaluation failed: {0}")]
+    Eval(String),
+    #[error("the proposer LM failed: {0}")]
+    Propose(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Scores overlays on the train or validation examples.
+#[async_trait::async_trait]
+pub trait Evaluator: Send + Sync {
+    /// One score per index, in the order of `indices`.
+    async fn evaluate(
+        &self,
+        overlay: &Overlay,
+        split: Split,
+        indices: &[usize],
+    ) -> Result<Vec<ExampleScore>, SearchError>;
+    fn len(&self, split: Split) -> usize;
+    /// Whether the budget (LM calls, tokens, cost) is spent; searches stop
+    /// cleanly and return the best so far.
+    fn exhausted(&self) -> bool {
+        false
+    }
+}
+
+/// Mean score of a batch (0 for an empty batch).
+pub fn mean(scores: &[ExampleScore]) -> f64 {
+    if scores.is_empty() {
+        0.0
+    } else {
+        scores.iter().map(|s| s.score).sum::<f64>() / scores.len() as f64
+    }
+}
+
+/// One candidate the search considered, for the lineage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchRecord {
+    pub id: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<usize>,
+    /// How it was made: `baseline`, `proposal`, `mutation`, `merge`, `trial`.
+    pub origin: String,
+    /// The predictor it changed, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<String>,
+    /// Instructions per predictor path (only those that differ from the program).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instructions: BTreeMap<String, String>,
+    /// Demo-set choice per predictor (MIPRO).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub demo_sets: BTreeMap<String, usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minibatch_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_score: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<bool>,
+}
+
+/// What an instruction search returns.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub best: Overlay,
+    /// Full validation score of `best`.
+    pub best_score: f64,
+    /// Full validation score of the starting overlay.
+    pub baseline_score: f64,
+    pub history: Vec<SearchRecord>,
+}
+
+/// The instructions of `overlay` that differ from the program's, by path.
+pub fn instruction_diff(
+    overlay: &Overlay,
+    program: &crate::program::Program,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for p in program.predictors() {
+        if let Some(i) = overlay.get(&p.path).and_then(|s| s.instructions.clone()) {
+            if Some(&i) != p.signature.instructions.as_ref() {
+                out.insert(p.path.clone(), i);
+            }
+        }
+    }
+    out
+}
+
+/// `overlay` with predictor `path`'s instruction replaced.
+pub fn with_instruction(overlay: &Overlay, path: &str, instruction: &str) -> Overlay {
+    let mut o = overlay.clone();
+    o.predictors
+        .entry(path.to_string())
+        .or_default()
+        .instructions = Some(instruction.to_string());
+    o
+}
+
+/// The effective instruction of a predictor under an overlay.
+pub fn current_instruction(overlay: &Overlay, pred: &crate::program::PredictorRef) -> String {
+    overlay.state(&pred.path).apply(&pred.signature).objective()
+}
