@@ -1,13 +1,530 @@
-//! `lmc compile`: run an optimizer, write an artifact.
-use std::path::PathBuf;
-use std::process::ExitCode;
+//! `lmc compile`: run an optimizer over a program and write the winning
+//! overlay as an artifact.
+//!
+//! This file owns the command's flags, the resolution of its inputs
+//! (program, trainset, valset, metric and LM default to the program or
+//! project file), the dry-run projection, the progress bars (one per phase,
+//! with the best score so far) and the summary. The search itself is
+//! `crate::optimize`; the artifact format is `crate::artifact`. Exit codes:
+//! 0 written (also when a budget stopped the search: the best candidate so
+//! far is written and a warning says so), 2 bad input, 3 nothing could be
+//! scored.
 
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::progress::{bar, human_count};
+use super::CliError;
+use crate::artifact::{Artifact, DatasetRef, Lineage, MetricRef};
+use crate::data::{self, Dataset, LoadOptions};
+use crate::metric::Metric;
+use crate::optimize::{self, CompileReporter, Engine, Settings};
+use crate::program::Program;
+
+/// Optimize a program's demos (and instructions); write an artifact.
+///
+/// Trainset, valset, metric and LM default to the program file (`datasets:`,
+/// `metric:`, `lm:`) or the project's `lmc.yaml`. Every LM reply is cached
+/// as it arrives: an interrupted compile re-run with the same arguments
+/// resumes without repeating calls.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Program file (default: the project's program).
     pub file: Option<PathBuf>,
+
+    /// Training examples, CSV or JSONL (default: the program's `datasets.train`).
+    #[arg(long, value_name = "PATH")]
+    pub trainset: Option<PathBuf>,
+
+    /// Examples candidates are scored on (default: the program's
+    /// `datasets.dev`, else the trainset).
+    #[arg(long, value_name = "PATH")]
+    pub valset: Option<PathBuf>,
+
+    /// Metric spec, overriding the program's `metric:`.
+    #[arg(long, value_name = "SPEC")]
+    pub metric: Option<String>,
+
+    /// Optimizer: labeled_few_shot, bootstrap_few_shot,
+    /// bootstrap_random_search or knn_few_shot.
+    #[arg(long, value_name = "NAME", default_value = "bootstrap_random_search")]
+    pub optimizer: String,
+
+    /// Optimizer setting (repeatable), e.g. `--opt max_bootstrapped_demos=2`.
+    #[arg(long = "opt", value_name = "KEY=VALUE")]
+    pub opts: Vec<String>,
+
+    /// Seed for every random choice (samples, shuffles, demo counts).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Use the first N training examples.
+    #[arg(long, value_name = "N")]
+    pub train_limit: Option<usize>,
+
+    /// Use the first N validation examples.
+    #[arg(long, value_name = "N")]
+    pub val_limit: Option<usize>,
+
+    /// Map a dataset column to a program field (repeatable).
+    #[arg(long = "map", value_name = "COLUMN=FIELD")]
+    pub map: Vec<String>,
+
+    /// Artifact to write [default: <program-stem>.compiled.json in the
+    /// current directory].
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// Print the projected number of LM calls (and cost where prices are
+    /// known) and exit without calling the LM.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub lm: super::lm_args::LmArgs,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lmc compile` is being built")
+fn input_err(msg: impl Into<String>) -> anyhow::Error {
+    CliError::Input(msg.into()).into()
+}
+
+/// Progress bars: one per phase, with the best score so far.
+struct Bars {
+    quiet: bool,
+    current: Mutex<Option<indicatif::ProgressBar>>,
+    best: Mutex<Option<f64>>,
+}
+
+impl Bars {
+    fn message(&self) -> String {
+        match self.best.lock().ok().and_then(|b| *b) {
+            Some(b) => format!("best {b:.3}"),
+            None => String::new(),
+        }
+    }
+}
+
+impl CompileReporter for Bars {
+    fn phase(&self, name: &str, total: usize) {
+        let pb = bar(total as u64, name, self.quiet);
+        pb.set_message(self.message());
+        if let Ok(mut c) = self.current.lock() {
+            if let Some(old) = c.replace(pb) {
+                old.finish_and_clear();
+            }
+        }
+    }
+    fn tick(&self) {
+        if let Some(pb) = self.current.lock().ok().and_then(|c| c.clone()) {
+            pb.inc(1);
+        }
+    }
+    fn candidate(&self, _r: &crate::artifact::CandidateRecord, best: f64) {
+        if let Ok(mut b) = self.best.lock() {
+            *b = Some(best);
+        }
+        if let Some(pb) = self.current.lock().ok().and_then(|c| c.clone()) {
+            pb.set_message(self.message());
+        }
+    }
+    fn phase_done(&self) {
+        if let Some(pb) = self.current.lock().ok().and_then(|mut c| c.take()) {
+            pb.finish_and_clear();
+        }
+    }
+    fn note(&self, message: &str) {
+        let line = format!("note: {message}");
+        match self.current.lock().ok().and_then(|c| c.clone()) {
+            Some(pb) if !self.quiet => pb.println(line),
+            _ => {
+                if !self.quiet {
+                    eprintln!("{line}")
+                }
+            }
+        }
+    }
+}
+
+/// Inputs resolved before anything runs.
+struct Setup {
+    program: Program,
+    program_path: PathBuf,
+    train: Dataset,
+    val: Option<Dataset>,
+    metric: Metric,
+    metric_spec: Value,
+    settings: Settings,
+    output: PathBuf,
+    lm_cfg: crate::program::LmConfig,
+}
+
+fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for m in maps {
+        match m.split_once('=') {
+            Some((c, f)) if !c.trim().is_empty() && !f.trim().is_empty() => {
+                out.insert(c.trim().to_string(), f.trim().to_string());
+            }
+            _ => {
+                return Err(input_err(format!(
+                    "error: --map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn resolve(args: &Args) -> anyhow::Result<Setup> {
+    let target = crate::settings::load_target(args.file.as_deref())
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    if target.artifact.is_some() {
+        return Err(input_err(format!(
+            "error: {} is a compiled artifact; compile the program it came from{}",
+            target.path.display(),
+            target
+                .artifact
+                .as_ref()
+                .and_then(|a| a.program.path.clone())
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        )));
+    }
+    let program = target.program.clone();
+    let base_dir = target
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let settings = Settings::parse(&args.optimizer, &args.opts)
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    if !optimize::OPTIMIZERS.contains(&args.optimizer.as_str()) {
+        // Reuse the library's did-you-mean message.
+        let e = optimize::project(&program, &settings, 0, 0)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        return Err(input_err(format!("error: {e}")));
+    }
+    let mut columns = program.datasets.columns.clone();
+    columns.extend(parse_maps(&args.map)?);
+    let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
+        let opts = LoadOptions {
+            columns: columns.clone(),
+            limit,
+            seed: args.seed,
+            ..Default::default()
+        };
+        data::load(path, &program, &opts).map_err(|e| input_err(format!("error: {e}")))
+    };
+    let train_path = args
+        .trainset
+        .clone()
+        .or_else(|| program.datasets.train.clone())
+        .ok_or_else(|| {
+            input_err(format!(
+                "error: no trainset: pass --trainset PATH, or add `datasets: {{train: PATH}}` to {}",
+                target.path.display()
+            ))
+        })?;
+    let train = load(&train_path, args.train_limit)?;
+    let val = match args.valset.clone().or_else(|| program.datasets.dev.clone()) {
+        Some(p) => Some(load(&p, args.val_limit)?),
+        None => None,
+    };
+    let (metric, metric_spec) = match (&args.metric, &program.metric) {
+        (Some(spec), _) => (
+            Metric::parse_cli(spec, Path::new(".")),
+            Value::String(spec.clone()),
+        ),
+        (None, Some(spec)) => (Metric::from_spec(spec, &base_dir), spec.clone()),
+        (None, None) => {
+            let m = Metric::default_for(&program);
+            let name = Value::String(m.name());
+            (Ok(m), name)
+        }
+    };
+    let metric = metric.map_err(|e| input_err(format!("error: metric: {e}")))?;
+    let output = args.output.clone().unwrap_or_else(|| {
+        let stem = target
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| program.name.clone());
+        PathBuf::from(format!("{stem}.compiled.json"))
+    });
+    Ok(Setup {
+        lm_cfg: target.lm_config(),
+        program,
+        program_path: target.path,
+        train,
+        val,
+        metric,
+        metric_spec,
+        settings,
+        output,
+    })
+}
+
+fn dataset_ref(d: &Dataset) -> DatasetRef {
+    DatasetRef {
+        path: d.path.display().to_string(),
+        hash: d.hash.clone(),
+        examples: d.examples.len(),
+    }
+}
+
+/// `--dry-run`: projected calls (and an upper-bound cost when prices are known).
+fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
+    let n_val = s.val.as_ref().unwrap_or(&s.train).examples.len();
+    let p = optimize::project(&s.program, &s.settings, s.train.examples.len(), n_val)
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    let (cfg, _) = args.lm.merge(Some(&s.lm_cfg));
+    // Cost: prompt size of the first example with the largest demo set the
+    // optimizer may use, and the full completion allowance: an upper bound.
+    let cost = match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
+        (None, None) => None,
+        (pp, pc) => {
+            let adapter = super::lm_args::adapter_of(&cfg)?;
+            let max_demos = s
+                .settings
+                .values
+                .get("max_labeled_demos")
+                .or_else(|| s.settings.values.get("k"))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(16) as usize;
+            let ex = s.train.examples.first();
+            let mut prompt_tokens = 0u64;
+            for pr in s.program.predictors() {
+                let demos: Vec<_> = s
+                    .train
+                    .examples
+                    .iter()
+                    .filter_map(|e| optimize::labeled::demo_for(&pr.signature, e))
+                    .take(max_demos)
+                    .collect();
+                let inputs = ex.map(|e| e.inputs.clone()).unwrap_or_default();
+                let msgs = adapter.render(&pr.signature, &demos, &inputs);
+                let chars: usize = msgs.iter().map(|m| m.content.len()).sum();
+                prompt_tokens += (chars / 4) as u64;
+            }
+            let per_run_prompt = prompt_tokens.max(1);
+            let completion = cfg.max_tokens.unwrap_or(512) as u64 * p.calls_per_run;
+            let runs = p.lm_calls / p.calls_per_run.max(1);
+            Some(
+                runs as f64
+                    * (per_run_prompt as f64 * pp.unwrap_or(0.0)
+                        + completion as f64 * pc.unwrap_or(0.0))
+                    / 1e6,
+            )
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "dry_run": true,
+                "optimizer": s.settings.optimizer,
+                "trainset": s.train.examples.len(),
+                "valset": n_val,
+                "calls_per_run": p.calls_per_run,
+                "phases": p.phases.iter().map(|(n, r)| json!({"phase": n, "runs": r})).collect::<Vec<_>>(),
+                "lm_calls": p.lm_calls,
+                "exact": p.exact,
+                "cost_upper_bound": cost,
+            }))?
+        );
+    } else {
+        let bound = if p.exact { "" } else { "at most " };
+        println!(
+            "dry run: {} on {} ({} train, {} val examples)",
+            s.settings.optimizer,
+            s.program.name,
+            s.train.examples.len(),
+            n_val
+        );
+        for (name, runs) in &p.phases {
+            println!("  {name:<14} {bound}{runs} program runs");
+        }
+        println!(
+            "  LM calls       {bound}{} ({} per run), on a cold cache",
+            p.lm_calls, p.calls_per_run
+        );
+        if let Some(c) = cost {
+            println!("  cost           at most ${c:.4}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.lm.concurrency == Some(0) {
+        return Err(input_err("error: --concurrency must be at least 1"));
+    }
+    let s = resolve(&args)?;
+    if args.dry_run {
+        return dry_run(&args, &s);
+    }
+    let started = Instant::now();
+    let (cfg, built) = args.lm.build(Some(&s.lm_cfg))?;
+    let mut ctx = crate::settings::run_context(&s.program, built.lm.clone())
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    super::lm_args::configure_context(&cfg, &mut ctx)?;
+    let concurrency = cfg.concurrency.unwrap_or(8).max(1);
+    let bars = Bars {
+        quiet: args.quiet || args.json,
+        current: Mutex::new(None),
+        best: Mutex::new(None),
+    };
+    let valset = s.val.as_ref().unwrap_or(&s.train);
+    let engine = Engine::new(
+        &s.program,
+        &s.metric,
+        &s.train.examples,
+        &valset.examples,
+        ctx,
+        concurrency,
+        args.seed,
+        &bars,
+    );
+    let rt = super::runtime()?;
+    let outcome = rt.block_on(optimize::compile(&engine, &s.settings));
+    bars.phase_done();
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e @ (optimize::OptimizeError::Budget(_) | optimize::OptimizeError::NoPredictors)) => {
+            anyhow::bail!("{e}")
+        }
+        Err(e) => return Err(input_err(format!("error: {e}"))),
+    };
+    let (requests, usage) = engine.usage();
+    let model = built.lm.model();
+    let lineage = Lineage {
+        optimizer: s.settings.optimizer.clone(),
+        settings: outcome.settings.clone(),
+        seed: args.seed,
+        trainset: Some(dataset_ref(&s.train)),
+        valset: Some(dataset_ref(valset)),
+        metric: Some(MetricRef {
+            spec: s.metric_spec.clone(),
+            hash: s.metric.content_hash(),
+        }),
+        baseline_score: outcome.baseline_score,
+        train_score: outcome.train_score,
+        dev_score: outcome.best_score.map(|b| b.mean),
+        dev_ci95: outcome.best_score.map(|b| b.ci95),
+        lm_calls: requests,
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        cost: built.meter.price(&model, &usage),
+        wall_time_s: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        lmc_version: env!("CARGO_PKG_VERSION").to_string(),
+        budget_exhausted: engine.exhausted(),
+        history: outcome.history.clone(),
+    };
+    let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
+    artifact
+        .save(&s.output)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let meter = built.meter.snapshot();
+    if let Some(m) = engine.budget_message() {
+        eprintln!(
+            "warning: {m}: the search stopped early; {} holds the best candidate scored so far (re-run with a larger budget to resume from the cache)",
+            s.output.display()
+        );
+    }
+    let l = &artifact.lineage;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "artifact": s.output.display().to_string(),
+                "program": s.program_path.display().to_string(),
+                "optimizer": l.optimizer,
+                "dev_score": l.dev_score,
+                "dev_ci95": l.dev_ci95,
+                "baseline_score": l.baseline_score,
+                "train_score": l.train_score,
+                "lm_requests": l.lm_calls,
+                "lm_calls": meter.calls,
+                "cache_hits": meter.cache_hits,
+                "prompt_tokens": l.prompt_tokens,
+                "completion_tokens": l.completion_tokens,
+                "cost": l.cost,
+                "wall_time_s": l.wall_time_s,
+                "budget_exhausted": l.budget_exhausted,
+                "candidates": l.history,
+                "demos": artifact.predictors.iter().map(|(p, st)| (p.clone(), st.demos.len())).collect::<BTreeMap<_, _>>(),
+            }))?
+        );
+    } else {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        let score = match (l.dev_score, l.dev_ci95) {
+            (Some(m), Some([lo, hi])) => format!(
+                "{m:.4}  (95% CI {lo:.4} – {hi:.4}, {} val examples)",
+                valset.examples.len()
+            ),
+            _ => "not measured".into(),
+        };
+        let mut rows: Vec<(&str, String)> = vec![
+            ("artifact", s.output.display().to_string()),
+            ("optimizer", l.optimizer.clone()),
+            ("dev score", score),
+        ];
+        if let Some(b) = l.baseline_score {
+            rows.push(("zero-shot", format!("{b:.4}")));
+        }
+        if !l.history.is_empty() {
+            rows.push(("candidates", l.history.len().to_string()));
+        }
+        for (p, st) in &artifact.predictors {
+            let n = st
+                .knn
+                .as_ref()
+                .map(|k| format!("kNN k={} over {} demos", k.k, k.pool.len()));
+            let aug = st.demos.iter().filter(|d| d.augmented).count();
+            rows.push((
+                "demos",
+                format!(
+                    "{p}: {}",
+                    n.unwrap_or_else(|| format!("{} ({aug} bootstrapped)", st.demos.len()))
+                ),
+            ));
+        }
+        rows.push((
+            "LM calls",
+            format!("{}  (cache hits {})", meter.calls, meter.cache_hits),
+        ));
+        rows.push((
+            "tokens",
+            format!(
+                "{} prompt + {} completion",
+                human_count(l.prompt_tokens),
+                human_count(l.completion_tokens)
+            ),
+        ));
+        if l.cost > 0.0 {
+            rows.push(("cost", format!("${:.4}", l.cost)));
+        }
+        rows.push(("wall time", format!("{:.1} s", l.wall_time_s)));
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        for (k, v) in rows {
+            let _ = writeln!(out, "{k:>width$}  {v}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,7 @@ use crate::overlay::Overlay;
 
 pub mod bootstrap;
 pub mod engine;
+pub mod instruct;
 pub mod knn;
 pub mod labeled;
 pub mod random_search;
@@ -237,5 +238,102 @@ async fn knn_compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome
         train_score: None,
         settings: settings_out,
         history: engine.history(),
+    })
+}
+
+/// What `--dry-run` prints: the LM calls a compile would make at most.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Projection {
+    /// LM calls per program run (upper bound when `exact` is false).
+    pub calls_per_run: u64,
+    /// Program runs per phase (`bootstrapping`, `evaluating`), upper bounds.
+    pub phases: Vec<(String, u64)>,
+    pub lm_calls: u64,
+    /// False when the program has loops (react, refine, map) or the
+    /// optimizer stops early (bootstrapping stops once it has its demos), so
+    /// the figure is an upper bound.
+    pub exact: bool,
+}
+
+/// LM calls one run of `program` makes: exact for predict/chain-of-thought
+/// graphs, an upper bound for loops (react: max_iters + extract; refine:
+/// n attempts; map: counted once per item, items unknown, so counted once).
+pub fn calls_per_run(program: &crate::program::Program) -> (u64, bool) {
+    use crate::program::NodeKind;
+    let mut calls = 0u64;
+    let mut exact = true;
+    for n in &program.nodes {
+        match &n.kind {
+            NodeKind::Predict { .. } | NodeKind::ChainOfThought { .. } => calls += 1,
+            NodeKind::React { max_iters, .. } => {
+                calls += *max_iters as u64 + 1;
+                exact = false;
+            }
+            NodeKind::Refine { n, .. } => {
+                calls += (*n).max(1) as u64;
+                exact = false;
+            }
+            NodeKind::Map { .. } => {
+                calls += 1;
+                exact = false;
+            }
+            NodeKind::Retrieve { .. } | NodeKind::Tool { .. } => {}
+        }
+    }
+    (calls, exact)
+}
+
+/// The projected LM calls of running `settings.optimizer` with `n_train`
+/// training and `n_val` validation examples, on a cold cache.
+pub fn project(
+    program: &crate::program::Program,
+    settings: &Settings,
+    n_train: usize,
+    n_val: usize,
+) -> Result<Projection, OptimizeError> {
+    let (c, mut exact) = calls_per_run(program);
+    let (t, v) = (n_train as u64, n_val as u64);
+    let mut phases: Vec<(String, u64)> = Vec::new();
+    match settings.optimizer.as_str() {
+        "labeled_few_shot" => {
+            settings.check_known(&["k"])?;
+            phases.push(("evaluating".into(), v));
+        }
+        "knn_few_shot" => {
+            settings.check_known(&["k"])?;
+            phases.push(("evaluating".into(), v));
+        }
+        "bootstrap_few_shot" => {
+            settings.check_known(bootstrap::Params::KEYS)?;
+            let p = bootstrap::Params::from_settings(settings)?;
+            // Every example runs in round 1 unless enough demos are found
+            // first; later rounds rerun only the failures.
+            exact &= p.max_bootstrapped_demos >= n_train && p.max_rounds == 1;
+            phases.push(("bootstrapping".into(), t * p.max_rounds as u64));
+            phases.push(("evaluating".into(), v));
+        }
+        "bootstrap_random_search" => {
+            let mut keys = bootstrap::Params::KEYS.to_vec();
+            keys.extend(["num_candidate_programs", "min_num_samples", "stop_at_score"]);
+            settings.check_known(&keys)?;
+            let p = bootstrap::Params::from_settings(settings)?;
+            let n = settings.usize("num_candidate_programs", 16)? as u64;
+            exact = false;
+            phases.push(("bootstrapping".into(), t * p.max_rounds as u64 * (n + 1)));
+            phases.push(("evaluating".into(), v * (n + 3)));
+        }
+        other => {
+            return Err(OptimizeError::Unknown {
+                name: other.to_string(),
+                hint: String::new(),
+            })
+        }
+    }
+    let runs: u64 = phases.iter().map(|(_, r)| r).sum();
+    Ok(Projection {
+        calls_per_run: c,
+        phases,
+        lm_calls: runs * c,
+        exact,
     })
 }
