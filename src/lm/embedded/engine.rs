@@ -1,0 +1,632 @@
+//! The engine thread: owns the llama.cpp model and context and schedules
+//! every request onto them.
+//!
+//! Scheduling is continuous batching over a fixed set of slots, one llama.cpp
+//! sequence id each. Every step builds one `llama_batch` holding the next
+//! token of each generating sequence plus prompt chunks of newly admitted
+//! ones, decodes it once, and samples each sequence with its own sampler
+//! chain (grammar first, then greedy or seeded sampling). The KV cache is
+//! unified (all sequences share one cell pool) so that a prompt prefix can be
+//! shared: on admission the engine finds the slot whose cached tokens share
+//! the longest prefix with the new prompt and copies those cells into the new
+//! sequence (`seq_cp` only tags cells, it copies no data), so a system
+//! message and demos common to a whole dataset are computed once. Finished
+//! sequences keep their cells until the space is needed. When the cache is
+//! full, idle sequences are evicted first, then the youngest running one is
+//! preempted and restarted later (its output does not change: decoding is
+//! greedy or seeded).
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::{mpsc, OnceLock};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::DecodeError;
+use tokio::sync::oneshot;
+
+use super::EngineStats;
+use crate::adapter::{Message, Role};
+use crate::lm::{LmError, LmRequest, Usage};
+
+/// Upper bound on sequences decoded together (llama.cpp allows 256; beyond
+/// this the per-step sampling cost dominates on a CPU anyway).
+pub(super) const MAX_SEQUENCES: usize = 64;
+
+/// Most tokens handed to one `llama_decode` call; llama.cpp splits it into
+/// micro-batches itself.
+const MAX_BATCH_TOKENS: u32 = 2048;
+
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub model_path: PathBuf,
+    pub threads: usize,
+    pub context: u32,
+    pub max_batch: usize,
+}
+
+pub(super) type Reply = Result<(String, Usage), LmError>;
+
+pub(super) struct Job {
+    pub request: LmRequest,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+pub(super) enum Command {
+    Complete(Box<Job>),
+    Stats(oneshot::Sender<EngineStats>),
+}
+
+/// llama.cpp's backend may be initialised once per process, and several
+/// engines (tests, benches) may be loaded in one process.
+fn backend() -> Result<&'static LlamaBackend, LmError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            // Library code never prints: silence llama.cpp's stderr logging.
+            llama_cpp_2::send_logs_to_tracing(
+                llama_cpp_2::LogOptions::default().with_logs_enabled(false),
+            );
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| LmError::Fatal(format!("could not initialise llama.cpp: {e}")))
+}
+
+/// Start the engine thread and wait until the model is loaded.
+pub(super) fn spawn(settings: Settings) -> Result<mpsc::Sender<Command>, LmError> {
+    let (tx, rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("lmc-embedded".into())
+        .spawn(move || run(settings, rx, ready_tx))
+        .map_err(|e| LmError::Fatal(format!("could not start the embedded engine: {e}")))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(tx),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(LmError::Fatal(
+            "the embedded engine stopped while loading the model".into(),
+        )),
+    }
+}
+
+fn run(
+    settings: Settings,
+    commands: mpsc::Receiver<Command>,
+    ready: mpsc::SyncSender<Result<(), LmError>>,
+) {
+    let loaded = backend().and_then(|backend| {
+        let model =
+            LlamaModel::load_from_file(backend, &settings.model_path, &LlamaModelParams::default())
+                .map_err(|e| {
+                    LmError::Fatal(format!(
+                        "could not load the GGUF model {}: {e}",
+                        settings.model_path.display()
+                    ))
+                })?;
+        Ok((backend, model))
+    });
+    let (backend, model) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let threads = i32::try_from(settings.threads).unwrap_or(1);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(settings.context))
+        .with_n_batch(settings.context.min(MAX_BATCH_TOKENS))
+        .with_n_seq_max(settings.max_batch as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+        .with_kv_unified(true);
+    let ctx = match model.new_context(backend, params) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(LmError::Fatal(format!(
+                "could not create a llama.cpp context of {} tokens: {e}",
+                settings.context
+            ))));
+            return;
+        }
+    };
+    // The model's own template (ChatML for SmolLM2); ChatML when the GGUF
+    // has none, as llama.cpp's server does.
+    let template = model
+        .chat_template(None)
+        .or_else(|_| LlamaChatTemplate::new("chatml"))
+        .ok();
+    let Some(template) = template else {
+        let _ = ready.send(Err(LmError::Fatal(
+            "the model has no usable chat template".into(),
+        )));
+        return;
+    };
+    let _ = ready.send(Ok(()));
+    let n_batch = ctx.n_batch();
+    let mut engine = Engine {
+        // Recurrent and hybrid models cannot drop part of a sequence, which
+        // prefix reuse relies on.
+        prefix_reuse: !model.is_recurrent() && !model.is_hybrid(),
+        model: &model,
+        template,
+        ctx,
+        batch: LlamaBatch::new(n_batch as usize, 1),
+        n_batch: n_batch as usize,
+        context: settings.context as usize,
+        slots: (0..settings.max_batch)
+            .map(|i| Slot {
+                seq: i as i32,
+                cached: Vec::new(),
+                active: None,
+            })
+            .collect(),
+        pending: VecDeque::new(),
+        stats: EngineStats::default(),
+        admitted: 0,
+        hold_admission: false,
+    };
+    engine.serve(commands);
+}
+
+/// A request whose prompt has been rendered and tokenized.
+struct Pending {
+    job: Box<Job>,
+    prompt: Vec<LlamaToken>,
+}
+
+struct Slot {
+    seq: i32,
+    /// Tokens whose KV is stored under this sequence id, positions 0..len.
+    cached: Vec<LlamaToken>,
+    active: Option<Active>,
+}
+
+struct Active {
+    pending: Pending,
+    sampler: LlamaSampler,
+    /// Sampled, not yet decoded (its KV is not in the cache yet).
+    next: Option<LlamaToken>,
+    generated: usize,
+    text: Vec<u8>,
+    max_tokens: usize,
+    /// Admission order, to preempt the youngest first.
+    order: u64,
+}
+
+struct Engine<'m> {
+    model: &'m LlamaModel,
+    template: LlamaChatTemplate,
+    ctx: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    n_batch: usize,
+    context: usize,
+    slots: Vec<Slot>,
+    pending: VecDeque<Pending>,
+    stats: EngineStats,
+    admitted: u64,
+    prefix_reuse: bool,
+    /// Set after a preemption so the preempted job does not immediately
+    /// displace another; cleared when a sequence finishes.
+    hold_admission: bool,
+}
+
+impl Engine<'_> {
+    fn serve(&mut self, commands: mpsc::Receiver<Command>) {
+        let mut open = true;
+        loop {
+            let busy = self.slots.iter().any(|s| s.active.is_some());
+            if !busy && self.pending.is_empty() {
+                if !open {
+                    return;
+                }
+                match commands.recv() {
+                    Ok(cmd) => self.accept(cmd),
+                    Err(_) => return,
+                }
+            }
+            loop {
+                match commands.try_recv() {
+                    Ok(cmd) => self.accept(cmd),
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            self.admit();
+            self.step();
+        }
+    }
+
+    fn accept(&mut self, cmd: Command) {
+        match cmd {
+            Command::Stats(tx) => {
+                let _ = tx.send(self.stats);
+            }
+            Command::Complete(job) => match self.tokenize(&job.request) {
+                Ok(prompt) => self.pending.push_back(Pending { job, prompt }),
+                Err(e) => {
+                    let _ = job.reply.send(Err(e));
+                }
+            },
+        }
+    }
+
+    /// Apply the model's chat template and tokenize.
+    fn tokenize(&self, req: &LmRequest) -> Result<Vec<LlamaToken>, LmError> {
+        let chat = req
+            .messages
+            .iter()
+            .map(|m: &Message| {
+                let role = match m.role {
+                    Role::System => "system",
+                    Role::User => "user",
+                    Role::Assistant => "assistant",
+                };
+                LlamaChatMessage::new(role.into(), m.content.clone())
+                    .map_err(|e| LmError::Fatal(format!("message not representable: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let text = self
+            .model
+            .apply_chat_template(&self.template, &chat, true)
+            .map_err(|e| LmError::Fatal(format!("could not apply the chat template: {e}")))?;
+        let tokens = self.model.vocab().tokenize(text.as_bytes(), true, true);
+        if tokens.is_empty() {
+            return Err(LmError::Fatal("empty prompt".into()));
+        }
+        if tokens.len() + 1 >= self.context {
+            return Err(LmError::Fatal(format!(
+                "prompt of {} tokens does not fit the embedded context of {} tokens; raise the LM `context`",
+                tokens.len(),
+                self.context
+            )));
+        }
+        Ok(tokens)
+    }
+
+    /// Move pending requests into free slots, reusing cached prefixes.
+    fn admit(&mut self) {
+        while !self.hold_admission {
+            let Some(free) = self.pick_free_slot() else {
+                return;
+            };
+            let Some(p) = self.pending.pop_front() else {
+                return;
+            };
+            let sampler = match build_sampler(self.model, &p.job.request, &p.prompt) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = p.job.reply.send(Err(e));
+                    continue;
+                }
+            };
+            let target = self.reuse_prefix(free, &p.prompt);
+            self.admitted += 1;
+            self.stats.prompt_tokens += p.prompt.len() as u64;
+            self.stats.reused_tokens += self.slots[target].cached.len() as u64;
+            let max_tokens = (p.job.request.max_tokens as usize).max(1);
+            self.slots[target].active = Some(Active {
+                pending: p,
+                sampler,
+                next: None,
+                generated: 0,
+                text: Vec::new(),
+                max_tokens,
+                order: self.admitted,
+            });
+        }
+    }
+
+    /// A free slot, preferring one whose cache holds the next prompt's
+    /// longest prefix (so nothing is copied), else the least useful cache.
+    fn pick_free_slot(&self) -> Option<usize> {
+        let next = self.pending.front()?;
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active.is_none())
+            .max_by_key(|(_, s)| {
+                (
+                    common_prefix(&s.cached, &next.prompt),
+                    std::cmp::Reverse(s.cached.len()),
+                )
+            })
+            .map(|(i, _)| i)
+    }
+
+    /// Prepare slot `target` for `prompt`: keep or copy the longest cached
+    /// prefix of it found in any sequence, drop the rest. At least the last
+    /// prompt token is always decoded, because its logits start generation.
+    fn reuse_prefix(&mut self, target: usize, prompt: &[LlamaToken]) -> usize {
+        let limit = prompt.len() - 1;
+        let (source, len) = if self.prefix_reuse {
+            self.slots
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (i, common_prefix(&s.cached, prompt).min(limit)))
+                // Prefer the target itself on ties: no copy needed.
+                .max_by_key(|&(i, n)| (n, i == target))
+                .unwrap_or((target, 0))
+        } else {
+            (target, 0)
+        };
+        let seq = self.slots[target].seq;
+        if source == target && len > 0 {
+            let ok = self
+                .ctx
+                .clear_kv_cache_seq(Some(seq as u32), Some(len as u32), None)
+                .unwrap_or(false);
+            if ok {
+                self.slots[target].cached.truncate(len);
+                return target;
+            }
+        }
+        self.clear_seq(target);
+        if len > 0 && source != target {
+            let src = self.slots[source].seq;
+            if self
+                .ctx
+                .copy_kv_cache_seq(src, seq, Some(0), Some(len as u32))
+                .is_ok()
+            {
+                self.slots[target].cached = prompt[..len].to_vec();
+            }
+        }
+        target
+    }
+
+    fn clear_seq(&mut self, slot: usize) {
+        let seq = self.slots[slot].seq as u32;
+        let _ = self.ctx.clear_kv_cache_seq(Some(seq), None, None);
+        self.slots[slot].cached.clear();
+    }
+
+    /// One decode of every active sequence.
+    fn step(&mut self) {
+        if self.slots.iter().all(|s| s.active.is_none()) {
+            return;
+        }
+        // (slot, batch index of its logits, prompt tokens added)
+        let mut plan: Vec<(usize, Option<i32>, usize)> = Vec::new();
+        self.batch.clear();
+        let mut room = self.n_batch;
+        // Generating sequences first: one token each keeps them moving while
+        // long prompts are prefilled in chunks.
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(a) = &slot.active else { continue };
+            if let Some(tok) = a.next {
+                if room == 0 {
+                    break;
+                }
+                let idx = self.batch.n_tokens();
+                if self
+                    .batch
+                    .add(tok, slot.cached.len() as i32, &[slot.seq], true)
+                    .is_err()
+                {
+                    break;
+                }
+                room -= 1;
+                plan.push((i, Some(idx), 0));
+            }
+        }
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(a) = &slot.active else { continue };
+            if a.next.is_some() || room == 0 {
+                continue;
+            }
+            let prompt = &a.pending.prompt;
+            let done = slot.cached.len();
+            let take = (prompt.len() - done).min(room);
+            let mut logits_at = None;
+            let mut added = 0;
+            for (k, tok) in prompt[done..done + take].iter().enumerate() {
+                let pos = done + k;
+                let last = pos + 1 == prompt.len();
+                let idx = self.batch.n_tokens();
+                if self.batch.add(*tok, pos as i32, &[slot.seq], last).is_err() {
+                    break;
+                }
+                if last {
+                    logits_at = Some(idx);
+                }
+                added += 1;
+            }
+            room = room.saturating_sub(added);
+            if added > 0 {
+                plan.push((i, logits_at, added));
+            }
+        }
+        if plan.is_empty() {
+            return;
+        }
+        self.stats.decode_calls += 1;
+        match self.ctx.decode(&mut self.batch) {
+            Ok(()) => {}
+            Err(DecodeError::NoKvCacheSlot) => {
+                self.make_room();
+                return;
+            }
+            Err(e) => {
+                self.fail_all(&format!("llama.cpp decode failed: {e}"));
+                return;
+            }
+        }
+        let vocab = self.model.vocab();
+        for (i, logits_at, prompt_added) in plan {
+            let slot = &mut self.slots[i];
+            let Some(a) = slot.active.as_mut() else {
+                continue;
+            };
+            if let Some(tok) = a.next.take() {
+                slot.cached.push(tok);
+            } else {
+                let done = slot.cached.len();
+                slot.cached
+                    .extend_from_slice(&a.pending.prompt[done..done + prompt_added]);
+            }
+            let Some(idx) = logits_at else { continue };
+            let tok = a.sampler.sample(&self.ctx, idx);
+            let complete = if vocab.is_eog(tok) {
+                true
+            } else {
+                a.text
+                    .extend_from_slice(&vocab.token_to_piece(tok, false, None));
+                a.generated += 1;
+                self.stats.generated_tokens += 1;
+                a.next = Some(tok);
+                // Also complete at max_tokens, or when the context has no
+                // room for another token of this sequence.
+                a.generated >= a.max_tokens || slot.cached.len() + 1 >= self.context
+            };
+            if complete {
+                self.finish(i);
+            }
+        }
+    }
+
+    fn finish(&mut self, slot: usize) {
+        let Some(a) = self.slots[slot].active.take() else {
+            return;
+        };
+        self.hold_admission = false;
+        let usage = Usage {
+            prompt_tokens: a.pending.prompt.len() as u64,
+            completion_tokens: a.generated as u64,
+        };
+        let text = String::from_utf8_lossy(&a.text).into_owned();
+        let _ = a.pending.job.reply.send(Ok((text, usage)));
+    }
+
+    /// The KV cache is full: evict idle sequences, else preempt the
+    /// youngest running one (it restarts from its prompt later), else the
+    /// single remaining sequence cannot fit and fails.
+    fn make_room(&mut self) {
+        let idle: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.is_none() && !self.slots[i].cached.is_empty())
+            .collect();
+        if !idle.is_empty() {
+            for i in idle {
+                self.clear_seq(i);
+            }
+            return;
+        }
+        let running: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.is_some())
+            .collect();
+        let youngest = running
+            .iter()
+            .copied()
+            .max_by_key(|&i| self.slots[i].active.as_ref().map_or(0, |a| a.order));
+        let Some(youngest) = youngest else { return };
+        self.clear_seq(youngest);
+        let Some(a) = self.slots[youngest].active.take() else {
+            return;
+        };
+        if running.len() > 1 {
+            self.stats.preemptions += 1;
+            self.hold_admission = true;
+            self.pending.push_front(a.pending);
+        } else {
+            let _ = a.pending.job.reply.send(Err(LmError::Fatal(format!(
+                "prompt ({} tokens) and reply do not fit the embedded context of {} tokens; raise the LM `context` or lower max_tokens",
+                a.pending.prompt.len(),
+                self.context
+            ))));
+        }
+    }
+
+    fn fail_all(&mut self, message: &str) {
+        for i in 0..self.slots.len() {
+            if let Some(a) = self.slots[i].active.take() {
+                let _ = a
+                    .pending
+                    .job
+                    .reply
+                    .send(Err(LmError::Fatal(message.into())));
+            }
+            self.slots[i].cached.clear();
+        }
+        self.ctx.clear_kv_cache();
+        self.hold_admission = false;
+    }
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// Grammar (when given) then greedy at temperature 0, else temperature and
+/// a seeded draw whose seed derives from the rollout id and the prompt, so
+/// sampled replies are reproducible.
+fn build_sampler(
+    model: &LlamaModel,
+    req: &LmRequest,
+    prompt: &[LlamaToken],
+) -> Result<LlamaSampler, LmError> {
+    let mut chain = Vec::new();
+    if let Some(g) = req.grammar.as_deref().filter(|g| !g.trim().is_empty()) {
+        let sampler = LlamaSampler::grammar(model, g, "root").map_err(|e| {
+            LmError::Fatal(format!(
+                "llama.cpp rejected the output grammar ({e}); grammar:\n{g}"
+            ))
+        })?;
+        chain.push(sampler);
+    }
+    if req.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        chain.push(LlamaSampler::temp(req.temperature));
+        chain.push(LlamaSampler::dist(seed(req.rollout_id, prompt)));
+    }
+    Ok(LlamaSampler::chain_simple(chain))
+}
+
+/// FNV-1a over the rollout id and prompt tokens: stable across runs,
+/// platforms and Rust versions (unlike `DefaultHasher`).
+fn seed(rollout_id: Option<u64>, prompt: &[LlamaToken]) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    feed(&rollout_id.unwrap_or(0).to_le_bytes());
+    for t in prompt {
+        feed(&t.0.to_le_bytes());
+    }
+    (h ^ (h >> 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_depends_on_rollout_and_prompt() {
+        let p = [LlamaToken(1), LlamaToken(2)];
+        assert_eq!(seed(Some(1), &p), seed(Some(1), &p));
+        assert_ne!(seed(Some(1), &p), seed(Some(2), &p));
+        assert_ne!(seed(Some(1), &p), seed(Some(1), &p[..1]));
+    }
+
+    #[test]
+    fn common_prefix_counts_equal_leading_tokens() {
+        let a = [LlamaToken(1), LlamaToken(2), LlamaToken(3)];
+        let b = [LlamaToken(1), LlamaToken(2), LlamaToken(4)];
+        assert_eq!(common_prefix(&a, &b), 2);
+        assert_eq!(common_prefix(&a, &[]), 0);
+    }
+}

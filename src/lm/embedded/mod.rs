@@ -1,0 +1,250 @@
+//! The embedded engine: a GGUF instruct model run in-process on the CPU
+//! through llama.cpp (`llama-cpp-2`), so lmc works offline with no server.
+//!
+//! One dedicated engine thread owns the model and its context (llama.cpp
+//! contexts are not thread-safe); requests reach it over a channel and get
+//! their reply on a oneshot channel, so any number of async tasks can share
+//! one [`EmbeddedLm`]. Concurrent requests are decoded together as distinct
+//! sequences of one batch, each with its own sampler chain and grammar, and
+//! a prompt prefix already in the KV cache (the system message and demos that
+//! every example of a dataset shares) is reused rather than recomputed. The
+//! scheduling lives in `engine`; this file is the public face: configuration,
+//! model discovery and the [`Lm`] implementation.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::lm::{Lm, LmError, LmRequest, LmResponse};
+
+mod engine;
+
+/// The default model's file name inside `$LMC_HOME/models`.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Total KV-cache size (tokens) shared by all sequences when not configured:
+/// room for several demo-laden prompts at once, since their shared prefix is
+/// stored once.
+pub const DEFAULT_CONTEXT: u32 = 4096;
+
+/// Sequences decoded together when not configured.
+pub const DEFAULT_MAX_BATCH: usize = 8;
+
+/// How to load the embedded engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddedConfig {
+    pub model_path: PathBuf,
+    /// CPU threads for decoding; default: physical cores.
+    pub threads: Option<usize>,
+    /// Total context (tokens) shared across batched sequences.
+    pub context: Option<u32>,
+    /// Most sequences decoded together in one batch.
+    pub max_batch: Option<usize>,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig {
+            model_path: default_model_path(),
+            threads: None,
+            context: None,
+            max_batch: None,
+        }
+    }
+}
+
+/// `LMC_MODEL`, else `$LMC_HOME` (or `~/.cache/lmc`) + `models/<default>`.
+pub fn default_model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("LMC_MODEL").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("LMC_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join(".cache/lmc")
+        });
+    home.join("models").join(DEFAULT_MODEL_FILE)
+}
+
+/// Physical CPU cores (hyper-threads share the SIMD units llama.cpp keeps
+/// busy, so counting them only adds contention). Falls back to the logical
+/// count where `/proc/cpuinfo` is not available.
+pub fn physical_cores() -> usize {
+    let logical = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return logical;
+    };
+    let mut cores = std::collections::BTreeSet::new();
+    let mut physical = "";
+    for line in info.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        match key.trim() {
+            "physical id" => physical = value.trim(),
+            "core id" => {
+                cores.insert(format!("{physical}/{}", value.trim()));
+            }
+            _ => {}
+        }
+    }
+    if cores.is_empty() {
+        logical
+    } else {
+        cores.len().min(logical)
+    }
+}
+
+/// Facts about the loaded engine, for benches and diagnostics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineInfo {
+    pub threads: usize,
+    pub context: u32,
+    pub max_batch: usize,
+    /// Time to read the GGUF and create the context.
+    pub load_time: Duration,
+}
+
+/// Counters the engine keeps, for benches: how much prompt work the prefix
+/// cache saved and how many decode calls were made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Prompt tokens of all admitted requests.
+    pub prompt_tokens: u64,
+    /// Of those, tokens whose KV was reused from the cache.
+    pub reused_tokens: u64,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+    /// `llama_decode` calls.
+    pub decode_calls: u64,
+    /// Sequences preempted (restarted later) because the KV cache was full.
+    pub preemptions: u64,
+}
+
+/// The loaded engine; cheap to share behind an `Arc`.
+pub struct EmbeddedLm {
+    model: String,
+    info: EngineInfo,
+    jobs: mpsc::Sender<engine::Command>,
+}
+
+impl EmbeddedLm {
+    /// Load the GGUF and start the engine thread. A missing model file is a
+    /// fatal error that says how to get one.
+    pub fn load(cfg: EmbeddedConfig) -> Result<EmbeddedLm, LmError> {
+        if !cfg.model_path.is_file() {
+            return Err(LmError::Fatal(format!(
+                "embedded model not found at {}: run `bash scripts/setup.sh` or set LMC_MODEL",
+                cfg.model_path.display()
+            )));
+        }
+        let model = cfg
+            .model_path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| cfg.model_path.display().to_string());
+        let settings = engine::Settings {
+            model_path: cfg.model_path.clone(),
+            threads: cfg
+                .threads
+                .filter(|&t| t > 0)
+                .unwrap_or_else(physical_cores),
+            context: cfg.context.filter(|&c| c >= 64).unwrap_or(DEFAULT_CONTEXT),
+            max_batch: cfg
+                .max_batch
+                .filter(|&b| b > 0)
+                .unwrap_or(DEFAULT_MAX_BATCH)
+                .min(engine::MAX_SEQUENCES),
+        };
+        let started = Instant::now();
+        let jobs = engine::spawn(settings.clone())?;
+        Ok(EmbeddedLm {
+            model,
+            info: EngineInfo {
+                threads: settings.threads,
+                context: settings.context,
+                max_batch: settings.max_batch,
+                load_time: started.elapsed(),
+            },
+            jobs,
+        })
+    }
+
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// A snapshot of the engine's counters.
+    pub async fn stats(&self) -> Result<EngineStats, LmError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(engine::Command::Stats(tx))
+            .map_err(|_| engine_gone())?;
+        rx.await.map_err(|_| engine_gone())
+    }
+}
+
+fn engine_gone() -> LmError {
+    LmError::Fatal("the embedded engine thread stopped".into())
+}
+
+#[async_trait::async_trait]
+impl Lm for EmbeddedLm {
+    async fn complete(&self, req: &LmRequest) -> Result<LmResponse, LmError> {
+        let started = Instant::now();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(engine::Command::Complete(Box::new(engine::Job {
+                request: req.clone(),
+                reply: tx,
+            })))
+            .map_err(|_| engine_gone())?;
+        let (text, usage) = rx.await.map_err(|_| engine_gone())??;
+        Ok(LmResponse {
+            text,
+            usage,
+            cache_hit: false,
+            latency: started.elapsed(),
+            retries: 0,
+            cost: 0.0,
+        })
+    }
+
+    fn model(&self) -> String {
+        self.model.clone()
+    }
+
+    fn supports_grammar(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_model_says_how_to_get_one() {
+        let err = EmbeddedLm::load(EmbeddedConfig {
+            model_path: PathBuf::from("/nonexistent/model.gguf"),
+            ..EmbeddedConfig::default()
+        })
+        .err()
+        .expect("a missing model must fail");
+        let msg = err.to_string();
+        assert!(matches!(err, LmError::Fatal(_)), "{msg}");
+        assert!(msg.contains("bash scripts/setup.sh"), "{msg}");
+        assert!(msg.contains("LMC_MODEL"), "{msg}");
+    }
+
+    #[test]
+    fn physical_cores_is_positive() {
+        assert!(physical_cores() >= 1);
+    }
+}
