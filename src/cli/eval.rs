@@ -17,8 +17,13 @@ use std::process::ExitCode;
 
 use super::progress::{human_count, EvalProgress};
 use super::CliError;
+use crate::data::{self, Dataset, LoadOptions};
 use crate::eval::gate::{self, Baseline, GateOutcome};
 use crate::eval::{EvalError, EvalOptions, EvalReport};
+use crate::metric::Metric;
+use crate::overlay::Overlay;
+use crate::program::Program;
+use crate::run::RunContext;
 
 /// Score a program or artifact on a dataset; gate CI on the score.
 ///
@@ -66,10 +71,6 @@ pub struct Args {
     #[arg(long)]
     pub skip_bad_rows: bool,
 
-    /// Examples evaluated at once (default: the LM config's concurrency, else 8).
-    #[arg(long, value_name = "N")]
-    pub concurrency: Option<usize>,
-
     /// Stop (exit 3, partial results written) once more than N examples failed.
     #[arg(long, value_name = "N")]
     pub max_errors: Option<usize>,
@@ -111,7 +112,9 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
-    // LM flags (`LmArgs`) are flattened here once `cli::lm_args` lands.
+    /// LM flags; `--concurrency` also sets how many examples run at once.
+    #[command(flatten)]
+    pub lm: super::lm_args::LmArgs,
 }
 
 fn input_err(msg: impl Into<String>) -> anyhow::Error {
@@ -149,7 +152,7 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
             return Err(input_err("error: --max-drop must be a number >= 0"));
         }
     }
-    if args.concurrency == Some(0) {
+    if args.lm.concurrency == Some(0) {
         return Err(input_err("error: --concurrency must be at least 1"));
     }
     Ok(())
@@ -172,10 +175,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let setup = resolve(&args, columns)?;
+    // A baseline from another dataset is refused before spending LM calls.
+    if let Some(b) = &baseline {
+        if b.dataset.hash != setup.dataset.hash {
+            let e = gate::GateError::DatasetMismatch {
+                baseline: b.dataset.hash.clone(),
+                current: setup.dataset.hash.clone(),
+            };
+            return Err(input_err(format!("error: {e}")));
+        }
+    }
     let rt = super::runtime()?;
     let progress = EvalProgress::new("eval", args.quiet);
     let opts = EvalOptions {
-        concurrency: args.concurrency.unwrap_or(setup.default_concurrency),
+        concurrency: setup.concurrency,
         max_errors: args.max_errors,
         keep_traces: args.html.is_some(),
     };
@@ -295,7 +308,13 @@ fn print_table(report: &EvalReport, gates: Option<&GateOutcome>) {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let short_hash: String = report.dataset.hash.chars().take(12).collect();
+    let short_hash: String = report
+        .dataset
+        .hash
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect();
     let mut rows: Vec<(&str, String)> = vec![
         ("program", report.program.clone()),
         ("metric", report.metric.clone()),
@@ -358,16 +377,90 @@ fn print_table(report: &EvalReport, gates: Option<&GateOutcome>) {
 
 /// Everything resolved before the run starts.
 struct Setup {
-    program: crate::program::Program,
-    overlay: crate::overlay::Overlay,
-    dataset: crate::data::Dataset,
+    program: Program,
+    overlay: Overlay,
+    dataset: Dataset,
     dataset_path: PathBuf,
-    metric: crate::metric::Metric,
-    ctx: crate::run::RunContext,
-    default_concurrency: usize,
+    metric: Metric,
+    ctx: RunContext,
+    /// Examples in flight: `--concurrency`, else the LM config's, else 8.
+    concurrency: usize,
+}
+
+/// The program (and overlay) to evaluate, from FILE or the project.
+fn load_target(file: Option<&Path>) -> anyhow::Result<(Program, Overlay, PathBuf)> {
+    let Some(path) = file else {
+        return Err(input_err(
+            "error: no program given: pass a program or artifact file, or run inside a project with an lmc.yaml",
+        ));
+    };
+    let program = crate::program::load(path).map_err(|d| input_err(d.to_string()))?;
+    Ok((program, Overlay::default(), path.to_path_buf()))
 }
 
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
-    let _ = (args, columns);
-    anyhow::bail!("`lmc eval` waits for crate::data, crate::metric and crate::settings")
+    let (program, overlay, target_path) = load_target(args.file.as_deref())?;
+    let base_dir = target_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+
+    let dataset_path = match (&args.dataset, &program.datasets.dev) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => {
+            return Err(input_err(format!(
+                "error: no dataset: pass --dataset PATH, or add `datasets: {{dev: PATH}}` to {}",
+                target_path.display()
+            )))
+        }
+    };
+    let mut all_columns = program.datasets.columns.clone();
+    all_columns.extend(columns);
+    let split = match &args.split {
+        Some(s) => Some(data::parse_split(s).map_err(|e| input_err(format!("error: {e}")))?),
+        None => None,
+    };
+    let load_opts = LoadOptions {
+        columns: all_columns,
+        skip_bad_rows: args.skip_bad_rows,
+        limit: args.limit,
+        sample: args.sample,
+        seed: args.seed,
+        split,
+    };
+    let dataset = data::load(&dataset_path, &program, &load_opts)
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    for bad in &dataset.bad_rows {
+        eprintln!(
+            "warning: {}: row {}: skipped: {}",
+            dataset_path.display(),
+            bad.row,
+            bad.message
+        );
+    }
+
+    // The metric is built relative to the directory of the file it was
+    // written in: the program for `metric:`, the working directory for
+    // `--metric`.
+    let metric = match (&args.metric, &program.metric) {
+        (Some(spec), _) => Metric::parse_cli(spec, Path::new(".")),
+        (None, Some(spec)) => Metric::from_spec(spec, &base_dir),
+        (None, None) => Ok(Metric::default_for(&program)),
+    }
+    .map_err(|e| input_err(format!("error: metric: {e}")))?;
+
+    let (cfg, built) = args.lm.build(program.lm.as_ref())?;
+    let mut ctx = RunContext::new(built.lm.clone());
+    super::lm_args::configure_context(&cfg, &mut ctx)?;
+    let concurrency = cfg.concurrency.unwrap_or(8).max(1);
+    Ok(Setup {
+        program,
+        overlay,
+        dataset,
+        dataset_path,
+        metric,
+        ctx,
+        concurrency,
+    })
 }

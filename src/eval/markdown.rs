@@ -101,7 +101,13 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "(in memory)".into());
-    let short_hash: String = report.dataset.hash.chars().take(12).collect();
+    let short_hash: String = report
+        .dataset
+        .hash
+        .trim_start_matches("sha256:")
+        .chars()
+        .take(12)
+        .collect();
     let _ = writeln!(
         m,
         "| Dataset | `{}` (sha256 {short_hash}) |",

@@ -8,7 +8,7 @@
 //! LM budget runs out; both return the finished results, and since every
 //! LM reply is cached as it arrives, re-running resumes where it stopped.
 
-use futures::StreamExt;
+use futures::stream::{FuturesUnordered, StreamExt};
 use sha2::{Digest, Sha256};
 use std::time::Instant;
 
@@ -52,9 +52,25 @@ pub async fn evaluate(
     let total = examples.len();
     reporter.start(total);
     let mcx = MetricContext::new(ctx);
-    let mut stream = futures::stream::iter(examples.iter().enumerate())
-        .map(|(index, ex)| run_one(ctx, program, overlay, metric, &mcx, opts, index, ex))
-        .buffer_unordered(opts.concurrency.max(1));
+    // A hand-fed FuturesUnordered rather than `stream::iter(..).map(..)
+    // .buffer_unordered(..)`: a closure borrowing the examples trips rustc's
+    // higher-ranked `Send` inference when callers box this future as Send.
+    let concurrency = opts.concurrency.max(1);
+    let mut pending = FuturesUnordered::new();
+    let mut next = 0usize;
+    while next < total && pending.len() < concurrency {
+        pending.push(run_one(
+            ctx,
+            program,
+            overlay,
+            metric,
+            &mcx,
+            opts,
+            next,
+            &examples[next],
+        ));
+        next += 1;
+    }
 
     let mut results: Vec<ExampleResult> = Vec::with_capacity(total);
     let mut running = RunningStats {
@@ -63,7 +79,20 @@ pub async fn evaluate(
     };
     let mut score_sum = 0.0;
     let mut stop: Option<StopReason> = None;
-    while let Some(outcome) = stream.next().await {
+    while let Some(outcome) = pending.next().await {
+        if stop.is_none() && next < total {
+            pending.push(run_one(
+                ctx,
+                program,
+                overlay,
+                metric,
+                &mcx,
+                opts,
+                next,
+                &examples[next],
+            ));
+            next += 1;
+        }
         let r = match outcome {
             Outcome::Done(r) => r,
             Outcome::Budget(message) => {
@@ -92,9 +121,9 @@ pub async fn evaluate(
             }
         }
     }
-    // Dropping the stream cancels examples still in flight; their finished
+    // Dropping the set cancels examples still in flight; their finished
     // LM calls are already in the cache.
-    drop(stream);
+    drop(pending);
     reporter.finish();
     results.sort_by_key(|r| r.index);
     let wall_s = started.elapsed().as_secs_f64();
