@@ -1,11 +1,129 @@
-//! (placeholder until the JSON adapter lands)
-use crate::adapter::Message;
+//! The JSON adapter: DSPy's JSONAdapter wire format, plus the
+//! `response_format` that asks an OpenAI-compatible server to enforce it.
+//!
+//! The system message shares the field lists and objective line with the
+//! chat adapter but describes the reply as one JSON object (the template is
+//! `json.dumps(..., indent=2)` of `{"field": "{field}  # note ..."}`, as in
+//! DSPy); demo replies are indented JSON objects. Servers that enforce JSON
+//! schemas (OpenAI, vLLM, SGLang, llama.cpp's server) get a strict
+//! `json_schema` response format with one property per output field, so the
+//! reply's shape is guaranteed rather than hoped for.
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Map, Value};
+
+use crate::adapter::chat::{
+    field_description, join_inputs, placeholder, push_demos, push_type_info, python_json, strip,
+    structure_block, task_description,
+};
+use crate::adapter::{Message, Role};
 use crate::overlay::Demo;
 use crate::signature::Signature;
-use serde_json::{Map, Value};
-pub fn render(_sig: &Signature, _demos: &[Demo], _inputs: &Map<String, Value>) -> Vec<Message> {
-    Vec::new()
+
+/// Render system, demos (incomplete first) and the final user turn.
+pub fn render(sig: &Signature, demos: &[Demo], inputs: &Map<String, Value>) -> Vec<Message> {
+    let mut messages = Vec::with_capacity(2 + 2 * demos.len());
+    messages.push(Message::new(Role::System, system_message(sig)));
+    push_demos(sig, demos, &mut messages, assistant_content);
+    let mut user = join_inputs(sig, inputs, "");
+    user.push_str("\n\n");
+    user.push_str(&output_requirements(sig));
+    messages.push(Message::new(Role::User, strip(user)));
+    messages
 }
-pub fn response_format(_sig: &Signature) -> Value {
-    Value::Null
+
+/// The system message: field lists, the input sections and the JSON
+/// template of the reply, the objective.
+pub fn system_message(sig: &Signature) -> String {
+    let template: Map<String, Value> = sig
+        .outputs
+        .iter()
+        .map(|f| (f.name.clone(), Value::String(placeholder(f, true))))
+        .collect();
+    let parts = [
+        "All interactions will be structured in the following way, with the appropriate values filled in.".to_string(),
+        "Inputs will have the following structure:".to_string(),
+        structure_block(&sig.inputs, false),
+        "Outputs will be a JSON object with the following fields.".to_string(),
+        python_json(&Value::Object(template), Some(2), true),
+    ];
+    let mut s = field_description(sig);
+    s.push('\n');
+    s.push_str(parts.join("\n\n").trim());
+    s.push('\n');
+    s.push_str(&task_description(sig));
+    s
+}
+
+/// "Respond with a JSON object in the following order of fields: ...".
+pub fn output_requirements(sig: &Signature) -> String {
+    let mut s = String::from("Respond with a JSON object in the following order of fields: ");
+    for (i, f) in sig.outputs.iter().enumerate() {
+        if i > 0 {
+            s.push_str(", then ");
+        }
+        let _ = write!(s, "`{}`", f.name);
+        push_type_info(&mut s, &f.ty);
+    }
+    s.push('.');
+    s
+}
+
+/// A demo reply: the outputs as an indented JSON object (`json.dumps(indent=2)`).
+fn assistant_content(sig: &Signature, values: &Map<String, Value>, missing: &str) -> String {
+    let obj: Map<String, Value> = sig
+        .outputs
+        .iter()
+        .map(|f| {
+            let v = values
+                .get(&f.name)
+                .cloned()
+                .unwrap_or_else(|| Value::String(missing.to_string()));
+            (f.name.clone(), v)
+        })
+        .collect();
+    python_json(&Value::Object(obj), Some(2), true)
+}
+
+/// OpenAI's structured-output request: a strict JSON schema with exactly the
+/// output fields, all required (optional ones accept `null`).
+pub fn response_format(sig: &Signature) -> Value {
+    let properties: Map<String, Value> = sig
+        .outputs
+        .iter()
+        .map(|f| (f.name.clone(), f.ty.json_schema()))
+        .collect();
+    let required: Vec<&str> = sig.outputs.iter().map(|f| f.name.as_str()).collect();
+    json!({
+        "type": "json_schema",
+        "json_schema": {
+            "name": schema_name(sig),
+            "strict": true,
+            "schema": {
+                "type": "object",
+                "properties": properties,
+                "required": required,
+                "additionalProperties": false,
+            }
+        }
+    })
+}
+
+/// A name OpenAI accepts (`^[a-zA-Z0-9_-]{1,64}$`) derived from the outputs,
+/// so different signatures' schemas are told apart in server logs.
+fn schema_name(sig: &Signature) -> String {
+    let mut name = String::from("outputs");
+    for f in &sig.outputs {
+        name.push('_');
+        name.extend(f.name.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    name.truncate(64);
+    name
 }

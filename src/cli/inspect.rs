@@ -1,13 +1,214 @@
-//! `lmc inspect`: print the messages a program or artifact would send.
-use std::path::PathBuf;
+//! `lmc inspect`: print the exact messages a program or artifact would send,
+//! without calling an LM.
+//!
+//! Prompts are an output of lmc, not something users write, so they must be
+//! easy to see: for every predictor (or one node) this renders the adapter's
+//! messages with the artifact's compiled instructions and demos applied, and
+//! `{field}` placeholders for inputs not given on the command line. `--json`
+//! gives the same messages machine-readably (e.g. to diff two artifacts).
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use serde_json::{json, Map, Value};
+
+use crate::adapter::{AdapterKind, Message, Role};
+use crate::cli::CliError;
+use crate::overlay::Overlay;
+use crate::program::{NodeKind, PredictorRef, Program};
+use crate::signature::FieldType;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Program file or compiled artifact.
     pub file: PathBuf,
+    /// Show only this node's predictors (or one predictor path, e.g. `agent.react`).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// An input value as NAME=VALUE (repeatable). Values of non-text fields
+    /// may be JSON, e.g. `--input 'context=["a", "b"]'`.
+    #[arg(long = "input", value_name = "NAME=VALUE")]
+    pub inputs: Vec<String>,
+    /// The adapter that renders the messages: chat or json (default: the
+    /// program's `lm.adapter`, else chat).
+    #[arg(long, value_name = "ADAPTER")]
+    pub adapter: Option<AdapterKind>,
+    /// Print the messages as JSON: one object per predictor.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lmc inspect` is being built")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (program, overlay) = load(&args.file)?;
+    let given = parse_inputs(&args.inputs)?;
+    let adapter = match args.adapter {
+        Some(a) => a,
+        None => program_adapter(&program)?,
+    };
+
+    let mut predictors = program.predictors();
+    if let Some(node) = &args.node {
+        predictors.retain(|p| &p.node == node || &p.path == node);
+        if predictors.is_empty() {
+            return Err(unknown_node(&program, node).into());
+        }
+    }
+    check_input_names(&program, &predictors, &given)?;
+
+    let mut rendered = Vec::with_capacity(predictors.len());
+    for p in &predictors {
+        let state = overlay.state(&p.path);
+        let sig = state.apply(&p.signature);
+        let inputs = inputs_for(p, &given);
+        let demos = match &state.knn {
+            Some(knn) => crate::optimize::knn::select(knn, &inputs),
+            None => state.demos.clone(),
+        };
+        rendered.push((p, adapter.render(&sig, &demos, &inputs)));
+    }
+
+    if args.json {
+        let out: Vec<Value> = rendered
+            .iter()
+            .map(|(p, msgs)| {
+                json!({
+                    "predictor": p.path,
+                    "node": p.node,
+                    "kind": kind_name(&program, &p.node),
+                    "adapter": adapter,
+                    "messages": msgs,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let mut text = String::new();
+        for (i, (p, msgs)) in rendered.iter().enumerate() {
+            if i > 0 {
+                text.push('\n');
+            }
+            text.push_str(&format!(
+                "=== {} ({}) ===\n",
+                p.path,
+                kind_name(&program, &p.node)
+            ));
+            push_messages(&mut text, msgs);
+        }
+        print!("{text}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The program and the overlay to show: an artifact's compiled state, or
+/// none for a plain program file.
+// TODO(lead's settings::load_target): artifacts and project discovery.
+fn load(path: &Path) -> Result<(Program, Overlay), CliError> {
+    let program = crate::program::load(path).map_err(|d| CliError::Input(d.to_string()))?;
+    Ok((program, Overlay::default()))
+}
+
+fn program_adapter(program: &Program) -> Result<AdapterKind, CliError> {
+    match program.lm.as_ref().and_then(|lm| lm.adapter.as_deref()) {
+        Some(name) => name.parse().map_err(CliError::Input),
+        None => Ok(AdapterKind::Chat),
+    }
+}
+
+fn parse_inputs(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    raw.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+            _ => Err(CliError::Input(format!(
+                "--input `{kv}`: expected NAME=VALUE, e.g. --input sentence=\"a witty film\""
+            ))),
+        })
+        .collect()
+}
+
+/// Every `--input` must name an input of a shown predictor or of the program.
+fn check_input_names(
+    program: &Program,
+    predictors: &[PredictorRef],
+    given: &[(String, String)],
+) -> Result<(), CliError> {
+    let mut known: Vec<&str> = program.inputs.iter().map(|f| f.name.as_str()).collect();
+    for p in predictors {
+        known.extend(p.signature.inputs.iter().map(|f| f.name.as_str()));
+    }
+    for (k, _) in given {
+        if !known.contains(&k.as_str()) {
+            let mut msg = format!("--input `{k}`: no predictor shown takes an input named `{k}`");
+            match crate::diag::did_you_mean(k, known.iter().copied()) {
+                Some(hint) => msg.push_str(&format!("; {hint}")),
+                None => msg.push_str(&format!(" (inputs: {})", known.join(", "))),
+            }
+            return Err(CliError::Input(msg));
+        }
+    }
+    Ok(())
+}
+
+/// The predictor's inputs: given values (JSON for non-text fields when it
+/// parses), `{name}` placeholders for the rest.
+fn inputs_for(p: &PredictorRef, given: &[(String, String)]) -> Map<String, Value> {
+    p.signature
+        .inputs
+        .iter()
+        .map(|f| {
+            let v = match given.iter().rev().find(|(k, _)| *k == f.name) {
+                Some((_, raw)) if f.ty != FieldType::String => {
+                    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone()))
+                }
+                Some((_, raw)) => Value::String(raw.clone()),
+                None => Value::String(format!("{{{}}}", f.name)),
+            };
+            (f.name.clone(), v)
+        })
+        .collect()
+}
+
+fn unknown_node(program: &Program, node: &str) -> CliError {
+    let names: Vec<String> = program
+        .predictors()
+        .into_iter()
+        .flat_map(|p| [p.node, p.path])
+        .collect();
+    let mut msg = format!("--node `{node}`: the program has no predictor node named `{node}`");
+    match crate::diag::did_you_mean(node, names.iter().map(String::as_str)) {
+        Some(hint) => msg.push_str(&format!("; {hint}")),
+        None => {
+            let mut uniq = names.clone();
+            uniq.dedup();
+            msg.push_str(&format!(" (predictors: {})", uniq.join(", ")));
+        }
+    }
+    CliError::Input(msg)
+}
+
+fn kind_name(program: &Program, node: &str) -> &'static str {
+    match program.node(node).map(|n| &n.kind) {
+        Some(NodeKind::Predict { .. }) => "predict",
+        Some(NodeKind::ChainOfThought { .. }) => "chain_of_thought",
+        Some(NodeKind::React { .. }) => "react",
+        Some(NodeKind::Retrieve { .. }) => "retrieve",
+        Some(NodeKind::Tool { .. }) => "tool",
+        Some(NodeKind::Refine { advise: true, .. }) => "refine",
+        Some(NodeKind::Refine { .. }) => "best_of_n",
+        Some(NodeKind::Map { .. }) => "map",
+        None => "predictor",
+    }
+}
+
+fn push_messages(text: &mut String, msgs: &[Message]) {
+    for (i, m) in msgs.iter().enumerate() {
+        if i > 0 {
+            text.push('\n');
+        }
+        let role = match m.role {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        };
+        text.push_str(&format!("--- {role} ---\n{}\n", m.content));
+    }
 }
