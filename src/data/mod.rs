@@ -10,10 +10,18 @@
 //! same examples, and the file's content hash travels with the results.
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::program::Program;
+use crate::signature::{Field, FieldType};
+
+mod read;
+mod select;
+mod value;
+
+pub use select::parse_split;
 
 /// One dataset row, mapped onto the program's fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +45,7 @@ pub struct Dataset {
     /// `sha256:<hex>` of the file bytes.
     pub hash: String,
     pub examples: Vec<Example>,
-    /// Rows skipped because `skip_bad_rows` was set.
+    /// Rows skipped because `skip_bad_rows` was set, in file order.
     pub bad_rows: Vec<BadRow>,
 }
 
@@ -57,7 +65,8 @@ pub enum SplitPart {
     Dev,
 }
 
-/// `train:0.8` / `dev:0.8`: a seeded shuffle cut at `fraction`.
+/// `train:0.8` / `dev:0.8`: one seeded shuffle cut at `fraction`, so the
+/// two parts of the same seed never overlap and together cover every row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Split {
     pub part: SplitPart,
@@ -98,16 +107,203 @@ pub enum DataError {
     Split(String),
 }
 
-/// Load `path` for `program`.
+/// One row as read from the file, before typing: CSV cells are text, JSONL
+/// values are JSON. `None` marks a row the reader already found broken.
+pub(crate) struct RawRow {
+    pub row: usize,
+    pub cells: Result<Vec<(String, Cell)>, String>,
+}
+
+pub(crate) enum Cell {
+    Text(String),
+    Json(Value),
+}
+
+/// Where a column's values go.
+enum Target<'p> {
+    Input(&'p Field),
+    Expected(&'p Field),
+    Extra(String),
+}
+
+/// Load `path` for `program`: read, type every row, then select.
 pub fn load(path: &Path, program: &Program, opts: &LoadOptions) -> Result<Dataset, DataError> {
-    let _ = (program, opts);
-    Err(DataError::File {
-        path: path.display().to_string(),
-        message: "not implemented yet".into(),
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    let hash = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let rows = if is_jsonl(path, &bytes) {
+        read::jsonl_rows(&bytes)
+    } else {
+        let (header, rows) = read::csv_rows(&bytes).map_err(|message| DataError::File {
+            path: shown.clone(),
+            message,
+        })?;
+        check_csv_header(&header, program, opts).map_err(|message| DataError::File {
+            path: shown.clone(),
+            message,
+        })?;
+        rows
+    };
+
+    let mut typed = Vec::with_capacity(rows.len());
+    let mut bad_rows = Vec::new();
+    for raw in rows {
+        let result = raw
+            .cells
+            .and_then(|cells| map_row(program, opts, raw.row, cells));
+        match result {
+            Ok(ex) => typed.push(ex),
+            Err(message) if opts.skip_bad_rows => bad_rows.push(BadRow {
+                row: raw.row,
+                message,
+            }),
+            Err(message) => {
+                return Err(DataError::Row {
+                    path: shown,
+                    row: raw.row,
+                    message,
+                })
+            }
+        }
+    }
+
+    let mut examples = select::select(typed, opts);
+    for (i, ex) in examples.iter_mut().enumerate() {
+        ex.index = i;
+    }
+    Ok(Dataset {
+        path: path.to_path_buf(),
+        hash,
+        examples,
+        bad_rows,
     })
 }
 
-/// Parse `train:0.8` / `dev:0.8`.
-pub fn parse_split(s: &str) -> Result<Split, DataError> {
-    Err(DataError::Split(s.to_string()))
+/// JSONL by extension; otherwise CSV unless the file starts with `{`.
+fn is_jsonl(path: &Path, bytes: &[u8]) -> bool {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if e.eq_ignore_ascii_case("jsonl") || e.eq_ignore_ascii_case("ndjson") => true,
+        Some(e) if e.eq_ignore_ascii_case("csv") || e.eq_ignore_ascii_case("tsv") => false,
+        _ => bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{'),
+    }
 }
+
+fn target<'p>(program: &'p Program, opts: &LoadOptions, column: &str) -> Target<'p> {
+    let name = opts
+        .columns
+        .get(column)
+        .map(String::as_str)
+        .unwrap_or(column);
+    if let Some(f) = program.inputs.iter().find(|f| f.name == name) {
+        Target::Input(f)
+    } else if let Some(f) = program.output_fields.iter().find(|f| f.name == name) {
+        Target::Expected(f)
+    } else {
+        Target::Extra(name.to_string())
+    }
+}
+
+/// A CSV header that cannot feed a required input fails every row: say so
+/// once, as a file error, rather than once per row.
+fn check_csv_header(
+    header: &[String],
+    program: &Program,
+    opts: &LoadOptions,
+) -> Result<(), String> {
+    for input in required_inputs(program) {
+        let found = header
+            .iter()
+            .any(|c| matches!(target(program, opts, c), Target::Input(f) if f.name == input.name));
+        if !found {
+            return Err(missing_input_message(&input.name, header, opts));
+        }
+    }
+    Ok(())
+}
+
+fn required_inputs(program: &Program) -> impl Iterator<Item = &Field> {
+    program
+        .inputs
+        .iter()
+        .filter(|f| !matches!(f.ty, FieldType::Optional { .. }))
+}
+
+fn missing_input_message(input: &str, columns: &[String], opts: &LoadOptions) -> String {
+    let mapped: Vec<&str> = opts
+        .columns
+        .iter()
+        .filter(|(_, to)| to.as_str() == input)
+        .map(|(from, _)| from.as_str())
+        .collect();
+    let mut m = format!("no column for program input `{input}`");
+    if !mapped.is_empty() {
+        m.push_str(&format!(" (mapped from `{}`)", mapped.join("`, `")));
+    }
+    m.push_str(&format!(
+        "; columns are: {}; map one with `--map COLUMN={input}` or `datasets.columns`",
+        columns.join(", ")
+    ));
+    m
+}
+
+/// Type one row's cells by the program's fields.
+fn map_row(
+    program: &Program,
+    opts: &LoadOptions,
+    row: usize,
+    cells: Vec<(String, Cell)>,
+) -> Result<Example, String> {
+    let mut ex = Example {
+        index: 0,
+        row,
+        inputs: Map::new(),
+        expected: Map::new(),
+        extra: Map::new(),
+    };
+    let columns: Vec<String> = cells.iter().map(|(c, _)| c.clone()).collect();
+    // Explicitly mapped columns are applied last so that they win over a
+    // column that merely has the field's name (which is kept as extra).
+    let (mapped, plain): (Vec<_>, Vec<_>) = cells
+        .into_iter()
+        .partition(|(c, _)| opts.columns.contains_key(c));
+    let mapped_targets: Vec<&String> = mapped.iter().map(|(c, _)| &opts.columns[c]).collect();
+    for (column, cell) in plain.into_iter().chain(mapped) {
+        let shadowed = !opts.columns.contains_key(&column) && mapped_targets.contains(&&column);
+        let err = |m: String| format!("column `{column}`: {m}");
+        match target(program, opts, &column) {
+            _ if shadowed => {
+                ex.extra.insert(column.clone(), value::untyped(cell));
+            }
+            Target::Input(f) => {
+                let v = value::convert(&f.ty, cell, false).map_err(err)?;
+                ex.inputs.insert(f.name.clone(), v);
+            }
+            Target::Expected(f) => {
+                let v = value::convert(&f.ty, cell, true).map_err(err)?;
+                ex.expected.insert(f.name.clone(), v);
+            }
+            Target::Extra(name) => {
+                ex.extra.insert(name, value::untyped(cell));
+            }
+        }
+    }
+    for input in required_inputs(program) {
+        match ex.inputs.get(&input.name) {
+            None => return Err(missing_input_message(&input.name, &columns, opts)),
+            Some(Value::Null) => {
+                return Err(format!("input `{}` is null", input.name));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(ex)
+}
+
+#[cfg(test)]
+mod tests;
