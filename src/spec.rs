@@ -1,1 +1,366 @@
-//! (module under construction)
+//! The program file as written: serde structs, nothing resolved.
+//!
+//! `spec` is the first stage of the data flow (DESIGN.md): it mirrors the
+//! YAML one-to-one so that lowering (`program::lower`) can check every
+//! reference and type against a typed view. Every struct denies unknown
+//! fields; the key sets below are what lowering walks the YAML tree against
+//! to report *all* unknown keys at once with did-you-mean hints (serde alone
+//! stops at the first). Keep the key sets and the structs in sync: a unit
+//! test deserializes a file that uses every key.
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::program::LmConfig;
+
+/// A YAML mapping kept in the order written (node order, field order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderedMap<T>(pub Vec<(String, T)>);
+
+impl<T> Default for OrderedMap<T> {
+    fn default() -> Self {
+        OrderedMap(Vec::new())
+    }
+}
+
+impl<T> OrderedMap<T> {
+    pub fn get(&self, key: &str) -> Option<&T> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &(String, T)> {
+        self.0.iter()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrderedMap<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OrderedMap<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping of names to entries")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, T>()? {
+                    out.push((k, v));
+                }
+                Ok(OrderedMap(out))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(OrderedMap(Vec::new()))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// The whole program file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub lm: Option<LmConfig>,
+    #[serde(default)]
+    pub signatures: OrderedMap<SignatureSpec>,
+    #[serde(default)]
+    pub inputs: OrderedMap<FieldSpec>,
+    #[serde(default)]
+    pub nodes: OrderedMap<NodeSpec>,
+    #[serde(default)]
+    pub outputs: OrderedMap<String>,
+    /// Kept as written; `metric` parses it.
+    #[serde(default)]
+    pub metric: Option<Value>,
+    #[serde(default)]
+    pub datasets: Option<DatasetsSpec>,
+    #[serde(default)]
+    pub tools: OrderedMap<ToolSpecIn>,
+}
+
+/// A signature: a named reference, a shorthand string, or written out.
+/// (In `signatures:` a string is always shorthand; in a node, a string
+/// containing `->` is shorthand and any other string names a signature.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a signature name, a shorthand string like `question -> answer`, or a mapping {instructions, inputs, outputs}"
+)]
+pub enum SignatureSpec {
+    Text(String),
+    Full(SignatureBody),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureBody {
+    #[serde(default)]
+    pub instructions: Option<String>,
+    #[serde(default)]
+    pub inputs: OrderedMap<FieldSpec>,
+    #[serde(default)]
+    pub outputs: OrderedMap<FieldSpec>,
+}
+
+/// A field: a type string, or a mapping with the type and its description.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a type string like `str` or a mapping {type, description, prefix, schema}"
+)]
+pub enum FieldSpec {
+    Type(String),
+    Full(FieldBody),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldBody {
+    /// Defaults to `str` (or `json` when `schema` is given).
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// A JSON Schema for `json` fields.
+    #[serde(default)]
+    pub schema: Option<Value>,
+}
+
+/// One node of the graph. All kind-specific keys are optional here;
+/// lowering checks which apply to the node's `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub kind: String,
+    #[serde(default)]
+    pub signature: Option<SignatureSpec>,
+    #[serde(default)]
+    pub inputs: OrderedMap<BindingSpec>,
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_iters: Option<u32>,
+    #[serde(default)]
+    pub tool: Option<String>,
+    #[serde(default)]
+    pub k: Option<usize>,
+    #[serde(default)]
+    pub operation: Option<String>,
+    #[serde(default)]
+    pub chain_of_thought: Option<bool>,
+    #[serde(default)]
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    #[serde(default)]
+    pub reward: Option<RewardSpecIn>,
+    #[serde(default)]
+    pub over: Option<String>,
+}
+
+/// Where a value comes from: `input.NAME`, `NODE.FIELD`, or a literal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a binding: `input.NAME`, `NODE.FIELD`, or {value: <literal>}"
+)]
+pub enum BindingSpec {
+    Ref(String),
+    Literal(LiteralSpec),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiteralSpec {
+    pub value: Value,
+}
+
+/// The reward of a refine / best_of_n node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSpecIn {
+    #[serde(rename = "type")]
+    pub ty: String,
+    #[serde(default)]
+    pub field: Option<String>,
+    #[serde(default)]
+    pub tool: Option<String>,
+    #[serde(default)]
+    pub metric: Option<Value>,
+    #[serde(default)]
+    pub expected: Option<BindingSpec>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetsSpec {
+    #[serde(default)]
+    pub train: Option<String>,
+    #[serde(default)]
+    pub dev: Option<String>,
+    #[serde(default)]
+    pub test: Option<String>,
+    #[serde(default)]
+    pub columns: OrderedMap<String>,
+}
+
+/// A tool as written: its kind plus kind-specific settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ToolSpecIn {
+    pub kind: String,
+    #[serde(flatten)]
+    pub config: Map<String, Value>,
+}
+
+// ---- key sets (walked by lowering for all-at-once unknown-key errors) ----
+
+pub const PROGRAM_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "lm",
+    "signatures",
+    "inputs",
+    "nodes",
+    "outputs",
+    "metric",
+    "datasets",
+    "tools",
+];
+pub const SIGNATURE_KEYS: &[&str] = &["instructions", "inputs", "outputs"];
+pub const FIELD_KEYS: &[&str] = &["type", "description", "prefix", "schema"];
+pub const LITERAL_KEYS: &[&str] = &["value"];
+pub const REWARD_KEYS: &[&str] = &["type", "field", "tool", "metric", "expected"];
+pub const REWARD_TYPES: &[&str] = &["non_empty", "tool_ok", "metric"];
+pub const DATASETS_KEYS: &[&str] = &["train", "dev", "test", "columns"];
+
+pub const NODE_KINDS: &[&str] = &[
+    "predict",
+    "chain_of_thought",
+    "react",
+    "retrieve",
+    "tool",
+    "refine",
+    "best_of_n",
+    "map",
+];
+
+/// The keys a node of `kind` accepts (`None` for an unknown kind).
+pub fn node_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "predict" | "chain_of_thought" => &["kind", "signature", "inputs"],
+        "react" => &["kind", "signature", "inputs", "tools", "max_iters"],
+        "retrieve" => &["kind", "tool", "k", "inputs"],
+        "tool" => &["kind", "tool", "operation", "inputs"],
+        "refine" | "best_of_n" => &[
+            "kind",
+            "signature",
+            "inputs",
+            "chain_of_thought",
+            "n",
+            "threshold",
+            "reward",
+        ],
+        "map" => &["kind", "signature", "inputs", "chain_of_thought", "over"],
+        _ => return None,
+    })
+}
+
+/// Every key any node kind accepts (for nodes whose kind is unknown).
+pub const ALL_NODE_KEYS: &[&str] = &[
+    "kind",
+    "signature",
+    "inputs",
+    "tools",
+    "max_iters",
+    "tool",
+    "k",
+    "operation",
+    "chain_of_thought",
+    "n",
+    "threshold",
+    "reward",
+    "over",
+];
+
+pub const TOOL_KINDS: &[&str] = &["sqlite", "retrieve", "command"];
+
+/// The keys a tool of `kind` accepts (`None` for an unknown kind).
+pub fn tool_keys(kind: &str) -> Option<&'static [&'static str]> {
+    Some(match kind {
+        "sqlite" => &[
+            "kind",
+            "description",
+            "path",
+            "max_rows",
+            "timeout_ms",
+            "max_chars",
+        ],
+        "retrieve" => &["kind", "description", "corpus", "k", "max_chars"],
+        "command" => &[
+            "kind",
+            "description",
+            "command",
+            "args",
+            "enabled",
+            "cwd",
+            "timeout_ms",
+            "max_chars",
+        ],
+        _ => return None,
+    })
+}
+
+/// Tool settings that are file paths (resolved against the program file).
+pub const TOOL_PATH_KEYS: &[&str] = &["path", "corpus", "cwd"];
+
+/// sqlite operations a `tool` node may name.
+pub const SQLITE_OPERATIONS: &[&str] = &["list_tables", "describe", "query"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_key_deserializes() {
+        let v = serde_json::json!({
+            "name": "x", "description": "d", "lm": {"max_tokens": 3},
+            "signatures": {"s": {"instructions": "i", "inputs": {"a": {"type": "str", "description": "d", "prefix": "p", "schema": {}}}, "outputs": {"b": "int"}},
+                           "t": "a -> b"},
+            "inputs": {"a": "str"},
+            "nodes": {"n": {"kind": "refine", "signature": "s", "inputs": {"a": "input.a", "z": {"value": 1}},
+                            "tools": [], "max_iters": 1, "tool": "t", "k": 1, "operation": "query",
+                            "chain_of_thought": true, "n": 2, "threshold": 0.5, "over": "a",
+                            "reward": {"type": "metric", "field": "b", "tool": "t", "metric": {}, "expected": "input.a"}}},
+            "outputs": {"b": "n.b"},
+            "metric": {"type": "exact_match"},
+            "datasets": {"train": "a", "dev": "b", "test": "c", "columns": {"x": "y"}},
+            "tools": {"t": {"kind": "sqlite", "path": "p"}}
+        });
+        for k in PROGRAM_KEYS {
+            assert!(v.get(k).is_some(), "{k}");
+        }
+        for k in ALL_NODE_KEYS {
+            assert!(v["nodes"]["n"].get(k).is_some(), "{k}");
+        }
+        let spec: ProgramSpec = serde_json::from_value(v).unwrap();
+        assert_eq!(spec.nodes.0[0].1.inputs.0.len(), 2);
+        assert!(matches!(
+            spec.signatures.get("t"),
+            Some(SignatureSpec::Text(_))
+        ));
+    }
+}

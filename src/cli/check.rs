@@ -1,17 +1,84 @@
 //! `lmc check`: validate program files.
+//!
+//! One line per valid file (name, predictors, content hash) on stdout; the
+//! located diagnostics of invalid files on stderr. Exit 0 when every file is
+//! valid, 2 otherwise, so CI can run `lmc check programs/*.yaml`.
+
+use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+use crate::program::{self, Program};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Program files to validate.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Print results as JSON.
+    /// Print results as JSON (an array, one object per file) on stdout.
     #[arg(long)]
     pub json: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lmc check` is being built")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut all_ok = true;
+    let mut reports = Vec::new();
+    for (i, file) in args.files.iter().enumerate() {
+        match program::load(file) {
+            Ok(p) => {
+                if args.json {
+                    reports.push(json!({
+                        "file": file,
+                        "ok": true,
+                        "name": p.name,
+                        "predictors": p.predictors().iter().map(|r| r.path.clone()).collect::<Vec<_>>(),
+                        "content_hash": format!("sha256:{}", p.content_hash),
+                    }));
+                } else {
+                    println!("{}", ok_line(file, &p));
+                }
+            }
+            Err(diags) => {
+                all_ok = false;
+                if args.json {
+                    reports.push(json!({"file": file, "ok": false, "diagnostics": diags}));
+                } else {
+                    if i > 0 {
+                        eprintln!();
+                    }
+                    eprintln!("{diags}");
+                }
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `ok  programs/sentiment.yaml  sentiment  1 predictor (classify)  sha256:0f3c9a1e…`
+fn ok_line(file: &std::path::Path, p: &Program) -> String {
+    let preds: Vec<String> = p.predictors().into_iter().map(|r| r.path).collect();
+    let noun = if preds.len() == 1 {
+        "predictor"
+    } else {
+        "predictors"
+    };
+    let list = if preds.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", preds.join(", "))
+    };
+    let short: String = p.content_hash.chars().take(8).collect();
+    format!(
+        "ok  {}  {}  {} {noun}{list}  sha256:{short}…",
+        file.display(),
+        p.name,
+        preds.len()
+    )
 }

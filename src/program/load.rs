@@ -20,8 +20,6 @@ pub fn load(path: &Path) -> Result<Program, Diagnostics> {
 
 /// Lower program source text; `path` names the file in diagnostics and
 /// anchors relative dataset and tool paths.
-pub fn load_str(_source: &str, path: &Path) -> Result<Program, Diagnostics> {
-    Err(Diagnostic::error("program lowering is being built")
-        .file(path)
-        .into())
+pub fn load_str(source: &str, path: &Path) -> Result<Program, Diagnostics> {
+    crate::program::lower::lower_source(source, path)
 }
