@@ -30,205 +30,229 @@ pub const MISSING_FIELD_MESSAGE: &str = "Not supplied for this particular exampl
 
 /// Render the messages for one call: system, demos (incomplete first), then
 /// the final user turn. Inputs absent from `inputs` are left out, as in DSPy.
+///
+/// Every piece is written straight into one buffer per message (this runs
+/// once per LM call; the benchmark budget outside HTTP is a few µs).
 pub fn render(sig: &Signature, demos: &[Demo], inputs: &Map<String, Value>) -> Vec<Message> {
     let mut messages = Vec::with_capacity(2 + 2 * demos.len());
     messages.push(Message::new(Role::System, system_message(sig)));
-    push_demos(sig, demos, &mut messages, |sig, fields, missing| {
-        assistant_content(sig, fields, missing)
+    push_demos(sig, demos, &mut messages, |s, sig, fields, missing| {
+        write_assistant(s, sig, fields, missing)
     });
-    let mut user = join_inputs(sig, inputs, "");
-    user.push_str("\n\n");
-    user.push_str(&output_requirements(sig));
-    messages.push(Message::new(Role::User, strip(user)));
+    let mut user = String::with_capacity(256);
+    write_inputs(&mut user, sig, inputs, "");
+    if !user.is_empty() {
+        user.push_str("\n\n");
+    }
+    write_output_requirements(&mut user, sig);
+    messages.push(Message::new(Role::User, user));
     messages
 }
 
 /// The system message: field lists, structure, objective.
 pub fn system_message(sig: &Signature) -> String {
-    let mut s = field_description(sig);
+    let mut s = String::with_capacity(640);
+    write_field_description(&mut s, sig);
     s.push('\n');
-    s.push_str(&field_structure(sig));
-    s.push('\n');
-    s.push_str(&task_description(sig));
+    s.push_str(STRUCTURE_HEADER);
+    s.push_str("\n\n");
+    write_structure_block(&mut s, &sig.inputs, false);
+    s.push_str("\n\n");
+    write_structure_block(&mut s, &sig.outputs, true);
+    s.push_str("\n\n[[ ## completed ## ]]\n");
+    write_task_description(&mut s, sig);
     s
 }
 
+pub const STRUCTURE_HEADER: &str =
+    "All interactions will be structured in the following way, with the appropriate values filled in.";
+
 /// "Your input fields are: ... Your output fields are: ..." (shared with the JSON adapter).
-pub fn field_description(sig: &Signature) -> String {
-    let mut s = String::from("Your input fields are:\n");
-    s.push_str(&field_list(&sig.inputs));
+pub fn write_field_description(s: &mut String, sig: &Signature) {
+    s.push_str("Your input fields are:\n");
+    write_field_list(s, &sig.inputs);
     s.push_str("\nYour output fields are:\n");
-    s.push_str(&field_list(&sig.outputs));
-    s
+    write_field_list(s, &sig.outputs);
 }
 
 /// One numbered line per field: ``1. `name` (type): description``. DSPy joins
 /// the lines and strips the whole, which is why only the last line lacks
 /// the space after the colon when there is no description.
-fn field_list(fields: &[Field]) -> String {
-    let mut s = String::new();
+fn write_field_list(s: &mut String, fields: &[Field]) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             s.push('\n');
         }
-        let _ = write!(
-            s,
-            "{}. `{}` ({}): {}",
-            i + 1,
-            f.name,
-            annotation_name(&f.ty),
-            f.description.as_deref().unwrap_or("")
-        );
+        let _ = write!(s, "{}. `{}` (", i + 1, f.name);
+        write_annotation(s, &f.ty);
+        s.push_str("): ");
+        s.push_str(f.description.as_deref().unwrap_or(""));
     }
-    s.trim().to_string()
+    trim_end_in_place(s);
 }
 
-fn field_structure(sig: &Signature) -> String {
-    let parts = [
-        "All interactions will be structured in the following way, with the appropriate values filled in.".to_string(),
-        structure_block(&sig.inputs, false),
-        structure_block(&sig.outputs, true),
-        "[[ ## completed ## ]]".to_string(),
-    ];
-    parts.join("\n\n").trim().to_string()
-}
-
-/// `[[ ## f ## ]]\n{f}` sections, with the type note for outputs.
-pub fn structure_block(fields: &[Field], outputs: bool) -> String {
-    let mut s = String::new();
+/// `[[ ## f ## ]]\n{f}` sections, with the type note for outputs (stripped
+/// at the end, as DSPy strips each joined block).
+pub fn write_structure_block(s: &mut String, fields: &[Field], outputs: bool) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             s.push_str("\n\n");
         }
-        let _ = write!(s, "[[ ## {} ## ]]\n{}", f.name, placeholder(f, outputs));
+        s.push_str("[[ ## ");
+        s.push_str(&f.name);
+        s.push_str(" ## ]]\n");
+        write_placeholder(s, f, outputs);
     }
-    s.trim().to_string()
+    trim_end_in_place(s);
 }
 
 /// `{name}` plus, for typed outputs, DSPy's note on what the value must be.
-pub fn placeholder(f: &Field, output: bool) -> String {
-    let mut s = format!("{{{}}}", f.name);
-    if output {
-        if let Some(note) = type_note(&f.ty) {
-            s.push_str("        # note: the value you produce ");
-            s.push_str(&note);
-        }
+pub fn write_placeholder(s: &mut String, f: &Field, output: bool) {
+    s.push('{');
+    s.push_str(&f.name);
+    s.push('}');
+    if output && f.ty != FieldType::String {
+        s.push_str("        # note: the value you produce ");
+        write_type_note(s, &f.ty);
     }
+}
+
+/// `write_placeholder` into a new string.
+pub fn placeholder(f: &Field, output: bool) -> String {
+    let mut s = String::new();
+    write_placeholder(&mut s, f, output);
     s
 }
 
-/// DSPy's per-type note for an output field (`translate_field_type`).
-pub fn type_note(ty: &FieldType) -> Option<String> {
+/// DSPy's per-type note for an output field (`translate_field_type`);
+/// nothing for `str`.
+pub fn write_type_note(s: &mut String, ty: &FieldType) {
     match ty {
-        FieldType::String => None,
-        FieldType::Bool => Some("must be True or False".into()),
-        FieldType::Int => Some("must be a single int value".into()),
-        FieldType::Float => Some("must be a single float value".into()),
-        FieldType::Enum { values } => Some(format!(
-            "must exactly match (no extra characters) one of: {}",
-            values.join("; ")
-        )),
-        _ => Some(format!(
-            "must adhere to the JSON schema: {}",
-            python_json(&dspy_schema(ty), None, false)
-        )),
+        FieldType::String => {}
+        FieldType::Bool => s.push_str("must be True or False"),
+        FieldType::Int => s.push_str("must be a single int value"),
+        FieldType::Float => s.push_str("must be a single float value"),
+        FieldType::Enum { values } => {
+            s.push_str("must exactly match (no extra characters) one of: ");
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    s.push_str("; ");
+                }
+                s.push_str(v);
+            }
+        }
+        _ => {
+            s.push_str("must adhere to the JSON schema: ");
+            write_json(s, &dspy_schema(ty), None, 0, false);
+        }
     }
 }
 
 /// "In adhering to this structure, your objective is: " then each line of the
 /// dedented instruction on its own line indented by eight spaces.
-pub fn task_description(sig: &Signature) -> String {
-    let instructions = dedent(&sig.objective());
-    let mut s = String::from("In adhering to this structure, your objective is: ");
-    for line in python_splitlines(&instructions) {
+pub fn write_task_description(s: &mut String, sig: &Signature) {
+    s.push_str("In adhering to this structure, your objective is: ");
+    let default;
+    let instructions = match sig.instructions.as_deref() {
+        Some(i) if !i.trim().is_empty() => i,
+        _ => {
+            default = sig.objective();
+            &default
+        }
+    };
+    let text = dedent(instructions);
+    for line in python_splitlines(&text) {
         s.push_str("\n        ");
         s.push_str(line);
     }
-    s
 }
 
 /// The content of a demo's user turn: `prefix`, then each input present in
 /// `values` (`format_user_message_content` without the main-request tail).
 pub fn user_content(sig: &Signature, values: &Map<String, Value>, prefix: &str) -> String {
-    strip(join_inputs(sig, values, prefix))
-}
-
-/// `"\n\n".join([prefix, *sections])` before DSPy strips it: whitespace at the
-/// end of the last value survives in the main request (the output
-/// requirements follow it), so stripping is left to the caller.
-pub fn join_inputs(sig: &Signature, values: &Map<String, Value>, prefix: &str) -> String {
-    let mut s = String::from(prefix);
-    for f in &sig.inputs {
-        if let Some(v) = values.get(&f.name) {
-            let _ = write!(s, "\n\n[[ ## {} ## ]]\n{}", f.name, format_value(&f.ty, v));
-        }
-    }
+    let mut s = String::with_capacity(128);
+    write_inputs(&mut s, sig, values, prefix);
+    trim_end_in_place(&mut s);
     s
 }
 
-/// Python's `str.strip()` on an owned string, reallocating only when needed.
-pub fn strip(s: String) -> String {
-    let t = s.trim();
-    if t.len() == s.len() {
-        s
-    } else {
-        t.to_string()
+/// DSPy's `"\n\n".join([prefix, *sections]).strip()` minus the trailing
+/// strip: whitespace at the end of the last value survives in the main
+/// request (the output requirements follow it). The leading strip only
+/// ever removes the separator after an empty prefix, so none is written.
+pub fn write_inputs(s: &mut String, sig: &Signature, values: &Map<String, Value>, prefix: &str) {
+    s.push_str(prefix);
+    for f in &sig.inputs {
+        if let Some(v) = values.get(&f.name) {
+            if !s.is_empty() {
+                s.push_str("\n\n");
+            }
+            s.push_str("[[ ## ");
+            s.push_str(&f.name);
+            s.push_str(" ## ]]\n");
+            write_value(s, &f.ty, v);
+        }
     }
 }
 
+/// Python's `str.rstrip()` in place (no reallocation).
+pub fn trim_end_in_place(s: &mut String) {
+    let len = s.trim_end().len();
+    s.truncate(len);
+}
+
 /// The closing request naming the output fields in order.
-pub fn output_requirements(sig: &Signature) -> String {
-    let mut s =
-        String::from("Respond with the corresponding output fields, starting with the field ");
+pub fn write_output_requirements(s: &mut String, sig: &Signature) {
+    s.push_str("Respond with the corresponding output fields, starting with the field ");
     for (i, f) in sig.outputs.iter().enumerate() {
         if i > 0 {
             s.push_str(", then ");
         }
-        let _ = write!(s, "`[[ ## {} ## ]]`", f.name);
-        push_type_info(&mut s, &f.ty);
+        s.push_str("`[[ ## ");
+        s.push_str(&f.name);
+        s.push_str(" ## ]]`");
+        push_type_info(s, &f.ty);
     }
     s.push_str(", and then ending with the marker for `[[ ## completed ## ]]`.");
-    s
 }
 
 /// " (must be formatted as a valid Python T)" for non-string types.
 pub fn push_type_info(s: &mut String, ty: &FieldType) {
     if *ty != FieldType::String {
-        let _ = write!(
-            s,
-            " (must be formatted as a valid Python {})",
-            annotation_name(ty)
-        );
+        s.push_str(" (must be formatted as a valid Python ");
+        write_annotation(s, ty);
+        s.push(')');
     }
 }
 
 /// An assistant turn: every output section (`missing` for absent ones) and
 /// the completed marker.
-fn assistant_content(sig: &Signature, values: &Map<String, Value>, missing: &str) -> String {
-    let mut s = String::new();
+fn write_assistant(s: &mut String, sig: &Signature, values: &Map<String, Value>, missing: &str) {
     for (i, f) in sig.outputs.iter().enumerate() {
         if i > 0 {
             s.push_str("\n\n");
         }
-        let value = match values.get(&f.name) {
-            Some(v) => format_value(&f.ty, v),
-            None => missing.to_string(),
-        };
-        let _ = write!(s, "[[ ## {} ## ]]\n{}", f.name, value);
+        s.push_str("[[ ## ");
+        s.push_str(&f.name);
+        s.push_str(" ## ]]\n");
+        match values.get(&f.name) {
+            Some(v) => write_value(s, &f.ty, v),
+            None => s.push_str(missing),
+        }
     }
-    let mut s = s.trim().to_string();
+    trim_end_in_place(s);
     s.push_str("\n\n[[ ## completed ## ]]\n");
-    s
 }
 
 /// DSPy's `format_demos`: complete demos (every field present and not null)
 /// and incomplete ones (at least one input and one output present; others
 /// are dropped); incomplete first, with the prefix and missing-field text.
+/// `assistant` writes an assistant turn's content into the given buffer.
 pub fn push_demos(
     sig: &Signature,
     demos: &[Demo],
     out: &mut Vec<Message>,
-    assistant: impl Fn(&Signature, &Map<String, Value>, &str) -> String,
+    assistant: impl Fn(&mut String, &Signature, &Map<String, Value>, &str),
 ) {
     let complete = |d: &Demo| {
         sig.inputs
@@ -240,50 +264,74 @@ pub fn push_demos(
         sig.inputs.iter().any(|f| d.fields.contains_key(&f.name))
             && sig.outputs.iter().any(|f| d.fields.contains_key(&f.name))
     };
-    for d in demos.iter().filter(|d| !complete(d) && usable(d)) {
+    let mut push = |d: &Demo, prefix: &str, missing: &str| {
         out.push(Message::new(
             Role::User,
-            user_content(sig, &d.fields, INCOMPLETE_DEMO_PREFIX),
+            user_content(sig, &d.fields, prefix),
         ));
-        out.push(Message::new(
-            Role::Assistant,
-            assistant(sig, &d.fields, MISSING_FIELD_MESSAGE),
-        ));
+        let mut a = String::with_capacity(128);
+        assistant(&mut a, sig, &d.fields, missing);
+        out.push(Message::new(Role::Assistant, a));
+    };
+    for d in demos.iter().filter(|d| !complete(d) && usable(d)) {
+        push(d, INCOMPLETE_DEMO_PREFIX, MISSING_FIELD_MESSAGE);
     }
     for d in demos.iter().filter(|d| complete(d)) {
-        out.push(Message::new(Role::User, user_content(sig, &d.fields, "")));
-        // DSPy passes this text for complete demos too; it is never shown
+        // DSPy passes this text for complete demos too; it never shows
         // because nothing is missing.
-        out.push(Message::new(
-            Role::Assistant,
-            assistant(
-                sig,
-                &d.fields,
-                "Not supplied for this conversation history message. ",
-            ),
-        ));
+        push(
+            d,
+            "",
+            "Not supplied for this conversation history message. ",
+        );
     }
 }
 
 /// The type as DSPy prints annotations (`get_annotation_name`), including
 /// its quoting of literal values that contain quotes.
 pub fn annotation_name(ty: &FieldType) -> String {
-    match ty {
-        FieldType::Enum { values } => {
-            let vals: Vec<String> = values.iter().map(|v| quote_literal(v)).collect();
-            format!("Literal[{}]", vals.join(", "))
-        }
-        FieldType::List { item } => format!("list[{}]", annotation_name(item)),
-        FieldType::Optional { inner } => format!("Union[{}, NoneType]", annotation_name(inner)),
-        other => other.dspy_name(),
-    }
+    let mut s = String::new();
+    write_annotation(&mut s, ty);
+    s
 }
 
-fn quote_literal(s: &str) -> String {
-    match (s.contains('\''), s.contains('"')) {
-        (true, false) => format!("\"{s}\""),
-        (true, true) => format!("'{}'", s.replace('\'', "\\'")),
-        _ => format!("'{s}'"),
+fn write_annotation(s: &mut String, ty: &FieldType) {
+    match ty {
+        FieldType::String => s.push_str("str"),
+        FieldType::Int => s.push_str("int"),
+        FieldType::Float => s.push_str("float"),
+        FieldType::Bool => s.push_str("bool"),
+        FieldType::Enum { values } => {
+            s.push_str("Literal[");
+            for (i, v) in values.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                match (v.contains('\''), v.contains('"')) {
+                    (true, false) => {
+                        let _ = write!(s, "\"{v}\"");
+                    }
+                    (true, true) => {
+                        let _ = write!(s, "'{}'", v.replace('\'', "\\'"));
+                    }
+                    _ => {
+                        let _ = write!(s, "'{v}'");
+                    }
+                }
+            }
+            s.push(']');
+        }
+        FieldType::List { item } => {
+            s.push_str("list[");
+            write_annotation(s, item);
+            s.push(']');
+        }
+        FieldType::Optional { inner } => {
+            s.push_str("Union[");
+            write_annotation(s, inner);
+            s.push_str(", NoneType]");
+        }
+        FieldType::Json { .. } => s.push_str("dict[str, Any]"),
     }
 }
 
@@ -328,11 +376,17 @@ fn type_first(v: Value) -> Value {
 /// numbered list of «blobs»; lists and objects are `json.dumps`ed; scalars
 /// print as Python's `str()` (`True`, `None`, `1.0`).
 pub fn format_value(ty: &FieldType, value: &Value) -> String {
+    let mut s = String::new();
+    write_value(&mut s, ty, value);
+    s
+}
+
+fn write_value(s: &mut String, ty: &FieldType, value: &Value) {
     match value {
-        Value::String(s) => s.clone(),
-        Value::Array(items) if *ty == FieldType::String => format_list_for_text(items),
-        Value::Array(_) | Value::Object(_) => python_json(value, None, false),
-        other => python_str(other),
+        Value::String(v) => s.push_str(v),
+        Value::Array(items) if *ty == FieldType::String => s.push_str(&format_list_for_text(items)),
+        Value::Array(_) | Value::Object(_) => write_json(s, value, None, 0, false),
+        other => s.push_str(&python_str(other)),
     }
 }
 
@@ -493,7 +547,7 @@ fn write_json_string(out: &mut String, s: &str, ascii: bool) {
 
 /// Python's `textwrap.dedent`: remove the longest common leading whitespace;
 /// whitespace-only lines become empty.
-fn dedent(text: &str) -> String {
+fn dedent(text: &str) -> std::borrow::Cow<'_, str> {
     let margin = text
         .split('\n')
         .filter(|l| !l.trim().is_empty())
@@ -508,7 +562,7 @@ fn dedent(text: &str) -> String {
             .split('\n')
             .any(|l| !l.is_empty() && l.trim().is_empty())
     {
-        return text.to_string();
+        return std::borrow::Cow::Borrowed(text);
     }
     text.split('\n')
         .map(|l| {
@@ -520,6 +574,7 @@ fn dedent(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+        .into()
 }
 
 /// Python's `str.splitlines()` (the line breaks it recognises, no trailing empty line).

@@ -14,8 +14,9 @@ use std::fmt::Write as _;
 use serde_json::{json, Map, Value};
 
 use crate::adapter::chat::{
-    field_description, join_inputs, placeholder, push_demos, push_type_info, python_json, strip,
-    structure_block, task_description,
+    placeholder, push_demos, push_type_info, python_json, trim_end_in_place,
+    write_field_description, write_inputs, write_structure_block, write_task_description,
+    STRUCTURE_HEADER,
 };
 use crate::adapter::{Message, Role};
 use crate::overlay::Demo;
@@ -25,11 +26,14 @@ use crate::signature::Signature;
 pub fn render(sig: &Signature, demos: &[Demo], inputs: &Map<String, Value>) -> Vec<Message> {
     let mut messages = Vec::with_capacity(2 + 2 * demos.len());
     messages.push(Message::new(Role::System, system_message(sig)));
-    push_demos(sig, demos, &mut messages, assistant_content);
-    let mut user = join_inputs(sig, inputs, "");
-    user.push_str("\n\n");
+    push_demos(sig, demos, &mut messages, write_assistant);
+    let mut user = String::with_capacity(256);
+    write_inputs(&mut user, sig, inputs, "");
+    if !user.is_empty() {
+        user.push_str("\n\n");
+    }
     user.push_str(&output_requirements(sig));
-    messages.push(Message::new(Role::User, strip(user)));
+    messages.push(Message::new(Role::User, user));
     messages
 }
 
@@ -41,18 +45,16 @@ pub fn system_message(sig: &Signature) -> String {
         .iter()
         .map(|f| (f.name.clone(), Value::String(placeholder(f, true))))
         .collect();
-    let parts = [
-        "All interactions will be structured in the following way, with the appropriate values filled in.".to_string(),
-        "Inputs will have the following structure:".to_string(),
-        structure_block(&sig.inputs, false),
-        "Outputs will be a JSON object with the following fields.".to_string(),
-        python_json(&Value::Object(template), Some(2), true),
-    ];
-    let mut s = field_description(sig);
+    let mut s = String::with_capacity(768);
+    write_field_description(&mut s, sig);
     s.push('\n');
-    s.push_str(parts.join("\n\n").trim());
+    s.push_str(STRUCTURE_HEADER);
+    s.push_str("\n\nInputs will have the following structure:\n\n");
+    write_structure_block(&mut s, &sig.inputs, false);
+    s.push_str("\n\nOutputs will be a JSON object with the following fields.\n\n");
+    s.push_str(&python_json(&Value::Object(template), Some(2), true));
     s.push('\n');
-    s.push_str(&task_description(sig));
+    write_task_description(&mut s, sig);
     s
 }
 
@@ -71,7 +73,7 @@ pub fn output_requirements(sig: &Signature) -> String {
 }
 
 /// A demo reply: the outputs as an indented JSON object (`json.dumps(indent=2)`).
-fn assistant_content(sig: &Signature, values: &Map<String, Value>, missing: &str) -> String {
+fn write_assistant(s: &mut String, sig: &Signature, values: &Map<String, Value>, missing: &str) {
     let obj: Map<String, Value> = sig
         .outputs
         .iter()
@@ -83,7 +85,8 @@ fn assistant_content(sig: &Signature, values: &Map<String, Value>, missing: &str
             (f.name.clone(), v)
         })
         .collect();
-    python_json(&Value::Object(obj), Some(2), true)
+    s.push_str(&python_json(&Value::Object(obj), Some(2), true));
+    trim_end_in_place(s);
 }
 
 /// OpenAI's structured-output request: a strict JSON schema with exactly the

@@ -27,13 +27,6 @@ use serde_json::{Map, Number, Value};
 use crate::adapter::ParseError;
 use crate::signature::{FieldType, Signature};
 
-/// A section marker, written exactly (`[[ ## name ## ]]`) or nearly
-/// (`[[ ## name## ]]`, `[[## name ##]]`, `[ ## name ## ]`, `[[ # Name # ]]`).
-static MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\[\[?[ \t]*#{1,4}[ \t]*([A-Za-z_][A-Za-z0-9_ ]{0,80}?)[ \t]*#{0,4}[ \t]*\]\]?")
-        .expect("marker regex is valid")
-});
-
 /// A bullet or number at the start of a list line: `- `, `* `, `• `, `1. `, `2) `.
 static BULLET: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+").expect("bullet regex is valid"));
@@ -47,21 +40,16 @@ pub fn parse_chat(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
     let mut any_output_marker = false;
     let mut first_marker_start = None;
 
-    let mut markers = MARKER.captures_iter(text).peekable();
-    while let Some(cap) = markers.next() {
-        let (Some(whole), Some(name)) = (cap.get(0), cap.get(1)) else {
-            continue;
-        };
-        first_marker_start.get_or_insert(whole.start());
-        let end = markers
-            .peek()
-            .and_then(|c| c.get(0))
-            .map_or(text.len(), |m| m.start());
-        if let Some(i) = output_index(sig, name.as_str()) {
+    let mut next = next_marker(text, 0);
+    while let Some(m) = next {
+        first_marker_start.get_or_insert(m.start);
+        next = next_marker(text, m.end);
+        let end = next.as_ref().map_or(text.len(), |x| x.start);
+        if let Some(i) = output_index(sig, m.name) {
             any_output_marker = true;
             // First occurrence wins: later repeats (small models loop) are ignored.
             if found[i].is_none() {
-                found[i] = Some(&text[whole.end()..end]);
+                found[i] = Some(&text[m.end..end]);
             }
         }
     }
@@ -120,7 +108,7 @@ pub fn parse_json(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
     for f in &sig.outputs {
         let v = obj.get(&f.name).or_else(|| {
             obj.iter()
-                .find(|(k, _)| normalize_name(k) == f.name.to_lowercase())
+                .find(|(k, _)| name_eq(k, &f.name))
                 .map(|(_, v)| v)
         });
         let value = match v {
@@ -150,27 +138,105 @@ fn error(field: &str, message: String, reply: &str) -> ParseError {
     }
 }
 
-fn output_index(sig: &Signature, marker_name: &str) -> Option<usize> {
-    let name = normalize_name(marker_name);
-    sig.outputs.iter().position(|f| f.name == name).or_else(|| {
-        sig.outputs
-            .iter()
-            .position(|f| f.name.to_lowercase() == name)
+/// A section marker found in a reply: where it starts and ends, and the
+/// field name inside it.
+struct Marker<'a> {
+    start: usize,
+    end: usize,
+    name: &'a str,
+}
+
+/// The next marker at or after byte `from`, written exactly
+/// (`[[ ## name ## ]]`) or nearly (`[[ ## name## ]]`, `[[## name ##]]`,
+/// `[ ## name ## ]`, `[[ # Name # ]]`): one or two `[`, one to four `#`, a
+/// name of letters, digits, `_` and spaces, up to four `#`, one or two `]`.
+/// Hand-written rather than a regex: it runs on every reply.
+fn next_marker(text: &str, from: usize) -> Option<Marker<'_>> {
+    let b = text.as_bytes();
+    let mut i = from;
+    while let Some(off) = text.get(i..)?.find('[') {
+        let start = i + off;
+        if let Some(m) = marker_at(text, b, start) {
+            return Some(m);
+        }
+        i = start + 1;
+    }
+    None
+}
+
+fn marker_at<'a>(text: &'a str, b: &[u8], start: usize) -> Option<Marker<'a>> {
+    let blank = |i: &mut usize| {
+        while matches!(b.get(*i), Some(b' ' | b'\t')) {
+            *i += 1;
+        }
+    };
+    let hashes = |i: &mut usize| {
+        let s = *i;
+        while b.get(*i) == Some(&b'#') && *i - s < 4 {
+            *i += 1;
+        }
+        *i - s
+    };
+    let mut i = start + 1;
+    if b.get(i) == Some(&b'[') {
+        i += 1;
+    }
+    blank(&mut i);
+    if hashes(&mut i) == 0 {
+        return None;
+    }
+    blank(&mut i);
+    let name_start = i;
+    if !b
+        .get(i)
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+    {
+        return None;
+    }
+    while i - name_start < 81
+        && b.get(i)
+            .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b' ')
+    {
+        i += 1;
+    }
+    let name = text[name_start..i].trim_end();
+    blank(&mut i);
+    hashes(&mut i);
+    blank(&mut i);
+    if b.get(i) != Some(&b']') {
+        return None;
+    }
+    i += 1;
+    if b.get(i) == Some(&b']') {
+        i += 1;
+    }
+    Some(Marker {
+        start,
+        end: i,
+        name,
     })
 }
 
-/// `" Is Sure "` → `is_sure`.
-fn normalize_name(s: &str) -> String {
-    s.trim()
-        .chars()
-        .map(|c| {
-            if c == ' ' {
-                '_'
-            } else {
-                c.to_ascii_lowercase()
-            }
+fn output_index(sig: &Signature, marker_name: &str) -> Option<usize> {
+    sig.outputs
+        .iter()
+        .position(|f| f.name == marker_name)
+        .or_else(|| {
+            sig.outputs
+                .iter()
+                .position(|f| name_eq(marker_name, &f.name))
         })
-        .collect()
+}
+
+/// A written name against a field name: ASCII case-insensitive, a space
+/// standing for `_` (`Is Sure` is `is_sure`). No allocation.
+fn name_eq(written: &str, field: &str) -> bool {
+    let written = written.trim();
+    written.len() == field.len()
+        && written.bytes().zip(field.bytes()).all(|(a, f)| {
+            let a = if a == b' ' { b'_' } else { a };
+            a.eq_ignore_ascii_case(&f)
+        })
 }
 
 /// Remove a code fence around the whole text (```` ```lang ... ``` ````).
