@@ -268,10 +268,17 @@ impl Builder {
         if anchor > 0 {
             self.anchors.insert(anchor, node.clone());
         }
+        // The path of the entry being completed, for duplicate-key messages.
+        let parent_path = self.path();
         let Some(top) = self.stack.last_mut() else {
             self.docs.push(node);
             return;
         };
+        // yaml-rust2 marks a block mapping or sequence where its first value
+        // starts; users expect the first key or `-`.
+        if node.pos < top.node.pos {
+            top.node.pos = node.pos;
+        }
         match &mut top.node.value {
             YValue::Seq(items) => items.push(node),
             YValue::Map(entries) => match top.key.take() {
@@ -297,6 +304,7 @@ impl Builder {
                         self.problems.push(
                             Diagnostic::error(format!("duplicate key `{key}`"))
                                 .at(Some(key_pos))
+                                .path(join(&parent_path, &key))
                                 .hint(format!(
                                     "`{key}` is already written at line {}; names must be unique",
                                     first.line
@@ -314,6 +322,28 @@ impl Builder {
             },
             YValue::Scalar { .. } => {}
         }
+    }
+}
+
+impl Builder {
+    /// The YAML path of the container on top of the stack.
+    fn path(&self) -> String {
+        let mut path = String::new();
+        for (i, f) in self.stack.iter().enumerate() {
+            if i + 1 == self.stack.len() {
+                break;
+            }
+            match &f.node.value {
+                YValue::Map(_) => {
+                    if let Some((k, _)) = &f.key {
+                        path = join(&path, k);
+                    }
+                }
+                YValue::Seq(items) => path = format!("{path}[{}]", items.len()),
+                YValue::Scalar { .. } => {}
+            }
+        }
+        path
     }
 }
 

@@ -5,6 +5,7 @@
 //! valid, 2 otherwise, so CI can run `lmc check programs/*.yaml`.
 
 use serde_json::json;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         "content_hash": format!("sha256:{}", p.content_hash),
                     }));
                 } else {
-                    println!("{}", ok_line(file, &p));
+                    out(&ok_line(file, &p))?;
                 }
             }
             Err(diags) => {
@@ -52,13 +53,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        out(&serde_json::to_string_pretty(&reports)?)?;
     }
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
     })
+}
+
+/// Print a line on stdout; a closed pipe (`lmc check ... | head`) is fine.
+fn out(line: &str) -> anyhow::Result<()> {
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// `ok  programs/sentiment.yaml  sentiment  1 predictor (classify)  sha256:0f3c9a1e…`

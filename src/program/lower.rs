@@ -848,10 +848,7 @@ impl Lowerer<'_> {
                     self.cx.err(
                         &kp,
                         format!("tool `{name}`: `{s}` does not exist"),
-                        Some(format!(
-                            "paths are relative to the program file's directory ({})",
-                            self.base_dir.display()
-                        )),
+                        Some("paths are relative to the directory of the program file".into()),
                     );
                     ok = false;
                 }
@@ -887,7 +884,7 @@ impl Lowerer<'_> {
                             "tool `{name}` is a `{}` tool, this needs a `{w}` tool",
                             t.kind
                         ),
-                        None,
+                        Some(format!("declare one under `tools:` with `kind: {w}`")),
                     );
                     return None;
                 }
@@ -1201,7 +1198,8 @@ impl Lowerer<'_> {
             );
             return None;
         };
-        if !spec::REWARD_TYPES.contains(&r.ty.as_str()) {
+        let known_type = spec::REWARD_TYPES.contains(&r.ty.as_str());
+        if !known_type {
             let hint = suggest(
                 &r.ty,
                 spec::REWARD_TYPES.iter().copied(),
@@ -1212,7 +1210,6 @@ impl Lowerer<'_> {
                 format!("unknown reward type `{}`", r.ty),
                 Some(hint),
             );
-            return None;
         }
         let Some(field) = &r.field else {
             self.cx
@@ -1230,6 +1227,9 @@ impl Lowerer<'_> {
                 format!("reward field `{field}` is not an output of the signature"),
                 Some(hint),
             );
+            return None;
+        }
+        if !known_type {
             return None;
         }
         let need = |this: &mut Self, key: &str| {
@@ -1506,7 +1506,11 @@ impl Lowerer<'_> {
             .map(String::from)
             .unwrap_or_else(|| format!("{node}.{field}"));
         let Some(d) = all.iter().find(|d| d.name == node) else {
-            if !self.cx.is_broken(&join("nodes", node)) && !node_names.iter().any(|n| n == node) {
+            // With no nodes at all that error is already reported.
+            if !node_names.is_empty()
+                && !self.cx.is_broken(&join("nodes", node))
+                && !node_names.iter().any(|n| n == node)
+            {
                 let hint = suggest(
                     node,
                     node_names.iter().map(String::as_str),
