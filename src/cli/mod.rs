@@ -12,6 +12,7 @@ pub mod compile;
 pub mod eval;
 pub mod export;
 pub mod inspect;
+pub mod lm_args;
 pub mod progress;
 pub mod run;
 pub mod schema;

@@ -260,15 +260,17 @@ pub fn http_config(cfg: &LmConfig, opts: &LmOptions) -> Result<HttpConfig, LmErr
 
 #[cfg(feature = "embedded")]
 fn embedded(cfg: &LmConfig, opts: &LmOptions) -> Result<SharedLm, LmError> {
-    let path = default_model_path(opts.model.as_deref().or(cfg.model.as_deref()));
-    let _threads = opts.threads.or(cfg.threads);
-    let _context = cfg.context;
-    // The embedded engine (src/lm/embedded.rs) is being written in
-    // parallel; this is wired to its constructor once it lands.
-    Err(LmError::Fatal(format!(
-        "the embedded engine is not available yet in this build (model {}); configure an HTTP LM",
-        path.display()
-    )))
+    use super::embedded::{EmbeddedConfig, EmbeddedLm};
+    let lm = EmbeddedLm::load(EmbeddedConfig {
+        model_path: default_model_path(opts.model.as_deref().or(cfg.model.as_deref())),
+        threads: opts.threads.or(cfg.threads),
+        context: cfg.context,
+        // For the embedded engine, concurrency is how many sequences it
+        // decodes together.
+        max_batch: opts.concurrency.or(cfg.concurrency),
+        ..Default::default()
+    })?;
+    Ok(Arc::new(lm))
 }
 
 #[cfg(not(feature = "embedded"))]
