@@ -6,9 +6,10 @@
 //! configuration without secrets and the lineage of the compile (optimizer,
 //! settings, seed, datasets and metric with content hashes, scores, usage,
 //! search history). Everything is serialized from ordered maps so the same
-//! inputs, seed and cache give the same bytes; the fields that describe one
-//! particular execution rather than its inputs are `created_at` and
-//! `lineage.wall_time_s`, and nothing else varies.
+//! inputs, seed and cache give the same bytes; what describes one particular
+//! execution rather than its inputs is `created_at` and `lineage.run`
+//! (wall time, backend calls, tokens and cost actually spent), and nothing
+//! else varies.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -133,22 +134,33 @@ pub struct Lineage {
     pub dev_score: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_ci95: Option<[f64; 2]>,
-    /// LM requests the compile made (cache hits included, so the figure is
-    /// the same on a resumed run), their tokens and their cost where prices
-    /// are known.
+    /// LM requests the search made, cache hits included: the same figure
+    /// on a cold run and on a run resumed from the cache.
     pub lm_calls: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost: f64,
-    /// Wall time of this execution (with `created_at`, the only fields that
-    /// differ between two runs over the same inputs, seed and cache).
-    pub wall_time_s: f64,
+    /// What this execution spent (see [`RunStats`]).
+    pub run: RunStats,
     pub lmc_version: String,
     /// Whether a budget stopped the search early.
     #[serde(default)]
     pub budget_exhausted: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<CandidateRecord>,
+}
+
+/// What one execution of the compile spent. With `created_at`, the only
+/// part of an artifact that differs between two runs over the same inputs,
+/// seed and cache: a resumed run gets its replies from the cache, so it
+/// makes fewer backend calls and spends fewer tokens than the cold run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    pub wall_time_s: f64,
+    /// Calls that reached the LM backend (cache misses).
+    pub backend_calls: u64,
+    pub cache_hits: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// USD where prices are known, else 0.
+    pub cost: f64,
 }
 
 /// A compiled artifact (see the module docs; layout in docs/artifact.md).

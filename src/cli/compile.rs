@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use super::progress::{bar, human_count};
 use super::CliError;
-use crate::artifact::{Artifact, DatasetRef, Lineage, MetricRef};
+use crate::artifact::{Artifact, DatasetRef, Lineage, MetricRef, RunStats};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::metric::Metric;
 use crate::optimize::{self, CompileReporter, Engine, Settings};
@@ -211,14 +211,9 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         .unwrap_or_default();
     let settings = Settings::parse(&args.optimizer, &args.opts)
         .map_err(|e| input_err(format!("error: {e}")))?;
-    if !optimize::OPTIMIZERS.contains(&args.optimizer.as_str()) {
-        // Reuse the library's did-you-mean message.
-        let e = optimize::project(&program, &settings, 0, 0)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        return Err(input_err(format!("error: {e}")));
-    }
+    // Unknown optimizers (with a did-you-mean) and settings fail here,
+    // before any dataset is read or LM built.
+    optimize::project(&program, &settings, 0, 0).map_err(|e| input_err(format!("error: {e}")))?;
     let mut columns = program.datasets.columns.clone();
     columns.extend(parse_maps(&args.map)?);
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -410,8 +405,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(input_err(format!("error: {e}"))),
     };
-    let (requests, usage) = engine.usage();
-    let model = built.lm.model();
+    let (requests, _) = engine.usage();
+    let meter = built.meter.snapshot();
     let lineage = Lineage {
         optimizer: s.settings.optimizer.clone(),
         settings: outcome.settings.clone(),
@@ -427,10 +422,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         dev_score: outcome.best_score.map(|b| b.mean),
         dev_ci95: outcome.best_score.map(|b| b.ci95),
         lm_calls: requests,
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        cost: built.meter.price(&model, &usage),
-        wall_time_s: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        run: RunStats {
+            wall_time_s: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            backend_calls: meter.calls,
+            cache_hits: meter.cache_hits,
+            prompt_tokens: meter.prompt_tokens,
+            completion_tokens: meter.completion_tokens,
+            cost: meter.cost,
+        },
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
         budget_exhausted: engine.exhausted(),
         history: outcome.history.clone(),
@@ -439,7 +438,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     artifact
         .save(&s.output)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let meter = built.meter.snapshot();
     if let Some(m) = engine.budget_message() {
         eprintln!(
             "warning: {m}: the search stopped early; {} holds the best candidate scored so far (re-run with a larger budget to resume from the cache)",
@@ -459,12 +457,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "baseline_score": l.baseline_score,
                 "train_score": l.train_score,
                 "lm_requests": l.lm_calls,
-                "lm_calls": meter.calls,
-                "cache_hits": meter.cache_hits,
-                "prompt_tokens": l.prompt_tokens,
-                "completion_tokens": l.completion_tokens,
-                "cost": l.cost,
-                "wall_time_s": l.wall_time_s,
+                "lm_calls": l.run.backend_calls,
+                "cache_hits": l.run.cache_hits,
+                "prompt_tokens": l.run.prompt_tokens,
+                "completion_tokens": l.run.completion_tokens,
+                "cost": l.run.cost,
+                "wall_time_s": l.run.wall_time_s,
                 "budget_exhausted": l.budget_exhausted,
                 "candidates": l.history,
                 "demos": artifact.predictors.iter().map(|(p, st)| (p.clone(), st.demos.len())).collect::<BTreeMap<_, _>>(),
@@ -513,14 +511,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "tokens",
             format!(
                 "{} prompt + {} completion",
-                human_count(l.prompt_tokens),
-                human_count(l.completion_tokens)
+                human_count(l.run.prompt_tokens),
+                human_count(l.run.completion_tokens)
             ),
         ));
-        if l.cost > 0.0 {
-            rows.push(("cost", format!("${:.4}", l.cost)));
+        if l.run.cost > 0.0 {
+            rows.push(("cost", format!("${:.4}", l.run.cost)));
         }
-        rows.push(("wall time", format!("{:.1} s", l.wall_time_s)));
+        rows.push(("wall time", format!("{:.1} s", l.run.wall_time_s)));
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (k, v) in rows {
             let _ = writeln!(out, "{k:>width$}  {v}");

@@ -32,6 +32,9 @@ pub const OPTIMIZERS: &[&str] = &[
     "bootstrap_few_shot",
     "bootstrap_random_search",
     "knn_few_shot",
+    "copro",
+    "mipro",
+    "gepa",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -168,20 +171,22 @@ pub async fn compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome
         "bootstrap_few_shot" => bootstrap::compile(engine, settings).await,
         "bootstrap_random_search" => random_search::compile(engine, settings).await,
         "knn_few_shot" => knn_compile(engine, settings).await,
-        other => {
-            let best = OPTIMIZERS
-                .iter()
-                .map(|o| (strsim::jaro_winkler(o, other), *o))
-                .max_by(|a, b| a.0.total_cmp(&b.0));
-            let hint = match best {
-                Some((s, o)) if s > 0.8 => format!(" (did you mean `{o}`?)"),
-                _ => String::new(),
-            };
-            Err(OptimizeError::Unknown {
-                name: other.to_string(),
-                hint,
-            })
-        }
+        "copro" | "mipro" | "gepa" => instruct::engine::compile(engine, settings, None).await,
+        other => Err(OptimizeError::Unknown {
+            name: other.to_string(),
+            hint: did_you_mean(other),
+        }),
+    }
+}
+
+fn did_you_mean(name: &str) -> String {
+    let best = OPTIMIZERS
+        .iter()
+        .map(|o| (strsim::jaro_winkler(o, name), *o))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((s, o)) if s > 0.8 => format!(" (did you mean `{o}`?)"),
+        _ => String::new(),
     }
 }
 
@@ -294,6 +299,8 @@ pub fn project(
     let (c, mut exact) = calls_per_run(program);
     let (t, v) = (n_train as u64, n_val as u64);
     let mut phases: Vec<(String, u64)> = Vec::new();
+    // LM calls that are not program runs (instruction proposals).
+    let mut extra_calls = 0u64;
     match settings.optimizer.as_str() {
         "labeled_few_shot" => {
             settings.check_known(&["k"])?;
@@ -322,10 +329,16 @@ pub fn project(
             phases.push(("bootstrapping".into(), t * p.max_rounds as u64 * (n + 1)));
             phases.push(("evaluating".into(), v * (n + 3)));
         }
+        "copro" | "mipro" | "gepa" => {
+            let (p, proposals) = instruct::engine::project(program, settings, n_train, n_val)?;
+            exact = false;
+            phases.extend(p);
+            extra_calls = proposals;
+        }
         other => {
             return Err(OptimizeError::Unknown {
                 name: other.to_string(),
-                hint: String::new(),
+                hint: did_you_mean(other),
             })
         }
     }
@@ -333,7 +346,7 @@ pub fn project(
     Ok(Projection {
         calls_per_run: c,
         phases,
-        lm_calls: runs * c,
+        lm_calls: runs * c + extra_calls,
         exact,
     })
 }
