@@ -7,21 +7,21 @@
 //! `{field}` placeholders for inputs not given on the command line. `--json`
 //! gives the same messages machine-readably (e.g. to diff two artifacts).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::{json, Map, Value};
 
 use crate::adapter::{AdapterKind, Message, Role};
 use crate::cli::CliError;
-use crate::overlay::Overlay;
 use crate::program::{NodeKind, PredictorRef, Program};
 use crate::signature::FieldType;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Program file or compiled artifact.
-    pub file: PathBuf,
+    /// Program file or compiled artifact (default: `LMC_PROGRAM`, else the
+    /// `program:` of the nearest `lmc.yaml`).
+    pub file: Option<PathBuf>,
     /// Show only this node's predictors (or one predictor path, e.g. `agent.react`).
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
@@ -39,21 +39,27 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let (program, overlay) = load(&args.file)?;
+    let target = crate::settings::load_target(args.file.as_deref())
+        .map_err(|e| CliError::Input(e.to_string()))?;
     let given = parse_inputs(&args.inputs)?;
     let adapter = match args.adapter {
         Some(a) => a,
-        None => program_adapter(&program)?,
+        None => match target.lm_config().adapter.as_deref() {
+            Some(name) => name.parse().map_err(CliError::Input)?,
+            None => AdapterKind::Chat,
+        },
     };
+    // An artifact's overlay: its compiled instructions and demos are shown.
+    let (program, overlay) = (&target.program, &target.overlay);
 
     let mut predictors = program.predictors();
     if let Some(node) = &args.node {
         predictors.retain(|p| &p.node == node || &p.path == node);
         if predictors.is_empty() {
-            return Err(unknown_node(&program, node).into());
+            return Err(unknown_node(program, node).into());
         }
     }
-    check_input_names(&program, &predictors, &given)?;
+    check_input_names(program, &predictors, &given)?;
 
     let mut rendered = Vec::with_capacity(predictors.len());
     for p in &predictors {
@@ -74,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 json!({
                     "predictor": p.path,
                     "node": p.node,
-                    "kind": kind_name(&program, &p.node),
+                    "kind": kind_name(program, &p.node),
                     "adapter": adapter,
                     "messages": msgs,
                 })
@@ -90,28 +96,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             text.push_str(&format!(
                 "=== {} ({}) ===\n",
                 p.path,
-                kind_name(&program, &p.node)
+                kind_name(program, &p.node)
             ));
             push_messages(&mut text, msgs);
         }
         print!("{text}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The program and the overlay to show: an artifact's compiled state, or
-/// none for a plain program file.
-// TODO(lead's settings::load_target): artifacts and project discovery.
-fn load(path: &Path) -> Result<(Program, Overlay), CliError> {
-    let program = crate::program::load(path).map_err(|d| CliError::Input(d.to_string()))?;
-    Ok((program, Overlay::default()))
-}
-
-fn program_adapter(program: &Program) -> Result<AdapterKind, CliError> {
-    match program.lm.as_ref().and_then(|lm| lm.adapter.as_deref()) {
-        Some(name) => name.parse().map_err(CliError::Input),
-        None => Ok(AdapterKind::Chat),
-    }
 }
 
 fn parse_inputs(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
