@@ -64,9 +64,15 @@ fn main() {
         .latency(LATENCY)
         .record(false)
         .start(|req| {
-            let row: usize = req
-                .input("sentence")
-                .and_then(|s| s.rsplit(' ').next().and_then(|n| n.parse().ok()))
+            let text = req.input("sentence").unwrap_or_default();
+            let row: usize = text
+                .split("review number ")
+                .nth(1)
+                .unwrap_or("")
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
                 .unwrap_or(0);
             StubReply::Ok(format!(
                 "[[ ## sentiment ## ]]\n{}\n\n[[ ## completed ## ]]",

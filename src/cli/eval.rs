@@ -387,20 +387,22 @@ struct Setup {
     concurrency: usize,
 }
 
-/// The program (and overlay) to evaluate, from FILE or the project.
-fn load_target(file: Option<&Path>) -> anyhow::Result<(Program, Overlay, PathBuf)> {
-    let Some(path) = file else {
-        return Err(input_err(
-            "error: no program given: pass a program or artifact file, or run inside a project with an lmc.yaml",
-        ));
-    };
-    let program = crate::program::load(path).map_err(|d| input_err(d.to_string()))?;
-    Ok((program, Overlay::default(), path.to_path_buf()))
-}
-
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
-    let (program, overlay, target_path) = load_target(args.file.as_deref())?;
-    let base_dir = target_path
+    let target = crate::settings::load_target(args.file.as_deref())
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    let lm_config = target.lm_config();
+    let crate::settings::Target {
+        path: target_path,
+        program,
+        overlay,
+        ..
+    } = target;
+    // Relative paths in a metric spec (a command script, a database
+    // directory) are relative to the program file that wrote them.
+    let base_dir = program
+        .source_path
+        .as_deref()
+        .unwrap_or(&target_path)
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
@@ -450,8 +452,10 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     }
     .map_err(|e| input_err(format!("error: metric: {e}")))?;
 
-    let (cfg, built) = args.lm.build(program.lm.as_ref())?;
-    let mut ctx = RunContext::new(built.lm.clone());
+    let (cfg, built) = args.lm.build(Some(&lm_config))?;
+    // The program's tools (sqlite, retrieve, command) are opened once here.
+    let mut ctx = crate::settings::run_context(&program, built.lm.clone())
+        .map_err(|e| input_err(format!("error: {e}")))?;
     super::lm_args::configure_context(&cfg, &mut ctx)?;
     let concurrency = cfg.concurrency.unwrap_or(8).max(1);
     Ok(Setup {

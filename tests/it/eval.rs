@@ -37,9 +37,15 @@ fn reply(l: &str) -> String {
 
 /// Row number from the rendered input `review number N`.
 fn row_of(req: &StubRequest) -> usize {
-    req.input("sentence")
-        .and_then(|s| s.rsplit(' ').next().and_then(|n| n.parse().ok()))
-        .unwrap_or(0)
+    let text = req.input("sentence").unwrap_or_default();
+    let digits: String = text
+        .split("review number ")
+        .nth(1)
+        .unwrap_or("")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap_or(0)
 }
 
 /// A stub that answers right except on the `wrong` rows, and with an
@@ -303,8 +309,9 @@ fn reports_junit_jsonl_markdown_html_are_valid() {
     assert_eq!(bad["parse_failure"], Value::Bool(true));
     assert_eq!(bad["score"].as_f64(), Some(0.0));
     assert!(bad["raw_reply"].as_str().unwrap().contains("mixed"));
-    assert_eq!(lines[1]["outputs"]["sentiment"], "positive");
-    assert_eq!(lines[1]["expected"]["sentiment"], "negative");
+    // Row 2 is positive; the stub answers it wrong.
+    assert_eq!(lines[1]["outputs"]["sentiment"], "negative");
+    assert_eq!(lines[1]["expected"]["sentiment"], "positive");
     assert_eq!(lines[0]["inputs"]["sentence"], "review number 1");
 
     let md = std::fs::read_to_string(&md).unwrap();
