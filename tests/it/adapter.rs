@@ -898,3 +898,35 @@ fn inspect_sentiment_program() {
         "{out}"
     );
 }
+
+/// An artifact's compiled instruction and demos are what inspect shows.
+#[test]
+fn inspect_artifact_shows_compiled_state() {
+    use lmc::artifact::{Artifact, Lineage};
+    use lmc::overlay::{Overlay, PredictorState};
+    let program = lmc::program::load(&root().join("tests/fixtures/adapter/qa.yaml")).unwrap();
+    let mut overlay = Overlay::default();
+    overlay.predictors.insert(
+        "answer".into(),
+        PredictorState {
+            instructions: Some("Answer tersely.".into()),
+            demos: vec![demo(json!({"question": "2+2?", "answer": "4"}))],
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("qa.artifact.json");
+    Artifact::new(&program, &overlay, None, Lineage::default(), &out)
+        .save(&out)
+        .unwrap();
+    let (code, stdout, err) = run(lmc().arg("inspect").arg(&out).args(["--node", "answer"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(
+        stdout.contains("your objective is: \n        Answer tersely."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("--- user ---\n[[ ## question ## ]]\n2+2?\n\n--- assistant ---\n[[ ## answer ## ]]\n4\n\n[[ ## completed ## ]]\n"),
+        "{stdout}"
+    );
+}
