@@ -15,7 +15,15 @@ const BAD: &str = "Write the word twice (DOUBLE it).";
 
 fn task_answer(req: &StubRequest) -> String {
     let sys = req.system();
-    let word = req.input("word").unwrap_or_default();
+    // The word is the first line after its marker in the last user turn.
+    let user = req.last_user();
+    let word = user
+        .split("[[ ## word ## ]]\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or("")
+        .trim()
+        .to_string();
     let answer = if sys.contains("REVERSE") {
         word.chars().rev().collect()
     } else if sys.contains("DOUBLE") {
@@ -42,9 +50,13 @@ fn scripted(propose: fn(&str) -> &'static str) -> StubServer {
         } else if sys.contains("Write the instruction for one step") {
             proposal("proposed_instruction", propose("grounded"))
         } else if sys.contains("An assistant was given the instruction") {
-            format!("[[ ## new_instruction ## ]]\n{}\n\n[[ ## completed ## ]]", propose("reflect"))
+            format!(
+                "[[ ## new_instruction ## ]]\n{}\n\n[[ ## completed ## ]]",
+                propose("reflect")
+            )
         } else if sys.contains("Here are examples from a dataset") {
-            "[[ ## summary ## ]]\nWords and their expected answers.\n\n[[ ## completed ## ]]".to_string()
+            "[[ ## summary ## ]]\nWords and their expected answers.\n\n[[ ## completed ## ]]"
+                .to_string()
         } else {
             task_answer(req)
         };
@@ -52,7 +64,11 @@ fn scripted(propose: fn(&str) -> &'static str) -> StubServer {
     })
 }
 
-fn compile(stub: &StubServer, optimizer: &str, opts: &[&str]) -> (i32, String, String, Option<Value>) {
+fn compile(
+    stub: &StubServer,
+    optimizer: &str,
+    opts: &[&str],
+) -> (i32, String, String, Option<Value>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("compiled.json");
     let mut cmd = lmc();
@@ -60,7 +76,16 @@ fn compile(stub: &StubServer, optimizer: &str, opts: &[&str]) -> (i32, String, S
         .args(["compile", "tests/fixtures/instruction/reverse.yaml"])
         .args(["--trainset", "tests/fixtures/instruction/words.csv"])
         .args(["--valset", "tests/fixtures/instruction/words.csv"])
-        .args(["--optimizer", optimizer, "--seed", "3", "--provider", "openai", "--model", "scripted"])
+        .args([
+            "--optimizer",
+            optimizer,
+            "--seed",
+            "3",
+            "--provider",
+            "openai",
+            "--model",
+            "scripted",
+        ])
         .args(["--base-url", &stub.url()])
         .arg("-o")
         .arg(&out);
@@ -68,12 +93,32 @@ fn compile(stub: &StubServer, optimizer: &str, opts: &[&str]) -> (i32, String, S
         cmd.args(["--opt", o]);
     }
     let (code, stdout, stderr) = run(&mut cmd);
-    let artifact = std::fs::read_to_string(&out).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let artifact = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     (code, stdout, stderr, artifact)
 }
 
+/// The starting program echoes: right on the 6 palindromes of 12 words.
+fn assert_not_below_baseline(a: &Value) {
+    let base = a["lineage"]["baseline_score"]
+        .as_f64()
+        .expect("baseline score recorded");
+    let dev = a["lineage"]["dev_score"]
+        .as_f64()
+        .expect("dev score recorded");
+    assert!((base - 0.5).abs() < 1e-9, "baseline {base}");
+    assert!(
+        dev >= base,
+        "returned a candidate scoring {dev} below the starting program's {base}"
+    );
+}
+
 fn instruction(artifact: &Value) -> String {
-    artifact["predictors"]["flip"]["instructions"].as_str().unwrap_or("").to_string()
+    artifact["predictors"]["flip"]["instructions"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[test]
@@ -82,9 +127,22 @@ fn gepa_accepts_a_reflected_instruction_that_fixes_the_task() {
     let (code, _out, err, artifact) = compile(&stub, "gepa", &["max_metric_calls=80"]);
     assert_eq!(code, 0, "stderr: {err}");
     let a = artifact.expect("artifact written");
-    assert!(instruction(&a).contains("REVERSE"), "instruction: {}", instruction(&a));
-    let history = a["lineage"]["history"].as_array().cloned().unwrap_or_default();
-    assert!(history.iter().any(|h| h["origin"] == "mutation" && h["accepted"] == true), "history: {history:?}");
+    assert_not_below_baseline(&a);
+    assert!(
+        instruction(&a).contains("REVERSE"),
+        "instruction: {}\nartifact: {a:#}\nstderr: {err}",
+        instruction(&a)
+    );
+    let history = a["lineage"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        history
+            .iter()
+            .any(|h| h["origin"] == "mutation" && h["accepted"] == true),
+        "history: {history:?}"
+    );
 }
 
 #[test]
@@ -93,9 +151,22 @@ fn gepa_never_returns_a_candidate_below_the_starting_program() {
     let (code, _out, err, artifact) = compile(&stub, "gepa", &["max_metric_calls=60"]);
     assert_eq!(code, 0, "stderr: {err}");
     let a = artifact.expect("artifact written");
-    assert!(!instruction(&a).contains("DOUBLE"), "a harmful instruction was returned: {}", instruction(&a));
-    let history = a["lineage"]["history"].as_array().cloned().unwrap_or_default();
-    assert!(history.iter().any(|h| h["origin"] == "mutation" && h["accepted"] == false), "rejections recorded: {history:?}");
+    assert_not_below_baseline(&a);
+    assert!(
+        !instruction(&a).contains("DOUBLE"),
+        "a harmful instruction was returned: {}",
+        instruction(&a)
+    );
+    let history = a["lineage"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        history
+            .iter()
+            .any(|h| h["origin"] == "mutation" && h["accepted"] == false),
+        "rejections recorded: {history:?}"
+    );
 }
 
 #[test]
@@ -106,13 +177,21 @@ fn copro_keeps_the_best_scored_attempt() {
     let (code, _out, err, artifact) = compile(&stub, "copro", &["breadth=3", "depth=2"]);
     assert_eq!(code, 0, "stderr: {err}");
     let a = artifact.expect("artifact written");
-    assert!(instruction(&a).contains("REVERSE"), "instruction: {}", instruction(&a));
+    assert_not_below_baseline(&a);
+    assert!(
+        instruction(&a).contains("REVERSE"),
+        "instruction: {}\nartifact: {a:#}\nstderr: {err}",
+        instruction(&a)
+    );
     // The proposer saw the earlier attempts with their scores.
     let saw_scores = stub
         .received()
         .iter()
         .any(|b| b.to_string().contains("Resulting score #1"));
-    assert!(saw_scores, "given_attempts proposals must list scored attempts");
+    assert!(
+        saw_scores,
+        "given_attempts proposals must list scored attempts"
+    );
 }
 
 #[test]
@@ -121,7 +200,12 @@ fn copro_with_only_harmful_proposals_returns_the_program() {
     let (code, _out, err, artifact) = compile(&stub, "copro", &["breadth=3", "depth=2"]);
     assert_eq!(code, 0, "stderr: {err}");
     let a = artifact.expect("artifact written");
-    assert!(!instruction(&a).contains("DOUBLE"), "instruction: {}", instruction(&a));
+    assert_not_below_baseline(&a);
+    assert!(
+        !instruction(&a).contains("DOUBLE"),
+        "instruction: {}",
+        instruction(&a)
+    );
 }
 
 #[test]
@@ -130,11 +214,22 @@ fn mipro_search_finds_the_grounded_proposal_that_works() {
     let (code, _out, err, artifact) = compile(
         &stub,
         "mipro",
-        &["auto=none", "num_candidates=3", "num_trials=6", "max_bootstrapped_demos=0", "max_labeled_demos=0"],
+        &[
+            "auto=none",
+            "num_candidates=3",
+            "num_trials=6",
+            "max_bootstrapped_demos=0",
+            "max_labeled_demos=0",
+        ],
     );
     assert_eq!(code, 0, "stderr: {err}");
     let a = artifact.expect("artifact written");
-    assert!(instruction(&a).contains("REVERSE"), "instruction: {}", instruction(&a));
+    assert_not_below_baseline(&a);
+    assert!(
+        instruction(&a).contains("REVERSE"),
+        "instruction: {}\nartifact: {a:#}\nstderr: {err}",
+        instruction(&a)
+    );
 }
 
 #[test]
@@ -143,9 +238,20 @@ fn mipro_with_harmful_proposals_returns_the_program() {
     let (code, _out, err, artifact) = compile(
         &stub,
         "mipro",
-        &["auto=none", "num_candidates=3", "num_trials=6", "max_bootstrapped_demos=0", "max_labeled_demos=0"],
+        &[
+            "auto=none",
+            "num_candidates=3",
+            "num_trials=6",
+            "max_bootstrapped_demos=0",
+            "max_labeled_demos=0",
+        ],
     );
     assert_eq!(code, 0, "stderr: {err}");
     let a = artifact.expect("artifact written");
-    assert!(!instruction(&a).contains("DOUBLE"), "instruction: {}", instruction(&a));
+    assert_not_below_baseline(&a);
+    assert!(
+        !instruction(&a).contains("DOUBLE"),
+        "instruction: {}",
+        instruction(&a)
+    );
 }

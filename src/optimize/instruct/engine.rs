@@ -371,3 +371,110 @@ pub async fn demo_sets(
     }
     sets
 }
+
+/// `--dry-run` projection for the instruction searches on a cold cache:
+/// program runs per phase, and proposer LM calls. Upper bounds: searches
+/// stop early when proposals repeat or a budget is spent.
+pub fn project(
+    program: &crate::program::Program,
+    settings: &Settings,
+    n_train: usize,
+    n_val: usize,
+) -> Result<(Vec<(String, u64)>, u64), OptimizeError> {
+    let p = program.predictors().len() as u64;
+    let (t, v) = (n_train as u64, n_val as u64);
+    let mut phases = Vec::new();
+    let proposer_calls;
+    match settings.optimizer.as_str() {
+        "copro" => {
+            settings.check_known(&["breadth", "depth", "init_temperature"])?;
+            let b = settings.usize("breadth", 10)?.max(2) as u64;
+            let d = settings.usize("depth", 3)?.max(1) as u64;
+            proposer_calls = p * (b - 1) + (d - 1) * p * b;
+            phases.push(("evaluating".into(), v + proposer_calls * v));
+        }
+        "mipro" => {
+            settings.check_known(&[
+                "auto",
+                "num_candidates",
+                "num_trials",
+                "minibatch_size",
+                "minibatch_full_eval_steps",
+                "init_temperature",
+                "max_bootstrapped_demos",
+                "max_labeled_demos",
+            ])?;
+            let cfg = MiproConfig {
+                auto: auto(settings, Some(Auto::Light))?,
+                num_candidates: settings.usize("num_candidates", 6)?,
+                num_trials: settings
+                    .values
+                    .get("num_trials")
+                    .and_then(Value::as_u64)
+                    .map(|n| n as usize),
+                minibatch_size: settings.usize("minibatch_size", 35)?,
+                minibatch_full_eval_steps: settings.usize("minibatch_full_eval_steps", 5)?,
+                seed: 0,
+            };
+            let with_demos = settings.usize("max_bootstrapped_demos", 4)?
+                + settings.usize("max_labeled_demos", 4)?
+                > 0;
+            let n_sets = if with_demos {
+                cfg.auto
+                    .map(|a| a.settings().0)
+                    .unwrap_or(cfg.num_candidates)
+            } else {
+                0
+            };
+            let pl = super::mipro::plan(program, &cfg, n_val, n_sets);
+            if n_sets > 2 {
+                phases.push(("bootstrapping".into(), t * (n_sets as u64 - 2)));
+            }
+            proposer_calls = 1 + p * (pl.instruct_candidates.saturating_sub(1) as u64);
+            let vv = pl.val_indices.len() as u64;
+            let per_trial = if pl.minibatch {
+                cfg.minibatch_size.min(pl.val_indices.len()) as u64
+            } else {
+                vv
+            };
+            let fulls = if pl.minibatch {
+                pl.full_evals as u64 * vv
+            } else {
+                0
+            };
+            phases.push((
+                "evaluating".into(),
+                2 * vv + pl.trials as u64 * per_trial + fulls,
+            ));
+        }
+        "gepa" => {
+            settings.check_known(&[
+                "auto",
+                "max_metric_calls",
+                "reflection_minibatch_size",
+                "use_merge",
+                "max_merge_invocations",
+                "temperature",
+            ])?;
+            let a = auto(settings, Some(Auto::Light))?.unwrap_or(Auto::Light);
+            let budget = match settings
+                .values
+                .get("max_metric_calls")
+                .and_then(Value::as_u64)
+            {
+                Some(b) => b,
+                None => super::gepa::auto_budget(p as usize, a.settings().0, n_val) as u64,
+            };
+            let mb = settings.usize("reflection_minibatch_size", 3)?.max(1) as u64;
+            proposer_calls = budget / (2 * mb);
+            phases.push(("evaluating".into(), budget));
+        }
+        other => {
+            return Err(OptimizeError::Unknown {
+                name: other.into(),
+                hint: String::new(),
+            })
+        }
+    }
+    Ok((phases, proposer_calls))
+}
