@@ -496,3 +496,32 @@ fn unknown_optimizer_and_settings_are_input_errors() {
     assert!(stderr.contains("unknown setting `max_demos`"), "{stderr}");
     assert_eq!(stub.requests(), 0);
 }
+
+#[test]
+fn lmc_eval_of_a_knn_artifact_reproduces_the_compile_score() {
+    let p = Project::new(SINGLE);
+    let stub = StubServer::start(oracle);
+    let (code, _, stderr) = run(p
+        .compile(&stub, "c", "knn.json", &[])
+        .args(["--optimizer", "knn_few_shot"]));
+    assert_eq!(code, 0, "{stderr}");
+    let a = p.artifact("knn.json");
+    // A fresh cache: the artifact alone must pick the same demos per input.
+    let (code, stdout, stderr) = run(lmc()
+        .current_dir(p.dir.path())
+        .arg("eval")
+        .arg(p.path("knn.json"))
+        .args(["--provider", "openai", "--model", "stub", "--base-url"])
+        .arg(stub.url())
+        .args(["--quiet", "--json", "--dataset"])
+        .arg(p.path("dev.csv"))
+        .env("LMC_CACHE_DIR", p.path("fresh"))
+        .env_remove("OPENAI_API_KEY"));
+    assert_eq!(code, 0, "{stderr}");
+    let report = json(&stdout);
+    assert_eq!(
+        report["summary"]["mean"].as_f64(),
+        a["lineage"]["dev_score"].as_f64()
+    );
+    assert_eq!(report["summary"]["mean"].as_f64(), Some(1.0));
+}
