@@ -10,6 +10,13 @@
 //! the "Respond with the corresponding output fields ..." line. The golden
 //! tests in `tests/it/adapter.rs` pin this against messages rendered by DSPy.
 //!
+//! Field prefixes (DSPy's `prefix`, e.g. chain of thought's "Reasoning:
+//! Let's think step by step in order to") are kept on fields and in
+//! artifacts but, exactly as in DSPy's ChatAdapter, never rendered; field
+//! descriptions are. Deliberate differences, where lmc has no DSPy
+//! equivalent: a `json` field is named `dict[str, Any]` (DSPy would print
+//! its pydantic class name) and its note shows the field's own JSON schema.
+//!
 //! It also owns the Python-flavoured value formatting DSPy applies to field
 //! values (`str(True)` is `True`, lists are `json.dumps`ed, floats print as
 //! Python's `repr`), which the JSON adapter shares.

@@ -20,7 +20,7 @@ use crate::adapter::chat::{
 };
 use crate::adapter::{Message, Role};
 use crate::overlay::Demo;
-use crate::signature::Signature;
+use crate::signature::{FieldType, Signature};
 
 /// Render system, demos (incomplete first) and the final user turn.
 pub fn render(sig: &Signature, demos: &[Demo], inputs: &Map<String, Value>) -> Vec<Message> {
@@ -89,8 +89,12 @@ fn write_assistant(s: &mut String, sig: &Signature, values: &Map<String, Value>,
     trim_end_in_place(s);
 }
 
-/// OpenAI's structured-output request: a strict JSON schema with exactly the
-/// output fields, all required (optional ones accept `null`).
+/// OpenAI's structured-output request: a JSON schema with exactly the
+/// output fields, all required (optional ones accept `null`). `strict` is
+/// true unless a `json` field's schema is open (no schema, or an object
+/// without `additionalProperties: false` and every property required):
+/// OpenAI rejects such schemas in strict mode, while vLLM, SGLang and
+/// llama.cpp's server still enforce them non-strictly.
 pub fn response_format(sig: &Signature) -> Value {
     let properties: Map<String, Value> = sig
         .outputs
@@ -102,7 +106,7 @@ pub fn response_format(sig: &Signature) -> Value {
         "type": "json_schema",
         "json_schema": {
             "name": schema_name(sig),
-            "strict": true,
+            "strict": sig.outputs.iter().all(|f| strict_ok(&f.ty)),
             "schema": {
                 "type": "object",
                 "properties": properties,
@@ -111,6 +115,48 @@ pub fn response_format(sig: &Signature) -> Value {
             }
         }
     })
+}
+
+fn strict_ok(ty: &FieldType) -> bool {
+    match ty {
+        FieldType::List { item } => strict_ok(item),
+        FieldType::Optional { inner } => strict_ok(inner),
+        FieldType::Json { schema: None } => false,
+        FieldType::Json { schema: Some(s) } => closed(s),
+        _ => true,
+    }
+}
+
+/// Whether every object in `schema` is closed the way strict mode demands.
+fn closed(schema: &Value) -> bool {
+    let Some(s) = schema.as_object() else {
+        return true;
+    };
+    let subs_closed = ["items", "additionalProperties"]
+        .iter()
+        .filter_map(|k| s.get(*k))
+        .filter(|v| v.is_object())
+        .all(closed)
+        && ["anyOf", "oneOf", "allOf"]
+            .iter()
+            .filter_map(|k| s.get(*k).and_then(Value::as_array))
+            .flatten()
+            .all(closed);
+    if s.get("type").and_then(Value::as_str) != Some("object") {
+        return subs_closed;
+    }
+    let props = s.get("properties").and_then(Value::as_object);
+    let required: Vec<&str> = s
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    subs_closed
+        && s.get("additionalProperties") == Some(&Value::Bool(false))
+        && props.is_none_or(|p| {
+            p.iter()
+                .all(|(k, v)| required.contains(&k.as_str()) && closed(v))
+        })
 }
 
 /// A name OpenAI accepts (`^[a-zA-Z0-9_-]{1,64}$`) derived from the outputs,

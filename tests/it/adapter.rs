@@ -176,7 +176,13 @@ fn incomplete_demo_wording_and_order() {
 
 /// Every type's note and `(type)` name, the description and multi-line
 /// instruction rendering, and value formatting (Python `str()`, JSON lists,
-/// numbered lists for `str` fields given a list).
+/// numbered lists for `str` fields given a list). Expected text follows
+/// DSPy 3.4.1's rules (`translate_field_type`, `get_annotation_name`,
+/// pydantic schemas with `type` moved first). Deliberate differences, as
+/// lmc has no pydantic classes: a `json` field is named `dict[str, Any]`
+/// whatever its schema (DSPy prints the model's class name), and its note
+/// shows the schema as written, keys sorted as DSPy sorts them. The prefix
+/// set on `summary` is not rendered: DSPy's ChatAdapter ignores prefixes.
 #[test]
 fn every_type_note_golden() {
     let mut sig = sig(
@@ -375,6 +381,32 @@ fn json_response_format_is_strict_schema_of_outputs() {
         }}})
     );
     assert_eq!(AdapterKind::Chat.response_format(&sig), None);
+
+    // OpenAI's strict mode rejects open objects: strict only when every
+    // JSON field's schema is closed.
+    let strict = |ty: FieldType| {
+        let sig = sig_with_output(ty);
+        json::response_format(&sig)["json_schema"]["strict"].clone()
+    };
+    assert_eq!(strict(FieldType::Json { schema: None }), json!(false));
+    assert_eq!(
+        strict(FieldType::Json {
+            schema: Some(json!({"type": "object", "properties": {"a": {"type": "string"}}}))
+        }),
+        json!(false)
+    );
+    assert_eq!(
+        strict(list(FieldType::Json {
+            schema: Some(
+                json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": false})
+            )
+        })),
+        json!(true)
+    );
+}
+
+fn sig_with_output(ty: FieldType) -> Signature {
+    sig(None, &[("q", s())], &[("out", ty)])
 }
 
 // ---------------------------------------------------------------- parsing
