@@ -15,4 +15,5 @@ mod instruction;
 mod lm_embedded;
 mod lm_http;
 mod metric;
+mod run_cmd;
 mod tools;
