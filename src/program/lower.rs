@@ -1712,7 +1712,14 @@ impl Lowerer<'_> {
                 .enumerate()
                 .map(|(i, v)| (format!("metric[{i}]"), v))
                 .collect(),
-            Value::String(_) => return, // a bare metric name; `metric` validates it
+            Value::String(s) => {
+                self.cx.err(
+                    "metric",
+                    "a metric is a mapping, not a bare name",
+                    Some(format!("write `metric: {{type: {s}, field: <output>}}`")),
+                );
+                return;
+            }
             v => vec![("metric".to_string(), v)],
         };
         let out_names: Vec<&str> = outputs.keys().collect();
@@ -1725,7 +1732,20 @@ impl Lowerer<'_> {
                 );
                 continue;
             };
-            if !obj.get("type").is_some_and(Value::is_string) {
+            if let Some(Value::String(t)) = obj.get("type") {
+                if !crate::metric::TYPES.contains(&t.as_str()) {
+                    let hint = suggest(
+                        t,
+                        crate::metric::TYPES.iter().copied(),
+                        format!("metric types are {}", list(crate::metric::TYPES)),
+                    );
+                    self.cx.err(
+                        &join(&p, "type"),
+                        format!("unknown metric type `{t}`"),
+                        Some(hint),
+                    );
+                }
+            } else {
                 self.cx.err_key(
                     &p,
                     "a metric needs `type`",
