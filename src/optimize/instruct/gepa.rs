@@ -490,3 +490,130 @@ mod tests {
         assert_eq!(auto_budget(1, 6, 100), 780);
     }
 }
+
+#[cfg(test)]
+mod merge_tests {
+    use super::*;
+    use crate::overlay::Overlay;
+    use std::path::Path;
+
+    /// Scores `both` on every example when both predictors carry their
+    /// improved instruction, 0.5 when one does, 0 otherwise.
+    struct Fake {
+        both: f64,
+    }
+
+    #[async_trait::async_trait]
+    impl Evaluator for Fake {
+        async fn evaluate(
+            &self,
+            o: &Overlay,
+            _split: Split,
+            indices: &[usize],
+        ) -> Result<Vec<ExampleScore>, SearchError> {
+            let good = |p: &str, w: &str| {
+                o.get(p)
+                    .and_then(|s| s.instructions.clone())
+                    .is_some_and(|i| i.contains(w))
+            };
+            let s = match (good("first", "FIX1"), good("second", "FIX2")) {
+                (true, true) => self.both,
+                (false, false) => 0.0,
+                _ => 0.5,
+            };
+            Ok(indices
+                .iter()
+                .map(|_| ExampleScore {
+                    score: s,
+                    ..Default::default()
+                })
+                .collect())
+        }
+        fn len(&self, _split: Split) -> usize {
+            6
+        }
+    }
+
+    fn program() -> Program {
+        let src = "name: two\nsignatures:\n  a: \"word -> mid\"\n  b: \"mid -> answer\"\ninputs:\n  word: str\nnodes:\n  first: {kind: predict, signature: a}\n  second: {kind: predict, signature: b}\noutputs:\n  answer: second.answer\n";
+        crate::program::load_str(src, Path::new("two.yaml")).expect("valid program")
+    }
+
+    #[tokio::test]
+    async fn merge_combines_lineages_that_changed_different_predictors() {
+        let program = program();
+        let base = Overlay::default();
+        let i = with_instruction(&base, "first", "FIX1 the word");
+        let j = with_instruction(&base, "second", "FIX2 the answer");
+        // i leads on examples 0-2, j on 3-5: both are on the frontier.
+        let mut pool = vec![
+            Cand {
+                overlay: base,
+                parents: vec![],
+                val: vec![0.0; 6],
+                next_pred: 0,
+            },
+            Cand {
+                overlay: i,
+                parents: vec![0],
+                val: vec![1.0, 1.0, 1.0, 0.0, 0.0, 0.0],
+                next_pred: 0,
+            },
+            Cand {
+                overlay: j,
+                parents: vec![0],
+                val: vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+                next_pred: 0,
+            },
+        ];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (mut calls, mut history) = (0usize, Vec::new());
+        let added = try_merge(
+            &program,
+            &mut pool,
+            &Fake { both: 1.0 },
+            &mut rng,
+            &mut calls,
+            1000,
+            &mut history,
+        )
+        .await
+        .expect("merge runs");
+        assert_eq!(added, Some(3));
+        let merged = &pool[3];
+        assert_eq!(merged.parents, vec![1, 2]);
+        assert!(merged
+            .overlay
+            .get("first")
+            .and_then(|s| s.instructions.clone())
+            .unwrap_or_default()
+            .contains("FIX1"));
+        assert!(merged
+            .overlay
+            .get("second")
+            .and_then(|s| s.instructions.clone())
+            .unwrap_or_default()
+            .contains("FIX2"));
+        assert_eq!(merged.mean(), 1.0);
+        assert_eq!(history.last().map(|r| r.origin.as_str()), Some("merge"));
+        assert_eq!(history.last().and_then(|r| r.accepted), Some(true));
+        // A merge that scores worse than a parent on the subsample is rejected.
+        let mut pool2 = pool[..3].to_vec();
+        let _ = try_merge(
+            &program,
+            &mut pool2,
+            &Fake { both: 0.0 },
+            &mut rng,
+            &mut calls,
+            1000,
+            &mut history,
+        )
+        .await;
+        assert_eq!(
+            pool2.len(),
+            3,
+            "a merge that does worse than its parents is not added"
+        );
+        assert_eq!(history.last().and_then(|r| r.accepted), Some(false));
+    }
+}
