@@ -962,3 +962,19 @@ fn inspect_artifact_shows_compiled_state() {
         "{stdout}"
     );
 }
+
+/// Replies of exactly the shapes the grammars admit parse to typed values:
+/// the grammar and the parser agree on every type.
+#[test]
+fn grammar_shaped_replies_parse() {
+    let sig = multi_type_sig();
+    let chat_reply = "[[ ## reasoning ## ]]\nbecause [x]\n\n[[ ## label ## ]]\nno \"way\"\n\n[[ ## count ## ]]\n-12\n\n[[ ## score ## ]]\n1.5e3\n\n[[ ## is_sure ## ]]\ntrue\n\n[[ ## tags ## ]]\n[\"a\",\n  \"b\"]\n\n[[ ## year ## ]]\nNone\n\n[[ ## card ## ]]\n{\"city\": \"Oslo\", \"n\": 3}\n\n[[ ## extra ## ]]\n{}\n\n[[ ## completed ## ]]";
+    let want = obj(json!({
+        "reasoning": "because [x]", "label": "no \"way\"", "count": -12, "score": 1500.0,
+        "is_sure": true, "tags": ["a", "b"], "year": null,
+        "card": {"city": "Oslo", "n": 3}, "extra": {}
+    }));
+    assert_eq!(parse::parse_chat(&sig, chat_reply).unwrap(), want);
+    let json_reply = "{\"reasoning\": \"because [x]\", \"label\": \"no \\\"way\\\"\", \"count\": -12, \"score\": 1.5e3, \"is_sure\": true, \"tags\": [\"a\", \"b\"], \"year\": null, \"card\": {\"city\": \"Oslo\", \"n\": 3}, \"extra\": {}}";
+    assert_eq!(parse::parse_json(&sig, json_reply).unwrap(), want);
+}
