@@ -212,7 +212,17 @@ impl SqlExecution {
         let deadline = Instant::now() + self.timeout;
         conn.progress_handler(1000, Some(move || Instant::now() > deadline));
         let result = (|| {
-            let mut stmt = conn.prepare(sql).map_err(|e| e.to_string())?;
+            // One statement only, like Python's sqlite3.execute: a trailing
+            // statement must not run unseen (or be silently ignored).
+            let mut batch = rusqlite::Batch::new(conn, sql);
+            let mut stmt = match batch.next() {
+                Ok(Some(stmt)) => stmt,
+                Ok(None) => return Err("no SQL statement".to_string()),
+                Err(e) => return Err(e.to_string()),
+            };
+            if !matches!(batch.next(), Ok(None)) {
+                return Err("only one SQL statement may run".to_string());
+            }
             if !stmt.readonly() {
                 return Err(
                     "only read-only statements may run (the database is opened read-only)"
@@ -251,12 +261,22 @@ fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.pragma_update(None, "query_only", true)?;
-    // Read-only flags do not stop ATTACH from opening another file.
-    conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
-        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
-        _ => Authorization::Allow,
-    }));
+    conn.authorizer(Some(authorize));
     Ok(conn)
+}
+
+/// Reads only: read-only flags do not stop ATTACH from opening another
+/// file, and `query_only` could be switched off by a PRAGMA, so the
+/// authorizer refuses both (and any write) while statements are prepared.
+fn authorize(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Select
+        | AuthAction::Read { .. }
+        | AuthAction::Function { .. }
+        | AuthAction::Recursive => Authorization::Allow,
+        AuthAction::Pragma { pragma_value, .. } if pragma_value.is_none() => Authorization::Allow,
+        _ => Authorization::Deny,
+    }
 }
 
 /// A cell's canonical text: integral reals equal integers (`AVG` of whole
