@@ -43,6 +43,17 @@ pub fn lower_source(source: &str, path: &Path) -> Result<Program, Diagnostics> {
         diags: doc.problems.clone(),
         broken: BTreeSet::new(),
     };
+    if source
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        cx.diags.push(
+            Diagnostic::error("the program file is empty")
+                .at(Some(doc.root.pos))
+                .hint("start with `name: my_program`, then `signatures:`, `nodes:` and `outputs:`"),
+        );
+        return Err(finish(cx.diags, &file));
+    }
     if doc.root.entries().is_none() {
         cx.diags.push(
             Diagnostic::error("a program file must be a YAML mapping")
@@ -349,11 +360,17 @@ fn de_map<T: DeserializeOwned>(cx: &mut Cx, root: &Value, section: &str) -> Orde
                 }
             }
         }
-        Some(_) => cx.err(
-            section,
-            format!("`{section}` must be a mapping of names to entries"),
-            None,
-        ),
+        Some(_) => {
+            cx.err(
+                section,
+                format!("`{section}` must be a mapping of names to entries"),
+                Some(format!(
+                    "write `{section}:` then one `name: ...` entry per line, indented"
+                )),
+            );
+            // Suppress follow-on errors such as "the program has no nodes".
+            cx.broken.insert(format!("{section}."));
+        }
     }
     OrderedMap(out)
 }
@@ -1365,7 +1382,24 @@ impl Lowerer<'_> {
         let from = match b {
             Binding::ProgramInput(n) => format!("input.{n}"),
             Binding::NodeOutput { node, field } => format!("{node}.{field}"),
-            Binding::Literal(_) => "the literal".into(),
+            Binding::Literal(v) => {
+                // null fits any optional; an object fits any json field
+                // (its schema is checked when the program runs).
+                let fits = matches!((v, &want), (Value::Null, FieldType::Optional { .. }))
+                    || matches!((v, &want), (Value::Object(_), FieldType::Json { .. }));
+                if !fits {
+                    self.cx.err(
+                        at,
+                        format!(
+                            "the literal `{v}` does not fit input `{}` of node `{node}`, which expects `{}`",
+                            target.name,
+                            want.lmc_name()
+                        ),
+                        Some(format!("write a `{}` value", want.lmc_name())),
+                    );
+                }
+                return;
+            }
         };
         let hint = if over {
             Some(format!(
@@ -1398,8 +1432,7 @@ impl Lowerer<'_> {
         );
     }
 
-    /// Resolve one written binding; returns it with the source type (None
-    /// for literals, which are checked when the program runs).
+    /// Resolve one written binding; returns it with the source type.
     fn binding(
         &mut self,
         b: &BindingSpec,
@@ -1410,7 +1443,12 @@ impl Lowerer<'_> {
         node_names: &[String],
     ) -> Option<(Binding, Option<FieldType>)> {
         let text = match b {
-            BindingSpec::Literal(l) => return Some((Binding::Literal(l.value.clone()), None)),
+            BindingSpec::Literal(l) => {
+                return Some((
+                    Binding::Literal(l.value.clone()),
+                    Some(literal_type(&l.value)),
+                ))
+            }
             BindingSpec::Ref(s) => s.trim(),
         };
         if let Some(name) = text.strip_prefix("input.") {
@@ -1804,6 +1842,52 @@ impl Lowerer<'_> {
             }
         }
         cfg
+    }
+}
+
+/// The most specific type of a literal, for edge checks: strings are
+/// `str`, so a string literal fits enum inputs only when it is one of the
+/// values (checked as a one-value enum).
+fn literal_type(v: &Value) -> FieldType {
+    match v {
+        Value::String(s) => FieldType::Enum {
+            values: vec![s.clone()],
+        },
+        Value::Bool(_) => FieldType::Bool,
+        Value::Number(n) if n.is_i64() || n.is_u64() => FieldType::Int,
+        Value::Number(_) => FieldType::Float,
+        Value::Array(items) => {
+            let tys: Vec<FieldType> = items.iter().map(literal_type).collect();
+            let item = match tys.split_first() {
+                Some((first, rest)) => rest.iter().try_fold(first.clone(), |acc, t| unify(&acc, t)),
+                None => Some(FieldType::String),
+            };
+            // Mixed lists only fit `list[str]` (everything renders as text)
+            // or `json`.
+            FieldType::List {
+                item: Box::new(item.unwrap_or(FieldType::Json { schema: None })),
+            }
+        }
+        Value::Null => FieldType::Optional {
+            inner: Box::new(FieldType::Json { schema: None }),
+        },
+        Value::Object(_) => FieldType::Json { schema: None },
+    }
+}
+
+/// The common type of two literal item types, if any.
+fn unify(a: &FieldType, b: &FieldType) -> Option<FieldType> {
+    match (a, b) {
+        (FieldType::Enum { values: x }, FieldType::Enum { values: y }) => {
+            let mut values = x.clone();
+            values.extend(y.iter().filter(|v| !x.contains(v)).cloned());
+            Some(FieldType::Enum { values })
+        }
+        (FieldType::Int, FieldType::Float) | (FieldType::Float, FieldType::Int) => {
+            Some(FieldType::Float)
+        }
+        (a, b) if a == b => Some(a.clone()),
+        _ => None,
     }
 }
 
