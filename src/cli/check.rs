@@ -13,7 +13,7 @@ use crate::program::{self, Program};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Program files to validate.
+    /// Program files to validate (a directory means its `*.yaml` files).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Print results as JSON (an array, one object per file) on stdout.
@@ -24,7 +24,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     let mut reports = Vec::new();
-    for (i, file) in args.files.iter().enumerate() {
+    let files = expand(&args.files);
+    for (i, file) in files.iter().enumerate() {
         match program::load(file) {
             Ok(p) => {
                 if args.json {
@@ -60,6 +61,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// Directories stand for the YAML files directly inside them, sorted.
+fn expand(args: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for a in args {
+        let entries = if a.is_dir() {
+            std::fs::read_dir(a).ok()
+        } else {
+            None
+        };
+        match entries {
+            Some(rd) => {
+                let mut files: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_file() && p.extension().is_some_and(|e| e == "yaml" || e == "yml")
+                    })
+                    .collect();
+                files.sort();
+                out.extend(files);
+            }
+            None => out.push(a.clone()),
+        }
+    }
+    out
 }
 
 /// Print a line on stdout; a closed pipe (`lmc check ... | head`) is fine.

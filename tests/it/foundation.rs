@@ -44,7 +44,7 @@ fn every_shipped_program_checks_ok() {
         .filter(|f| f.ends_with(".yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 1);
+    assert!(!files.is_empty());
     let args: Vec<&str> = files.iter().map(String::as_str).collect();
     let (code, out, err) = check(&args);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
@@ -71,6 +71,18 @@ fn sentiment_ok_line_names_the_predictor_and_hash() {
             &hash[..8]
         )
     );
+}
+
+#[test]
+fn check_a_directory_checks_its_yaml_files() {
+    let (code, out, _) = check(&["programs"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("ok  programs/sentiment.yaml  sentiment"),
+        "{out}"
+    );
+    let n = std::fs::read_dir(root().join("programs")).unwrap().count();
+    assert_eq!(out.lines().count(), n);
 }
 
 #[test]
