@@ -156,13 +156,23 @@ impl Metric {
         }
     }
 
-    /// Parse `--metric`: `exact_match`, `f1:answer`, `numeric:answer`, or
-    /// inline JSON (an object or a weighted list).
+    /// Parse `--metric`: `exact_match`, `f1:answer`, `numeric:answer`, or an
+    /// inline object or weighted list in JSON or YAML flow style
+    /// (`{type: f1, field: answer}`).
     pub fn parse_cli(s: &str, base_dir: &Path) -> Result<Metric, MetricError> {
         let t = s.trim();
         if t.starts_with('{') || t.starts_with('[') {
-            let v: Value = serde_json::from_str(t)
-                .map_err(|e| spec_err(format!("--metric is not valid JSON: {e}")))?;
+            let v: Value = match serde_json::from_str(t) {
+                Ok(v) => v,
+                Err(json_err) => match crate::yaml::parse(t) {
+                    Ok(doc) if doc.problems.is_empty() => doc.root.to_json(),
+                    _ => {
+                        return Err(spec_err(format!(
+                            "--metric `{t}` is neither JSON nor YAML: {json_err}"
+                        )))
+                    }
+                },
+            };
             Metric::from_spec(&v, base_dir)
         } else {
             Metric::from_spec(&shorthand(t)?, base_dir)
@@ -300,6 +310,31 @@ impl Metric {
             output_value(outputs, &field)?,
             self.expected_value(ex, &field)?,
         ))
+    }
+
+    /// Score a single value against an expected value, as refine and
+    /// best_of_n rewards do: `got` is output `field`, `expected` its gold.
+    pub async fn score_value(
+        &self,
+        field: &str,
+        got: &Value,
+        expected: Option<&Value>,
+        ctx: &MetricContext,
+    ) -> Result<Score, MetricError> {
+        let mut ex = Example {
+            index: 0,
+            row: 0,
+            inputs: Map::new(),
+            expected: Map::new(),
+            extra: Map::new(),
+        };
+        if let Some(e) = expected {
+            let name = self.inner.expected.as_deref().unwrap_or(field);
+            ex.expected.insert(name.to_string(), e.clone());
+        }
+        let mut outputs = Map::new();
+        outputs.insert(field.to_string(), got.clone());
+        self.score(&ex, &outputs, ctx).await
     }
 
     /// The output a metric compares: `field` when given; otherwise the first

@@ -91,6 +91,9 @@ fn names_and_hashes() {
     let a = Metric::from_spec(&json!({"type": "f1", "field": "answer"}), base).unwrap();
     let b = Metric::parse_cli("f1:answer", base).unwrap();
     let c = Metric::parse_cli(r#"{"field": "answer", "type": "f1"}"#, base).unwrap();
+    let y = Metric::parse_cli("{type: f1, field: answer}", base).unwrap();
+    assert_eq!(a.content_hash(), y.content_hash());
+    assert!(Metric::parse_cli("{type: f1, field", base).is_err());
     assert_eq!(a.name(), "f1(answer)");
     assert_eq!(a.content_hash(), b.content_hash());
     assert_eq!(a.content_hash(), c.content_hash());
@@ -103,4 +106,17 @@ fn names_and_hashes() {
     )
     .unwrap();
     assert_eq!(w.name(), "0.75*exact_match(a) + 0.25*f1(a)");
+}
+
+#[tokio::test]
+async fn score_value_scores_one_value() {
+    let m = Metric::parse_cli("exact_match", Path::new(".")).unwrap();
+    let ctx = MetricContext::default();
+    let s = m
+        .score_value("answer", &json!("Paris"), Some(&json!("paris")), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(s.score, 1.0);
+    let err = m.score_value("answer", &json!("Paris"), None, &ctx).await;
+    assert!(err.is_err());
 }
