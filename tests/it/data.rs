@@ -318,3 +318,28 @@ fn a_missing_file_is_an_io_error_naming_it() {
     assert!(matches!(err, DataError::Io { .. }));
     assert!(err.to_string().contains("nope.csv"), "{err}");
 }
+
+#[test]
+fn lmc_eval_reports_a_bad_row_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dev.csv");
+    std::fs::write(
+        &path,
+        "sentence,label\ngood film,positive\nbad film,maybe\n",
+    )
+    .unwrap();
+    let (code, _out, err) = crate::support::run(
+        crate::support::lmc()
+            .env("LMC_CACHE_DIR", dir.path().join("cache"))
+            .args(["eval", "programs/sentiment.yaml", "--dataset"])
+            .arg(&path),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: row 2: column `label`: \"maybe\" is not one of positive, negative",
+            path.display()
+        )),
+        "{err}"
+    );
+}

@@ -630,3 +630,25 @@ async fn llm_judge_runs_the_judge_signature() {
         .unwrap_err();
     assert!(err.to_string().contains("needs an LM"), "{err}");
 }
+
+#[test]
+fn lmc_eval_rejects_a_misspelled_metric_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _out, err) = crate::support::run(
+        crate::support::lmc()
+            .env("LMC_CACHE_DIR", dir.path())
+            .args([
+                "eval",
+                "programs/sentiment.yaml",
+                "--limit",
+                "2",
+                "--metric",
+                "{type: exact_mtch, field: sentiment}",
+            ]),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("unknown metric type `exact_mtch` (did you mean `exact_match`?)"),
+        "{err}"
+    );
+}
