@@ -173,6 +173,8 @@ pub struct Document {
 /// diagnostic; several documents in one file are an error too.
 #[allow(clippy::result_large_err)] // one error per parse; callers keep the plain type
 pub fn parse(source: &str) -> Result<Document, Diagnostic> {
+    // Editors on Windows may save a byte-order mark; it is not part of the YAML.
+    let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
     if let Err(e) = parser.load(&mut builder, true) {
@@ -439,6 +441,13 @@ mod tests {
             doc.root.to_json(),
             serde_json::json!({"a": 1, "b": "1", "c": true, "d": 1.5, "e": null, "f": "hi", "g": "2"})
         );
+    }
+
+    #[test]
+    fn byte_order_mark_and_crlf_are_accepted() {
+        let doc = parse("\u{feff}name: x\r\nk: 1\r\n").unwrap();
+        assert_eq!(doc.root.to_json(), serde_json::json!({"name": "x", "k": 1}));
+        assert_eq!(doc.root.index().value("k"), Some(Pos::new(2, 4)));
     }
 
     #[test]
