@@ -137,10 +137,15 @@ pub fn load(path: &Path, program: &Program, opts: &LoadOptions) -> Result<Datase
     let rows = if is_jsonl(path, &bytes) {
         read::jsonl_rows(&bytes)
     } else {
-        let (header, rows) = read::csv_rows(&bytes).map_err(|message| DataError::File {
-            path: shown.clone(),
-            message,
-        })?;
+        let tsv = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+        let delimiter = if tsv { b'\t' } else { b',' };
+        let (header, rows) =
+            read::csv_rows(&bytes, delimiter).map_err(|message| DataError::File {
+                path: shown.clone(),
+                message,
+            })?;
         check_csv_header(&header, program, opts).map_err(|message| DataError::File {
             path: shown.clone(),
             message,

@@ -12,10 +12,12 @@ fn strip_bom(bytes: &[u8]) -> &[u8] {
     bytes.strip_prefix(BOM).unwrap_or(bytes)
 }
 
-/// CSV with a header row. Rows are numbered from 1 after the header.
-pub(crate) fn csv_rows(bytes: &[u8]) -> Result<(Vec<String>, Vec<RawRow>), String> {
+/// CSV (or TSV, with `delimiter` b'\t') with a header row. Rows are
+/// numbered from 1 after the header.
+pub(crate) fn csv_rows(bytes: &[u8], delimiter: u8) -> Result<(Vec<String>, Vec<RawRow>), String> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
+        .delimiter(delimiter)
         // Ragged rows are reported per row below instead of aborting the read.
         .flexible(true)
         .from_reader(strip_bom(bytes));

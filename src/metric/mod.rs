@@ -487,7 +487,26 @@ fn canonical(v: &Value) -> Value {
 /// Deserialize a type's own keys (everything but type/field/expected),
 /// rejecting unknown keys with serde's list of the accepted ones.
 fn options<T: DeserializeOwned>(ty: &str, rest: Map<String, Value>) -> Result<T, MetricError> {
-    serde_json::from_value(Value::Object(rest)).map_err(|e| spec_err(format!("{ty}: {e}")))
+    serde_json::from_value(Value::Object(rest)).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the unknown key and the type's own keys; add the keys
+        // every metric takes and a did-you-mean over all of them.
+        let ticked: Vec<&str> = msg.split('`').skip(1).step_by(2).collect();
+        match ticked.split_first() {
+            Some((unknown, own)) if msg.starts_with("unknown field") => {
+                let mut known: Vec<&str> = vec!["field", "expected"];
+                known.extend(own.iter().copied());
+                let hint = crate::diag::did_you_mean(unknown, known.iter().copied())
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                spec_err(format!(
+                    "{ty}: unknown key `{unknown}`{hint}; {ty} takes: type, {}",
+                    known.join(", ")
+                ))
+            }
+            _ => spec_err(format!("{ty}: {msg}")),
+        }
+    })
 }
 
 fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, MetricError> {

@@ -74,7 +74,13 @@ fn err(spec: serde_json::Value) -> String {
 #[test]
 fn bad_specs_are_rejected_with_hints() {
     assert!(err(json!({"type": "exact_mtch"})).contains("did you mean `exact_match`?"));
-    assert!(err(json!({"type": "f1", "feild": "answer"})).contains("unknown field `feild`"));
+    assert_eq!(
+        err(json!({"type": "f1", "feild": "answer"})),
+        "invalid metric: f1: unknown key `feild` (did you mean `field`?); f1 takes: type, field, expected"
+    );
+    assert!(err(json!({"type": "numeric", "rel_tl": 1})).contains(
+        "(did you mean `rel_tol`?); numeric takes: type, field, expected, rel_tol, abs_tol"
+    ));
     assert!(err(json!({"field": "x"})).contains("missing `type`"));
     assert!(err(json!({"type": "regex", "pattern": "("})).contains("invalid pattern"));
     assert!(err(json!({"type": "numeric", "rel_tol": -1})).contains("rel_tol"));

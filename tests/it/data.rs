@@ -343,3 +343,17 @@ fn lmc_eval_reports_a_bad_row_with_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn tsv_files_are_tab_separated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.tsv");
+    std::fs::write(
+        &path,
+        "text\tcount\ttags\tstrict\tlabel\tconfidence\tmeta\nhi, there\t2\t[]\tfalse\tpositive\t1\t{}\n",
+    )
+    .unwrap();
+    let ds = load(&path, &typed(), &LoadOptions::default()).unwrap();
+    assert_eq!(ds.examples[0].inputs["text"], json!("hi, there"));
+    assert_eq!(ds.examples[0].inputs["count"], json!(2));
+}
