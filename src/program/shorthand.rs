@@ -253,6 +253,15 @@ mod tests {
         assert!(parse_type("int[3]").is_err());
     }
 
+    proptest::proptest! {
+        /// Arbitrary text never panics the type or signature parser.
+        #[test]
+        fn never_panics(s in "[\\[\\]a-zA-Z_:, '\"\\->|]{0,40}") {
+            let _ = parse_type(&s);
+            let _ = parse_signature(&s);
+        }
+    }
+
     #[test]
     fn shorthand_signatures() {
         let (i, o) = parse_signature("question, context: list[str] -> answer: int").unwrap();

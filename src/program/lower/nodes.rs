@@ -308,6 +308,23 @@ impl Lowerer<'_> {
                         );
                         return None;
                     }
+                    // The SQL tool's operations need their argument bound.
+                    let need: &[&str] = match (t.kind.as_str(), op.as_str()) {
+                        ("sqlite", "query") => &["sql", "query"],
+                        ("sqlite", "describe") => &["table", "tables", "table_name"],
+                        _ => &[],
+                    };
+                    if !need.is_empty() && !need.iter().any(|k| ns.inputs.get(k).is_some()) {
+                        self.cx.err_key(
+                            p,
+                            format!("the `{op}` operation needs an input `{}`", need[0]),
+                            Some(format!(
+                                "bind it under `inputs:`, e.g. `{}: NODE.FIELD`",
+                                need[0]
+                            )),
+                        );
+                        return None;
+                    }
                 }
                 Some(draft(
                     NodeKind::Tool {
