@@ -51,7 +51,8 @@ pub struct Args {
     pub metric: Option<String>,
 
     /// Optimizer: labeled_few_shot, bootstrap_few_shot,
-    /// bootstrap_random_search or knn_few_shot.
+    /// bootstrap_random_search, knn_few_shot, or the instruction searches
+    /// copro, mipro and gepa.
     #[arg(long, value_name = "NAME", default_value = "bootstrap_random_search")]
     pub optimizer: String,
 
@@ -93,8 +94,54 @@ pub struct Args {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Proposer LM for instruction search (copro, mipro, gepa): a model
+    /// name served at --prompt-base-url, or a GGUF file for the embedded
+    /// engine [default: the task LM].
+    #[arg(long, value_name = "MODEL")]
+    pub prompt_lm: Option<String>,
+
+    /// Base URL of the proposer's OpenAI-compatible server (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub prompt_base_url: Vec<String>,
+
+    /// Environment variable holding the proposer's API key.
+    #[arg(long, value_name = "VAR")]
+    pub prompt_api_key_env: Option<String>,
+
     #[command(flatten)]
     pub lm: super::lm_args::LmArgs,
+}
+
+/// The proposer's run context when `--prompt-lm`/`--prompt-base-url` name
+/// one (cache, offline and budget settings are shared with the task LM).
+fn prompt_context(args: &Args, optimizer: &str) -> anyhow::Result<Option<crate::run::RunContext>> {
+    if args.prompt_lm.is_none() && args.prompt_base_url.is_empty() {
+        return Ok(None);
+    }
+    if !optimize::instruct::engine::INSTRUCTION_OPTIMIZERS.contains(&optimizer) {
+        return Err(input_err(format!(
+            "error: --prompt-lm applies to the instruction searches ({}), not `{optimizer}`",
+            optimize::instruct::engine::INSTRUCTION_OPTIMIZERS.join(", ")
+        )));
+    }
+    let cfg = crate::program::LmConfig {
+        provider: (!args.prompt_base_url.is_empty()).then(|| "openai".to_string()),
+        model: args.prompt_lm.clone(),
+        base_urls: args.prompt_base_url.clone(),
+        api_key_env: args.prompt_api_key_env.clone(),
+        ..Default::default()
+    };
+    let (_, opts) = args.lm.merge(None);
+    let opts = crate::lm::build::LmOptions {
+        provider: None,
+        model: None,
+        base_urls: Vec::new(),
+        api_key_env: None,
+        ..opts
+    };
+    let built = crate::lm::build::build_lm_full(&cfg, &opts)
+        .map_err(|e| input_err(format!("error: --prompt-lm: {e}")))?;
+    Ok(Some(crate::run::RunContext::new(built.lm)))
 }
 
 fn input_err(msg: impl Into<String>) -> anyhow::Error {
@@ -396,7 +443,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &bars,
     );
     let rt = super::runtime()?;
-    let outcome = rt.block_on(optimize::compile(&engine, &s.settings));
+    let prompt = prompt_context(&args, &s.settings.optimizer)?;
+    let outcome = match prompt {
+        Some(p) => rt.block_on(optimize::instruct::engine::compile(
+            &engine,
+            &s.settings,
+            Some(p),
+        )),
+        None => rt.block_on(optimize::compile(&engine, &s.settings)),
+    };
     bars.phase_done();
     let outcome = match outcome {
         Ok(o) => o,

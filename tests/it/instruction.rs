@@ -69,6 +69,15 @@ fn compile(
     optimizer: &str,
     opts: &[&str],
 ) -> (i32, String, String, Option<Value>) {
+    compile_with(stub, optimizer, opts, &[])
+}
+
+fn compile_with(
+    stub: &StubServer,
+    optimizer: &str,
+    opts: &[&str],
+    extra: &[&str],
+) -> (i32, String, String, Option<Value>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("compiled.json");
     let mut cmd = lmc();
@@ -92,6 +101,7 @@ fn compile(
     for o in opts {
         cmd.args(["--opt", o]);
     }
+    cmd.args(extra);
     let (code, stdout, stderr) = run(&mut cmd);
     let artifact = std::fs::read_to_string(&out)
         .ok()
@@ -253,5 +263,66 @@ fn mipro_with_harmful_proposals_returns_the_program() {
         !instruction(&a).contains("DOUBLE"),
         "instruction: {}",
         instruction(&a)
+    );
+}
+
+#[test]
+fn prompt_lm_sends_proposals_to_a_separate_server() {
+    // The task server answers tasks only; proposals must go to the proposer.
+    let task = scripted(|_| BAD);
+    let proposer = scripted(|kind| if kind == "reflect" { GOOD } else { BAD });
+    let url = proposer.url();
+    let (code, _out, err, artifact) = compile_with(
+        &task,
+        "gepa",
+        &["max_metric_calls=80"],
+        &["--prompt-lm", "proposer", "--prompt-base-url", &url],
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    assert_not_below_baseline(&a);
+    assert!(
+        instruction(&a).contains("REVERSE"),
+        "instruction: {}",
+        instruction(&a)
+    );
+    let reflections = |s: &StubServer| {
+        s.received()
+            .iter()
+            .filter(|b| {
+                b.to_string()
+                    .contains("An assistant was given the instruction")
+            })
+            .count()
+    };
+    assert!(
+        reflections(&proposer) > 0,
+        "the proposer server got no reflection request"
+    );
+    assert_eq!(
+        reflections(&task),
+        0,
+        "reflection requests went to the task server"
+    );
+}
+
+#[test]
+fn prompt_lm_is_refused_for_few_shot_optimizers() {
+    let stub = scripted(|_| BAD);
+    let (code, _out, err, _a) = compile_with(
+        &stub,
+        "labeled_few_shot",
+        &[],
+        &[
+            "--prompt-lm",
+            "x",
+            "--prompt-base-url",
+            "http://127.0.0.1:9/v1",
+        ],
+    );
+    assert_eq!(code, 2, "stderr: {err}");
+    assert!(
+        err.contains("--prompt-lm applies to the instruction searches"),
+        "{err}"
     );
 }
