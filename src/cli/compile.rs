@@ -558,6 +558,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 ),
             ));
         }
+        // What instruction search changed, per predictor.
+        for (p, st) in &artifact.predictors {
+            let Some(new) = &st.instructions else {
+                continue;
+            };
+            let old = s.program.predictor(p).map(|r| r.signature.objective());
+            if old.as_deref() != Some(new.as_str()) {
+                let short: String = new.chars().take(100).collect();
+                let more = if new.chars().count() > 100 { "…" } else { "" };
+                rows.push(("instruction", format!("{p}: {short}{more}")));
+            }
+        }
         rows.push((
             "LM calls",
             format!("{}  (cache hits {})", meter.calls, meter.cache_hits),
