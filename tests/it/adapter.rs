@@ -978,3 +978,58 @@ fn grammar_shaped_replies_parse() {
     let json_reply = "{\"reasoning\": \"because [x]\", \"label\": \"no \\\"way\\\"\", \"count\": -12, \"score\": 1.5e3, \"is_sure\": true, \"tags\": [\"a\", \"b\"], \"year\": null, \"card\": {\"city\": \"Oslo\", \"n\": 3}, \"extra\": {}}";
     assert_eq!(parse::parse_json(&sig, json_reply).unwrap(), want);
 }
+
+/// The real llama.cpp accepts the multi-type chat and JSON grammars, and the
+/// default model constrained by them produces a parseable reply (two short
+/// calls, ~60 completion tokens each; needs the model fetched by
+/// `scripts/setup.sh`).
+#[cfg(feature = "embedded")]
+#[test]
+fn embedded_model_under_multi_type_grammars_replies_parseably() {
+    use lmc::lm::embedded::{EmbeddedConfig, EmbeddedLm};
+    use lmc::lm::{Lm, LmRequest};
+
+    // Terminating types only: free text may legitimately run to max_tokens.
+    let sig = sig(
+        Some("Describe the review."),
+        &[("review", s())],
+        &[
+            ("stars", FieldType::Int),
+            ("recommend", FieldType::Bool),
+            ("year", opt(FieldType::Float)),
+            ("aspects", list(enm(&["acting", "plot", "music"]))),
+        ],
+    );
+    let lm = EmbeddedLm::load(EmbeddedConfig {
+        model_path: crate::support::model_path(),
+        threads: None,
+        context: Some(4096),
+        max_batch: Some(2),
+    })
+    .expect("the default model is fetched by `bash scripts/setup.sh`");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let inputs = obj(json!({"review": "A gorgeous, witty film with a wonderful score."}));
+    for adapter in [AdapterKind::Chat, AdapterKind::Json] {
+        let req = LmRequest {
+            model: lm.model(),
+            messages: adapter.render(&sig, &[], &inputs),
+            temperature: 0.0,
+            max_tokens: 96,
+            rollout_id: None,
+            grammar: Some(adapter.grammar(&sig)),
+            response_format: None,
+        };
+        let resp = rt
+            .block_on(lm.complete(&req))
+            .unwrap_or_else(|e| panic!("{adapter:?} grammar rejected or call failed: {e}"));
+        let parsed = adapter
+            .parse(&sig, &resp.text)
+            .unwrap_or_else(|e| panic!("{adapter:?} reply not parseable: {e}\n{}", resp.text));
+        assert_eq!(parsed.len(), 4, "{parsed:?}");
+        assert!(parsed["stars"].is_i64(), "{parsed:?}");
+        assert!(parsed["recommend"].is_boolean(), "{parsed:?}");
+    }
+}
