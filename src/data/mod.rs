@@ -129,6 +129,10 @@ enum Target<'p> {
 /// Load `path` for `program`: read, type every row, then select.
 pub fn load(path: &Path, program: &Program, opts: &LoadOptions) -> Result<Dataset, DataError> {
     let shown = path.display().to_string();
+    check_mapping(program, opts).map_err(|message| DataError::File {
+        path: shown.clone(),
+        message,
+    })?;
     let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: shown.clone(),
         source,
@@ -212,6 +216,29 @@ fn target<'p>(program: &'p Program, opts: &LoadOptions, column: &str) -> Target<
     } else {
         Target::Extra(name.to_string())
     }
+}
+
+/// A mapping may rename a column to any name (extra columns included, e.g.
+/// `database=db_id`), but a target that is a near miss of a program field
+/// is almost certainly a typo that would silently leave the field unset.
+fn check_mapping(program: &Program, opts: &LoadOptions) -> Result<(), String> {
+    let fields: Vec<&str> = program
+        .inputs
+        .iter()
+        .chain(&program.output_fields)
+        .map(|f| f.name.as_str())
+        .collect();
+    for (column, to) in &opts.columns {
+        if fields.contains(&to.as_str()) {
+            continue;
+        }
+        if let Some(hint) = crate::diag::did_you_mean(to, fields.iter().copied()) {
+            return Err(format!(
+                "column mapping `{column}={to}`: `{to}` is not a program input or output ({hint})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A CSV header that cannot feed a required input fails every row: say so

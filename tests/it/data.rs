@@ -357,3 +357,36 @@ fn tsv_files_are_tab_separated() {
     assert_eq!(ds.examples[0].inputs["text"], json!("hi, there"));
     assert_eq!(ds.examples[0].inputs["count"], json!(2));
 }
+
+#[test]
+fn a_mapping_to_a_near_miss_of_a_field_is_an_error() {
+    let opts = LoadOptions {
+        columns: [("review".to_string(), "txt".to_string())]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let err = load(&fixture("renamed.csv"), &typed(), &opts).unwrap_err();
+    assert!(
+        err.to_string().ends_with(
+            "renamed.csv: column mapping `review=txt`: `txt` is not a program input or output (did you mean `text`?)"
+        ),
+        "{err}"
+    );
+    // Renaming to a name that is no field at all is fine: it is extra.
+    let opts = LoadOptions {
+        columns: [
+            ("review".to_string(), "text".to_string()),
+            ("meta".to_string(), "db_id".to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let mut opts = opts;
+    opts.columns.insert("n".into(), "count".into());
+    opts.columns.insert("labels".into(), "tags".into());
+    opts.columns.insert("strict_mode".into(), "strict".into());
+    let ds = load(&fixture("renamed.csv"), &typed(), &opts).unwrap();
+    assert_eq!(ds.examples[0].extra["db_id"], json!("{}"));
+}
