@@ -199,7 +199,53 @@ pub(super) fn serde_hint(msg: &str) -> (String, Option<String>) {
         });
         return (format!("unknown key `{word}`"), hint);
     }
-    (msg.to_string(), None)
+    // serde names Rust types; users know the YAML shapes.
+    const SHAPES: &[(&str, &str)] = &[
+        (
+            "struct NodeSpec",
+            "a node mapping like `{kind: predict, signature: qa}`",
+        ),
+        (
+            "struct ToolSpecIn",
+            "a tool mapping like `{kind: sqlite, path: db.sqlite}`",
+        ),
+        (
+            "struct DatasetsSpec",
+            "a mapping {train, dev, test, columns}",
+        ),
+        (
+            "struct LmConfig",
+            "a mapping of LM settings like `{max_tokens: 64}`",
+        ),
+        (
+            "struct RewardSpecIn",
+            "a reward mapping like `{type: non_empty, field: answer}`",
+        ),
+        (
+            "struct FieldBody",
+            "a field mapping {type, description, prefix, schema}",
+        ),
+        (
+            "struct SignatureBody",
+            "a signature mapping {instructions, inputs, outputs}",
+        ),
+        ("struct LiteralSpec", "a literal `{value: ...}`"),
+        ("a sequence", "a list"),
+        ("sequence", "a list"),
+        ("map,", "a mapping,"),
+    ];
+    let mut m = msg.to_string();
+    for (from, to) in SHAPES {
+        m = m.replace(from, to);
+    }
+    if m.starts_with("invalid type: ") {
+        m = m.replacen("invalid type: ", "wrong type: found ", 1);
+    } else if !m.starts_with("missing") && !m.starts_with("invalid") && !m.starts_with("duplicate")
+    {
+        // An untagged enum's "expecting" text: say what was expected.
+        m = format!("expected {m}");
+    }
+    (m, None)
 }
 
 /// Deserialize each entry of a mapping section on its own.
