@@ -17,7 +17,10 @@
 //! has no output marker at all takes the text before any marker as that
 //! field; a missing `optional[T]` output is `null`; numbers accept `$1,200`
 //! and `4.0` (for int); enum values match case-insensitively once quotes and
-//! punctuation around them are removed.
+//! punctuation around them are removed; a list may be a JSON array, a Python
+//! list literal, one item per line (bullets and numbering dropped) or one
+//! comma-separated line; in the JSON adapter, a single output may come back
+//! as a bare value instead of an object.
 
 use std::sync::LazyLock;
 
