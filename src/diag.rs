@@ -207,3 +207,33 @@ where
     }
     best.map(|(_, c)| format!("did you mean `{c}`?"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_rustc() {
+        let d = Diagnostic::error("unknown node kind `predcit`")
+            .file("programs/x.yaml")
+            .at(Some(Pos::new(7, 11)))
+            .path("nodes.classify.kind")
+            .hint("did you mean `predict`?");
+        assert_eq!(
+            d.to_string(),
+            "error: unknown node kind `predcit`\n  --> programs/x.yaml:7:11\n   | nodes.classify.kind\n   = help: did you mean `predict`?"
+        );
+        let all = Diagnostics(vec![d.clone(), d]);
+        assert!(all.to_string().ends_with("\n\nerror: 2 errors found"));
+    }
+
+    #[test]
+    fn did_you_mean_needs_a_close_match() {
+        let kinds = ["predict", "chain_of_thought", "react"];
+        assert_eq!(
+            did_you_mean("chain_of_thougth", kinds).as_deref(),
+            Some("did you mean `chain_of_thought`?")
+        );
+        assert_eq!(did_you_mean("zzz", kinds), None);
+    }
+}
