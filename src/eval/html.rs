@@ -377,3 +377,86 @@ pub fn write(
     out.write_all(render(report, gates).as_bytes())?;
     out.flush()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::{DatasetInfo, Summary};
+    use serde_json::{json, Map};
+
+    fn result(index: usize, expected: &str, got: Option<&str>) -> ExampleResult {
+        let mut inputs = Map::new();
+        inputs.insert("sentence".into(), json!(format!("<b>row {index}</b>")));
+        let mut exp = Map::new();
+        exp.insert("sentiment".into(), json!(expected));
+        let outputs = got.map(|g| {
+            let mut m = Map::new();
+            m.insert("sentiment".into(), json!(g));
+            m
+        });
+        ExampleResult {
+            index,
+            row: index + 1,
+            inputs,
+            expected: exp,
+            score: if got == Some(expected) { 1.0 } else { 0.0 },
+            error: got.is_none().then(|| "could not parse".to_string()),
+            parse_failure: got.is_none(),
+            raw_reply: got
+                .is_none()
+                .then(|| "<script>alert(1)</script>".to_string()),
+            outputs,
+            feedback: None,
+            latency_s: 0.1,
+            usage: Default::default(),
+            cost: 0.0,
+            cache_hit: false,
+            lm_calls: 1,
+            cache_hits: 0,
+            trace: None,
+        }
+    }
+
+    #[test]
+    fn confusion_matrix_counts_and_everything_is_escaped() {
+        let results = vec![
+            result(0, "positive", Some("positive")),
+            result(1, "positive", Some("negative")),
+            result(2, "negative", Some("negative")),
+            result(3, "negative", None),
+        ];
+        let report = EvalReport {
+            format: crate::eval::REPORT_FORMAT.into(),
+            program: "p<&>".into(),
+            program_hash: String::new(),
+            overlay_hash: String::new(),
+            metric: "exact_match(sentiment)".into(),
+            model: "m".into(),
+            dataset: DatasetInfo::default(),
+            label_fields: vec![LabelField {
+                name: "sentiment".into(),
+                values: vec!["positive".into(), "negative".into()],
+            }],
+            summary: Summary::from_results(&results, 1.0),
+            results,
+            gates: None,
+            lmc_version: "0".into(),
+        };
+        let h = render(&report, None);
+        assert!(h.contains("<title>lmc eval: p&lt;&amp;&gt;</title>"));
+        assert!(!h.contains("<script>"), "raw reply must be escaped");
+        assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!h.contains("<b>row"), "inputs must be escaped");
+        // Row `positive`: 1 right, 1 predicted negative; row `negative`:
+        // 1 right, 1 failed run in the `(none)` column.
+        let matrix = &h[h.find("Confusion matrix").unwrap()..];
+        let cells: Vec<&str> = matrix
+            .split("<td class=n")
+            .skip(1)
+            .map(|c| &c[c.find('>').unwrap() + 1..c.find("</td>").unwrap()])
+            .take(6)
+            .collect();
+        assert_eq!(cells, ["1", "1", "0", "0", "1", "1"], "{matrix}");
+        assert_eq!(histogram_svg(&[0.0, 0.0, 1.0]).matches("<rect").count(), 10);
+    }
+}
