@@ -14,7 +14,7 @@ use crate::program::{self, Program};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Program files to validate (a directory means its `*.yaml` files).
-    #[arg(required = true)]
+    /// None: `LMC_PROGRAM`, else the `program:` of the nearest `lmc.yaml`.
     pub files: Vec<PathBuf>,
     /// Print results as JSON (an array, one object per file) on stdout.
     #[arg(long)]
@@ -24,7 +24,11 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     let mut reports = Vec::new();
-    let files = expand(&args.files);
+    let files = if args.files.is_empty() {
+        vec![default_program()?]
+    } else {
+        expand(&args.files)
+    };
     for (i, file) in files.iter().enumerate() {
         match program::load(file) {
             Ok(p) => {
@@ -61,6 +65,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// The program a command given no file uses (as `lmc eval` finds it).
+fn default_program() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("LMC_PROGRAM") {
+        return Ok(PathBuf::from(p));
+    }
+    let cwd = std::env::current_dir()?;
+    let project = crate::settings::discover_project(&cwd)
+        .map_err(|e| crate::cli::CliError::Input(format!("error: {e}")))?;
+    match project.and_then(|p| p.program) {
+        // Show it relative to the current directory when it is below it.
+        Some(p) => Ok(p.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(p)),
+        None => Err(crate::cli::CliError::Input(format!(
+            "error: no program file given and no `{}` with `program:` in {} or its parents\n   = help: run `lmc check programs/my_program.yaml`",
+            crate::settings::PROJECT_FILE,
+            cwd.display()
+        ))
+        .into()),
+    }
 }
 
 /// Directories stand for the YAML files directly inside them, sorted.

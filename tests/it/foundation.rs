@@ -86,6 +86,25 @@ fn check_a_directory_checks_its_yaml_files() {
 }
 
 #[test]
+fn check_without_files_uses_the_project_file() {
+    let (code, out, err) = check(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("ok  programs/sentiment.yaml  sentiment  1 predictor (classify)"),
+        "{out}"
+    );
+    let (code, out, _) = run(lmc()
+        .arg("check")
+        .env("LMC_PROGRAM", "tests/fixtures/invalid/cycle.yaml"));
+    assert_eq!(code, 2);
+    assert!(out.is_empty());
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = run(lmc().arg("check").current_dir(dir.path()));
+    assert_eq!(code, 2);
+    assert!(err.contains("no program file given"), "{err}");
+}
+
+#[test]
 fn check_json_reports_each_file() {
     let (code, out, _) = check(&[
         "--json",
