@@ -433,12 +433,20 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     };
     let dataset = data::load(&dataset_path, &program, &load_opts)
         .map_err(|e| input_err(format!("error: {e}")))?;
-    for bad in &dataset.bad_rows {
+    // Name the first few skipped rows; the count goes into every report.
+    for bad in dataset.bad_rows.iter().take(10) {
         eprintln!(
             "warning: {}: row {}: skipped: {}",
             dataset_path.display(),
             bad.row,
             bad.message
+        );
+    }
+    if dataset.bad_rows.len() > 10 {
+        eprintln!(
+            "warning: {}: {} more bad rows skipped",
+            dataset_path.display(),
+            dataset.bad_rows.len() - 10
         );
     }
 

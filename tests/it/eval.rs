@@ -491,3 +491,21 @@ fn project_file_supplies_program_dataset_and_lm() {
     assert!(r["dataset"]["path"].as_str().unwrap().ends_with("dev.csv"));
     assert_eq!(stub.requests(), 6);
 }
+
+#[test]
+fn skipped_bad_rows_are_counted_in_the_report() {
+    let p = Project::new(4);
+    let mut csv = std::fs::read_to_string(p.path("dev.csv")).unwrap();
+    csv.push_str("review number 5,neutral\n");
+    std::fs::write(p.path("dev.csv"), csv).unwrap();
+    let stub = scripted(HashSet::new(), HashSet::new());
+    let (code, _, err) = run(&mut p.eval(&stub, "c", &[]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("dev.csv") && err.contains("5"), "{err}");
+    let (code, out, err) = run(&mut p.eval(&stub, "c", &["--skip-bad-rows", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("row 5"), "{err}");
+    let r = json(&out);
+    assert_eq!(r["dataset"]["bad_rows"].as_u64(), Some(1));
+    assert_eq!(r["summary"]["n"].as_u64(), Some(4));
+}
