@@ -78,10 +78,23 @@ fn compile_with(
     opts: &[&str],
     extra: &[&str],
 ) -> (i32, String, String, Option<Value>) {
+    compile_in(stub, optimizer, opts, extra, None)
+}
+
+fn compile_in(
+    stub: &StubServer,
+    optimizer: &str,
+    opts: &[&str],
+    extra: &[&str],
+    cache: Option<&std::path::Path>,
+) -> (i32, String, String, Option<Value>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("compiled.json");
+    let cache = cache
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| dir.path().join("cache"));
     let mut cmd = lmc();
-    cmd.env("LMC_CACHE_DIR", dir.path().join("cache"))
+    cmd.env("LMC_CACHE_DIR", cache)
         .args(["compile", "tests/fixtures/instruction/reverse.yaml"])
         .args(["--trainset", "tests/fixtures/instruction/words.csv"])
         .args(["--valset", "tests/fixtures/instruction/words.csv"])
@@ -324,5 +337,41 @@ fn prompt_lm_is_refused_for_few_shot_optimizers() {
     assert!(
         err.contains("--prompt-lm applies to the instruction searches"),
         "{err}"
+    );
+}
+
+#[test]
+fn an_instruction_search_rerun_replays_the_cache_without_new_calls() {
+    let stub = scripted(|kind| if kind == "reflect" { GOOD } else { BAD });
+    let cache = tempfile::tempdir().expect("tempdir");
+    let (code, _o, err, first) = compile_in(
+        &stub,
+        "gepa",
+        &["max_metric_calls=80"],
+        &[],
+        Some(cache.path()),
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    let calls = stub.requests();
+    assert!(calls > 0);
+    let (code, _o, err, second) = compile_in(
+        &stub,
+        "gepa",
+        &["max_metric_calls=80"],
+        &[],
+        Some(cache.path()),
+    );
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(stub.requests(), calls, "the re-run repeated LM calls");
+    let strip = |a: Option<Value>| {
+        let mut a = a.expect("artifact");
+        a["created_at"] = Value::Null;
+        a["lineage"]["run"] = Value::Null;
+        a
+    };
+    assert_eq!(
+        strip(first),
+        strip(second),
+        "same inputs, seed and cache give the same artifact"
     );
 }
