@@ -126,3 +126,22 @@ async fn score_value_scores_one_value() {
     let err = m.score_value("answer", &json!("Paris"), None, &ctx).await;
     assert!(err.is_err());
 }
+
+#[test]
+fn metrics_and_their_futures_can_cross_threads() {
+    fn shared<T: Send + Sync + Clone>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let m = Metric::parse_cli("exact_match", Path::new(".")).unwrap();
+    shared(&m);
+    let ex = crate::data::Example {
+        index: 0,
+        row: 1,
+        inputs: Default::default(),
+        expected: Default::default(),
+        extra: Default::default(),
+    };
+    let outputs = serde_json::Map::new();
+    let ctx = MetricContext::default();
+    // Optimizers spawn scoring onto tokio tasks: the future must be Send.
+    send(m.score(&ex, &outputs, &ctx));
+}
