@@ -1,1 +1,163 @@
-//! Tests for the lm_embedded area.
+//! Smoke tests of the real embedded model (SmolLM2-135M, fetched by
+//! `scripts/setup.sh`): typed output enforced by the adapter's grammar,
+//! deterministic greedy decoding, and batched decoding giving the same
+//! replies as one request at a time. A handful of short calls, a few seconds.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use lmc::adapter::AdapterKind;
+use lmc::lm::embedded::{EmbeddedConfig, EmbeddedLm};
+use lmc::lm::{Lm, LmError, LmRequest};
+use lmc::signature::{Field, FieldType, Signature};
+use serde_json::{Map, Value};
+
+use crate::support::model_path;
+
+fn sentiment() -> Signature {
+    let mut sentence = Field::new("sentence", FieldType::String);
+    sentence.description = Some("a sentence from a movie review".into());
+    let mut label = Field::new(
+        "sentiment",
+        FieldType::Enum {
+            values: vec!["positive".into(), "negative".into()],
+        },
+    );
+    label.description = Some("the sentiment the sentence expresses".into());
+    Signature {
+        instructions: Some("Classify the sentiment of a movie review sentence.".into()),
+        inputs: vec![sentence],
+        outputs: vec![label],
+    }
+}
+
+fn request(lm: &EmbeddedLm, sentence: &str) -> LmRequest {
+    let sig = sentiment();
+    let mut inputs = Map::new();
+    inputs.insert("sentence".into(), Value::String(sentence.into()));
+    let grammar = AdapterKind::Chat.grammar(&sig);
+    LmRequest {
+        model: lm.model(),
+        messages: AdapterKind::Chat.render(&sig, &[], &inputs),
+        temperature: 0.0,
+        max_tokens: 48,
+        rollout_id: None,
+        grammar: (!grammar.is_empty()).then_some(grammar),
+        response_format: None,
+    }
+}
+
+/// One engine for the whole module: loading is cheap (0.2 s) but the tests
+/// run concurrently and the machine has two cores.
+fn engine() -> Arc<EmbeddedLm> {
+    static LM: OnceLock<Arc<EmbeddedLm>> = OnceLock::new();
+    LM.get_or_init(|| {
+        let lm = EmbeddedLm::load(EmbeddedConfig {
+            model_path: model_path(),
+            threads: None,
+            context: Some(4096),
+            max_batch: Some(4),
+        })
+        .expect("the default model is fetched by `bash scripts/setup.sh`");
+        Arc::new(lm)
+    })
+    .clone()
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+const SENTENCES: [&str; 4] = [
+    "a gorgeous, witty, seductive movie.",
+    "one long string of cliches.",
+    "the acting is wooden and the plot makes no sense.",
+    "an utterly charming and hilarious film that reaches the heart.",
+];
+
+#[test]
+fn grammar_enforces_parseable_typed_output() {
+    let lm = engine();
+    let req = request(&lm, SENTENCES[0]);
+    assert!(
+        req.grammar.is_some(),
+        "the chat adapter must produce a grammar for the sentiment signature"
+    );
+    let resp = rt()
+        .block_on(lm.complete(&req))
+        .expect("embedded completion");
+    let parsed = AdapterKind::Chat
+        .parse(&sentiment(), &resp.text)
+        .unwrap_or_else(|e| panic!("reply not parseable: {e}\n{}", resp.text));
+    let label = parsed["sentiment"].as_str().unwrap_or_default().to_string();
+    assert!(
+        ["positive", "negative"].contains(&label.as_str()),
+        "{label}"
+    );
+    assert!(resp.usage.prompt_tokens > 50, "{:?}", resp.usage);
+    assert!(resp.usage.completion_tokens > 0, "{:?}", resp.usage);
+    assert!(lm.supports_grammar());
+    assert_eq!(lm.model(), "SmolLM2-135M-Instruct.Q4_1");
+}
+
+#[test]
+fn greedy_is_deterministic_and_batched_equals_sequential() {
+    let lm = engine();
+    let rt = rt();
+    let reqs: Vec<LmRequest> = SENTENCES.iter().map(|s| request(&lm, s)).collect();
+    let alone: Vec<String> = reqs
+        .iter()
+        .map(|r| rt.block_on(lm.complete(r)).expect("completion").text)
+        .collect();
+    let again = rt.block_on(lm.complete(&reqs[0])).expect("completion").text;
+    assert_eq!(alone[0], again, "same greedy request, different text");
+    let batched: Vec<String> = rt.block_on(async {
+        let futs = reqs.iter().map(|r| lm.complete(r));
+        futures::future::join_all(futs)
+            .await
+            .into_iter()
+            .map(|r| r.expect("completion").text)
+            .collect()
+    });
+    assert_eq!(alone, batched, "batched replies differ from one at a time");
+    let stats = rt.block_on(lm.stats()).expect("stats");
+    assert!(
+        stats.reused_tokens > 0,
+        "the shared system prompt should be reused: {stats:?}"
+    );
+}
+
+#[test]
+fn unconstrained_and_sampled_requests_complete() {
+    let lm = engine();
+    let rt = rt();
+    let mut req = request(&lm, SENTENCES[1]);
+    req.grammar = Some(String::new());
+    req.max_tokens = 8;
+    let resp = rt.block_on(lm.complete(&req)).expect("completion");
+    assert!(resp.usage.completion_tokens <= 8, "{:?}", resp.usage);
+    req.temperature = 0.9;
+    req.rollout_id = Some(7);
+    let a = rt.block_on(lm.complete(&req)).expect("completion").text;
+    let b = rt.block_on(lm.complete(&req)).expect("completion").text;
+    assert_eq!(a, b, "a seeded sample must be reproducible");
+}
+
+#[test]
+fn bad_grammar_and_missing_model_are_errors() {
+    let lm = engine();
+    let mut req = request(&lm, SENTENCES[2]);
+    req.grammar = Some("root ::= (".into());
+    let err = rt().block_on(lm.complete(&req)).expect_err("invalid GBNF");
+    assert!(matches!(err, LmError::Fatal(_)), "{err}");
+    assert!(err.to_string().contains("grammar"), "{err}");
+    let missing = EmbeddedLm::load(EmbeddedConfig {
+        model_path: PathBuf::from("/nonexistent/x.gguf"),
+        ..EmbeddedConfig::default()
+    });
+    let msg = missing.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(msg.contains("scripts/setup.sh"), "{msg}");
+}

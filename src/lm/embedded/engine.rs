@@ -20,6 +20,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{mpsc, OnceLock};
+use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -43,6 +44,10 @@ pub(super) const MAX_SEQUENCES: usize = 64;
 /// Most tokens handed to one `llama_decode` call; llama.cpp splits it into
 /// micro-batches itself.
 const MAX_BATCH_TOKENS: u32 = 2048;
+
+/// Shared prefix length (tokens) for which delaying a request by one
+/// decode step pays off.
+const MIN_PREFIX_WORTH_WAITING: usize = 32;
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -301,6 +306,12 @@ impl Engine<'_> {
             let Some(free) = self.pick_free_slot() else {
                 return;
             };
+            let Some(next) = self.pending.front() else {
+                return;
+            };
+            if self.prefix_reuse && self.should_wait_for_prefix(&next.prompt) {
+                return;
+            }
             let Some(p) = self.pending.pop_front() else {
                 return;
             };
@@ -326,6 +337,32 @@ impl Engine<'_> {
                 order: self.admitted,
             });
         }
+    }
+
+    /// Requests that arrive together share their prefix with each other
+    /// but not yet with the cache: admitting them all at once would compute
+    /// that prefix once per sequence. Wait one step instead when a sequence
+    /// being prefilled will hold a much longer prefix of this prompt than
+    /// the cache holds now, then copy it.
+    fn should_wait_for_prefix(&self, prompt: &[LlamaToken]) -> bool {
+        let limit = prompt.len() - 1;
+        let cached = self
+            .slots
+            .iter()
+            .map(|s| common_prefix(&s.cached, prompt).min(limit))
+            .max()
+            .unwrap_or(0);
+        let coming = self
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let a = s.active.as_ref()?;
+                (s.cached.len() < a.pending.prompt.len())
+                    .then(|| common_prefix(&a.pending.prompt, prompt).min(limit))
+            })
+            .max()
+            .unwrap_or(0);
+        coming >= cached + MIN_PREFIX_WORTH_WAITING
     }
 
     /// A free slot, preferring one whose cache holds the next prompt's
@@ -452,7 +489,10 @@ impl Engine<'_> {
             return;
         }
         self.stats.decode_calls += 1;
-        match self.ctx.decode(&mut self.batch) {
+        let started = Instant::now();
+        let decoded = self.ctx.decode(&mut self.batch);
+        self.stats.decode_time += started.elapsed();
+        match decoded {
             Ok(()) => {}
             Err(DecodeError::NoKvCacheSlot) => {
                 self.make_room();
@@ -477,7 +517,9 @@ impl Engine<'_> {
                     .extend_from_slice(&a.pending.prompt[done..done + prompt_added]);
             }
             let Some(idx) = logits_at else { continue };
+            let started = Instant::now();
             let tok = a.sampler.sample(&self.ctx, idx);
+            self.stats.sample_time += started.elapsed();
             let complete = if vocab.is_eog(tok) {
                 true
             } else {
@@ -501,12 +543,34 @@ impl Engine<'_> {
             return;
         };
         self.hold_admission = false;
+        self.trim_finished(slot, a.pending.prompt.len());
         let usage = Usage {
             prompt_tokens: a.pending.prompt.len() as u64,
             completion_tokens: a.generated as u64,
         };
         let text = String::from_utf8_lossy(&a.text).into_owned();
         let _ = a.pending.job.reply.send(Ok((text, usage)));
+    }
+
+    /// Drop a finished sequence's reply from the cache but keep its
+    /// prompt: the next request most likely shares its system message and
+    /// demos (and, repeated, all of it), while the reply is never reused.
+    /// Every cached cell widens the attention window of all sequences in a
+    /// unified cache, so stale replies would cost decode time.
+    fn trim_finished(&mut self, slot: usize, prompt_len: usize) {
+        if self.slots[slot].cached.len() <= prompt_len {
+            return;
+        }
+        let seq = self.slots[slot].seq as u32;
+        let ok = self
+            .ctx
+            .clear_kv_cache_seq(Some(seq), Some(prompt_len as u32), None)
+            .unwrap_or(false);
+        if ok {
+            self.slots[slot].cached.truncate(prompt_len);
+        } else {
+            self.clear_seq(slot);
+        }
     }
 
     /// The KV cache is full: evict idle sequences, else preempt the

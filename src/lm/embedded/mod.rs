@@ -125,6 +125,10 @@ pub struct EngineStats {
     pub decode_calls: u64,
     /// Sequences preempted (restarted later) because the KV cache was full.
     pub preemptions: u64,
+    /// Wall time inside `llama_decode` (the model's forward passes).
+    pub decode_time: Duration,
+    /// Wall time choosing tokens (grammar masks and sampling).
+    pub sample_time: Duration,
 }
 
 /// The loaded engine; cheap to share behind an `Arc`.
