@@ -652,3 +652,47 @@ fn lmc_eval_rejects_a_misspelled_metric_with_exit_2() {
         "{err}"
     );
 }
+
+/// The whole path through the CLI: a Spider JSONL row's `db_id` (an extra
+/// column) picks the database, the stub LM's SQL is executed and compared.
+#[test]
+fn lmc_eval_scores_spider_rows_by_execution() {
+    use crate::support::stub::StubServer;
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("sql.yaml");
+    std::fs::write(
+        &prog,
+        format!(
+            "name: sql\nsignatures:\n  s: \"question -> sql\"\ninputs:\n  question: str\nnodes:\n  s:\n    kind: predict\n    signature: s\noutputs:\n  sql: s.sql\nmetric: {{type: sql_execution, field: sql, databases: {}}}\ndatasets:\n  columns: {{query: sql}}\n",
+            spider().display()
+        ),
+    )
+    .unwrap();
+    let stub =
+        StubServer::fixed("[[ ## sql ## ]]\nSELECT count(*) FROM singer\n\n[[ ## completed ## ]]");
+    let (code, out, err) = crate::support::run(
+        crate::support::lmc()
+            .arg("eval")
+            .arg(&prog)
+            .arg("--dataset")
+            .arg(root().join("datasets/spider/dev.jsonl"))
+            .args(["--limit", "3", "--json", "--quiet"])
+            .args(["--provider", "openai", "--model", "stub", "--base-url"])
+            .arg(stub.url())
+            .env("LMC_CACHE_DIR", dir.path().join("cache"))
+            .env_remove("OPENAI_API_KEY"),
+    );
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let scores: Vec<f64> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    // Rows 1 and 2 ask for the number of singers; row 3 for names by age.
+    assert_eq!(scores, vec![1.0, 1.0, 0.0]);
+    let fb = report["results"][2]["feedback"].as_str().unwrap();
+    assert!(fb.contains("order matters"), "{fb}");
+    assert_eq!(report["metric"], json!("sql_execution(sql)"));
+}
