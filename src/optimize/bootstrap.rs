@@ -13,10 +13,11 @@
 //! rollout id per round, so their requests (and cache entries) differ.
 //! Each predictor's final demos are its bootstrapped demos followed by
 //! labeled demos sampled (seeded) from the examples not bootstrapped, up to
-//! `max_labeled_demos` in all. Runs go in batches of the concurrency; the
-//! first successes in training order are kept, so the result does not
-//! depend on timing.
+//! `max_labeled_demos` in all. Runs go in fixed batches of eight (run with
+//! the engine's concurrency); the first successes in training order are
+//! kept, so the result depends neither on timing nor on `--concurrency`.
 
+use futures::StreamExt;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +29,11 @@ use super::{Engine, OptimizeError, Outcome, Settings};
 use crate::data::Example;
 use crate::eval::ExampleResult;
 use crate::overlay::{Demo, Overlay};
+
+/// Teacher runs per batch. Fixed rather than the concurrency so that which
+/// examples run (and so every request and the artifact) does not depend on
+/// `--concurrency`.
+const BATCH: usize = 8;
 
 /// Settings shared with `bootstrap_random_search`.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,7 +153,7 @@ pub async fn bootstrap(
             ctx.rollout_id = Some(round as u64);
         }
         let todo: Vec<usize> = (0..trainset.len()).filter(|i| !done.contains(i)).collect();
-        for batch in todo.chunks(engine.concurrency) {
+        for batch in todo.chunks(BATCH) {
             if done.len() >= params.max_bootstrapped_demos || engine.exhausted() {
                 break 'rounds;
             }
@@ -164,7 +170,10 @@ pub async fn bootstrap(
                     )
                 }
             });
-            let results = futures::future::join_all(runs).await;
+            let results: Vec<_> = futures::stream::iter(runs)
+                .buffered(engine.concurrency)
+                .collect()
+                .await;
             for (i, rs) in results {
                 let Some(r) = rs.into_iter().next() else {
                     continue;

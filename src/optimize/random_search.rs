@@ -1,7 +1,10 @@
 //! `bootstrap_random_search`: DSPy's BootstrapFewShotWithRandomSearch.
 //!
 //! Candidates, by seed: -3 the program as written (zero-shot), -2 labeled
-//! demos only, -1 an unshuffled bootstrap with `max_bootstrapped_demos`,
+//! demos only, -1 an unshuffled bootstrap with `max_bootstrapped_demos`
+//! (these two are exactly what `labeled_few_shot` with k =
+//! `max_labeled_demos` and `bootstrap_few_shot` produce under the same
+//! `--seed`, so their LM calls are shared through the cache),
 //! then seeds 0..`num_candidate_programs` each bootstrapping over a
 //! seeded shuffle of the trainset with a seeded random number of demos in
 //! [`min_num_samples`, `max_bootstrapped_demos`]. Every candidate is scored
@@ -52,22 +55,12 @@ pub async fn compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome
         let (overlay, origin) = match seed {
             -3 => (Overlay::default(), "zero_shot"),
             -2 => {
-                let picked = labeled::pick(
-                    engine.trainset,
-                    params.max_labeled_demos,
-                    candidate_seed(engine.seed, seed),
-                    true,
-                );
+                let picked =
+                    labeled::pick(engine.trainset, params.max_labeled_demos, engine.seed, true);
                 (labeled::overlay(engine.program, &picked), "labeled_only")
             }
             -1 => {
-                let b = bootstrap::bootstrap(
-                    engine,
-                    engine.trainset,
-                    &params,
-                    candidate_seed(engine.seed, seed),
-                )
-                .await;
+                let b = bootstrap::bootstrap(engine, engine.trainset, &params, engine.seed).await;
                 if b.attempted > 0 {
                     train_score = Some(b.score_sum / b.attempted as f64);
                 }

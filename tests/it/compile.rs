@@ -367,10 +367,18 @@ fn resumed_compile_repeats_no_call_and_writes_identical_bytes() {
     let full_calls = stub.requests();
     assert!(full_calls > 10);
 
-    // Interrupted (a budget stands in for Ctrl-C), then resumed.
+    // Interrupted (a budget stands in for Ctrl-C), then resumed. One call
+    // at a time while interrupted: a call in flight when a run is killed
+    // has no reply to cache, so with concurrency N up to N-1 calls may be
+    // repeated after a real interruption.
     let before = stub.requests();
     let (code, _, stderr) = run(p
-        .compile(&stub, "r", "r1.json", &["--max-lm-calls", "7"])
+        .compile(
+            &stub,
+            "r",
+            "r1.json",
+            &["--max-lm-calls", "7", "--concurrency", "1"],
+        )
         .args(args));
     assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = run(p.compile(&stub, "r", "r2.json", &[]).args(args));
