@@ -108,7 +108,7 @@ pub enum DataError {
 }
 
 /// One row as read from the file, before typing: CSV cells are text, JSONL
-/// values are JSON. `None` marks a row the reader already found broken.
+/// values are JSON. `Err` holds why the reader already found the row broken.
 pub(crate) struct RawRow {
     pub row: usize,
     pub cells: Result<Vec<(String, Cell)>, String>,
