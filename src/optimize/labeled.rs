@@ -43,7 +43,7 @@ pub fn demo_for(sig: &Signature, ex: &Example) -> Option<Demo> {
 }
 
 /// `k` examples: a seeded sample (`sample`) or the first `k`.
-pub fn pick<'e>(examples: &'e [Example], k: usize, seed: u64, sample: bool) -> Vec<&'e Example> {
+pub fn pick(examples: &[Example], k: usize, seed: u64, sample: bool) -> Vec<&Example> {
     let mut v: Vec<&Example> = examples.iter().collect();
     if sample {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
