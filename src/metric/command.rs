@@ -38,6 +38,9 @@ pub(crate) struct CommandOptions {
     keep_running: bool,
     #[serde(default = "default_timeout")]
     timeout_ms: u64,
+    /// Processes running at once (per-example mode); default: CPU count.
+    #[serde(default)]
+    max_parallel: Option<usize>,
 }
 
 fn default_timeout() -> u64 {
@@ -55,6 +58,9 @@ pub(crate) struct CommandMetric {
     timeout: Duration,
     /// The long-running process (keep_running), one example at a time.
     running: Arc<tokio::sync::Mutex<Option<Running>>>,
+    /// Bounds per-example processes: an eval at concurrency 256 must not
+    /// start 256 interpreters at once.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 struct Running {
@@ -84,6 +90,11 @@ impl CommandMetric {
             keep_running: o.keep_running,
             timeout: Duration::from_millis(o.timeout_ms.max(1)),
             running: Arc::new(tokio::sync::Mutex::new(None)),
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                o.max_parallel
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get()))
+                    .max(1),
+            )),
         })
     }
 
@@ -148,6 +159,11 @@ impl CommandMetric {
     }
 
     async fn ask_once(&self, line: &str) -> Result<String, MetricError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| self.err("process slots closed"))?;
         let mut child = self
             .command()
             .spawn()

@@ -484,6 +484,15 @@ async fn command_metric_runs_a_python_script_per_example() {
     let bare = metric(json!({"type": "command", "command": ["python3", script("bare.py")]}));
     assert_eq!(cmd_score(&bare, "x", "x").await.unwrap().score, 1.0);
     assert_eq!(cmd_score(&bare, "x", "y").await.unwrap().score, 0.0);
+    // Concurrent examples queue for the process slots.
+    let one = metric(
+        json!({"type": "command", "command": ["python3", script("bare.py")], "max_parallel": 1}),
+    );
+    let all = futures::future::join_all((0..3).map(|_| cmd_score(&one, "x", "x"))).await;
+    assert!(
+        all.iter().all(|s| s.as_ref().is_ok_and(|s| s.score == 1.0)),
+        "{all:?}"
+    );
 }
 
 #[tokio::test]
