@@ -169,10 +169,10 @@ async fn contains_regex_and_numeric() {
     assert!(none.feedback.unwrap().starts_with("no number found"));
     let tol = json!({"type": "numeric", "field": "answer", "rel_tol": 0.01});
     assert_eq!(
-        answer(tol.clone(), json!(3.14), json!(3.1416)).await.score,
+        answer(tol.clone(), json!(101.0), json!(100.5)).await.score,
         1.0
     );
-    assert_eq!(answer(tol, json!(3.0), json!(3.1416)).await.score, 0.0);
+    assert_eq!(answer(tol, json!(98.0), json!(100.5)).await.score, 0.0);
 }
 
 #[tokio::test]
@@ -616,8 +616,12 @@ async fn llm_judge_runs_the_judge_signature() {
         s.feedback.as_deref(),
         Some("Names the city but not the country.")
     );
-    let seen = lm.seen.lock().unwrap();
-    let user = &seen[0].messages.last().unwrap().content;
+    let user = lm.seen.lock().unwrap()[0]
+        .messages
+        .last()
+        .unwrap()
+        .content
+        .clone();
     assert!(
         user.contains("[[ ## question ## ]]\nWhere is the Louvre?"),
         "{user}"
@@ -627,7 +631,6 @@ async fn llm_judge_runs_the_judge_signature() {
         "{user}"
     );
     assert!(user.contains("[[ ## prediction ## ]]\nParis"), "{user}");
-    drop(seen);
     // Without an LM the judge cannot score.
     let err = m
         .score(
