@@ -54,7 +54,8 @@ fn engine() -> Arc<EmbeddedLm> {
     LM.get_or_init(|| {
         let lm = EmbeddedLm::load(EmbeddedConfig {
             model_path: model_path(),
-            threads: None,
+            // One thread: the suite runs many tests at once on two cores.
+            threads: Some(1),
             context: Some(4096),
             max_batch: Some(4),
         })
