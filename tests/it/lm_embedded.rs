@@ -100,6 +100,19 @@ fn grammar_enforces_parseable_typed_output() {
     );
     assert!(resp.usage.prompt_tokens > 50, "{:?}", resp.usage);
     assert!(resp.usage.completion_tokens > 0, "{:?}", resp.usage);
+    // The JSON adapter's grammar must be accepted by llama.cpp too.
+    let sig = sentiment();
+    let mut inputs = Map::new();
+    inputs.insert("sentence".into(), Value::String(SENTENCES[1].into()));
+    let mut json_req = req.clone();
+    json_req.messages = AdapterKind::Json.render(&sig, &[], &inputs);
+    json_req.grammar = Some(AdapterKind::Json.grammar(&sig));
+    let resp = rt()
+        .block_on(lm.complete(&json_req))
+        .expect("JSON-constrained completion");
+    AdapterKind::Json
+        .parse(&sig, &resp.text)
+        .unwrap_or_else(|e| panic!("JSON reply not parseable: {e}\n{}", resp.text));
     assert!(lm.supports_grammar());
     assert_eq!(lm.model(), "SmolLM2-135M-Instruct.Q4_1");
 }
