@@ -105,6 +105,29 @@ fn report(err: anyhow::Error) -> ExitCode {
     }
 }
 
+/// The embedded engine's llama.cpp threads (OpenMP) spin-wait at every
+/// barrier by default; on a busy machine a spinning thread steals the time
+/// slice its partner needs (measured: decoding fell from 17.8 to 1.8 tokens/s
+/// with 2 threads on 2 busy cores). libgomp reads `OMP_WAIT_POLICY` once,
+/// when it is loaded, before `main` runs — so when the variable is unset we
+/// re-execute ourselves once with it set to `passive`. A value the user set
+/// is kept; if the re-exec fails we carry on with the default policy.
+#[cfg(all(unix, feature = "embedded"))]
+pub fn ensure_passive_openmp() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    // `exec` only returns on failure.
+    let _ = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("OMP_WAIT_POLICY", "passive")
+        .exec();
+}
+
 /// Build a multi-threaded tokio runtime for async commands.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
