@@ -134,6 +134,16 @@ fn main() {
     let grammar = AdapterKind::Chat.grammar(&sig);
     let grammar = (!grammar.is_empty()).then_some(grammar);
     let examples = sst2(n);
+    println!("embedded engine, {}", model_path.display());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "machine: {} logical CPUs, load average {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let mut rows: Vec<(String, String)> = Vec::new();
     for &t in &threads {
         let started = Instant::now();
@@ -146,7 +156,11 @@ fn main() {
         .expect("load model");
         let load = started.elapsed().as_secs_f64();
         let model = lm.model();
-        rows.push((format!("[threads={t}] model load"), format!("{load:.2} s")));
+        row(
+            &mut rows,
+            format!("[threads={t}] model load"),
+            format!("{load:.2} s"),
+        );
 
         // Prompt processing: prompts that share (almost) no prefix, so
         // nothing is reused; one reply token each.
@@ -166,14 +180,15 @@ fn main() {
         let (secs, _, _) = run(&rt, &lm, &cold, true);
         let s1 = rt.block_on(lm.stats()).expect("stats");
         let (p, r) = delta(s0, s1);
-        rows.push((
+        row(
+            &mut rows,
             format!("[threads={t}] prompt tokens/s ({batch} cold prompts, batched)"),
             format!(
                 "{:.0}  ({} tokens in {secs:.2} s)",
                 (p - r) as f64 / secs,
                 p - r
             ),
-        ));
+        );
 
         // Decoding: the same prompts again (their KV is cached, so this is
         // almost pure generation), unconstrained, 64 tokens each.
@@ -190,15 +205,17 @@ fn main() {
             })
             .collect();
         let (secs, usage, _) = run(&rt, &lm, &long[..1], false);
-        rows.push((
+        row(
+            &mut rows,
             format!("[threads={t}] generated tokens/s (1 sequence)"),
             format!("{:.1}", usage.completion_tokens as f64 / secs),
-        ));
+        );
         let (secs, usage, _) = run(&rt, &lm, &long, true);
-        rows.push((
+        row(
+            &mut rows,
             format!("[threads={t}] generated tokens/s ({batch} sequences batched)"),
             format!("{:.1}", usage.completion_tokens as f64 / secs),
-        ));
+        );
 
         // SST-2 with the chat adapter and its grammar.
         let reqs: Vec<LmRequest> = examples
@@ -229,14 +246,15 @@ fn main() {
                         .and_then(|m| m.get("sentiment")?.as_str().map(str::to_string))
                 })
                 .collect();
-            rows.push((
+            row(
+                &mut rows,
                 format!("[threads={t}]   time in decode / sampling+grammar"),
                 format!(
                     "{:.1} s / {:.1} s",
                     (s1.decode_time - s0.decode_time).as_secs_f64(),
                     (s1.sample_time - s0.sample_time).as_secs_f64()
                 ),
-            ));
+            );
             let ok = parsed.iter().filter(|p| p.is_some()).count();
             let correct = parsed
                 .iter()
@@ -244,7 +262,7 @@ fn main() {
                 .filter(|(p, (_, gold))| p.as_deref() == Some(gold.as_str()))
                 .count();
             let mode = if batched { "batched" } else { "one at a time" };
-            rows.push((
+            row(&mut rows,
                 format!("[threads={t}] SST-2 x{} {mode}", reqs.len()),
                 format!(
                     "{:.2} examples/s, {:.1} s; {} prompt tok ({} reused), {} generated; parsed {ok}/{}, correct {correct}",
@@ -255,28 +273,26 @@ fn main() {
                     usage.completion_tokens,
                     reqs.len()
                 ),
-            ));
+            );
             outputs.push(texts);
         }
         let same = outputs[0] == outputs[1];
-        rows.push((
+        row(
+            &mut rows,
             format!("[threads={t}] batched replies == one-at-a-time replies"),
             same.to_string(),
-        ));
+        );
     }
-    rows.push(("peak RSS (VmHWM)".into(), format!("{:.0} MB", vm_hwm_mb())));
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    println!("embedded engine, {}", model_path.display());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!(
-        "machine: {} logical CPUs, load average {}",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+    row(
+        &mut rows,
+        "peak RSS (VmHWM)".into(),
+        format!("{:.0} MB", vm_hwm_mb()),
     );
-    for (k, v) in rows {
-        println!("{k:<width$}  {v}");
-    }
+}
+
+/// Print one result line as soon as it is measured (a full run takes
+/// minutes on a busy machine) and keep it for the record.
+fn row(rows: &mut Vec<(String, String)>, key: String, value: String) {
+    println!("{key:<58}  {value}");
+    rows.push((key, value));
 }
