@@ -44,7 +44,16 @@ pub fn clean(text: &str) -> Option<String> {
             t = t[open.len()..t.len() - close.len()].trim();
         }
     }
-    if t.chars().filter(|c| c.is_alphanumeric()).count() < 3 {
+    // A small proposer can answer with adapter markers or numbering instead
+    // of prose (seen with the 135M default: "[## 1]\n[## 2]..."). Such text
+    // would corrupt the prompt structure it is pasted into: reject it, and
+    // anything with fewer than three words.
+    let markers = ["[[", "]]", "[##", "##]"];
+    let words = t
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphabetic))
+        .count();
+    if words < 3 || markers.iter().any(|m| t.contains(m)) {
         None
     } else {
         Some(t.to_string())
@@ -302,4 +311,20 @@ pub fn describe_module(p: &crate::program::PredictorRef) -> String {
         names(&p.signature.outputs),
         p.signature.objective()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn clean_strips_quotes_and_rejects_marker_soup() {
+        assert_eq!(
+            clean("  \"Classify the sentence.\" ").as_deref(),
+            Some("Classify the sentence.")
+        );
+        assert_eq!(clean("[## 1]\n[## 2]\n[## 3]"), None);
+        assert_eq!(clean("Use [[ ## sentiment ## ]] always"), None);
+        assert_eq!(clean("ok"), None);
+    }
 }
