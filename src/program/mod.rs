@@ -263,9 +263,9 @@ impl Program {
     }
 }
 
-pub mod react;
 pub mod load;
 pub mod lower;
+pub mod react;
 pub mod shorthand;
 
 pub use load::{load, load_str};
