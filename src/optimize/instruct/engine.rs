@@ -79,6 +79,43 @@ impl Evaluator for EngineEvaluator<'_, '_> {
     }
 }
 
+const COPRO_KEYS: &[&str] = &["breadth", "depth", "init_temperature"];
+const MIPRO_KEYS: &[&str] = &[
+    "auto",
+    "num_candidates",
+    "num_trials",
+    "minibatch_size",
+    "minibatch_full_eval_steps",
+    "init_temperature",
+    "max_bootstrapped_demos",
+    "max_labeled_demos",
+];
+const GEPA_KEYS: &[&str] = &[
+    "auto",
+    "max_metric_calls",
+    "reflection_minibatch_size",
+    "use_merge",
+    "max_merge_invocations",
+    "temperature",
+];
+
+/// MIPROv2's settings from `--opt` (unknown keys refused).
+fn mipro_config(settings: &Settings, seed: u64) -> Result<MiproConfig, OptimizeError> {
+    settings.check_known(MIPRO_KEYS)?;
+    Ok(MiproConfig {
+        auto: auto(settings, Some(Auto::Light))?,
+        num_candidates: settings.usize("num_candidates", 6)?,
+        num_trials: settings
+            .values
+            .get("num_trials")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize),
+        minibatch_size: settings.usize("minibatch_size", 35)?,
+        minibatch_full_eval_steps: settings.usize("minibatch_full_eval_steps", 5)?,
+        seed,
+    })
+}
+
 /// The optimizer names this module provides.
 pub const INSTRUCTION_OPTIMIZERS: &[&str] = &["copro", "mipro", "gepa"];
 
@@ -130,7 +167,7 @@ pub async fn compile(
     let mut effective = BTreeMap::new();
     let search: Result<SearchResult, SearchError> = match settings.optimizer.as_str() {
         "copro" => {
-            settings.check_known(&["breadth", "depth", "init_temperature"])?;
+            settings.check_known(COPRO_KEYS)?;
             let cfg = CoproConfig {
                 breadth: settings.usize("breadth", 10)?,
                 depth: settings.usize("depth", 3)?,
@@ -146,28 +183,7 @@ pub async fn compile(
             copro(engine.program, &start, &eval, &proposer, &cfg).await
         }
         "mipro" => {
-            settings.check_known(&[
-                "auto",
-                "num_candidates",
-                "num_trials",
-                "minibatch_size",
-                "minibatch_full_eval_steps",
-                "init_temperature",
-                "max_bootstrapped_demos",
-                "max_labeled_demos",
-            ])?;
-            let cfg = MiproConfig {
-                auto: auto(settings, Some(Auto::Light))?,
-                num_candidates: settings.usize("num_candidates", 6)?,
-                num_trials: settings
-                    .values
-                    .get("num_trials")
-                    .and_then(Value::as_u64)
-                    .map(|n| n as usize),
-                minibatch_size: settings.usize("minibatch_size", 35)?,
-                minibatch_full_eval_steps: settings.usize("minibatch_full_eval_steps", 5)?,
-                seed: engine.seed,
-            };
+            let cfg = mipro_config(settings, engine.seed)?;
             let t = settings.opt_f64("init_temperature")?.unwrap_or(0.5);
             let max_b = settings.usize("max_bootstrapped_demos", 4)?;
             let max_l = settings.usize("max_labeled_demos", 4)?;
@@ -225,14 +241,7 @@ pub async fn compile(
             .await
         }
         "gepa" => {
-            settings.check_known(&[
-                "auto",
-                "max_metric_calls",
-                "reflection_minibatch_size",
-                "use_merge",
-                "max_merge_invocations",
-                "temperature",
-            ])?;
+            settings.check_known(GEPA_KEYS)?;
             let cfg = GepaConfig {
                 auto: auto(settings, Some(Auto::Light))?,
                 max_metric_calls: settings
@@ -387,35 +396,14 @@ pub fn project(
     let proposer_calls;
     match settings.optimizer.as_str() {
         "copro" => {
-            settings.check_known(&["breadth", "depth", "init_temperature"])?;
+            settings.check_known(COPRO_KEYS)?;
             let b = settings.usize("breadth", 10)?.max(2) as u64;
             let d = settings.usize("depth", 3)?.max(1) as u64;
             proposer_calls = p * (b - 1) + (d - 1) * p * b;
             phases.push(("evaluating".into(), v + proposer_calls * v));
         }
         "mipro" => {
-            settings.check_known(&[
-                "auto",
-                "num_candidates",
-                "num_trials",
-                "minibatch_size",
-                "minibatch_full_eval_steps",
-                "init_temperature",
-                "max_bootstrapped_demos",
-                "max_labeled_demos",
-            ])?;
-            let cfg = MiproConfig {
-                auto: auto(settings, Some(Auto::Light))?,
-                num_candidates: settings.usize("num_candidates", 6)?,
-                num_trials: settings
-                    .values
-                    .get("num_trials")
-                    .and_then(Value::as_u64)
-                    .map(|n| n as usize),
-                minibatch_size: settings.usize("minibatch_size", 35)?,
-                minibatch_full_eval_steps: settings.usize("minibatch_full_eval_steps", 5)?,
-                seed: 0,
-            };
+            let cfg = mipro_config(settings, 0)?;
             let with_demos = settings.usize("max_bootstrapped_demos", 4)?
                 + settings.usize("max_labeled_demos", 4)?
                 > 0;
@@ -448,14 +436,7 @@ pub fn project(
             ));
         }
         "gepa" => {
-            settings.check_known(&[
-                "auto",
-                "max_metric_calls",
-                "reflection_minibatch_size",
-                "use_merge",
-                "max_merge_invocations",
-                "temperature",
-            ])?;
+            settings.check_known(GEPA_KEYS)?;
             let a = auto(settings, Some(Auto::Light))?.unwrap_or(Auto::Light);
             let budget = match settings
                 .values
