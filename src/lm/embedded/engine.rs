@@ -632,8 +632,9 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
 }
 
 /// Grammar (when given) then greedy at temperature 0, else temperature and
-/// a seeded draw whose seed derives from the rollout id and the prompt, so
-/// sampled replies are reproducible.
+/// a seeded draw whose seed derives from the rollout id and the prompt (the
+/// draw is fixed; logits may differ in the last bits when a prefix comes from
+/// the KV cache, so exact replay of sampled replies is the response cache's job).
 fn build_sampler(
     model: &LlamaModel,
     req: &LmRequest,
