@@ -20,7 +20,7 @@ $LMC eval programs/sentiment.yaml --dataset datasets/sst2/dev.csv --limit "$DEV_
 
 echo "== compile (bootstrap_random_search on 40 train / 40 val examples)"
 $LMC compile programs/sentiment.yaml --optimizer bootstrap_random_search \
-  --opt train_limit=40 --opt val_limit=40 --opt num_candidate_programs=4 \
+  --train-limit 40 --val-limit 40 --opt num_candidate_programs=4 \
   --seed 0 -o sentiment.compiled.json
 
 echo "== compiled eval on the same dev sentences"
