@@ -95,6 +95,17 @@ impl Proposer {
             .ok_or_else(|| SearchError::Propose(format!("the proposal had no usable `{name}`")))
     }
 
+    /// COPRO's two proposal outputs: the instruction and an output prefix.
+    fn instruction_and_prefix(
+        out: &Map<String, Value>,
+    ) -> Result<(String, Option<String>), SearchError> {
+        let prefix = out
+            .get("proposed_prefix_for_output_field")
+            .and_then(Value::as_str)
+            .and_then(clean);
+        Ok((Self::output(out, "proposed_instruction")?, prefix))
+    }
+
     /// COPRO's first step: a better version of `instruction`, plus an
     /// output prefix.
     pub async fn basic(
@@ -123,11 +134,7 @@ impl Proposer {
                 rollout,
             )
             .await?;
-        let prefix = out
-            .get("proposed_prefix_for_output_field")
-            .and_then(Value::as_str)
-            .and_then(clean);
-        Ok((Self::output(&out, "proposed_instruction")?, prefix))
+        Self::instruction_and_prefix(&out)
     }
 
     /// COPRO's refinement: a new instruction given earlier attempts and
@@ -169,11 +176,7 @@ impl Proposer {
                 rollout,
             )
             .await?;
-        let prefix = out
-            .get("proposed_prefix_for_output_field")
-            .and_then(Value::as_str)
-            .and_then(clean);
-        Ok((Self::output(&out, "proposed_instruction")?, prefix))
+        Self::instruction_and_prefix(&out)
     }
 
     /// MIPROv2's data-aware step: a short description of the dataset from a
