@@ -95,18 +95,37 @@ struct KeyView<'a> {
     response_format: Option<Value>,
 }
 
+impl<'a> KeyView<'a> {
+    fn of(req: &'a LmRequest) -> Self {
+        KeyView {
+            model: &req.model,
+            messages: &req.messages,
+            temperature: req.temperature,
+            max_tokens: req.max_tokens,
+            rollout_id: req.rollout_id,
+            grammar: req.grammar.as_deref(),
+            response_format: req.response_format.as_ref().map(sorted),
+        }
+    }
+}
+
 fn canonical_request(req: &LmRequest) -> String {
-    let view = KeyView {
-        model: &req.model,
-        messages: &req.messages,
-        temperature: req.temperature,
-        max_tokens: req.max_tokens,
-        rollout_id: req.rollout_id,
-        grammar: req.grammar.as_deref(),
-        response_format: req.response_format.as_ref().map(sorted),
-    };
     // Serializing plain data to a String cannot fail.
-    serde_json::to_string(&view).unwrap_or_default()
+    serde_json::to_string(&KeyView::of(req)).unwrap_or_default()
+}
+
+/// Feeds serialized bytes straight into the hash, so the key costs no
+/// intermediate String (it is on every call's path).
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn sorted(v: &Value) -> Value {
@@ -125,9 +144,13 @@ fn sorted(v: &Value) -> Value {
     }
 }
 
-/// The cache key of a request: lowercase hex sha256 of its canonical JSON.
+/// The cache key of a request: lowercase hex sha256 of its canonical JSON
+/// (the bytes of [`canonical_request`], hashed as they are produced).
 pub fn cache_key(req: &LmRequest) -> String {
-    hex::encode(Sha256::digest(canonical_request(req).as_bytes()))
+    let mut w = HashWriter(Sha256::new());
+    // Writing plain data into a hasher cannot fail.
+    let _ = serde_json::to_writer(&mut w, &KeyView::of(req));
+    hex::encode(w.0.finalize())
 }
 
 fn checksum(key: &str, text: &str, usage: &Usage) -> String {
@@ -191,16 +214,19 @@ pub struct CacheStore {
     on_warning: Mutex<Option<Arc<WarnFn>>>,
 }
 
+/// The request (kilobytes of prompt, kept for cassettes and humans) is the
+/// last column, so reading a reply never walks the request's overflow pages.
+/// Files created before this order keep working: queries name columns.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
     model TEXT NOT NULL,
-    request TEXT,
     text TEXT NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
     checksum TEXT NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    request TEXT
 );
 ";
 
@@ -231,6 +257,11 @@ impl CacheStore {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        // Reads map the file instead of copying pages through read(2): a
+        // hit is then a B-tree walk in memory (the per-call path of every
+        // re-run). The map is a window, not an allocation.
+        conn.pragma_update(None, "mmap_size", 1i64 << 30)
             .map_err(sql)?;
         conn.execute_batch(SCHEMA).map_err(sql)?;
         conn.set_prepared_statement_cache_capacity(16);
@@ -340,8 +371,30 @@ impl CacheStore {
 
     /// Record a reply (replacing any previous, e.g. corrupt, row).
     pub fn put(&self, entry: &CacheEntry) -> Result<(), String> {
-        let sum = checksum(&entry.key, &entry.text, &entry.usage);
         let request = entry.request.as_ref().map(|r| r.to_string());
+        self.put_row(
+            &entry.key,
+            &entry.model,
+            request.as_deref(),
+            &entry.text,
+            entry.usage,
+            entry.created,
+        )
+    }
+
+    /// [`CacheStore::put`] with the request already as JSON text (the call
+    /// path has it as text; decoding it only to encode it again doubled the
+    /// cost of a cold-cache call).
+    fn put_row(
+        &self,
+        key: &str,
+        model: &str,
+        request: Option<&str>,
+        text: &str,
+        usage: Usage,
+        created: i64,
+    ) -> Result<(), String> {
+        let sum = checksum(key, text, &usage);
         let conn = self.lock()?;
         let mut stmt = conn
             .prepare_cached(
@@ -351,14 +404,14 @@ impl CacheStore {
             )
             .map_err(|e| e.to_string())?;
         stmt.execute(params![
-            entry.key,
-            entry.model,
+            key,
+            model,
             request,
-            entry.text,
-            entry.usage.prompt_tokens as i64,
-            entry.usage.completion_tokens as i64,
+            text,
+            usage.prompt_tokens as i64,
+            usage.completion_tokens as i64,
             sum,
-            entry.created,
+            created,
         ])
         .map_err(|e| e.to_string())?;
         Ok(())
@@ -589,18 +642,19 @@ impl CachedLm {
     /// Call the backend and record the reply.
     async fn fetch(&self, key: &str, req: &LmRequest) -> Result<LmResponse, LmError> {
         let resp = self.inner.complete(req).await?;
-        let entry = CacheEntry {
-            key: key.to_string(),
-            model: req.model.clone(),
-            request: serde_json::from_str(&canonical_request(req)).ok(),
-            text: resp.text.clone(),
-            usage: resp.usage,
-            created: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0),
-        };
-        if let Err(e) = self.store.put(&entry) {
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let request = canonical_request(req);
+        if let Err(e) = self.store.put_row(
+            key,
+            &req.model,
+            Some(&request),
+            &resp.text,
+            resp.usage,
+            created,
+        ) {
             self.store
                 .warn(format!("could not record reply {key} in the cache: {e}"));
         }
@@ -688,6 +742,12 @@ mod tests {
         let mut b = a.clone();
         assert_eq!(cache_key(&a), cache_key(&b));
         assert_eq!(cache_key(&a).len(), 64);
+        // The streamed key is the hash of the canonical JSON that cassettes
+        // store, so keys stay stable and import can verify them.
+        assert_eq!(
+            cache_key(&a),
+            hex::encode(Sha256::digest(canonical_request(&a).as_bytes()))
+        );
         b.rollout_id = Some(1);
         assert_ne!(cache_key(&a), cache_key(&b));
         let mut c = a.clone();

@@ -151,14 +151,15 @@ impl HttpLm {
     }
 
     /// One attempt against the next endpoint in rotation.
-    async fn attempt(&self, body: &[u8]) -> Result<(String, Usage), Attempt> {
+    async fn attempt(&self, body: &bytes::Bytes) -> Result<(String, Usage), Attempt> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
         let url = &self.endpoints[i];
         let mut rb = self
             .client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_vec());
+            // A retry re-sends the same buffer (a reference count, no copy).
+            .body(body.clone());
         if let Some(auth) = &self.auth {
             rb = rb.header(AUTHORIZATION, auth.clone());
         }
@@ -216,7 +217,7 @@ impl Lm for HttpLm {
         } else {
             &req.model
         };
-        let body = serde_json::to_vec(&ChatBody {
+        let body: bytes::Bytes = serde_json::to_vec(&ChatBody {
             model,
             messages: &req.messages,
             temperature: req.temperature,
@@ -224,7 +225,8 @@ impl Lm for HttpLm {
             seed: self.cfg.seed,
             response_format: req.response_format.as_ref(),
         })
-        .map_err(|e| LmError::Fatal(format!("cannot encode request: {e}")))?;
+        .map_err(|e| LmError::Fatal(format!("cannot encode request: {e}")))?
+        .into();
         // Rough token estimate for TPM before the server tells us: ~4 bytes
         // per token of prompt, plus the completion allowance.
         let estimate = req

@@ -12,6 +12,9 @@ mod data;
 mod eval;
 mod foundation;
 mod instruction;
+// The embedded engine is a default feature; `--no-default-features` builds
+// an HTTP-only binary whose tests skip it.
+#[cfg(feature = "embedded")]
 mod lm_embedded;
 mod lm_http;
 mod metric;

@@ -110,6 +110,7 @@ struct State {
     count: AtomicUsize,
     received: Mutex<Vec<Value>>,
     record: bool,
+    parse: bool,
     latency: Duration,
 }
 
@@ -117,12 +118,21 @@ struct State {
 pub struct StubBuilder {
     latency: Duration,
     record: bool,
+    parse: bool,
 }
 
 impl StubBuilder {
     /// A fixed delay added before every reply (simulates server latency).
     pub fn latency(mut self, d: Duration) -> Self {
         self.latency = d;
+        self
+    }
+
+    /// Whether to decode request bodies into [`StubRequest`] (default on).
+    /// Benches turn it off so the stub costs next to nothing and the figure
+    /// is the client's: the handler then sees an empty model and messages.
+    pub fn parse(mut self, on: bool) -> Self {
+        self.parse = on;
         self
     }
 
@@ -147,6 +157,7 @@ impl StubBuilder {
             count: AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
             record: self.record,
+            parse: self.parse,
             latency: self.latency,
         });
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -199,6 +210,7 @@ impl StubServer {
         StubBuilder {
             latency: Duration::ZERO,
             record: true,
+            parse: true,
         }
     }
 
@@ -288,7 +300,11 @@ async fn serve_conn(sock: TcpStream, state: Arc<State>) {
         if reader.read_exact(&mut body).await.is_err() {
             return;
         }
-        let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let body: Value = if state.parse {
+            serde_json::from_slice(&body).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
 
         let n = state.count.fetch_add(1, Ordering::SeqCst);
         if state.record {
