@@ -131,7 +131,7 @@ fn main() {
         .build()
         .expect("runtime");
     let sig = sentiment();
-    let grammar = AdapterKind::Chat.grammar(&sig);
+    let grammar = AdapterKind::Chat.grammar(&sig, 64);
     let grammar = (!grammar.is_empty()).then_some(grammar);
     let examples = sst2(n);
     println!("embedded engine, {}", model_path.display());

@@ -9,8 +9,23 @@
 //! the output keys in order. Values follow the field types: enum values as
 //! literal alternatives, integers, floats, `True`/`False`, JSON arrays and
 //! objects (shaped by the field's JSON schema when it has one), and free text
-//! for strings that is non-empty and cannot contain `[[` (so it cannot forge
-//! the next marker); its length is bounded by the request's `max_tokens`.
+//! for strings that is non-empty and cannot contain `[[` or `[#` (so it
+//! cannot forge the next marker or fill the field with near-miss markers).
+//!
+//! Given the request's `max_tokens`, each top-level string field is also
+//! bounded in characters so that every field fits the budget: a small model
+//! asked to think step by step otherwise spends all its tokens on the
+//! reasoning and is cut off before the answer (19 of 20 GSM8K replies of the
+//! default model were, unbounded). The bound is [`text_budget`]: the tokens
+//! left after the markers, at one character per token, shared equally by the
+//! string fields. One character per token is the rate no token falls below,
+//! so the bound holds whatever the model writes (English runs near four
+//! characters per token, but arithmetic and marker-like junk from a small
+//! model near one and a half); raise `max_tokens` for longer text. (In chat
+//! replies a `[` and the character after it count as one, so bracket-heavy
+//! text can exceed the bound by its number of brackets.) When the
+//! bound is reached the grammar admits only the next marker, so the model
+//! moves on to the next field instead of being cut off.
 //!
 //! Rule names use only lowercase letters, digits and dashes, which every
 //! llama.cpp version accepts.
@@ -24,8 +39,9 @@ use crate::signature::{FieldType, Signature};
 /// Whitespace inside JSON: none, one space, or a newline and a bounded
 /// indent, so a small model cannot loop on whitespace forever.
 const WS: &str = r#"| " " | "\n" [ \t]{0,20}"#;
-const JSON_STRING: &str =
-    r#""\"" ( [^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} ) )* "\"""#;
+const JSON_STRING: &str = r#""\"" json-char* "\"""#;
+const JSON_CHAR: &str =
+    r#"[^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )"#;
 const JSON_NUMBER: &str =
     r#""-"? ( [0-9] | [1-9] [0-9]{0,15} ) ( "." [0-9]+ )? ( [eE] [-+]? [0-9]{1,3} )?"#;
 const JSON_INT: &str = r#""-"? ( [0-9] | [1-9] [0-9]{0,15} )"#;
@@ -33,15 +49,52 @@ const JSON_VALUE: &str =
     r#"json-object | json-array | json-string | json-number | "true" | "false" | "null""#;
 const JSON_OBJECT: &str = r#""{" ws ( json-string ws ":" ws json-value ws ( "," ws json-string ws ":" ws json-value ws )* )? "}""#;
 const JSON_ARRAY: &str = r#""[" ws ( json-value ws ( "," ws json-value ws )* )? "]""#;
-/// Free text: non-empty, starting with a visible character, never `[[`.
+/// Free text: non-empty, starting with a visible character, never `[[` or
+/// `[#` (a marker or a near-miss of one, which small models write as
+/// filler). A `[` and the character after it are one `str-char`.
 const STR_VALUE: &str = r#"str-start str-char*"#;
-const STR_START: &str = r#"[^\[ \t\n] | "[" [^\[]"#;
-const STR_CHAR: &str = r#"[^\[] | "[" [^\[]"#;
+const STR_START: &str = r#"[^\[ \t\n] | "[" [^\[#]"#;
+const STR_CHAR: &str = r#"[^\[] | "[" [^\[#]"#;
+
+/// Characters per token assumed when bounding free text: the floor (a
+/// token decodes to at least one character), so the bound is a guarantee.
+const CHARS_PER_TOKEN: usize = 1;
+/// Tokens set aside per output field for its marker and separators.
+const MARKER_TOKENS: usize = 16;
+/// No string field is bounded below this many characters.
+const MIN_TEXT_CHARS: usize = 32;
+
+/// The character bound of each top-level string output of `sig` under a
+/// budget of `max_tokens` (None when the signature has no string output).
+pub fn text_budget(sig: &Signature, max_tokens: u32) -> Option<usize> {
+    let text_fields = sig
+        .outputs
+        .iter()
+        .filter(|f| is_text(&f.ty))
+        .count();
+    if text_fields == 0 {
+        return None;
+    }
+    let tokens = (max_tokens as usize).saturating_sub(MARKER_TOKENS * (sig.outputs.len() + 1));
+    Some((tokens * CHARS_PER_TOKEN / text_fields).max(MIN_TEXT_CHARS))
+}
+
+fn is_text(ty: &FieldType) -> bool {
+    match ty {
+        FieldType::String => true,
+        FieldType::Optional { inner } => is_text(inner),
+        _ => false,
+    }
+}
 
 /// Grammar for chat-adapter replies: the output sections in order, then
-/// `[[ ## completed ## ]]`.
-pub fn chat_grammar(sig: &Signature) -> String {
-    let mut g = Builder::default();
+/// `[[ ## completed ## ]]`. With `max_tokens`, string fields are bounded
+/// (see [`text_budget`]).
+pub fn chat_grammar(sig: &Signature, max_tokens: Option<u32>) -> String {
+    let mut g = Builder {
+        text_bound: max_tokens.and_then(|m| text_budget(sig, m)),
+        ..Builder::default()
+    };
     let mut root = String::new();
     let names = g.field_rule_names(sig);
     for (i, (f, rule)) in sig.outputs.iter().zip(&names).enumerate() {
@@ -52,7 +105,7 @@ pub fn chat_grammar(sig: &Signature) -> String {
             literal(&format!("{lead}[[ ## {} ## ]]\n", f.name)),
             rule
         );
-        let body = g.chat_value(&f.ty);
+        let body = g.top_value(&f.ty, false);
         g.define(rule, body);
     }
     root.push_str(&literal("\n\n[[ ## completed ## ]]"));
@@ -60,9 +113,13 @@ pub fn chat_grammar(sig: &Signature) -> String {
 }
 
 /// Grammar for JSON-adapter replies: one object with exactly the output
-/// keys, in order, with typed values.
-pub fn json_grammar(sig: &Signature) -> String {
-    let mut g = Builder::default();
+/// keys, in order, with typed values. With `max_tokens`, string fields are
+/// bounded (see [`text_budget`]).
+pub fn json_grammar(sig: &Signature, max_tokens: Option<u32>) -> String {
+    let mut g = Builder {
+        text_bound: max_tokens.and_then(|m| text_budget(sig, m)),
+        ..Builder::default()
+    };
     g.need("ws");
     let mut root = String::from(r#""{" ws "#);
     let names = g.field_rule_names(sig);
@@ -72,7 +129,7 @@ pub fn json_grammar(sig: &Signature) -> String {
         }
         let key = serde_json::to_string(&f.name).unwrap_or_default();
         let _ = write!(root, r#"{} ws ":" ws {} ws "#, literal(&key), rule);
-        let body = g.json_value(&f.ty);
+        let body = g.top_value(&f.ty, true);
         g.define(rule, body);
     }
     root.push_str(r#""}""#);
@@ -85,6 +142,8 @@ struct Builder {
     fields: Vec<(String, String)>,
     /// Shared helper rules needed (emitted in a fixed order).
     helpers: Vec<&'static str>,
+    /// Character bound of top-level string fields, if any.
+    text_bound: Option<usize>,
 }
 
 impl Builder {
@@ -130,6 +189,7 @@ impl Builder {
                 "ws",
             ],
             "json-object" => &["json-string", "json-value", "ws"],
+            "json-string" => &["json-char"],
             "json-array" => &["json-value", "ws"],
             "str-value" => &["str-start", "str-char"],
             _ => &[],
@@ -149,7 +209,7 @@ impl Builder {
             let _ = writeln!(out, "{name} ::= {body}");
         }
         // Fixed order keeps the text stable (snapshots, cache keys).
-        const ORDER: [(&str, &str); 10] = [
+        const ORDER: [(&str, &str); 11] = [
             ("str-value", STR_VALUE),
             ("str-start", STR_START),
             ("str-char", STR_CHAR),
@@ -157,6 +217,7 @@ impl Builder {
             ("json-object", JSON_OBJECT),
             ("json-array", JSON_ARRAY),
             ("json-string", JSON_STRING),
+            ("json-char", JSON_CHAR),
             ("json-number", JSON_NUMBER),
             ("json-int", JSON_INT),
             ("ws", WS),
@@ -169,6 +230,39 @@ impl Builder {
             }
         }
         out
+    }
+
+    /// A top-level field's value (as JSON when `json`, else as a chat
+    /// section), with string fields, also optional ones, length-bounded when
+    /// a bound is set.
+    fn top_value(&mut self, ty: &FieldType, json: bool) -> String {
+        let Some(n) = self.text_bound else {
+            return self.value(ty, json);
+        };
+        match ty {
+            FieldType::String if json => {
+                self.need("json-char");
+                format!(r#""\"" json-char{{0,{n}}} "\"""#)
+            }
+            FieldType::String => {
+                self.need("str-start");
+                self.need("str-char");
+                format!("str-start str-char{{0,{}}}", n.saturating_sub(1))
+            }
+            FieldType::Optional { inner } if is_text(inner) => {
+                let none = if json { r#""null""# } else { r#""None""# };
+                format!("( {} ) | {none}", self.top_value(inner, json))
+            }
+            _ => self.value(ty, json),
+        }
+    }
+
+    fn value(&mut self, ty: &FieldType, json: bool) -> String {
+        if json {
+            self.json_value(ty)
+        } else {
+            self.chat_value(ty)
+        }
     }
 
     /// A value as written in a chat section.

@@ -97,11 +97,12 @@ impl AdapterKind {
         }
     }
 
-    /// A GBNF grammar constraining replies (embedded engine).
-    pub fn grammar(&self, sig: &Signature) -> String {
+    /// A GBNF grammar constraining replies (embedded engine); free text is
+    /// bounded so every output field fits `max_tokens`.
+    pub fn grammar(&self, sig: &Signature, max_tokens: u32) -> String {
         match self {
-            AdapterKind::Chat => grammar::chat_grammar(sig),
-            AdapterKind::Json => grammar::json_grammar(sig),
+            AdapterKind::Chat => grammar::chat_grammar(sig, Some(max_tokens)),
+            AdapterKind::Json => grammar::json_grammar(sig, Some(max_tokens)),
         }
     }
 

@@ -230,7 +230,10 @@ pub async fn call_predictor(
         temperature: ctx.temperature,
         max_tokens: ctx.max_tokens,
         rollout_id,
-        grammar: ctx.lm.supports_grammar().then(|| ctx.adapter.grammar(&sig)),
+        grammar: ctx
+            .lm
+            .supports_grammar()
+            .then(|| ctx.adapter.grammar(&sig, ctx.max_tokens)),
         response_format: ctx.adapter.response_format(&sig),
     };
     let started = Instant::now();

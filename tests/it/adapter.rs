@@ -695,7 +695,7 @@ mod never_panics {
 fn chat_grammar_for_sentiment() {
     insta::assert_snapshot!(
         "chat_grammar_sentiment",
-        grammar::chat_grammar(&sentiment_sig())
+        grammar::chat_grammar(&sentiment_sig(), None)
     );
 }
 
@@ -726,17 +726,47 @@ fn multi_type_sig() -> Signature {
 
 #[test]
 fn chat_grammar_for_multi_type_signature() {
-    let g = grammar::chat_grammar(&multi_type_sig());
+    let g = grammar::chat_grammar(&multi_type_sig(), None);
     assert_grammar_well_formed(&g);
     insta::assert_snapshot!("chat_grammar_multi_type", g);
 }
 
 #[test]
 fn json_grammar_for_multi_type_signature() {
-    let g = grammar::json_grammar(&multi_type_sig());
+    let g = grammar::json_grammar(&multi_type_sig(), None);
     assert_grammar_well_formed(&g);
     insta::assert_snapshot!("json_grammar_multi_type", g);
-    assert_eq!(AdapterKind::Json.grammar(&multi_type_sig()), g);
+}
+
+/// With a token budget, top-level string fields are bounded in characters
+/// so the fields after them (the answer after the reasoning) still fit.
+#[test]
+fn grammars_bound_free_text_by_the_token_budget() {
+    let sig = multi_type_sig();
+    // 9 outputs: 400 - 16 * 10 tokens at one char each, one string field.
+    assert_eq!(grammar::text_budget(&sig, 400), Some(240));
+    assert_eq!(grammar::text_budget(&sig, 10), Some(32), "floor");
+    assert_eq!(grammar::text_budget(&sentiment_sig(), 400), None);
+    let chat = AdapterKind::Chat.grammar(&sig, 400);
+    assert_grammar_well_formed(&chat);
+    assert!(
+        chat.contains("reasoning-value ::= str-start str-char{0,239}\n"),
+        "{chat}"
+    );
+    // Strings inside lists and JSON stay unbounded (only top-level fields).
+    assert!(chat.contains("tags-value ::= \"[\" ws ( ( json-string )"), "{chat}");
+    let json = AdapterKind::Json.grammar(&sig, 400);
+    assert_grammar_well_formed(&json);
+    assert!(
+        json.contains(r#"reasoning-value ::= "\"" json-char{0,240} "\"""#),
+        "{json}"
+    );
+    insta::assert_snapshot!("chat_grammar_multi_type_bounded", chat);
+    // No string field: the budget changes nothing.
+    assert_eq!(
+        AdapterKind::Chat.grammar(&sentiment_sig(), 64),
+        grammar::chat_grammar(&sentiment_sig(), None)
+    );
 }
 
 /// Structural checks a GBNF parser would make: one `root`, every rule
@@ -989,11 +1019,13 @@ fn embedded_model_under_multi_type_grammars_replies_parseably() {
     use lmc::lm::embedded::{EmbeddedConfig, EmbeddedLm};
     use lmc::lm::{Lm, LmRequest};
 
-    // Terminating types only: free text may legitimately run to max_tokens.
+    // Free text first: its bound (from max_tokens) must leave room for
+    // every field after it.
     let sig = sig(
         Some("Describe the review."),
         &[("review", s())],
         &[
+            ("summary", s()),
             ("stars", FieldType::Int),
             ("recommend", FieldType::Bool),
             ("year", opt(FieldType::Float)),
@@ -1017,18 +1049,27 @@ fn embedded_model_under_multi_type_grammars_replies_parseably() {
             model: lm.model(),
             messages: adapter.render(&sig, &[], &inputs),
             temperature: 0.0,
-            max_tokens: 96,
+            max_tokens: 200,
             rollout_id: None,
-            grammar: Some(adapter.grammar(&sig)),
+            grammar: Some(adapter.grammar(&sig, 200)),
             response_format: None,
         };
+        let bound = lmc::adapter::grammar::text_budget(&sig, 200).unwrap();
         let resp = rt
             .block_on(lm.complete(&req))
             .unwrap_or_else(|e| panic!("{adapter:?} grammar rejected or call failed: {e}"));
         let parsed = adapter
             .parse(&sig, &resp.text)
             .unwrap_or_else(|e| panic!("{adapter:?} reply not parseable: {e}\n{}", resp.text));
-        assert_eq!(parsed.len(), 4, "{parsed:?}");
+        assert_eq!(parsed.len(), 5, "{parsed:?}");
+        let summary = parsed["summary"].as_str().unwrap_or_default();
+        // A `[` and its next character count once in the chat grammar.
+        let units = summary.chars().count() - summary.matches('[').count();
+        assert!(
+            !summary.is_empty() && units <= bound,
+            "summary of {} chars, bound {bound}: {summary:?}",
+            summary.chars().count()
+        );
         assert!(parsed["stars"].is_i64(), "{parsed:?}");
         assert!(parsed["recommend"].is_boolean(), "{parsed:?}");
     }

@@ -35,7 +35,7 @@ fn request(lm: &EmbeddedLm, sentence: &str) -> LmRequest {
     let sig = sentiment();
     let mut inputs = Map::new();
     inputs.insert("sentence".into(), Value::String(sentence.into()));
-    let grammar = AdapterKind::Chat.grammar(&sig);
+    let grammar = AdapterKind::Chat.grammar(&sig, 64);
     LmRequest {
         model: lm.model(),
         messages: AdapterKind::Chat.render(&sig, &[], &inputs),
@@ -106,7 +106,7 @@ fn grammar_enforces_parseable_typed_output() {
     inputs.insert("sentence".into(), Value::String(SENTENCES[1].into()));
     let mut json_req = req.clone();
     json_req.messages = AdapterKind::Json.render(&sig, &[], &inputs);
-    json_req.grammar = Some(AdapterKind::Json.grammar(&sig));
+    json_req.grammar = Some(AdapterKind::Json.grammar(&sig, 64));
     let resp = rt()
         .block_on(lm.complete(&json_req))
         .expect("JSON-constrained completion");
