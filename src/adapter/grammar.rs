@@ -21,11 +21,13 @@
 //! string fields. One character per token is the rate no token falls below,
 //! so the bound holds whatever the model writes (English runs near four
 //! characters per token, but arithmetic and marker-like junk from a small
-//! model near one and a half); raise `max_tokens` for longer text. (In chat
-//! replies a `[` and the character after it count as one, so bracket-heavy
-//! text can exceed the bound by its number of brackets.) When the
+//! model near one); raise `max_tokens` for longer text. Bounded chat text
+//! contains no `[` at all, so that each repetition is one character (a `[`
+//! that may not start `[[` must pair with the next character, and the
+//! default model's `[1]\n[2]\n…` filler then overran the bound). When the
 //! bound is reached the grammar admits only the next marker, so the model
-//! moves on to the next field instead of being cut off.
+//! moves on to the next field instead of being cut off. (In JSON strings an
+//! escape sequence counts as one character; models rarely write them.)
 //!
 //! Rule names use only lowercase letters, digits and dashes, which every
 //! llama.cpp version accepts.
@@ -40,8 +42,7 @@ use crate::signature::{FieldType, Signature};
 /// indent, so a small model cannot loop on whitespace forever.
 const WS: &str = r#"| " " | "\n" [ \t]{0,20}"#;
 const JSON_STRING: &str = r#""\"" json-char* "\"""#;
-const JSON_CHAR: &str =
-    r#"[^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )"#;
+const JSON_CHAR: &str = r#"[^"\\\x7F\x00-\x1F] | "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )"#;
 const JSON_NUMBER: &str =
     r#""-"? ( [0-9] | [1-9] [0-9]{0,15} ) ( "." [0-9]+ )? ( [eE] [-+]? [0-9]{1,3} )?"#;
 const JSON_INT: &str = r#""-"? ( [0-9] | [1-9] [0-9]{0,15} )"#;
@@ -55,6 +56,10 @@ const JSON_ARRAY: &str = r#""[" ws ( json-value ws ( "," ws json-value ws )* )? 
 const STR_VALUE: &str = r#"str-start str-char*"#;
 const STR_START: &str = r#"[^\[ \t\n] | "[" [^\[#]"#;
 const STR_CHAR: &str = r#"[^\[] | "[" [^\[#]"#;
+/// Bounded free text has no `[` at all, so each repetition is exactly one
+/// character and the bound counts characters (see [`text_budget`]).
+const TEXT_START: &str = r#"[^\[ \t\n]"#;
+const TEXT_CHAR: &str = r#"[^\[]"#;
 
 /// Characters per token assumed when bounding free text: the floor (a
 /// token decodes to at least one character), so the bound is a guarantee.
@@ -67,11 +72,7 @@ const MIN_TEXT_CHARS: usize = 32;
 /// The character bound of each top-level string output of `sig` under a
 /// budget of `max_tokens` (None when the signature has no string output).
 pub fn text_budget(sig: &Signature, max_tokens: u32) -> Option<usize> {
-    let text_fields = sig
-        .outputs
-        .iter()
-        .filter(|f| is_text(&f.ty))
-        .count();
+    let text_fields = sig.outputs.iter().filter(|f| is_text(&f.ty)).count();
     if text_fields == 0 {
         return None;
     }
@@ -209,10 +210,12 @@ impl Builder {
             let _ = writeln!(out, "{name} ::= {body}");
         }
         // Fixed order keeps the text stable (snapshots, cache keys).
-        const ORDER: [(&str, &str); 11] = [
+        const ORDER: [(&str, &str); 13] = [
             ("str-value", STR_VALUE),
             ("str-start", STR_START),
             ("str-char", STR_CHAR),
+            ("text-start", TEXT_START),
+            ("text-char", TEXT_CHAR),
             ("json-value", JSON_VALUE),
             ("json-object", JSON_OBJECT),
             ("json-array", JSON_ARRAY),
@@ -245,9 +248,9 @@ impl Builder {
                 format!(r#""\"" json-char{{0,{n}}} "\"""#)
             }
             FieldType::String => {
-                self.need("str-start");
-                self.need("str-char");
-                format!("str-start str-char{{0,{}}}", n.saturating_sub(1))
+                self.need("text-start");
+                self.need("text-char");
+                format!("text-start text-char{{0,{}}}", n.saturating_sub(1))
             }
             FieldType::Optional { inner } if is_text(inner) => {
                 let none = if json { r#""null""# } else { r#""None""# };
