@@ -256,6 +256,7 @@ pub const NODE_KINDS: &[&str] = &[
     "refine",
     "best_of_n",
     "map",
+    "multi_chain_comparison",
 ];
 
 /// The keys a node of `kind` accepts (`None` for an unknown kind).
@@ -275,6 +276,7 @@ pub fn node_keys(kind: &str) -> Option<&'static [&'static str]> {
             "reward",
         ],
         "map" => &["kind", "signature", "inputs", "chain_of_thought", "over"],
+        "multi_chain_comparison" => &["kind", "signature", "inputs", "n"],
         _ => return None,
     })
 }

@@ -8,8 +8,13 @@
 //! lmc's predictor paths is by kind: a `predict` node `N` is `N` (a bare
 //! `dspy.Predict` attribute), a chain-of-thought, refine, best_of_n or map
 //! node `N` is `N.predict` (DSPy's ChainOfThought holds a Predict named
-//! `predict`), and a react node's `N.react` / `N.extract` are `N.react` /
-//! `N.extract.predict`. Import accepts either spelling. Field state is
+//! `predict`), a react node's `N.react` / `N.extract` are `N.react` /
+//! `N.extract.predict`, and a multi_chain_comparison node's `N.attempt` /
+//! `N.compare` are `N.attempt.predict` / `N.compare.predict` (a DSPy module
+//! holding `attempt = dspy.ChainOfThought(sig)` and `compare =
+//! dspy.MultiChainComparison(sig, M=n)`, whose Predict is also named
+//! `predict`; the compare fields carry DSPy's own prefixes and
+//! descriptions). Import accepts either spelling. Field state is
 //! positional in DSPy (inputs then outputs, in signature order); lmc keys it
 //! by field name on export and maps it back by position on import. kNN
 //! state has no DSPy equivalent: it is exported under an extra

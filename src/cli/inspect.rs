@@ -186,6 +186,7 @@ fn kind_name(program: &Program, node: &str) -> &'static str {
         Some(NodeKind::Refine { advise: true, .. }) => "refine",
         Some(NodeKind::Refine { .. }) => "best_of_n",
         Some(NodeKind::Map { .. }) => "map",
+        Some(NodeKind::MultiChainComparison { .. }) => "multi_chain_comparison",
         None => "predictor",
     }
 }

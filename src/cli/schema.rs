@@ -92,7 +92,7 @@ pub fn program_schema() -> Value {
         }
     });
     let node_props = json!({
-        "kind": {"enum": spec::NODE_KINDS, "description": "predict | chain_of_thought | react | retrieve | tool | refine | best_of_n | map."},
+        "kind": {"enum": spec::NODE_KINDS, "description": "predict | chain_of_thought | react | retrieve | tool | refine | best_of_n | map | multi_chain_comparison."},
         "signature": {"$ref": "#/$defs/signature"},
         "inputs": {"type": "object", "description": "Signature input -> binding. Unbound inputs default to the program input of the same name, else the unique earlier node output of that name.", "additionalProperties": {"$ref": "#/$defs/binding"}},
         "tools": {"type": "array", "items": {"type": "string"}, "description": "react: the tools the agent may call."},
@@ -101,7 +101,7 @@ pub fn program_schema() -> Value {
         "k": {"type": "integer", "minimum": 1, "description": "retrieve: passages returned (default: the tool's k, else 3)."},
         "operation": {"type": "string", "description": "tool: the operation (sqlite: list_tables | describe | query)."},
         "chain_of_thought": {"type": "boolean", "default": false, "description": "refine / best_of_n / map: add a `reasoning` output first."},
-        "n": {"type": "integer", "minimum": 1, "default": 3, "description": "refine / best_of_n: maximum attempts."},
+        "n": {"type": "integer", "minimum": 1, "default": 3, "description": "refine / best_of_n: maximum attempts; multi_chain_comparison: attempts compared."},
         "threshold": {"type": "number", "default": 1.0, "description": "refine / best_of_n: stop at the first attempt whose reward reaches this."},
         "reward": {"$ref": "#/$defs/reward"},
         "over": {"type": "string", "description": "map: the list-typed input iterated over."}

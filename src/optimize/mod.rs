@@ -262,7 +262,9 @@ pub struct Projection {
 
 /// LM calls one run of `program` makes: exact for predict/chain-of-thought
 /// graphs, an upper bound for loops (react: max_iters + extract; refine:
-/// n attempts; map: counted once per item, items unknown, so counted once).
+/// n attempts; map: counted once per item, items unknown, so counted once;
+/// multi-chain comparison: n attempts and one comparison, which is skipped
+/// only when every attempt failed).
 pub fn calls_per_run(program: &crate::program::Program) -> (u64, bool) {
     use crate::program::NodeKind;
     let mut calls = 0u64;
@@ -282,6 +284,7 @@ pub fn calls_per_run(program: &crate::program::Program) -> (u64, bool) {
                 calls += 1;
                 exact = false;
             }
+            NodeKind::MultiChainComparison { n, .. } => calls += (*n).max(1) as u64 + 1,
             NodeKind::Retrieve { .. } | NodeKind::Tool { .. } => {}
         }
     }

@@ -124,6 +124,10 @@ pub enum NodeKind {
         reward: RewardSpec,
         advise: bool,
     },
+    /// DSPy's MultiChainComparison: `n` chain-of-thought attempts, then one
+    /// call that compares them and answers. Predictor paths: `NODE.attempt`,
+    /// `NODE.compare`.
+    MultiChainComparison { signature: Signature, n: u32 },
     /// Apply a predictor to every item of a list input; results in order.
     Map {
         signature: Signature,
@@ -252,6 +256,16 @@ impl Program {
                         crate::program::react::extract_signature(signature),
                     );
                 }
+                NodeKind::MultiChainComparison { signature, n } => {
+                    push(
+                        format!("{}.attempt", node.name),
+                        crate::program::multichain::attempt_signature(signature),
+                    );
+                    push(
+                        format!("{}.compare", node.name),
+                        crate::program::multichain::compare_signature(signature, *n),
+                    );
+                }
                 NodeKind::Retrieve { .. } | NodeKind::Tool { .. } => {}
             }
         }
@@ -265,6 +279,7 @@ impl Program {
 
 pub mod load;
 pub mod lower;
+pub mod multichain;
 pub mod react;
 pub mod shorthand;
 

@@ -4,8 +4,8 @@
 //! Everything a run needs is passed in a [`RunContext`] (LM, adapter,
 //! sampling, tools, rollout id): there is no global state, so many runs with
 //! different overlays can proceed concurrently against one immutable program.
-//! Predict and chain-of-thought live here; ReAct, refine, map and tool nodes
-//! have their own files.
+//! Predict and chain-of-thought live here; ReAct, refine, map, multi-chain
+//! comparison and tool nodes have their own files.
 
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::tools::Toolbox;
 use crate::trace::{LmCallRecord, Step, Trace};
 
 pub mod map;
+pub mod multichain;
 pub mod react;
 pub mod refine;
 pub mod tool;
@@ -198,6 +199,9 @@ async fn run_node(
             refine::run_refine(ctx, program, overlay, node, inputs, trace).await
         }
         NodeKind::Map { .. } => map::run_map(ctx, program, overlay, node, inputs, trace).await,
+        NodeKind::MultiChainComparison { .. } => {
+            multichain::run_multichain(ctx, overlay, node, inputs, trace).await
+        }
         NodeKind::Retrieve { .. } | NodeKind::Tool { .. } => {
             tool::run_tool_node(ctx, program, node, inputs, trace).await
         }

@@ -18,5 +18,6 @@ mod instruction;
 mod lm_embedded;
 mod lm_http;
 mod metric;
+mod multichain;
 mod run_cmd;
 mod tools;

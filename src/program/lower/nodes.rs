@@ -1,12 +1,14 @@
 //! Lowering of tools and nodes: each node kind's keys, signature, tools and
 //! reward checked, and its outputs computed (chain of thought adds
 //! `reasoning` first, retrieve yields `passages`, tool yields `result` and
-//! `ok`, map wraps every output in a list).
+//! `ok`, map wraps every output in a list, multi-chain comparison yields
+//! `rationale` then the signature's outputs).
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 
 use super::{field_names, ident_hint, list, suggest, Draft, Expects, Lowerer};
+use crate::program::multichain::{attempt_field, compare_signature, RATIONALE_FIELD};
 use crate::program::shorthand::is_identifier;
 use crate::program::{Binding, NodeKind, RewardSpec, ToolSpec};
 use crate::signature::{Field, FieldType, Signature};
@@ -164,8 +166,11 @@ impl Lowerer<'_> {
         let positive = |this: &mut Self, v: Option<u32>, key: &str, default: u32| -> Option<u32> {
             match v {
                 Some(0) => {
-                    this.cx
-                        .err(&join(p, key), format!("`{key}` must be at least 1"), None);
+                    this.cx.err(
+                        &join(p, key),
+                        format!("`{key}` must be at least 1"),
+                        Some(format!("leave `{key}` out for the default ({default})")),
+                    );
                     None
                 }
                 Some(v) => Some(v),
@@ -364,6 +369,48 @@ impl Lowerer<'_> {
                         reward,
                         advise: kind_name == "refine",
                     },
+                    outputs,
+                    Expects::Fields(inputs),
+                ))
+            }
+            "multi_chain_comparison" => {
+                let sig = self.resolve_sig(ns.signature.as_ref(), p, kind_name, sigs, sig_names);
+                let n = positive(self, ns.n, "n", 3);
+                let sig = sig?;
+                let n = n?;
+                // The compare predictor adds these fields; a user field of
+                // the same name would be silently shadowed.
+                let sp = join(p, "signature");
+                let mut ok = true;
+                if sig.output(RATIONALE_FIELD).is_some() {
+                    self.cx.err(
+                        &sp,
+                        format!("a `{kind_name}` node adds a `{RATIONALE_FIELD}` output; the signature already has one"),
+                        Some(format!("rename the signature's `{RATIONALE_FIELD}` output")),
+                    );
+                    ok = false;
+                }
+                for f in &sig.inputs {
+                    if (1..=n).any(|i| attempt_field(i) == f.name) {
+                        self.cx.err(
+                            &sp,
+                            format!(
+                                "a `{kind_name}` node adds inputs `reasoning_attempt_1`..`{}`; the signature already has `{}`",
+                                attempt_field(n),
+                                f.name
+                            ),
+                            Some(format!("rename the signature's `{}` input", f.name)),
+                        );
+                        ok = false;
+                    }
+                }
+                if !ok {
+                    return None;
+                }
+                let outputs = compare_signature(&sig, n).outputs;
+                let inputs = sig.inputs.clone();
+                Some(draft(
+                    NodeKind::MultiChainComparison { signature: sig, n },
                     outputs,
                     Expects::Fields(inputs),
                 ))
