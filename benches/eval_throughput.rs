@@ -45,7 +45,7 @@ const N: usize = 512;
 const LATENCY: Duration = Duration::from_millis(50);
 
 fn label(i: usize) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "positive"
     } else {
         "negative"

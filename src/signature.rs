@@ -175,10 +175,41 @@ impl Signature {
     pub fn with_reasoning(&self) -> Signature {
         let mut sig = self.clone();
         if sig.output("reasoning").is_none() {
+            // DSPy prepends the field to a signature whose instruction is
+            // already fixed: the default objective names the original
+            // outputs only ("produce the fields `answer`"), not `reasoning`.
+            sig.instructions = Some(self.objective());
             let mut f = Field::new("reasoning", FieldType::String);
             f.prefix = Some("Reasoning: Let's think step by step in order to".into());
             sig.outputs.insert(0, f);
         }
         sig
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_of_thought_keeps_the_original_objective() {
+        let sig = Signature {
+            instructions: None,
+            inputs: vec![Field::new("question", FieldType::String)],
+            outputs: vec![Field::new("answer", FieldType::String)],
+        };
+        let cot = sig.with_reasoning();
+        assert_eq!(cot.outputs[0].name, "reasoning");
+        // As DSPy's ChainOfThought: the default instruction names the
+        // original outputs, not the prepended `reasoning`.
+        assert_eq!(
+            cot.objective(),
+            "Given the fields `question`, produce the fields `answer`."
+        );
+        let explicit = Signature {
+            instructions: Some("Answer.".into()),
+            ..sig
+        };
+        assert_eq!(explicit.with_reasoning().objective(), "Answer.");
     }
 }

@@ -360,9 +360,9 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
             report.results.len() - TABLE_ROWS
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p style=\"color:#888\">lmc {} · {}</p></body></html>\n",
+        "<p style=\"color:#888\">lmc {} · {}</p></body></html>",
         esc(&report.lmc_version),
         esc(&report.format)
     );

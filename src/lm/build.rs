@@ -268,7 +268,6 @@ fn embedded(cfg: &LmConfig, opts: &LmOptions) -> Result<SharedLm, LmError> {
         // For the embedded engine, concurrency is how many sequences it
         // decodes together.
         max_batch: opts.concurrency.or(cfg.concurrency),
-        ..Default::default()
     })?;
     Ok(Arc::new(lm))
 }

@@ -54,8 +54,10 @@ pub fn react_signature(user: &Signature, tools: &[String]) -> Signature {
 pub fn extract_signature(user: &Signature) -> Signature {
     let mut inputs = user.inputs.clone();
     inputs.push(Field::new("trajectory", FieldType::String));
+    // DSPy builds it from the user's instruction, which for a signature
+    // without one is the default objective over the user's own fields.
     Signature {
-        instructions: user.instructions.clone(),
+        instructions: Some(user.objective()),
         inputs,
         outputs: user.outputs.clone(),
     }

@@ -16,7 +16,7 @@ use crate::support::{lmc, run};
 
 /// The label of dataset row `i` (1-based).
 fn label(i: usize) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "positive"
     } else {
         "negative"
@@ -340,7 +340,7 @@ fn results_keep_input_order_under_concurrency() {
         let ms = rand::random::<u64>() % 60;
         StubReply::Delay(
             Duration::from_millis(ms),
-            Box::new(StubReply::Ok(reply(if row % 3 == 0 {
+            Box::new(StubReply::Ok(reply(if row.is_multiple_of(3) {
                 other(label(row))
             } else {
                 label(row)
@@ -358,7 +358,7 @@ fn results_keep_input_order_under_concurrency() {
         assert_eq!(x["index"].as_u64(), Some(i as u64));
         assert_eq!(x["row"].as_u64(), Some(row as u64));
         assert_eq!(x["inputs"]["sentence"], format!("review number {row}"));
-        let want = if row % 3 == 0 { 0.0 } else { 1.0 };
+        let want = if row.is_multiple_of(3) { 0.0 } else { 1.0 };
         assert_eq!(x["score"].as_f64(), Some(want), "row {row}");
     }
     assert_eq!(r["summary"]["lm_calls"].as_u64(), Some(64));
