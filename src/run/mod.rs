@@ -49,6 +49,20 @@ impl RunContext {
             tools: Arc::new(Toolbox::default()),
         }
     }
+
+    /// The context of attempt `i` (0-based) of a module that samples one
+    /// predictor several times (refine, best_of_n, multi-chain comparison):
+    /// rollout id `i` offset by this context's own (so bootstrapping rounds
+    /// stay distinct), and temperature 1.0 after the first attempt, so
+    /// retries are new samples and not cache hits of the first one.
+    pub fn attempt(&self, i: u32) -> RunContext {
+        let mut ctx = self.clone();
+        ctx.rollout_id = Some(self.rollout_id.unwrap_or(0) * 1000 + i as u64);
+        if i > 0 {
+            ctx.temperature = 1.0;
+        }
+        ctx
+    }
 }
 
 /// Why a run did not produce outputs. The trace still holds every step.

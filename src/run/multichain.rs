@@ -87,11 +87,7 @@ pub async fn run_multichain(
     let mut rendered: Vec<Option<String>> = Vec::with_capacity(n as usize);
     let mut last_err: Option<RunError> = None;
     for attempt in 0..n {
-        let mut actx = ctx.clone();
-        actx.rollout_id = Some(ctx.rollout_id.unwrap_or(0) * 1000 + attempt as u64);
-        if attempt > 0 {
-            actx.temperature = 1.0;
-        }
+        let actx = ctx.attempt(attempt);
         let number = attempt + 1;
         match call_predictor(
             &actx,

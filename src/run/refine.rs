@@ -191,11 +191,7 @@ pub async fn run_refine(
     let mut last_err: Option<RunError> = None;
     let mut advice: Option<String> = None;
     for attempt in 0..attempts {
-        let mut actx = ctx.clone();
-        actx.rollout_id = Some(ctx.rollout_id.unwrap_or(0) * 1000 + attempt as u64);
-        if attempt > 0 {
-            actx.temperature = 1.0;
-        }
+        let actx = ctx.attempt(attempt);
         let (sig, call_inputs) = match (&advice, *advise) {
             (Some(a), true) => {
                 let mut i = inputs.clone();

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use lmc::run::multichain::{render_attempt, FAILED_ATTEMPT};
 use lmc::signature::{Field, FieldType, Signature};
 
 use crate::support::stub::{StubReply, StubRequest, StubServer};
-use crate::support::{lmc, run};
+use crate::support::{lmc, run, run_with_stdin};
 
 const PROGRAM: &str = r#"name: mcc
 signatures:
@@ -311,28 +311,11 @@ fn multichain_with_every_attempt_failing_is_a_per_example_error() {
             StubReply::Ok(attempt_reply(1, "4"))
         }
     });
-    let mut child = p
-        .run_cmd(&stub)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"{\"question\": \"a hard one\"}\n{\"question\": \"What is 2+2?\"}\n")
-            .unwrap();
-    }
-    let output = child.wait_with_output().unwrap();
-    let (out, err) = (
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
+    let (code, out, err) = run_with_stdin(
+        &mut p.run_cmd(&stub),
+        "{\"question\": \"a hard one\"}\n{\"question\": \"What is 2+2?\"}\n",
     );
-    assert_eq!(output.status.code(), Some(3), "stderr: {err}");
+    assert_eq!(code, 3, "stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 2);

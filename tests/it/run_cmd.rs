@@ -2,9 +2,7 @@
 //! scripted stub LM.
 
 use crate::support::stub::{StubReply, StubRequest, StubServer};
-use crate::support::{lmc, run};
-use std::io::Write;
-use std::process::Stdio;
+use crate::support::{lmc, run, run_with_stdin};
 
 fn sentiment_stub() -> StubServer {
     StubServer::start(|req: &StubRequest| {
@@ -63,28 +61,12 @@ fn run_prints_typed_outputs_and_writes_a_trace() {
 fn run_reads_jsonl_inputs_from_stdin_in_order() {
     let stub = sentiment_stub();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = base(&stub, dir.path())
-        .arg("--json")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            b"{\"sentence\": \"dull and lifeless\"}\n{\"sentence\": \"a charming journey\"}\n",
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (code, out, err) = run_with_stdin(
+        base(&stub, dir.path()).arg("--json"),
+        "{\"sentence\": \"dull and lifeless\"}\n{\"sentence\": \"a charming journey\"}\n",
     );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

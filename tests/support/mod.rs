@@ -5,7 +5,8 @@
 pub mod stub;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -13,11 +14,20 @@ pub fn root() -> PathBuf {
 }
 
 /// A `Command` for the built `lmc` binary, with the response cache pointed
-/// at a fresh directory unless the test sets `LMC_CACHE_DIR` itself.
+/// at a fresh directory unless the test sets `LMC_CACHE_DIR` (or passes
+/// `--cache-dir`) itself: a test never reads or writes the developer's
+/// cache, and never gets hits from an earlier test run.
 pub fn lmc() -> Command {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "lmc-cache-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
     let mut c = Command::new(env!("CARGO_BIN_EXE_lmc"));
     c.current_dir(root());
     c.env_remove("LMC_PROGRAM");
+    c.env("LMC_CACHE_DIR", cache);
     c
 }
 
@@ -32,6 +42,30 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
         String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// Run with `input` on stdin; return (exit code, stdout, stderr).
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lmc");
+    // Dropping the handle closes stdin, so lmc sees end of input.
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait for lmc");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
 
