@@ -135,9 +135,12 @@ impl ExampleResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub mean: f64,
-    /// 95% percentile-bootstrap interval of the mean (seeded, see `stats`).
+    /// 95% interval of the mean (closed form, see `stats::ci95`).
     pub ci95_low: f64,
     pub ci95_high: f64,
+    /// How the interval was computed (`wilson` for 0/1 scores, else `student_t`).
+    #[serde(default)]
+    pub ci95_method: stats::IntervalMethod,
     pub n: usize,
     /// Examples that failed (any reason, parse failures included).
     pub errors: usize,
@@ -157,11 +160,12 @@ impl Summary {
     /// Compute the summary of results (wall time measured by the caller).
     pub fn from_results(results: &[ExampleResult], wall_s: f64) -> Summary {
         let scores: Vec<f64> = results.iter().map(|r| r.score).collect();
-        let (ci95_low, ci95_high) = stats::bootstrap_ci95(&scores);
+        let (ci95_low, ci95_high, ci95_method) = stats::ci95(&scores);
         let mut s = Summary {
             mean: stats::mean(&scores),
             ci95_low,
             ci95_high,
+            ci95_method,
             n: results.len(),
             wall_s,
             examples_per_s: if wall_s > 0.0 {

@@ -213,7 +213,7 @@ impl<'a> Engine<'a> {
             .await;
         let scored = (results.len() == self.valset.len() && !results.is_empty()).then(|| {
             let scores: Vec<f64> = results.iter().map(|r| r.score).collect();
-            let (lo, hi) = crate::eval::stats::bootstrap_ci95(&scores);
+            let (lo, hi, _) = crate::eval::stats::ci95(&scores);
             Scored {
                 mean: crate::eval::stats::mean(&scores),
                 ci95: [lo, hi],
