@@ -4,19 +4,22 @@
 //! A failed example (LM error, unparseable reply, metric error) becomes a
 //! result scored 0 carrying the error and the raw reply, because one bad
 //! reply in a thousand must not cost the other 999 (DSPy's Evaluate does
-//! the same). The run stops early only when `max_errors` is exceeded or an
-//! LM budget runs out; both return the finished results, and since every
-//! LM reply is cached as it arrives, re-running resumes where it stopped.
+//! the same). The run stops early when `max_errors` is exceeded, an LM
+//! budget runs out, or an [`Interrupt`] fires (no new example starts, those
+//! in flight get the interrupt's grace period); all three return the
+//! finished results marked incomplete, and since every LM reply is cached
+//! as it arrives, re-running resumes where it stopped.
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use sha2::{Digest, Sha256};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{
     DatasetInfo, EvalError, EvalOptions, EvalReport, EvalReporter, ExampleResult, LabelField,
-    RunningStats, Summary, REPORT_FORMAT,
+    RunStatus, RunningStats, Summary, REPORT_FORMAT,
 };
 use crate::data::Example;
+use crate::interrupt::Interrupt;
 use crate::lm::LmError;
 use crate::metric::{Metric, MetricContext};
 use crate::overlay::Overlay;
@@ -45,6 +48,29 @@ pub async fn evaluate(
     opts: &EvalOptions,
     reporter: &dyn EvalReporter,
 ) -> Result<EvalReport, EvalError> {
+    let never = Interrupt::new();
+    evaluate_until(ctx, program, overlay, examples, metric, opts, reporter, &never).await
+}
+
+/// [`evaluate`] that stops when `interrupt` fires: no new example starts,
+/// the examples in flight get `interrupt.grace()` to finish and are then
+/// abandoned (their LM calls that completed are already cached).
+///
+/// An interrupted evaluation is `Ok`, with `report.status.interrupted` set
+/// and `complete` false when examples are missing: check the status before
+/// trusting the scores (a partial mean must never pass a gate or compete
+/// with full ones).
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_until(
+    ctx: &RunContext,
+    program: &Program,
+    overlay: &Overlay,
+    examples: &[Example],
+    metric: &Metric,
+    opts: &EvalOptions,
+    reporter: &dyn EvalReporter,
+    interrupt: &Interrupt,
+) -> Result<EvalReport, EvalError> {
     if examples.is_empty() {
         return Err(EvalError::Empty);
     }
@@ -58,7 +84,7 @@ pub async fn evaluate(
     let concurrency = opts.concurrency.max(1);
     let mut pending = FuturesUnordered::new();
     let mut next = 0usize;
-    while next < total && pending.len() < concurrency {
+    while next < total && pending.len() < concurrency && !interrupt.is_requested() {
         pending.push(run_one(
             ctx,
             program,
@@ -79,8 +105,27 @@ pub async fn evaluate(
     };
     let mut score_sum = 0.0;
     let mut stop: Option<StopReason> = None;
-    while let Some(outcome) = pending.next().await {
-        if stop.is_none() && next < total {
+    // Set when the interrupt fires: in-flight examples may finish until then.
+    let mut grace_until: Option<tokio::time::Instant> = None;
+    loop {
+        // `biased`: notice an interrupt even when cached examples finish
+        // back to back, and keep results that arrive with the deadline.
+        let outcome = tokio::select! {
+            biased;
+            _ = interrupt.requested(), if grace_until.is_none() => {
+                grace_until = Some(tokio::time::Instant::now() + interrupt.grace());
+                let reason = interrupt.reason().unwrap_or("stop requested");
+                reporter.interrupted(reason, pending.len(), interrupt.grace());
+                continue;
+            }
+            o = pending.next() => match o {
+                Some(o) => o,
+                None => break,
+            },
+            _ = tokio::time::sleep_until(grace_until.unwrap_or_else(far_future)),
+                if grace_until.is_some() => break,
+        };
+        if stop.is_none() && next < total && !interrupt.is_requested() {
             pending.push(run_one(
                 ctx,
                 program,
@@ -127,7 +172,33 @@ pub async fn evaluate(
     reporter.finish();
     results.sort_by_key(|r| r.index);
     let wall_s = started.elapsed().as_secs_f64();
-    let report = build_report(ctx, program, overlay, metric, results, total, wall_s);
+    let done = results.len();
+    let mut status = RunStatus {
+        complete: done == total,
+        interrupted: false,
+        examples_done: done,
+        examples_total: total,
+        stop_reason: None,
+    };
+    match &stop {
+        Some(StopReason::TooManyErrors(max, _)) => {
+            status.complete = false;
+            status.stop_reason = Some(format!("stopped: more than {max} failed examples"));
+        }
+        Some(StopReason::Budget(message)) => {
+            status.complete = false;
+            status.stop_reason = Some(message.clone());
+        }
+        None if interrupt.is_requested() && done < total => {
+            status.interrupted = true;
+            status.stop_reason = Some(format!(
+                "interrupted ({})",
+                interrupt.reason().unwrap_or("stop requested")
+            ));
+        }
+        None => {}
+    }
+    let report = build_report(ctx, program, overlay, metric, results, status, wall_s);
     match stop {
         None => Ok(report),
         Some(StopReason::TooManyErrors(max_errors, last_error)) => Err(EvalError::TooManyErrors {
@@ -143,6 +214,12 @@ pub async fn evaluate(
             partial: Box::new(report),
         }),
     }
+}
+
+/// A deadline that never comes, for the disabled grace branch (select!
+/// evaluates every branch's future even when its condition is false).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 enum StopReason {
@@ -218,9 +295,10 @@ fn build_report(
     overlay: &Overlay,
     metric: &Metric,
     results: Vec<ExampleResult>,
-    total: usize,
+    status: RunStatus,
     wall_s: f64,
 ) -> EvalReport {
+    let total = status.examples_total;
     let summary = Summary::from_results(&results, wall_s);
     EvalReport {
         format: REPORT_FORMAT.to_string(),
@@ -235,6 +313,7 @@ fn build_report(
         },
         label_fields: label_fields(program),
         summary,
+        status,
         results,
         gates: None,
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
