@@ -305,10 +305,14 @@ fn kept_summary(args: &Args, report: &EvalReport, reason: &str) -> String {
             kept.join(", ")
         )
     };
+    let help = if args.lm.no_cache {
+        "--no-cache: no reply was kept, a re-run starts over"
+    } else {
+        "every LM reply received is cached: re-run the same command to resume \
+         without paying for them again"
+    };
     format!(
-        "{head}; score {:.4} over the {} finished{files}\n  \
-         = help: every LM reply received is cached: re-run the same command to resume \
-         without paying for them again",
+        "{head}; score {:.4} over the {} finished{files}\n  = help: {help}",
         report.summary.mean, st.examples_done
     )
 }
@@ -411,7 +415,10 @@ fn print_table(report: &EvalReport, gates: Option<&GateOutcome>) {
         rows.push(("cost", format!("${:.4}", s.cost)));
     }
     if !report.status.complete {
-        rows.push(("status", format!("INCOMPLETE: {}", report.status.describe())));
+        rows.push((
+            "status",
+            format!("INCOMPLETE: {}", report.status.describe()),
+        ));
     }
     if let Some(g) = gates {
         for c in &g.checks {

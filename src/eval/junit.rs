@@ -110,7 +110,7 @@ pub fn render(report: &EvalReport) -> String {
         let what = format!("incomplete run: {}", report.status.describe());
         let _ = writeln!(
             x,
-            "    <testcase name=\"{}\" classname=\"lmc\" time=\"0.000\">\n      <error message=\"{}\" type=\"incomplete\">only the finished examples are reported; re-run to resume from the cache</error>\n    </testcase>",
+            "    <testcase name=\"{}\" classname=\"lmc\" time=\"0.000\">\n      <error message=\"{}\" type=\"incomplete\">only the examples that finished are reported</error>\n    </testcase>",
             attr(&what),
             attr(&what)
         );

@@ -329,3 +329,40 @@ impl EvalError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrapped {
+        format: String,
+        #[serde(flatten)]
+        status: RunStatus,
+    }
+
+    #[test]
+    fn run_status_is_top_level_and_old_reports_read_as_complete() {
+        let old: Wrapped = serde_json::from_str(r#"{"format": "lmc-eval/1"}"#).unwrap();
+        assert_eq!(old.status, RunStatus::default());
+        assert!(old.status.complete);
+        let partial = Wrapped {
+            format: REPORT_FORMAT.into(),
+            status: RunStatus {
+                complete: false,
+                interrupted: true,
+                examples_done: 3,
+                examples_total: 10,
+                stop_reason: Some("interrupted (SIGINT)".into()),
+            },
+        };
+        let v = serde_json::to_value(&partial).unwrap();
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["interrupted"], true);
+        assert_eq!(v["examples_done"], 3);
+        assert_eq!(
+            partial.status.describe(),
+            "interrupted (SIGINT) after 3 of 10 examples"
+        );
+    }
+}

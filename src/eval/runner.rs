@@ -49,7 +49,10 @@ pub async fn evaluate(
     reporter: &dyn EvalReporter,
 ) -> Result<EvalReport, EvalError> {
     let never = Interrupt::new();
-    evaluate_until(ctx, program, overlay, examples, metric, opts, reporter, &never).await
+    evaluate_until(
+        ctx, program, overlay, examples, metric, opts, reporter, &never,
+    )
+    .await
 }
 
 /// [`evaluate`] that stops when `interrupt` fires: no new example starts,
@@ -343,4 +346,149 @@ pub fn label_fields(program: &Program) -> Vec<LabelField> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lm::{Lm, LmRequest, LmResponse, Usage};
+    use serde_json::{json, Map};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const PROGRAM: &str = "name: t
+signatures:
+  s:
+    inputs:
+      q: {type: str}
+    outputs:
+      answer: {type: str}
+inputs:
+  q: str
+nodes:
+  n:
+    kind: predict
+    signature: s
+outputs:
+  answer: n.answer
+";
+
+    /// Answers `yes`. Fires `interrupt` as its `fire_at`-th call starts;
+    /// until then, every call but the first waits for the interrupt, so
+    /// which calls are in flight when it fires does not depend on timing.
+    /// After the interrupt, each call takes `delay` more.
+    struct Slow {
+        calls: AtomicUsize,
+        fire_at: usize,
+        interrupt: Interrupt,
+        delay: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl Lm for Slow {
+        async fn complete(&self, _req: &LmRequest) -> Result<LmResponse, crate::lm::LmError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.fire_at {
+                self.interrupt.request("test");
+            } else if n > 1 && self.fire_at != usize::MAX {
+                self.interrupt.requested().await;
+            }
+            tokio::time::sleep(self.delay).await;
+            Ok(LmResponse {
+                text: "[[ ## answer ## ]]\nyes\n\n[[ ## completed ## ]]".into(),
+                usage: Usage::default(),
+                cache_hit: false,
+                latency: self.delay,
+                retries: 0,
+                cost: 0.0,
+            })
+        }
+        fn model(&self) -> String {
+            "slow".into()
+        }
+    }
+
+    /// Run 20 examples, 2 at a time, with the interrupt fired by the
+    /// `fire_at`-th LM call and the given grace and LM delay.
+    fn run(fire_at: usize, grace: Duration, delay: Duration) -> (EvalReport, usize) {
+        let program =
+            crate::program::load::load_str(PROGRAM, std::path::Path::new("t.yaml")).unwrap();
+        let interrupt = Interrupt::new().with_grace(grace);
+        let lm = Arc::new(Slow {
+            calls: AtomicUsize::new(0),
+            fire_at,
+            interrupt: interrupt.clone(),
+            delay,
+        });
+        let ctx = RunContext::new(lm.clone());
+        let examples: Vec<Example> = (0..20)
+            .map(|i| {
+                let mut inputs = Map::new();
+                inputs.insert("q".into(), json!(format!("question {i}")));
+                let mut expected = Map::new();
+                expected.insert("answer".into(), json!("yes"));
+                Example {
+                    index: i,
+                    row: i + 1,
+                    inputs,
+                    expected,
+                    extra: Map::new(),
+                }
+            })
+            .collect();
+        let metric = Metric::default_for(&program);
+        let opts = EvalOptions {
+            concurrency: 2,
+            ..EvalOptions::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let report = rt
+            .block_on(evaluate_until(
+                &ctx,
+                &program,
+                &Overlay::default(),
+                &examples,
+                &metric,
+                &opts,
+                &crate::eval::NoopReporter,
+                &interrupt,
+            ))
+            .expect("an interrupted evaluation is Ok");
+        (report, lm.calls.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn interrupt_lets_in_flight_examples_finish_and_starts_no_more() {
+        // Calls 1 and 2 start; call 1 ends, call 3 starts and fires while
+        // call 2 waits: 2 and 3 are in flight and finish inside the grace.
+        let (report, calls) = run(3, Duration::from_secs(30), Duration::from_millis(20));
+        assert_eq!(calls, 3);
+        let st = &report.status;
+        assert!(st.interrupted && !st.complete, "{st:?}");
+        assert_eq!((st.examples_done, st.examples_total), (3, 20));
+        assert_eq!(report.results.len(), 3);
+        assert_eq!(st.stop_reason.as_deref(), Some("interrupted (test)"));
+        assert!(report.results.iter().all(|r| r.score == 1.0));
+    }
+
+    #[test]
+    fn in_flight_examples_are_abandoned_after_the_grace_period() {
+        // The first call fires; both in flight take an hour: none finishes.
+        let (report, calls) = run(1, Duration::from_millis(50), Duration::from_secs(3600));
+        assert_eq!(calls, 2);
+        assert_eq!(report.status.examples_done, 0);
+        assert!(report.status.interrupted && report.results.is_empty());
+    }
+
+    #[test]
+    fn an_interrupt_that_never_fires_changes_nothing() {
+        let (report, calls) = run(usize::MAX, Duration::ZERO, Duration::ZERO);
+        assert_eq!(calls, 20);
+        assert!(report.status.complete && !report.status.interrupted);
+        assert_eq!(report.status.stop_reason, None);
+        assert_eq!(report.status.examples_done, 20);
+    }
 }
