@@ -423,6 +423,8 @@ fn run_over_jsonl_stops_after_the_input_in_flight() {
     let (slow, _) = stub(Duration::from_millis(250));
     let mut cmd = p.command("run", &slow);
     cmd.arg("--json")
+        .arg("--trace")
+        .arg(p.path("trace.jsonl"))
         .stdout(std::fs::File::create(p.path("run.jsonl")).unwrap());
     let input: String = (1..=TOTAL)
         .map(|i| format!("{{\"sentence\": \"review number {i}\"}}\n"))
@@ -464,4 +466,15 @@ fn run_over_jsonl_stops_after_the_input_in_flight() {
         )),
         "{err}"
     );
+    // The trace was flushed: it holds the steps of every finished input.
+    let trace = std::fs::read_to_string(p.path("trace.jsonl")).unwrap();
+    let runs: HashSet<u64> = trace
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).expect("trace line")["run"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(runs.len(), lines.len(), "{trace}");
 }
