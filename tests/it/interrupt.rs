@@ -3,7 +3,8 @@
 //! finish, writes every requested report marked incomplete and exits 130;
 //! a re-run asks the LM only for what did not finish; a second signal
 //! aborts at once; the grace period bounds the wait for a stuck server;
-//! `lmc run` over JSONL stops the same way.
+//! `lmc run` over JSONL stops the same way; a run stopped by `--max-errors`
+//! carries the same incomplete marking without claiming an interrupt.
 //!
 //! Timing never rests on sleeps: signals are sent once the stub has seen a
 //! given number of requests, or once lmc said on stderr that it is
@@ -477,4 +478,31 @@ fn run_over_jsonl_stops_after_the_input_in_flight() {
         })
         .collect();
     assert_eq!(runs.len(), lines.len(), "{trace}");
+}
+
+#[test]
+fn a_run_stopped_by_max_errors_is_marked_incomplete_but_not_interrupted() {
+    let p = Project::new();
+    let garbage = StubServer::start(|_| StubReply::Ok("no structure at all".into()));
+    let out = p
+        .command("eval", &garbage)
+        .args(["--quiet", "--json", "--max-errors", "2", "--junit"])
+        .arg(p.path("out.xml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["complete"], Value::Bool(false));
+    assert_eq!(report["interrupted"], Value::Bool(false));
+    assert_eq!(
+        report["stop_reason"],
+        "stopped: more than 2 failed examples"
+    );
+    let done = report["examples_done"].as_u64().unwrap() as usize;
+    assert!((3..TOTAL).contains(&done), "done = {done}");
+    let (cases, errors, incomplete) =
+        junit_facts(&std::fs::read_to_string(p.path("out.xml")).unwrap());
+    assert!(incomplete);
+    assert_eq!((cases, errors), (done + 1, done + 1));
 }
