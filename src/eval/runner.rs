@@ -5,13 +5,18 @@
 //! result scored 0 carrying the error and the raw reply, because one bad
 //! reply in a thousand must not cost the other 999 (DSPy's Evaluate does
 //! the same). The run stops early when `max_errors` is exceeded, an LM
-//! budget runs out, or an [`Interrupt`] fires (no new example starts, those
-//! in flight get the interrupt's grace period); all three return the
+//! budget runs out, or an [`Interrupt`] fires; all three return the
 //! finished results marked incomplete, and since every LM reply is cached
-//! as it arrives, re-running resumes where it stopped.
+//! as it arrives, re-running resumes where it stopped. After an interrupt
+//! no new LM call starts at all: examples whose calls are all in flight
+//! may finish within the grace period, and an example that would need
+//! another call (a second module, a retry of refine) is abandoned unscored
+//! rather than recorded as a failure.
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{
@@ -20,7 +25,7 @@ use super::{
 };
 use crate::data::Example;
 use crate::interrupt::Interrupt;
-use crate::lm::LmError;
+use crate::lm::{Lm, LmError, LmRequest, LmResponse};
 use crate::metric::{Metric, MetricContext};
 use crate::overlay::Overlay;
 use crate::program::Program;
@@ -32,6 +37,36 @@ enum Outcome {
     Done(Box<ExampleResult>),
     /// The LM budget ran out during this example: stop, do not record it.
     Budget(String),
+    /// Interrupted before it could finish: do not record it.
+    Abandoned,
+}
+
+/// The example's LM, refusing new calls once the interrupt fired and
+/// remembering that it did, so the runner can tell an example cut short by
+/// the interrupt from one that failed on its own. One per example.
+struct StopGuard {
+    inner: crate::lm::SharedLm,
+    interrupt: Interrupt,
+    refused: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Lm for StopGuard {
+    async fn complete(&self, req: &LmRequest) -> Result<LmResponse, LmError> {
+        if self.interrupt.is_requested() {
+            self.refused.store(true, Ordering::SeqCst);
+            return Err(LmError::Fatal(
+                "interrupted: no new LM calls are started".into(),
+            ));
+        }
+        self.inner.complete(req).await
+    }
+    fn model(&self) -> String {
+        self.inner.model()
+    }
+    fn supports_grammar(&self) -> bool {
+        self.inner.supports_grammar()
+    }
 }
 
 /// Evaluate `program` + `overlay` on `examples` under `metric`.
@@ -55,9 +90,10 @@ pub async fn evaluate(
     .await
 }
 
-/// [`evaluate`] that stops when `interrupt` fires: no new example starts,
-/// the examples in flight get `interrupt.grace()` to finish and are then
-/// abandoned (their LM calls that completed are already cached).
+/// [`evaluate`] that stops when `interrupt` fires: no new example and no
+/// new LM call starts; examples whose calls are in flight get
+/// `interrupt.grace()` to finish and are then abandoned, as is an example
+/// that needed another call (their completed LM calls are already cached).
 ///
 /// An interrupted evaluation is `Ok`, with `report.status.interrupted` set
 /// and `complete` false when examples are missing: check the status before
@@ -95,6 +131,7 @@ pub async fn evaluate_until(
             metric,
             &mcx,
             opts,
+            interrupt,
             next,
             &examples[next],
         ));
@@ -136,6 +173,7 @@ pub async fn evaluate_until(
                 metric,
                 &mcx,
                 opts,
+                interrupt,
                 next,
                 &examples[next],
             ));
@@ -147,6 +185,7 @@ pub async fn evaluate_until(
                 stop = Some(StopReason::Budget(message));
                 break;
             }
+            Outcome::Abandoned => continue,
         };
         running.done += 1;
         score_sum += r.score;
@@ -238,11 +277,24 @@ async fn run_one(
     metric: &Metric,
     mcx: &MetricContext,
     opts: &EvalOptions,
+    interrupt: &Interrupt,
     index: usize,
     ex: &Example,
 ) -> Outcome {
     let started = Instant::now();
-    let outcome = run_program(ctx, program, overlay, ex.inputs.clone()).await;
+    let guard = Arc::new(StopGuard {
+        inner: ctx.lm.clone(),
+        interrupt: interrupt.clone(),
+        refused: AtomicBool::new(false),
+    });
+    let guarded = RunContext {
+        lm: guard.clone(),
+        ..ctx.clone()
+    };
+    let outcome = run_program(&guarded, program, overlay, ex.inputs.clone()).await;
+    if guard.refused.load(Ordering::SeqCst) {
+        return Outcome::Abandoned;
+    }
     let trace = outcome.trace;
     let mut result = ExampleResult {
         index,
@@ -373,13 +425,37 @@ outputs:
   answer: n.answer
 ";
 
+    /// A program that needs two LM calls per example, one after the other.
+    const TWO_STEPS: &str = "name: t2
+signatures:
+  s:
+    inputs:
+      q: {type: str}
+    outputs:
+      answer: {type: str}
+inputs:
+  q: str
+nodes:
+  a:
+    kind: predict
+    signature: s
+  b:
+    kind: predict
+    signature: s
+    inputs:
+      q: a.answer
+outputs:
+  answer: b.answer
+";
+
     /// Answers `yes`. Fires `interrupt` as its `fire_at`-th call starts;
-    /// until then, every call but the first waits for the interrupt, so
+    /// with `hold`, every call but the first waits for the interrupt, so
     /// which calls are in flight when it fires does not depend on timing.
     /// After the interrupt, each call takes `delay` more.
     struct Slow {
         calls: AtomicUsize,
         fire_at: usize,
+        hold: bool,
         interrupt: Interrupt,
         delay: Duration,
     }
@@ -390,7 +466,7 @@ outputs:
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             if n == self.fire_at {
                 self.interrupt.request("test");
-            } else if n > 1 && self.fire_at != usize::MAX {
+            } else if n > 1 && self.hold {
                 self.interrupt.requested().await;
             }
             tokio::time::sleep(self.delay).await;
@@ -408,18 +484,18 @@ outputs:
         }
     }
 
-    /// Run 20 examples, 2 at a time, with the interrupt fired by the
-    /// `fire_at`-th LM call and the given grace and LM delay.
-    fn run(fire_at: usize, grace: Duration, delay: Duration) -> (EvalReport, usize) {
+    /// Run 20 examples of `source`, `concurrency` at a time, with the
+    /// interrupt fired by the `fire_at`-th LM call.
+    fn run_with(
+        source: &str,
+        concurrency: usize,
+        lm: Slow,
+        grace: Duration,
+    ) -> (EvalReport, usize) {
         let program =
-            crate::program::load::load_str(PROGRAM, std::path::Path::new("t.yaml")).unwrap();
-        let interrupt = Interrupt::new().with_grace(grace);
-        let lm = Arc::new(Slow {
-            calls: AtomicUsize::new(0),
-            fire_at,
-            interrupt: interrupt.clone(),
-            delay,
-        });
+            crate::program::load::load_str(source, std::path::Path::new("t.yaml")).unwrap();
+        let interrupt = lm.interrupt.clone().with_grace(grace);
+        let lm = Arc::new(lm);
         let ctx = RunContext::new(lm.clone());
         let examples: Vec<Example> = (0..20)
             .map(|i| {
@@ -438,7 +514,7 @@ outputs:
             .collect();
         let metric = Metric::default_for(&program);
         let opts = EvalOptions {
-            concurrency: 2,
+            concurrency,
             ..EvalOptions::default()
         };
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -460,6 +536,18 @@ outputs:
         (report, lm.calls.load(Ordering::SeqCst))
     }
 
+    /// The one-step program, 2 at a time, calls held until the interrupt.
+    fn run(fire_at: usize, grace: Duration, delay: Duration) -> (EvalReport, usize) {
+        let lm = Slow {
+            calls: AtomicUsize::new(0),
+            fire_at,
+            hold: fire_at != usize::MAX,
+            interrupt: Interrupt::new(),
+            delay,
+        };
+        run_with(PROGRAM, 2, lm, grace)
+    }
+
     #[test]
     fn interrupt_lets_in_flight_examples_finish_and_starts_no_more() {
         // Calls 1 and 2 start; call 1 ends, call 3 starts and fires while
@@ -476,11 +564,32 @@ outputs:
 
     #[test]
     fn in_flight_examples_are_abandoned_after_the_grace_period() {
-        // The first call fires; both in flight take an hour: none finishes.
-        let (report, calls) = run(1, Duration::from_millis(50), Duration::from_secs(3600));
+        // Both first calls start (the second fires); each takes an hour:
+        // none finishes within the grace period.
+        let (report, calls) = run(2, Duration::from_millis(50), Duration::from_secs(3600));
         assert_eq!(calls, 2);
         assert_eq!(report.status.examples_done, 0);
         assert!(report.status.interrupted && report.results.is_empty());
+    }
+
+    #[test]
+    fn an_example_needing_a_new_call_after_the_interrupt_is_abandoned() {
+        // One at a time, two calls each: example 1 makes calls 1 and 2;
+        // example 2's first call (3) fires, so its second is never made and
+        // the example is left out rather than scored as a failure.
+        let lm = Slow {
+            calls: AtomicUsize::new(0),
+            fire_at: 3,
+            hold: false,
+            interrupt: Interrupt::new(),
+            delay: Duration::ZERO,
+        };
+        let (report, calls) = run_with(TWO_STEPS, 1, lm, Duration::from_secs(30));
+        assert_eq!(calls, 3, "no LM call starts after the interrupt");
+        assert_eq!(report.status.examples_done, 1);
+        assert_eq!(report.results.len(), 1);
+        assert_eq!(report.summary.errors, 0, "abandoned is not failed");
+        assert!(report.status.interrupted);
     }
 
     #[test]
