@@ -6,7 +6,8 @@
 //! bar, the terminal summary, `--json` on stdout and the report files. The
 //! evaluation itself is `crate::eval::evaluate`; gates are
 //! `crate::eval::gate`. Exit codes: 0 ok, 1 a gate failed, 2 bad input,
-//! 3 the run stopped (too many errors, budget spent).
+//! 3 the run stopped (too many errors, budget spent), 130 interrupted by
+//! SIGINT/SIGTERM (reports written, marked incomplete; gates not run).
 
 use anyhow::Context as _;
 use std::collections::BTreeMap;
@@ -186,13 +187,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let rt = super::runtime()?;
+    // The progress reporter announces the interrupt; nothing to add here.
+    let interrupt = super::signals::install(&rt, |_| {});
     let progress = EvalProgress::new("eval", args.quiet);
     let opts = EvalOptions {
         concurrency: setup.concurrency,
         max_errors: args.max_errors,
         keep_traces: args.html.is_some(),
     };
-    let outcome = rt.block_on(crate::eval::evaluate(
+    let outcome = rt.block_on(crate::eval::evaluate_until(
         &setup.ctx,
         &setup.program,
         &setup.overlay,
@@ -200,6 +203,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &setup.metric,
         &opts,
         &progress,
+        &interrupt,
     ));
     let (mut report, stopped) = match outcome {
         Ok(r) => (r, None),
@@ -222,9 +226,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     report.dataset.hash = setup.dataset.hash.clone();
     report.dataset.bad_rows = setup.dataset.bad_rows.len();
 
-    // Gates run only on a complete evaluation: a partial one proves nothing.
+    // Gates run only on a complete evaluation: a partial one proves nothing
+    // (an interrupted run exits 130 whatever its partial score).
     let mut gates: Option<GateOutcome> = None;
-    if stopped.is_none() && (args.min_score.is_some() || baseline.is_some()) {
+    let complete = stopped.is_none() && report.status.complete && !interrupt.is_requested();
+    if complete && (args.min_score.is_some() || baseline.is_some()) {
         let mut g = GateOutcome::default();
         if let Some(min) = args.min_score {
             g.checks.push(gate::min_score(&report, min));
@@ -247,6 +253,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print_table(&report, gates.as_ref());
     }
+    if interrupt.is_requested() {
+        let reason = interrupt.reason().unwrap_or("stop requested");
+        eprintln!("{}", kept_summary(&args, &report, reason));
+        return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
+    }
     if let Some(msg) = stopped {
         anyhow::bail!("{msg}");
     }
@@ -262,6 +273,48 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an interrupted run kept, for stderr: how far it got, which reports
+/// hold the partial results, and that a re-run resumes from the cache.
+fn kept_summary(args: &Args, report: &EvalReport, reason: &str) -> String {
+    let st = &report.status;
+    let mut kept: Vec<String> = Vec::new();
+    if args.json {
+        kept.push("the JSON report on stdout".into());
+    }
+    for p in [&args.results, &args.junit, &args.markdown, &args.html]
+        .into_iter()
+        .flatten()
+    {
+        kept.push(p.display().to_string());
+    }
+    let head = if st.complete {
+        format!(
+            "interrupted ({reason}) after all {} examples finished",
+            st.examples_total
+        )
+    } else {
+        st.describe()
+    };
+    let files = if kept.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n  kept: {} (marked incomplete: gates were not run)",
+            kept.join(", ")
+        )
+    };
+    let help = if args.lm.no_cache {
+        "--no-cache: no reply was kept, a re-run starts over"
+    } else {
+        "every LM reply received is cached: re-run the same command to resume \
+         without paying for them again"
+    };
+    format!(
+        "{head}; score {:.4} over the {} finished{files}\n  = help: {help}",
+        report.summary.mean, st.examples_done
+    )
 }
 
 fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
@@ -360,6 +413,12 @@ fn print_table(report: &EvalReport, gates: Option<&GateOutcome>) {
     ];
     if s.cost > 0.0 {
         rows.push(("cost", format!("${:.4}", s.cost)));
+    }
+    if !report.status.complete {
+        rows.push((
+            "status",
+            format!("INCOMPLETE: {}", report.status.describe()),
+        ));
     }
     if let Some(g) = gates {
         for c in &g.checks {

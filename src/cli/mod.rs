@@ -1,7 +1,8 @@
 //! The command line: clap definitions and dispatch. One file per command
 //! owns that command's arguments and its output; library modules never
 //! print. Exit codes follow DESIGN.md: 0 ok, 1 eval gate failed, 2 usage,
-//! config or input error, other non-zero for other failures.
+//! config or input error, 3 other failures, 130 interrupted by SIGINT or
+//! SIGTERM (see `signals`).
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ pub mod lm_args;
 pub mod progress;
 pub mod run;
 pub mod schema;
+pub mod signals;
 pub mod trace;
 
 /// lmc compiles and evaluates LM programs declared in YAML.

@@ -119,6 +119,18 @@ impl EvalReporter for EvalProgress {
         self.bar.set_message(eval_message(running));
     }
 
+    // Printed even with --quiet: the user pressed Ctrl-C and must see that
+    // lmc is winding down rather than hanging.
+    fn interrupted(&self, reason: &str, in_flight: usize, grace: std::time::Duration) {
+        self.bar.suspend(|| {
+            eprintln!(
+                "{reason}: stopping; no new examples, waiting up to {:.0} s for {in_flight} in flight \
+                 (press Ctrl-C again to abort at once)",
+                grace.as_secs_f64()
+            )
+        });
+    }
+
     fn finish(&self) {
         self.bar.finish_and_clear();
     }

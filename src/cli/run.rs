@@ -2,6 +2,11 @@
 //! outputs. Inputs come from `--input field=value` flags or, when none are
 //! given, from JSON objects on stdin (one per line). `--trace FILE` writes
 //! every module step and LM call as JSONL for `lmc trace show`.
+//!
+//! Stdin is read and checked whole before the first LM call, so a bad line
+//! costs nothing. A first SIGINT/SIGTERM stops starting inputs, lets the one
+//! in flight finish (bounded by the grace period), flushes the outputs and
+//! the trace, and exits 130; a second one exits 130 at once.
 
 use anyhow::Context;
 use serde_json::{json, Map, Value};
@@ -78,6 +83,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| CliError::Input(e.to_string()))?;
     crate::cli::lm_args::configure_context(&cfg, &mut ctx)?;
     let rt = crate::cli::runtime()?;
+    let interrupt = crate::cli::signals::install(&rt, |name| {
+        eprintln!(
+            "{name}: stopping after the input in flight (press Ctrl-C again to abort at once)"
+        )
+    });
     let mut trace_out = match &args.trace {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
@@ -86,13 +96,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut failed = false;
     let stdout = std::io::stdout();
+    let total = runs.len();
+    let mut done = 0usize;
     for (i, inputs) in runs.into_iter().enumerate() {
-        let outcome = rt.block_on(crate::run::run_program(
-            &ctx,
-            program,
-            &target.overlay,
-            inputs.clone(),
-        ));
+        if interrupt.is_requested() {
+            break;
+        }
+        let work = crate::run::run_program(&ctx, program, &target.overlay, inputs.clone());
+        // The input in flight may finish during the grace period after an
+        // interrupt; past it, it is abandoned (its finished calls are cached).
+        let outcome = rt.block_on(async {
+            tokio::select! {
+                biased;
+                o = work => Some(o),
+                _ = async {
+                    interrupt.requested().await;
+                    tokio::time::sleep(interrupt.grace()).await
+                } => None,
+            }
+        });
+        let Some(outcome) = outcome else {
+            break;
+        };
+        done += 1;
         if let Some(w) = trace_out.as_mut() {
             for step in &outcome.trace.steps {
                 serde_json::to_writer(&mut *w, &json!({"run": i, "step": step}))?;
@@ -138,6 +164,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(mut w) = trace_out {
         w.flush()?;
+    }
+    if interrupt.is_requested() {
+        let help = if args.lm.no_cache {
+            "--no-cache: no reply was kept, a re-run starts over"
+        } else {
+            "every LM reply received is cached: re-run with the same inputs to resume \
+             without paying for them again"
+        };
+        eprintln!(
+            "interrupted ({}): {done} of {total} inputs done, their outputs written above{}\n  \
+             = help: {help}",
+            interrupt.reason().unwrap_or("stop requested"),
+            if args.trace.is_some() {
+                " and to the trace"
+            } else {
+                ""
+            }
+        );
+        return Ok(ExitCode::from(crate::cli::signals::EXIT_INTERRUPTED));
     }
     Ok(if failed {
         ExitCode::from(3)

@@ -25,6 +25,15 @@ pub struct Baseline {
     pub results: Vec<BaselineResult>,
     #[serde(default)]
     pub program: Option<String>,
+    /// False for a report of a run that stopped early (interrupted, too
+    /// many errors, budget): comparing against it would gate on a subset.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
+}
+
+/// Reports written before the `complete` field existed were complete.
+fn complete_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -41,7 +50,12 @@ pub struct BaselineResult {
 impl Baseline {
     /// Parse a baseline from the JSON text of a report.
     pub fn from_json(text: &str) -> Result<Baseline, GateError> {
-        serde_json::from_str(text).map_err(|e| GateError::BadBaseline(e.to_string()))
+        let b: Baseline =
+            serde_json::from_str(text).map_err(|e| GateError::BadBaseline(e.to_string()))?;
+        if !b.complete {
+            return Err(GateError::IncompleteBaseline);
+        }
+        Ok(b)
     }
 }
 
@@ -52,6 +66,8 @@ pub enum GateError {
     BadBaseline(String),
     #[error("baseline was computed on a different dataset (hash {baseline}) than this run (hash {current}); regenerate the baseline with `lmc eval --json` on the same dataset file")]
     DatasetMismatch { baseline: String, current: String },
+    #[error("baseline is the report of a run that stopped early (`\"complete\": false`); regenerate it with a full `lmc eval --json`")]
+    IncompleteBaseline,
     #[error("baseline and this run share no dataset rows; use the same --limit/--sample/--split for both")]
     NoCommonRows,
 }

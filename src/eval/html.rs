@@ -264,6 +264,13 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>lmc eval: {}</title><style>{CSS}</style></head><body>",
         esc(&report.program)
     );
+    if !report.status.complete {
+        let _ = write!(
+            h,
+            "<p class=incomplete style=\"background:#fff3cd;border:1px solid #e0a800;padding:.5em\"><b>Incomplete run</b>: {}; the figures cover the finished examples only.</p>",
+            esc(&report.status.describe())
+        );
+    }
     let _ = write!(
         h,
         "<h1>lmc eval: {}</h1><table>\
@@ -438,6 +445,7 @@ mod tests {
                 values: vec!["positive".into(), "negative".into()],
             }],
             summary: Summary::from_results(&results, 1.0),
+            status: Default::default(),
             results,
             gates: None,
             lmc_version: "0".into(),

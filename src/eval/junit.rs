@@ -3,7 +3,9 @@
 //! failed run (LM error, parse failure, metric error) is an `<error>`; a
 //! score under 1 is a `<failure>`. Everything user- or model-supplied is
 //! escaped, and characters XML 1.0 forbids even escaped (most C0 controls)
-//! are replaced, because a model reply can contain anything.
+//! are replaced, because a model reply can contain anything. An incomplete
+//! run (interrupted, stopped by errors or a budget) adds one erroring
+//! testcase saying so, so a partial report never reads as all green.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -72,19 +74,19 @@ pub fn render(report: &EvalReport) -> String {
         .filter(|r| !r.failed() && r.score < 1.0)
         .count();
     let suite = format!("{} ({})", report.program, report.metric);
+    let incomplete = !report.status.complete;
+    let (tests, errors) = (s.n + incomplete as usize, s.errors + incomplete as usize);
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"lmc eval\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" time=\"{:.3}\">",
-        s.n, s.errors, s.wall_s
+        "<testsuites name=\"lmc eval\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.3}\">",
+        s.wall_s
     );
     let _ = writeln!(
         x,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"{}\" skipped=\"0\" time=\"{:.3}\">",
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{:.3}\">",
         attr(&suite),
-        s.n,
-        s.errors,
         s.wall_s
     );
     x.push_str("    <properties>\n");
@@ -96,11 +98,23 @@ pub fn render(report: &EvalReport) -> String {
         ("dataset_hash", report.dataset.hash.clone()),
         ("program_hash", report.program_hash.clone()),
         ("lm_calls", s.lm_calls.to_string()),
+        ("complete", report.status.complete.to_string()),
+        ("interrupted", report.status.interrupted.to_string()),
+        ("examples_total", report.status.examples_total.to_string()),
     ];
     for (k, v) in props {
         let _ = writeln!(x, "      <property name=\"{k}\" value=\"{}\"/>", attr(&v));
     }
     x.push_str("    </properties>\n");
+    if incomplete {
+        let what = format!("incomplete run: {}", report.status.describe());
+        let _ = writeln!(
+            x,
+            "    <testcase name=\"{}\" classname=\"lmc\" time=\"0.000\">\n      <error message=\"{}\" type=\"incomplete\">only the examples that finished are reported</error>\n    </testcase>",
+            attr(&what),
+            attr(&what)
+        );
+    }
     for r in &report.results {
         let _ = write!(
             x,

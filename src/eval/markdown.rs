@@ -59,6 +59,13 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         None => "",
     };
     let _ = writeln!(m, "## lmc eval: {}{status}\n", cell(&report.program, 80));
+    if !report.status.complete {
+        let _ = writeln!(
+            m,
+            "> ⚠️ **Incomplete run**: {}; the figures cover the finished examples only.\n",
+            cell(&report.status.describe(), 200)
+        );
+    }
     m.push_str("| | |\n|---|---|\n");
     let _ = writeln!(
         m,

@@ -25,7 +25,7 @@ pub mod results;
 pub mod runner;
 pub mod stats;
 
-pub use runner::evaluate;
+pub use runner::{evaluate, evaluate_until};
 
 /// Report format identifier written into every JSON report.
 pub const REPORT_FORMAT: &str = "lmc-eval/1";
@@ -74,6 +74,10 @@ pub struct RunningStats {
 pub trait EvalReporter: Send + Sync {
     fn start(&self, _total: usize) {}
     fn example_done(&self, _result: &ExampleResult, _running: &RunningStats) {}
+    /// A stop was requested (`reason`, e.g. "SIGINT"): no new example
+    /// starts; `in_flight` examples get up to `grace` to finish before they
+    /// are abandoned.
+    fn interrupted(&self, _reason: &str, _in_flight: usize, _grace: std::time::Duration) {}
     fn finish(&self) {}
 }
 
@@ -222,6 +226,11 @@ pub struct EvalReport {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_fields: Vec<LabelField>,
     pub summary: Summary,
+    /// Whether every example was evaluated (written at the top level:
+    /// `complete`, `interrupted`, `examples_done`, `examples_total`,
+    /// `stop_reason`).
+    #[serde(flatten)]
+    pub status: RunStatus,
     /// Per-example results in input order.
     pub results: Vec<ExampleResult>,
     /// Gate verdicts, when gates were asked for.
@@ -229,6 +238,56 @@ pub struct EvalReport {
     pub gates: Option<gate::GateOutcome>,
     /// lmc version that produced the report.
     pub lmc_version: String,
+}
+
+/// Whether an evaluation ran to the end. An incomplete report (interrupted,
+/// too many errors, budget spent) holds only the examples that finished;
+/// its scores cover those alone and gates never pass on it. Reports written
+/// before these fields existed read back as complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStatus {
+    #[serde(default = "yes")]
+    pub complete: bool,
+    /// Stopped by an interrupt (SIGINT, SIGTERM) rather than by an error.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Examples with a result in this report.
+    #[serde(default)]
+    pub examples_done: usize,
+    /// Examples the run was asked to evaluate.
+    #[serde(default)]
+    pub examples_total: usize,
+    /// Why the run stopped early, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RunStatus {
+    fn default() -> Self {
+        RunStatus {
+            complete: true,
+            interrupted: false,
+            examples_done: 0,
+            examples_total: 0,
+            stop_reason: None,
+        }
+    }
+}
+
+impl RunStatus {
+    /// One line for reports: `interrupted (SIGINT) after 3 of 10 examples`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} after {} of {} examples",
+            self.stop_reason.as_deref().unwrap_or("stopped early"),
+            self.examples_done,
+            self.examples_total
+        )
+    }
 }
 
 /// A program output with a closed set of values (an enum or a bool).
@@ -272,5 +331,42 @@ impl EvalError {
             }
             EvalError::Empty => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrapped {
+        format: String,
+        #[serde(flatten)]
+        status: RunStatus,
+    }
+
+    #[test]
+    fn run_status_is_top_level_and_old_reports_read_as_complete() {
+        let old: Wrapped = serde_json::from_str(r#"{"format": "lmc-eval/1"}"#).unwrap();
+        assert_eq!(old.status, RunStatus::default());
+        assert!(old.status.complete);
+        let partial = Wrapped {
+            format: REPORT_FORMAT.into(),
+            status: RunStatus {
+                complete: false,
+                interrupted: true,
+                examples_done: 3,
+                examples_total: 10,
+                stop_reason: Some("interrupted (SIGINT)".into()),
+            },
+        };
+        let v = serde_json::to_value(&partial).unwrap();
+        assert_eq!(v["complete"], false);
+        assert_eq!(v["interrupted"], true);
+        assert_eq!(v["examples_done"], 3);
+        assert_eq!(
+            partial.status.describe(),
+            "interrupted (SIGINT) after 3 of 10 examples"
+        );
     }
 }

@@ -4,20 +4,28 @@
 //! A failed example (LM error, unparseable reply, metric error) becomes a
 //! result scored 0 carrying the error and the raw reply, because one bad
 //! reply in a thousand must not cost the other 999 (DSPy's Evaluate does
-//! the same). The run stops early only when `max_errors` is exceeded or an
-//! LM budget runs out; both return the finished results, and since every
-//! LM reply is cached as it arrives, re-running resumes where it stopped.
+//! the same). The run stops early when `max_errors` is exceeded, an LM
+//! budget runs out, or an [`Interrupt`] fires; all three return the
+//! finished results marked incomplete, and since every LM reply is cached
+//! as it arrives, re-running resumes where it stopped. After an interrupt
+//! no new LM call starts at all: examples whose calls are all in flight
+//! may finish within the grace period, and an example that would need
+//! another call (a second module, a retry of refine) is abandoned unscored
+//! rather than recorded as a failure.
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use sha2::{Digest, Sha256};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{
     DatasetInfo, EvalError, EvalOptions, EvalReport, EvalReporter, ExampleResult, LabelField,
-    RunningStats, Summary, REPORT_FORMAT,
+    RunStatus, RunningStats, Summary, REPORT_FORMAT,
 };
 use crate::data::Example;
-use crate::lm::LmError;
+use crate::interrupt::Interrupt;
+use crate::lm::{Lm, LmError, LmRequest, LmResponse};
 use crate::metric::{Metric, MetricContext};
 use crate::overlay::Overlay;
 use crate::program::Program;
@@ -29,6 +37,36 @@ enum Outcome {
     Done(Box<ExampleResult>),
     /// The LM budget ran out during this example: stop, do not record it.
     Budget(String),
+    /// Interrupted before it could finish: do not record it.
+    Abandoned,
+}
+
+/// The example's LM, refusing new calls once the interrupt fired and
+/// remembering that it did, so the runner can tell an example cut short by
+/// the interrupt from one that failed on its own. One per example.
+struct StopGuard {
+    inner: crate::lm::SharedLm,
+    interrupt: Interrupt,
+    refused: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Lm for StopGuard {
+    async fn complete(&self, req: &LmRequest) -> Result<LmResponse, LmError> {
+        if self.interrupt.is_requested() {
+            self.refused.store(true, Ordering::SeqCst);
+            return Err(LmError::Fatal(
+                "interrupted: no new LM calls are started".into(),
+            ));
+        }
+        self.inner.complete(req).await
+    }
+    fn model(&self) -> String {
+        self.inner.model()
+    }
+    fn supports_grammar(&self) -> bool {
+        self.inner.supports_grammar()
+    }
 }
 
 /// Evaluate `program` + `overlay` on `examples` under `metric`.
@@ -45,6 +83,33 @@ pub async fn evaluate(
     opts: &EvalOptions,
     reporter: &dyn EvalReporter,
 ) -> Result<EvalReport, EvalError> {
+    let never = Interrupt::new();
+    evaluate_until(
+        ctx, program, overlay, examples, metric, opts, reporter, &never,
+    )
+    .await
+}
+
+/// [`evaluate`] that stops when `interrupt` fires: no new example and no
+/// new LM call starts; examples whose calls are in flight get
+/// `interrupt.grace()` to finish and are then abandoned, as is an example
+/// that needed another call (their completed LM calls are already cached).
+///
+/// An interrupted evaluation is `Ok`, with `report.status.interrupted` set
+/// and `complete` false when examples are missing: check the status before
+/// trusting the scores (a partial mean must never pass a gate or compete
+/// with full ones).
+#[allow(clippy::too_many_arguments)]
+pub async fn evaluate_until(
+    ctx: &RunContext,
+    program: &Program,
+    overlay: &Overlay,
+    examples: &[Example],
+    metric: &Metric,
+    opts: &EvalOptions,
+    reporter: &dyn EvalReporter,
+    interrupt: &Interrupt,
+) -> Result<EvalReport, EvalError> {
     if examples.is_empty() {
         return Err(EvalError::Empty);
     }
@@ -58,7 +123,7 @@ pub async fn evaluate(
     let concurrency = opts.concurrency.max(1);
     let mut pending = FuturesUnordered::new();
     let mut next = 0usize;
-    while next < total && pending.len() < concurrency {
+    while next < total && pending.len() < concurrency && !interrupt.is_requested() {
         pending.push(run_one(
             ctx,
             program,
@@ -66,6 +131,7 @@ pub async fn evaluate(
             metric,
             &mcx,
             opts,
+            interrupt,
             next,
             &examples[next],
         ));
@@ -79,8 +145,27 @@ pub async fn evaluate(
     };
     let mut score_sum = 0.0;
     let mut stop: Option<StopReason> = None;
-    while let Some(outcome) = pending.next().await {
-        if stop.is_none() && next < total {
+    // Set when the interrupt fires: in-flight examples may finish until then.
+    let mut grace_until: Option<tokio::time::Instant> = None;
+    loop {
+        // `biased`: notice an interrupt even when cached examples finish
+        // back to back, and keep results that arrive with the deadline.
+        let outcome = tokio::select! {
+            biased;
+            _ = interrupt.requested(), if grace_until.is_none() => {
+                grace_until = Some(tokio::time::Instant::now() + interrupt.grace());
+                let reason = interrupt.reason().unwrap_or("stop requested");
+                reporter.interrupted(reason, pending.len(), interrupt.grace());
+                continue;
+            }
+            o = pending.next() => match o {
+                Some(o) => o,
+                None => break,
+            },
+            _ = tokio::time::sleep_until(grace_until.unwrap_or_else(far_future)),
+                if grace_until.is_some() => break,
+        };
+        if stop.is_none() && next < total && !interrupt.is_requested() {
             pending.push(run_one(
                 ctx,
                 program,
@@ -88,6 +173,7 @@ pub async fn evaluate(
                 metric,
                 &mcx,
                 opts,
+                interrupt,
                 next,
                 &examples[next],
             ));
@@ -99,6 +185,7 @@ pub async fn evaluate(
                 stop = Some(StopReason::Budget(message));
                 break;
             }
+            Outcome::Abandoned => continue,
         };
         running.done += 1;
         score_sum += r.score;
@@ -127,7 +214,33 @@ pub async fn evaluate(
     reporter.finish();
     results.sort_by_key(|r| r.index);
     let wall_s = started.elapsed().as_secs_f64();
-    let report = build_report(ctx, program, overlay, metric, results, total, wall_s);
+    let done = results.len();
+    let mut status = RunStatus {
+        complete: done == total,
+        interrupted: false,
+        examples_done: done,
+        examples_total: total,
+        stop_reason: None,
+    };
+    match &stop {
+        Some(StopReason::TooManyErrors(max, _)) => {
+            status.complete = false;
+            status.stop_reason = Some(format!("stopped: more than {max} failed examples"));
+        }
+        Some(StopReason::Budget(message)) => {
+            status.complete = false;
+            status.stop_reason = Some(message.clone());
+        }
+        None if interrupt.is_requested() && done < total => {
+            status.interrupted = true;
+            status.stop_reason = Some(format!(
+                "interrupted ({})",
+                interrupt.reason().unwrap_or("stop requested")
+            ));
+        }
+        None => {}
+    }
+    let report = build_report(ctx, program, overlay, metric, results, status, wall_s);
     match stop {
         None => Ok(report),
         Some(StopReason::TooManyErrors(max_errors, last_error)) => Err(EvalError::TooManyErrors {
@@ -145,6 +258,12 @@ pub async fn evaluate(
     }
 }
 
+/// A deadline that never comes, for the disabled grace branch (select!
+/// evaluates every branch's future even when its condition is false).
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
 enum StopReason {
     TooManyErrors(usize, String),
     Budget(String),
@@ -158,11 +277,24 @@ async fn run_one(
     metric: &Metric,
     mcx: &MetricContext,
     opts: &EvalOptions,
+    interrupt: &Interrupt,
     index: usize,
     ex: &Example,
 ) -> Outcome {
     let started = Instant::now();
-    let outcome = run_program(ctx, program, overlay, ex.inputs.clone()).await;
+    let guard = Arc::new(StopGuard {
+        inner: ctx.lm.clone(),
+        interrupt: interrupt.clone(),
+        refused: AtomicBool::new(false),
+    });
+    let guarded = RunContext {
+        lm: guard.clone(),
+        ..ctx.clone()
+    };
+    let outcome = run_program(&guarded, program, overlay, ex.inputs.clone()).await;
+    if guard.refused.load(Ordering::SeqCst) {
+        return Outcome::Abandoned;
+    }
     let trace = outcome.trace;
     let mut result = ExampleResult {
         index,
@@ -218,9 +350,10 @@ fn build_report(
     overlay: &Overlay,
     metric: &Metric,
     results: Vec<ExampleResult>,
-    total: usize,
+    status: RunStatus,
     wall_s: f64,
 ) -> EvalReport {
+    let total = status.examples_total;
     let summary = Summary::from_results(&results, wall_s);
     EvalReport {
         format: REPORT_FORMAT.to_string(),
@@ -235,6 +368,7 @@ fn build_report(
         },
         label_fields: label_fields(program),
         summary,
+        status,
         results,
         gates: None,
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -264,4 +398,206 @@ pub fn label_fields(program: &Program) -> Vec<LabelField> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lm::{Lm, LmRequest, LmResponse, Usage};
+    use serde_json::{json, Map};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const PROGRAM: &str = "name: t
+signatures:
+  s:
+    inputs:
+      q: {type: str}
+    outputs:
+      answer: {type: str}
+inputs:
+  q: str
+nodes:
+  n:
+    kind: predict
+    signature: s
+outputs:
+  answer: n.answer
+";
+
+    /// A program that needs two LM calls per example, one after the other.
+    const TWO_STEPS: &str = "name: t2
+signatures:
+  s:
+    inputs:
+      q: {type: str}
+    outputs:
+      answer: {type: str}
+inputs:
+  q: str
+nodes:
+  a:
+    kind: predict
+    signature: s
+  b:
+    kind: predict
+    signature: s
+    inputs:
+      q: a.answer
+outputs:
+  answer: b.answer
+";
+
+    /// Answers `yes`. Fires `interrupt` as its `fire_at`-th call starts;
+    /// with `hold`, every call but the first waits for the interrupt, so
+    /// which calls are in flight when it fires does not depend on timing.
+    /// After the interrupt, each call takes `delay` more.
+    struct Slow {
+        calls: AtomicUsize,
+        fire_at: usize,
+        hold: bool,
+        interrupt: Interrupt,
+        delay: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl Lm for Slow {
+        async fn complete(&self, _req: &LmRequest) -> Result<LmResponse, crate::lm::LmError> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if n == self.fire_at {
+                self.interrupt.request("test");
+            } else if n > 1 && self.hold {
+                self.interrupt.requested().await;
+            }
+            tokio::time::sleep(self.delay).await;
+            Ok(LmResponse {
+                text: "[[ ## answer ## ]]\nyes\n\n[[ ## completed ## ]]".into(),
+                usage: Usage::default(),
+                cache_hit: false,
+                latency: self.delay,
+                retries: 0,
+                cost: 0.0,
+            })
+        }
+        fn model(&self) -> String {
+            "slow".into()
+        }
+    }
+
+    /// Run 20 examples of `source`, `concurrency` at a time, with the
+    /// interrupt fired by the `fire_at`-th LM call.
+    fn run_with(
+        source: &str,
+        concurrency: usize,
+        lm: Slow,
+        grace: Duration,
+    ) -> (EvalReport, usize) {
+        let program =
+            crate::program::load::load_str(source, std::path::Path::new("t.yaml")).unwrap();
+        let interrupt = lm.interrupt.clone().with_grace(grace);
+        let lm = Arc::new(lm);
+        let ctx = RunContext::new(lm.clone());
+        let examples: Vec<Example> = (0..20)
+            .map(|i| {
+                let mut inputs = Map::new();
+                inputs.insert("q".into(), json!(format!("question {i}")));
+                let mut expected = Map::new();
+                expected.insert("answer".into(), json!("yes"));
+                Example {
+                    index: i,
+                    row: i + 1,
+                    inputs,
+                    expected,
+                    extra: Map::new(),
+                }
+            })
+            .collect();
+        let metric = Metric::default_for(&program);
+        let opts = EvalOptions {
+            concurrency,
+            ..EvalOptions::default()
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let report = rt
+            .block_on(evaluate_until(
+                &ctx,
+                &program,
+                &Overlay::default(),
+                &examples,
+                &metric,
+                &opts,
+                &crate::eval::NoopReporter,
+                &interrupt,
+            ))
+            .expect("an interrupted evaluation is Ok");
+        (report, lm.calls.load(Ordering::SeqCst))
+    }
+
+    /// The one-step program, 2 at a time, calls held until the interrupt.
+    fn run(fire_at: usize, grace: Duration, delay: Duration) -> (EvalReport, usize) {
+        let lm = Slow {
+            calls: AtomicUsize::new(0),
+            fire_at,
+            hold: fire_at != usize::MAX,
+            interrupt: Interrupt::new(),
+            delay,
+        };
+        run_with(PROGRAM, 2, lm, grace)
+    }
+
+    #[test]
+    fn interrupt_lets_in_flight_examples_finish_and_starts_no_more() {
+        // Calls 1 and 2 start; call 1 ends, call 3 starts and fires while
+        // call 2 waits: 2 and 3 are in flight and finish inside the grace.
+        let (report, calls) = run(3, Duration::from_secs(30), Duration::from_millis(20));
+        assert_eq!(calls, 3);
+        let st = &report.status;
+        assert!(st.interrupted && !st.complete, "{st:?}");
+        assert_eq!((st.examples_done, st.examples_total), (3, 20));
+        assert_eq!(report.results.len(), 3);
+        assert_eq!(st.stop_reason.as_deref(), Some("interrupted (test)"));
+        assert!(report.results.iter().all(|r| r.score == 1.0));
+    }
+
+    #[test]
+    fn in_flight_examples_are_abandoned_after_the_grace_period() {
+        // Both first calls start (the second fires); each takes an hour:
+        // none finishes within the grace period.
+        let (report, calls) = run(2, Duration::from_millis(50), Duration::from_secs(3600));
+        assert_eq!(calls, 2);
+        assert_eq!(report.status.examples_done, 0);
+        assert!(report.status.interrupted && report.results.is_empty());
+    }
+
+    #[test]
+    fn an_example_needing_a_new_call_after_the_interrupt_is_abandoned() {
+        // One at a time, two calls each: example 1 makes calls 1 and 2;
+        // example 2's first call (3) fires, so its second is never made and
+        // the example is left out rather than scored as a failure.
+        let lm = Slow {
+            calls: AtomicUsize::new(0),
+            fire_at: 3,
+            hold: false,
+            interrupt: Interrupt::new(),
+            delay: Duration::ZERO,
+        };
+        let (report, calls) = run_with(TWO_STEPS, 1, lm, Duration::from_secs(30));
+        assert_eq!(calls, 3, "no LM call starts after the interrupt");
+        assert_eq!(report.status.examples_done, 1);
+        assert_eq!(report.results.len(), 1);
+        assert_eq!(report.summary.errors, 0, "abandoned is not failed");
+        assert!(report.status.interrupted);
+    }
+
+    #[test]
+    fn an_interrupt_that_never_fires_changes_nothing() {
+        let (report, calls) = run(usize::MAX, Duration::ZERO, Duration::ZERO);
+        assert_eq!(calls, 20);
+        assert!(report.status.complete && !report.status.interrupted);
+        assert_eq!(report.status.stop_reason, None);
+        assert_eq!(report.status.examples_done, 20);
+    }
 }

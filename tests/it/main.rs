@@ -12,6 +12,7 @@ mod data;
 mod eval;
 mod foundation;
 mod instruction;
+mod interrupt;
 // The embedded engine is a default feature; `--no-default-features` builds
 // an HTTP-only binary whose tests skip it.
 #[cfg(feature = "embedded")]
