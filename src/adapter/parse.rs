@@ -27,6 +27,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
+use crate::adapter::chat::python_str;
 use crate::adapter::{repair, ParseError};
 use crate::signature::{Field, FieldType, Signature};
 
@@ -424,10 +425,10 @@ pub fn convert_value(ty: &FieldType, v: &Value) -> Result<Value, String> {
             v => convert_value(inner, v),
         },
         (_, Value::String(s)) => convert(ty, s.trim()),
-        (FieldType::String, Value::Number(n)) => Ok(Value::String(n.to_string())),
-        (FieldType::String, Value::Bool(b)) => Ok(Value::String(b.to_string())),
-        (FieldType::String, v @ (Value::Array(_) | Value::Object(_))) => {
-            Ok(Value::String(v.to_string()))
+        // Non-text JSON for a text field reads as Python's `str()` of it
+        // (`True`, `[1, 2, 3]`), as DSPy's `parse_value` gives it.
+        (FieldType::String, v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_))) => {
+            Ok(Value::String(python_str(v)))
         }
         (FieldType::Int, Value::Number(n)) => number_to_int(n)
             .map(|i| Value::Number(i.into()))

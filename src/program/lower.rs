@@ -452,7 +452,7 @@ impl Lowerer<'_> {
             );
             return None;
         }
-        match crate::adapter::parse::convert_value(ty, d) {
+        match typed_default(ty, d) {
             Ok(v) => Some(v),
             Err(m) => {
                 self.cx.err(
@@ -733,4 +733,31 @@ fn field_names(fs: &[Field]) -> String {
         .map(|f| format!("`{}`", f.name))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A default as written must already be a value of the field's type
+/// (strictly: `"3"` is no `int`, `not a list` no `list[str]`); only `json`
+/// fields go through the parser's schema check.
+fn typed_default(ty: &FieldType, v: &Value) -> Result<Value, String> {
+    let ok = match (ty, v) {
+        (FieldType::Optional { .. }, Value::Null) => true,
+        (FieldType::Optional { inner }, v) => return typed_default(inner, v),
+        (FieldType::Json { .. }, v) => return crate::adapter::parse::convert_value(ty, v),
+        (FieldType::String, Value::String(_)) | (FieldType::Bool, Value::Bool(_)) => true,
+        (FieldType::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (FieldType::Float, Value::Number(_)) => true,
+        (FieldType::Enum { values }, Value::String(s)) => values.contains(s),
+        (FieldType::List { item }, Value::Array(items)) => {
+            for (i, x) in items.iter().enumerate() {
+                typed_default(item, x).map_err(|e| format!("item {}: {e}", i + 1))?;
+            }
+            true
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(v.clone())
+    } else {
+        Err(format!("got {v}"))
+    }
 }
