@@ -285,3 +285,137 @@ fn issue17_a_default_of_the_wrong_type_is_a_located_load_error() {
     assert!(err.contains("bad.yaml:5:"), "{err}");
     assert!(err.contains("`default` applies only to output fields"), "{err}");
 }
+
+mod roundtrip {
+    //! Issue #17's property: for any signature and any values, the demo
+    //! reply lmc renders parses back to the same values, with and without a
+    //! reasoning model's `<think>` block (one that quotes the format) in
+    //! front, under both adapters.
+
+    use lmc::adapter::{chat, json, parse, Role};
+    use lmc::overlay::Demo;
+    use lmc::signature::{Field, FieldType, Signature};
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+    use serde_json::{json, Map, Value};
+
+    fn text() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9][A-Za-z0-9 ,.!?'\"()-]{0,24}(\n[A-Za-z0-9 ,.]{1,12})?"
+            .prop_map(|s| s.trim().to_string())
+    }
+
+    fn typed_value() -> impl Strategy<Value = (FieldType, Value)> {
+        let boxed = |t: FieldType| Box::new(t);
+        prop_oneof![
+            text().prop_map(|s| (FieldType::String, json!(s))),
+            any::<i64>().prop_map(|i| (FieldType::Int, json!(i))),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| (FieldType::Float, json!(f))),
+            any::<bool>().prop_map(|b| (FieldType::Bool, json!(b))),
+            prop::sample::select(vec!["positive", "negative", "neutral"]).prop_map(|v| {
+                let values = vec!["positive".into(), "negative".into(), "neutral".into()];
+                (FieldType::Enum { values }, json!(v))
+            }),
+            vec(text(), 0..4).prop_map(move |v| (
+                FieldType::List {
+                    item: boxed(FieldType::String)
+                },
+                json!(v)
+            )),
+            vec(any::<i32>(), 0..4).prop_map(move |v| (
+                FieldType::List {
+                    item: boxed(FieldType::Int)
+                },
+                json!(v)
+            )),
+            proptest::option::of(any::<i32>()).prop_map(move |o| (
+                FieldType::Optional {
+                    inner: boxed(FieldType::Int)
+                },
+                json!(o)
+            )),
+            proptest::option::of(
+                "[a-z]{1,8}".prop_filter("not a null word", |s| s != "none" && s != "null")
+            )
+            .prop_map(move |o| (
+                FieldType::Optional {
+                    inner: boxed(FieldType::String)
+                },
+                json!(o)
+            )),
+            btree_map(
+                "[a-z]{1,6}",
+                prop_oneof![
+                    text().prop_map(Value::from),
+                    any::<i32>().prop_map(Value::from),
+                    any::<bool>().prop_map(Value::from),
+                ],
+                0..4
+            )
+            .prop_map(|m| (
+                FieldType::Json { schema: None },
+                Value::Object(m.into_iter().collect())
+            )),
+        ]
+    }
+
+    /// Distinct output names (including `reasoning`, which must come from
+    /// its own section, never from the thinking) with a type and value each.
+    fn outputs() -> impl Strategy<Value = Vec<(String, FieldType, Value)>> {
+        let names = vec![
+            "answer", "score", "tags", "label", "note", "count", "reasoning", "data",
+        ];
+        prop::sample::subsequence(names, 1..=4).prop_flat_map(|names| {
+            let n = names.len();
+            vec(typed_value(), n).prop_map(move |tv| {
+                names
+                    .iter()
+                    .zip(tv)
+                    .map(|(name, (t, v))| (name.to_string(), t, v))
+                    .collect()
+            })
+        })
+    }
+
+    fn thinking() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of("[a-z ]{0,20}")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        #[test]
+        fn issue17_rendered_demo_replies_parse_back(outs in outputs(), think in thinking(), as_json in any::<bool>()) {
+            let sig = Signature {
+                instructions: None,
+                inputs: vec![Field::new("question", FieldType::String)],
+                outputs: outs.iter().map(|(n, t, _)| Field::new(n.clone(), t.clone())).collect(),
+            };
+            let expected: Map<String, Value> =
+                outs.iter().map(|(n, _, v)| (n.clone(), v.clone())).collect();
+            let mut fields = expected.clone();
+            fields.insert("question".into(), json!("q"));
+            let demo = Demo { fields, augmented: false };
+            let messages = if as_json {
+                json::render(&sig, &[demo], &Map::new())
+            } else {
+                chat::render(&sig, &[demo], &Map::new())
+            };
+            let reply = &messages.iter().find(|m| m.role == Role::Assistant).unwrap().content;
+            let reply = match &think {
+                // The thinking quotes the format and a wrong answer.
+                Some(t) => format!(
+                    "<think>{t} Format: [[ ## {0} ## ]] then {{\"{0}\": \"Lyon\"}}?</think>\n{reply}",
+                    outs[0].0
+                ),
+                None => reply.clone(),
+            };
+            let parsed = if as_json {
+                parse::parse_json(&sig, &reply)
+            } else {
+                parse::parse_chat(&sig, &reply)
+            };
+            prop_assert_eq!(parsed, Ok(expected), "reply:\n{}", reply);
+        }
+    }
+}
