@@ -14,13 +14,21 @@
 //! field, with the raw reply kept for evals and optimizers.
 //!
 //! Documented leniencies beyond DSPy: a single-output signature whose reply
-//! has no output marker at all takes the text before any marker as that
-//! field; a missing `optional[T]` output is `null`; numbers accept `$1,200`
-//! and `4.0` (for int); enum values match case-insensitively once quotes and
-//! punctuation around them are removed; a list may be a JSON array, a Python
-//! list literal, one item per line (bullets and numbering dropped) or one
-//! comma-separated line; in the JSON adapter, a single output may come back
-//! as a bare value instead of an object.
+//! has no output marker and no JSON object takes the text before any marker
+//! as that field; numbers accept `$1,200` and `4.0` (for int); enum values
+//! match case-insensitively once quotes and punctuation around them are
+//! removed; a list may be a JSON array, a Python list literal, one item per
+//! line (bullets and numbering dropped) or one comma-separated line; in the
+//! JSON adapter, a single output may come back as a bare value instead of an
+//! object.
+//!
+//! As DSPy's own tests say (issue #17, docs/parsing.md): a reasoning model's
+//! `<think>` block is split off before anything is read; a chat reply that
+//! is a JSON object keyed by the output names is read as those fields
+//! without a second call, and one naming none of them fails; JSON is read
+//! with [`repair`]'s repairs and never as a fragment of a broken structure;
+//! a missing output takes its `default:`, `null` if optional; an empty reply
+//! is a parse failure.
 
 use std::sync::LazyLock;
 
@@ -76,11 +84,17 @@ pub fn parse_chat(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
                 )),
             };
         }
-        if n == 1 {
-            // No structure at all: the reply (before any stray marker such as
-            // `[[ ## completed ## ]]`) is the single output's value.
-            found[0] = Some(&text[..first_marker_start.unwrap_or(text.len())]);
+        if n != 1 {
+            // Not a set of defaults either: the model answered something else.
+            return Err(error(
+                "*",
+                "the reply has no `[[ ## field ## ]]` section for any output field".into(),
+                reply,
+            ));
         }
+        // No structure at all: the reply (before any stray marker such as
+        // `[[ ## completed ## ]]`) is the single output's value.
+        found[0] = Some(&text[..first_marker_start.unwrap_or(text.len())]);
     }
 
     let mut out = Map::with_capacity(n);
