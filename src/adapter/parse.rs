@@ -171,12 +171,20 @@ fn read_object(
     }
     if !sig.outputs.iter().any(|f| lookup(&f.name).is_some()) {
         let keys: Vec<String> = obj.keys().map(|k| format!("`{k}`")).collect();
-        let names: Vec<String> = sig.outputs.iter().map(|f| format!("`{}`", f.name)).collect();
+        let names: Vec<String> = sig
+            .outputs
+            .iter()
+            .map(|f| format!("`{}`", f.name))
+            .collect();
         return Err(error(
             "*",
             format!(
                 "the reply is a JSON object with keys {} but none of the output fields {}",
-                if keys.is_empty() { "(none)".into() } else { keys.join(", ") },
+                if keys.is_empty() {
+                    "(none)".into()
+                } else {
+                    keys.join(", ")
+                },
                 names.join(", ")
             ),
             reply,
@@ -241,9 +249,7 @@ pub fn split_thinking(reply: &str) -> (Option<&str>, &str) {
         };
     }
     match t.find(CLOSE) {
-        Some(i) if !t[..i].contains(OPEN) => {
-            (Some(t[..i].trim()), &t[i + CLOSE.len()..])
-        }
+        Some(i) if !t[..i].contains(OPEN) => (Some(t[..i].trim()), &t[i + CLOSE.len()..]),
         _ => (None, reply),
     }
 }
@@ -441,9 +447,10 @@ pub fn convert_value(ty: &FieldType, v: &Value) -> Result<Value, String> {
         (_, Value::String(s)) => convert(ty, s.trim()),
         // Non-text JSON for a text field reads as Python's `str()` of it
         // (`True`, `[1, 2, 3]`), as DSPy's `parse_value` gives it.
-        (FieldType::String, v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_))) => {
-            Ok(Value::String(python_str(v)))
-        }
+        (
+            FieldType::String,
+            v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_)),
+        ) => Ok(Value::String(python_str(v))),
         (FieldType::Int, Value::Number(n)) => number_to_int(n)
             .map(|i| Value::Number(i.into()))
             .ok_or_else(|| format!("expected an integer, got {n}")),
@@ -756,5 +763,109 @@ fn type_matches(t: &str, v: &Value) -> bool {
         "number" => v.is_number(),
         "integer" => v.as_number().and_then(number_to_int).is_some(),
         _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sig(outputs: &[(&str, FieldType)]) -> Signature {
+        Signature {
+            instructions: None,
+            inputs: vec![Field::new("question", FieldType::String)],
+            outputs: outputs
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn thinking_is_split_off() {
+        assert_eq!(
+            split_thinking("<think>a [[ ## x ## ]]</think>\n[[ ## x ## ]]\n1"),
+            (Some("a [[ ## x ## ]]"), "\n[[ ## x ## ]]\n1")
+        );
+        // The opening tag was in the chat template.
+        assert_eq!(split_thinking("hmm\n</think>\nok"), (Some("hmm"), "\nok"));
+        // Never closed: all thinking, no answer.
+        assert_eq!(
+            split_thinking("  <think>still going"),
+            (Some("still going"), "")
+        );
+        assert_eq!(split_thinking("plain"), (None, "plain"));
+    }
+
+    #[test]
+    fn nested_fragments_of_broken_structures_are_not_returned() {
+        // Unreadable even with repairs: stepped over, nothing inside taken.
+        assert_eq!(extract_json("{bad {\"a\": 1} here", true), None);
+        assert_eq!(
+            extract_json("{bad} then {\"a\": 1}", true),
+            Some(json!({"a": 1}))
+        );
+        // Repairable: the whole structure, not its first inner object.
+        assert_eq!(
+            extract_json("{'outer': {'inner': 1}, 'bad': [1, 2}", false),
+            Some(json!({"outer": {"inner": 1}, "bad": [1, 2]}))
+        );
+        assert_eq!(
+            extract_json("see [{'name': 'f', 'args': {'city': 'Paris'}]", false),
+            Some(json!([{"name": "f", "args": {"city": "Paris"}}]))
+        );
+    }
+
+    #[test]
+    fn chat_reads_a_json_object_keyed_by_outputs() {
+        let s = sig(&[("answer", FieldType::String)]);
+        assert_eq!(
+            parse_chat(&s, "{'answer': 'Paris'}").unwrap(),
+            Map::from_iter([("answer".into(), json!("Paris"))])
+        );
+        let e = parse_chat(&s, "{'output': 'x'}").unwrap_err();
+        assert_eq!(e.field, "*");
+        assert!(e.message.contains("`output`"), "{}", e.message);
+        assert_eq!(parse_chat(&s, "{invalid json}").unwrap_err().field, "*");
+        // A text answer that merely mentions braces is still the answer.
+        assert_eq!(parse_chat(&s, "use {x}").unwrap()["answer"], "use {x}");
+    }
+
+    #[test]
+    fn missing_outputs_take_thinking_default_or_null() {
+        let mut s = sig(&[
+            ("reasoning", FieldType::String),
+            ("answer", FieldType::String),
+            (
+                "n",
+                FieldType::Optional {
+                    inner: Box::new(FieldType::Int),
+                },
+            ),
+        ]);
+        let out = parse_chat(&s, "<think>because</think>[[ ## answer ## ]] 4").unwrap();
+        assert_eq!(out["reasoning"], "because");
+        assert_eq!(out["n"], Value::Null);
+        s.outputs[2].default = Some(json!(7));
+        let out = parse_json(&s, "{\"answer\": \"4\", \"reasoning\": \"own\"}").unwrap();
+        assert_eq!((&out["reasoning"], &out["n"]), (&json!("own"), &json!(7)));
+        // The reply's own reasoning section wins over the thinking.
+        let out = parse_chat(
+            &s,
+            "<think>t</think>[[ ## reasoning ## ]] mine [[ ## answer ## ]] 4",
+        )
+        .unwrap();
+        assert_eq!(out["reasoning"], "mine");
+    }
+
+    #[test]
+    fn empty_replies_fail() {
+        let s = sig(&[("answer", FieldType::String)]);
+        for reply in ["", "  \n", "<think>only thinking</think>", "```\n```"] {
+            let e = parse_chat(&s, reply).unwrap_err();
+            assert_eq!((e.field.as_str(), e.raw.as_str()), ("*", reply));
+            assert!(parse_json(&s, reply).is_err(), "{reply:?}");
+        }
     }
 }

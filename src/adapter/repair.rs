@@ -297,9 +297,8 @@ fn number(word: &str) -> Option<Value> {
     let mut digits = String::with_capacity(word.len());
     for (k, &c) in b.iter().enumerate() {
         if c == b'_' {
-            let between = k > 0
-                && b[k - 1].is_ascii_digit()
-                && b.get(k + 1).is_some_and(u8::is_ascii_digit);
+            let between =
+                k > 0 && b[k - 1].is_ascii_digit() && b.get(k + 1).is_some_and(u8::is_ascii_digit);
             if !between {
                 return None;
             }
@@ -347,7 +346,10 @@ mod tests {
 
     #[test]
     fn digit_separators_only_between_digits() {
-        assert_eq!(whole("{'score': 123_456.789}"), Some(json!({"score": 123456.789})));
+        assert_eq!(
+            whole("{'score': 123_456.789}"),
+            Some(json!({"score": 123456.789}))
+        );
         assert_eq!(whole("1_000"), Some(json!(1000)));
         assert_eq!(whole("_1"), None);
         assert_eq!(whole("1__0"), None);
@@ -366,7 +368,10 @@ mod tests {
             whole("{'outer': {'inner': 1}, 'bad': [1, 2}"),
             Some(json!({"outer": {"inner": 1}, "bad": [1, 2]}))
         );
-        assert_eq!(whole("{\"a\": [1, {\"b\": 2"), Some(json!({"a": [1, {"b": 2}]})));
+        assert_eq!(
+            whole("{\"a\": [1, {\"b\": 2"),
+            Some(json!({"a": [1, {"b": 2}]}))
+        );
         assert_eq!(whole("{\"a\": \"cut"), Some(json!({"a": "cut"})));
         assert_eq!(whole("{\"a\": 1 \"b\": 2}"), Some(json!({"a": 1, "b": 2})));
     }

@@ -107,7 +107,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // they are shown here, where a reader checks what a call does.
             let defaults = output_defaults(sig);
             if !defaults.is_empty() {
-                let shown: Vec<String> = defaults.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                let shown: Vec<String> =
+                    defaults.iter().map(|(k, v)| format!("{k} = {v}")).collect();
                 text.push_str(&format!("defaults: {}\n", shown.join(", ")));
             }
             push_messages(&mut text, msgs);

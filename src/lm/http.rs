@@ -553,11 +553,15 @@ mod tests {
         assert!(parse_completion(br#"{"choices":[{}]}"#).is_err());
         // Null or empty content is an (unparseable) reply, not retried.
         assert_eq!(
-            parse_completion(br#"{"choices":[{"message":{"content":null}}]}"#).unwrap().0,
+            parse_completion(br#"{"choices":[{"message":{"content":null}}]}"#)
+                .unwrap()
+                .0,
             ""
         );
         assert_eq!(
-            parse_completion(br#"{"choices":[{"message":{"content":""}}]}"#).unwrap().0,
+            parse_completion(br#"{"choices":[{"message":{"content":""}}]}"#)
+                .unwrap()
+                .0,
             ""
         );
     }
@@ -570,9 +574,13 @@ mod tests {
             "<think>\nCapital of France.\n</think>\n[[ ## answer ## ]]\nParis"
         );
         let body = br#"{"choices":[{"message":{"content":null,"reasoning":"hmm"}}]}"#;
-        assert_eq!(parse_completion(body).unwrap().0, "<think>\nhmm\n</think>\n");
+        assert_eq!(
+            parse_completion(body).unwrap().0,
+            "<think>\nhmm\n</think>\n"
+        );
         // Already inline: not doubled.
-        let body = br#"{"choices":[{"message":{"content":"<think>a</think>x","reasoning_content":"a"}}]}"#;
+        let body =
+            br#"{"choices":[{"message":{"content":"<think>a</think>x","reasoning_content":"a"}}]}"#;
         assert_eq!(parse_completion(body).unwrap().0, "<think>a</think>x");
     }
 

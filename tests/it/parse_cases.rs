@@ -26,7 +26,10 @@ fn program(case: &Value) -> String {
         .cloned()
         .unwrap_or_else(|| json!({"question": "str"}));
     let outputs = case["outputs"].as_object().unwrap();
-    let kind = case.get("kind").and_then(Value::as_str).unwrap_or("predict");
+    let kind = case
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("predict");
     let bound: Map<String, Value> = outputs
         .keys()
         // Chain of thought adds `reasoning`; the program exposes the rest.
@@ -64,12 +67,15 @@ fn run_case(stub: &StubServer, dir: &Path, case: &Value) -> Result<Value, String
         .args(["--adapter", case["adapter"].as_str().unwrap()])
         .args(["--no-cache", "--max-retries", "0", "--json"]);
     let inputs = case.get("inputs").and_then(Value::as_object);
-    for name in inputs.map_or(vec!["question".to_string()], |m| m.keys().cloned().collect()) {
+    for name in inputs.map_or(vec!["question".to_string()], |m| {
+        m.keys().cloned().collect()
+    }) {
         cmd.args(["--input", &format!("{name}=some input")]);
     }
     let (code, out, err) = run(&mut cmd);
-    let line: Value = serde_json::from_str(out.trim())
-        .unwrap_or_else(|e| panic!("{id}: stdout is not one JSON line ({e}): {out}\nstderr: {err}"));
+    let line: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| {
+        panic!("{id}: stdout is not one JSON line ({e}): {out}\nstderr: {err}")
+    });
     match code {
         0 => Ok(line["outputs"].clone()),
         3 => Err(line["error"].as_str().unwrap_or_default().to_string()),
@@ -140,10 +146,16 @@ fn issue17_dspy_adapter_cases_through_the_real_binary() {
     // The docs state the same figures and list every difference.
     let doc = std::fs::read_to_string(root().join("docs/parsing.md")).unwrap();
     let figure = format!("{agree} of {dspy_total}");
-    assert!(doc.contains(&figure), "docs/parsing.md must state `{figure}`");
+    assert!(
+        doc.contains(&figure),
+        "docs/parsing.md must state `{figure}`"
+    );
     for case in cases.iter().filter(|c| c.get("dspy").is_some()) {
         let id = case["id"].as_str().unwrap();
-        assert!(doc.contains(&format!("`{id}`")), "docs/parsing.md must table `{id}`");
+        assert!(
+            doc.contains(&format!("`{id}`")),
+            "docs/parsing.md must table `{id}`"
+        );
     }
 }
 
@@ -158,7 +170,13 @@ fn issue17_thinking_is_kept_out_of_parsing_and_recorded_in_the_trace() {
     let separate = case("chat-native-reasoning");
     let stub = StubServer::start({
         let (a, b) = (reply(&think), reply(&separate));
-        move |req: &StubRequest| if req.model == "a" { a.clone() } else { b.clone() }
+        move |req: &StubRequest| {
+            if req.model == "a" {
+                a.clone()
+            } else {
+                b.clone()
+            }
+        }
     });
     let dir = tempfile::tempdir().unwrap();
     for (model, c, thought) in [
@@ -181,12 +199,16 @@ fn issue17_thinking_is_kept_out_of_parsing_and_recorded_in_the_trace() {
         let line: Value =
             serde_json::from_str(std::fs::read_to_string(&trace).unwrap().trim()).unwrap();
         let lm = &line["step"]["lm"];
-        assert!(
-            lm["reasoning"].as_str().unwrap().contains(thought),
-            "{lm}"
-        );
+        assert!(lm["reasoning"].as_str().unwrap().contains(thought), "{lm}");
         assert!(!lm["reasoning"].as_str().unwrap().contains("<think>"));
         assert_eq!(line["step"]["outputs"]["answer"], "Paris");
+        let (code, shown, err) = run(lmc().args(["trace", "show"]).arg(&trace));
+        assert_eq!(code, 0, "{err}");
+        assert!(shown.contains("out answer = Paris"), "{shown}");
+        assert!(
+            shown.contains("thinking: ") && shown.contains(thought),
+            "{shown}"
+        );
     }
     // A second run is a cache hit that still carries the separate reasoning.
     let (code, out, _) = run(lmc()
@@ -222,7 +244,10 @@ fn issue17_null_content_is_a_parse_failure_with_the_raw_reply_and_no_retry() {
         .arg(stub.url())
         .args(["--input", "question=q"]));
     assert_eq!(code, 3, "{err}");
-    assert!(err.contains("could not parse field `*`: the reply is empty"), "{err}");
+    assert!(
+        err.contains("could not parse field `*`: the reply is empty"),
+        "{err}"
+    );
     assert!(err.contains("raw reply:"), "{err}");
     assert_eq!(stub.requests(), 1, "null content must not be retried");
     assert!(started.elapsed().as_secs() < 5);
@@ -265,7 +290,10 @@ fn issue17_output_defaults_show_in_inspect_and_schema() {
     let schema: Value = serde_json::from_str(&out).unwrap();
     let field = &schema["$defs"]["field"]["anyOf"][1]["properties"]["default"];
     assert!(
-        field["description"].as_str().unwrap().contains("Output fields only"),
+        field["description"]
+            .as_str()
+            .unwrap()
+            .contains("Output fields only"),
         "{field}"
     );
 }
@@ -276,14 +304,20 @@ fn issue17_a_default_of_the_wrong_type_is_a_located_load_error() {
     let file = dir.path().join("bad.yaml");
     let bad = DEFAULTS
         .replace("default: []", "default: not a list")
-        .replace("question: str\n    outputs", "question: {type: str, default: x}\n    outputs");
+        .replace(
+            "question: str\n    outputs",
+            "question: {type: str, default: x}\n    outputs",
+        );
     std::fs::write(&file, bad).unwrap();
     let (code, _, err) = run(lmc().arg("check").arg(&file));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("bad.yaml:9:"), "{err}");
     assert!(err.contains("the default is not a `list[str]`"), "{err}");
     assert!(err.contains("bad.yaml:5:"), "{err}");
-    assert!(err.contains("`default` applies only to output fields"), "{err}");
+    assert!(
+        err.contains("`default` applies only to output fields"),
+        "{err}"
+    );
 }
 
 mod roundtrip {
@@ -364,7 +398,14 @@ mod roundtrip {
     /// its own section, never from the thinking) with a type and value each.
     fn outputs() -> impl Strategy<Value = Vec<(String, FieldType, Value)>> {
         let names = vec![
-            "answer", "score", "tags", "label", "note", "count", "reasoning", "data",
+            "answer",
+            "score",
+            "tags",
+            "label",
+            "note",
+            "count",
+            "reasoning",
+            "data",
         ];
         prop::sample::subsequence(names, 1..=4).prop_flat_map(|names| {
             let n = names.len();
