@@ -86,9 +86,17 @@ pub fn parse_chat(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
         }
         if n != 1 {
             // Not a set of defaults either: the model answered something else.
+            let names: Vec<String> = sig
+                .outputs
+                .iter()
+                .map(|f| format!("`{}`", f.name))
+                .collect();
             return Err(error(
                 "*",
-                "the reply has no `[[ ## field ## ]]` section for any output field".into(),
+                format!(
+                    "the reply has no `[[ ## field ## ]]` section for any of the outputs {}",
+                    names.join(", ")
+                ),
                 reply,
             ));
         }
