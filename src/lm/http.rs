@@ -318,11 +318,13 @@ struct ChoiceMessage {
     content: Option<String>,
     /// A reasoning model's thinking, sent apart from the answer: DeepSeek,
     /// vLLM's and llama.cpp's reasoning parsers use `reasoning_content`,
-    /// OpenRouter and newer vLLM `reasoning`.
+    /// OpenRouter and newer vLLM `reasoning`. Kept as any JSON so a server
+    /// that sends an object here cannot make the whole reply unreadable;
+    /// only text is used.
     #[serde(default)]
-    reasoning_content: Option<String>,
+    reasoning_content: Option<Value>,
     #[serde(default)]
-    reasoning: Option<String>,
+    reasoning: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -426,10 +428,11 @@ fn parse_completion(bytes: &[u8]) -> Result<(String, Usage), String> {
         .message
         .ok_or_else(|| "reply choice has no message".to_string())?;
     let content = message.content.unwrap_or_default();
-    let thinking = message
-        .reasoning_content
-        .or(message.reasoning)
-        .filter(|r| !r.trim().is_empty());
+    let text_of = |v: Option<Value>| match v {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
+        _ => None,
+    };
+    let thinking = text_of(message.reasoning_content).or_else(|| text_of(message.reasoning));
     let text = match thinking {
         Some(r) if !content.trim_start().starts_with("<think>") => {
             format!("<think>\n{}\n</think>\n{content}", r.trim())
@@ -578,6 +581,9 @@ mod tests {
             parse_completion(body).unwrap().0,
             "<think>\nhmm\n</think>\n"
         );
+        // Not text (some servers send structured details): ignored, not fatal.
+        let body = br#"{"choices":[{"message":{"content":"x","reasoning":{"effort":"low"}}}]}"#;
+        assert_eq!(parse_completion(body).unwrap().0, "x");
         // Already inline: not doubled.
         let body =
             br#"{"choices":[{"message":{"content":"<think>a</think>x","reasoning_content":"a"}}]}"#;
