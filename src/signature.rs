@@ -117,6 +117,10 @@ pub struct Field {
     /// Output prefix (DSPy's `prefix`), e.g. "Reasoning: Let's think step by step in order to".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// An output's value when the reply leaves it out (DSPy's
+    /// `OutputField(default=...)`); checked against the type at load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
 }
 
 impl Field {
@@ -126,6 +130,7 @@ impl Field {
             ty,
             description: None,
             prefix: None,
+            default: None,
         }
     }
 }

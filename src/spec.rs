@@ -118,7 +118,7 @@ pub struct SignatureBody {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(
     untagged,
-    expecting = "a type string like `str` or a mapping {type, description, prefix, schema}"
+    expecting = "a type string like `str` or a mapping {type, description, prefix, schema, default}"
 )]
 pub enum FieldSpec {
     Type(String),
@@ -138,6 +138,9 @@ pub struct FieldBody {
     /// A JSON Schema for `json` fields.
     #[serde(default)]
     pub schema: Option<Value>,
+    /// Outputs only: the value when the reply leaves the field out.
+    #[serde(default)]
+    pub default: Option<Value>,
 }
 
 /// One node of the graph. All kind-specific keys are optional here;
@@ -241,7 +244,7 @@ pub const PROGRAM_KEYS: &[&str] = &[
     "tools",
 ];
 pub const SIGNATURE_KEYS: &[&str] = &["instructions", "inputs", "outputs"];
-pub const FIELD_KEYS: &[&str] = &["type", "description", "prefix", "schema"];
+pub const FIELD_KEYS: &[&str] = &["type", "description", "prefix", "schema", "default"];
 pub const LITERAL_KEYS: &[&str] = &["value"];
 pub const REWARD_KEYS: &[&str] = &["type", "field", "tool", "metric", "expected"];
 pub const REWARD_TYPES: &[&str] = &["non_empty", "tool_ok", "metric"];
@@ -340,7 +343,7 @@ mod tests {
     fn every_listed_key_deserializes() {
         let v = serde_json::json!({
             "name": "x", "description": "d", "lm": {"max_tokens": 3},
-            "signatures": {"s": {"instructions": "i", "inputs": {"a": {"type": "str", "description": "d", "prefix": "p", "schema": {}}}, "outputs": {"b": "int"}},
+            "signatures": {"s": {"instructions": "i", "inputs": {"a": {"type": "str", "description": "d", "prefix": "p", "schema": {}}}, "outputs": {"b": {"type": "int", "default": 0}}},
                            "t": "a -> b"},
             "inputs": {"a": "str"},
             "nodes": {"n": {"kind": "refine", "signature": "s", "inputs": {"a": "input.a", "z": {"value": 1}},

@@ -19,6 +19,10 @@ pub struct LmCallRecord {
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply: Option<String>,
+    /// A reasoning model's thinking (`<think>` or the server's separate
+    /// reasoning field), kept out of parsing and recorded here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
     pub usage: Usage,
     pub latency_s: f64,
     pub cache_hit: bool,

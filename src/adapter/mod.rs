@@ -17,6 +17,7 @@ pub mod chat;
 pub mod grammar;
 pub mod json;
 pub mod parse;
+pub mod repair;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

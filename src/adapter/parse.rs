@@ -14,21 +14,30 @@
 //! field, with the raw reply kept for evals and optimizers.
 //!
 //! Documented leniencies beyond DSPy: a single-output signature whose reply
-//! has no output marker at all takes the text before any marker as that
-//! field; a missing `optional[T]` output is `null`; numbers accept `$1,200`
-//! and `4.0` (for int); enum values match case-insensitively once quotes and
-//! punctuation around them are removed; a list may be a JSON array, a Python
-//! list literal, one item per line (bullets and numbering dropped) or one
-//! comma-separated line; in the JSON adapter, a single output may come back
-//! as a bare value instead of an object.
+//! has no output marker and no JSON object takes the text before any marker
+//! as that field; numbers accept `$1,200` and `4.0` (for int); enum values
+//! match case-insensitively once quotes and punctuation around them are
+//! removed; a list may be a JSON array, a Python list literal, one item per
+//! line (bullets and numbering dropped) or one comma-separated line; in the
+//! JSON adapter, a single output may come back as a bare value instead of an
+//! object.
+//!
+//! As DSPy's own tests say (issue #17, docs/parsing.md): a reasoning model's
+//! `<think>` block is split off before anything is read; a chat reply that
+//! is a JSON object keyed by the output names is read as those fields
+//! without a second call, and one naming none of them fails; JSON is read
+//! with [`repair`]'s repairs and never as a fragment of a broken structure;
+//! a missing output takes its `default:`, `null` if optional; an empty reply
+//! is a parse failure.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 use serde_json::{Map, Number, Value};
 
-use crate::adapter::ParseError;
-use crate::signature::{FieldType, Signature};
+use crate::adapter::chat::python_str;
+use crate::adapter::{repair, ParseError};
+use crate::signature::{Field, FieldType, Signature};
 
 /// A bullet or number at the start of a list line: `- `, `* `, `• `, `1. `, `2) `.
 static BULLET: LazyLock<Regex> =
@@ -37,7 +46,11 @@ static BULLET: LazyLock<Regex> =
 /// Parse a chat-adapter reply (`[[ ## field ## ]]` sections) into one typed
 /// value per output field.
 pub fn parse_chat(sig: &Signature, reply: &str) -> Result<Map<String, Value>, ParseError> {
-    let text = strip_fences(reply);
+    let (thinking, body) = split_thinking(reply);
+    let text = strip_fences(body);
+    if text.is_empty() {
+        return Err(empty_reply(thinking, reply));
+    }
     let n = sig.outputs.len();
     let mut found: Vec<Option<&str>> = vec![None; n];
     let mut any_output_marker = false;
@@ -57,7 +70,36 @@ pub fn parse_chat(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
         }
     }
 
-    if !any_output_marker && n == 1 {
+    if !any_output_marker {
+        if text.starts_with('{') {
+            // A JSON object where sections were expected (DSPy reaches the
+            // same values through a second, JSON-adapter call; lmc reads the
+            // object it already has).
+            return match extract_json(text, true) {
+                Some(Value::Object(obj)) => read_object(sig, &obj, thinking, reply),
+                _ => Err(error(
+                    "*",
+                    "the reply starts like a JSON object but is not one, and has no `[[ ## field ## ]]` sections".into(),
+                    reply,
+                )),
+            };
+        }
+        if n != 1 {
+            // Not a set of defaults either: the model answered something else.
+            let names: Vec<String> = sig
+                .outputs
+                .iter()
+                .map(|f| format!("`{}`", f.name))
+                .collect();
+            return Err(error(
+                "*",
+                format!(
+                    "the reply has no `[[ ## field ## ]]` section for any of the outputs {}",
+                    names.join(", ")
+                ),
+                reply,
+            ));
+        }
         // No structure at all: the reply (before any stray marker such as
         // `[[ ## completed ## ]]`) is the single output's value.
         found[0] = Some(&text[..first_marker_start.unwrap_or(text.len())]);
@@ -67,8 +109,8 @@ pub fn parse_chat(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
     for (f, raw) in sig.outputs.iter().zip(found) {
         let value = match raw {
             Some(raw) => convert(&f.ty, clean_value(raw, &f.ty)),
-            None if matches!(f.ty, FieldType::Optional { .. }) => Ok(Value::Null),
-            None => Err(format!("the reply has no `[[ ## {} ## ]]` section", f.name)),
+            None => missing(f, thinking)
+                .ok_or_else(|| format!("the reply has no `[[ ## {} ## ]]` section", f.name)),
         };
         match value {
             Ok(v) => {
@@ -83,45 +125,85 @@ pub fn parse_chat(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
 /// Parse a JSON-adapter reply: the first JSON object in the text (code
 /// fences and surrounding prose allowed), then the same typed conversion.
 pub fn parse_json(sig: &Signature, reply: &str) -> Result<Map<String, Value>, ParseError> {
-    let text = strip_fences(reply);
-    let obj = match extract_json(text, true) {
-        Some(Value::Object(m)) => m,
-        _ if sig.outputs.len() == 1 => {
-            // A bare value for a single output (e.g. `positive`): documented leniency.
+    let (thinking, body) = split_thinking(reply);
+    let text = strip_fences(body);
+    if text.is_empty() {
+        return Err(empty_reply(thinking, reply));
+    }
+    match extract_json(text, true) {
+        Some(Value::Object(obj)) => read_object(sig, &obj, thinking, reply),
+        // A bare value for a single output (e.g. `positive`): documented
+        // leniency. Not for text that opens an object it never makes valid
+        // (`{invalid json}`): that is a broken reply, not a value.
+        _ if sig.outputs.len() == 1 && !text.starts_with('{') => {
             let f = &sig.outputs[0];
             let mut out = Map::new();
             match convert(&f.ty, clean_value(text, &f.ty)) {
                 Ok(v) => {
                     out.insert(f.name.clone(), v);
-                    return Ok(out);
+                    Ok(out)
                 }
-                Err(m) => return Err(error(&f.name, m, reply)),
+                Err(m) => Err(error(&f.name, m, reply)),
             }
         }
-        _ => {
-            return Err(error(
-                "*",
-                "the reply contains no JSON object".to_string(),
-                reply,
-            ))
-        }
-    };
+        _ => Err(error(
+            "*",
+            "the reply contains no JSON object".to_string(),
+            reply,
+        )),
+    }
+}
 
+/// The output values of a JSON object keyed by output names (exact, or any
+/// case with spaces for `_`). An object naming none of the outputs is a
+/// parse failure, not a set of defaults: the model answered something else.
+fn read_object(
+    sig: &Signature,
+    obj: &Map<String, Value>,
+    thinking: Option<&str>,
+    reply: &str,
+) -> Result<Map<String, Value>, ParseError> {
+    let lookup = |name: &str| {
+        obj.get(name)
+            .or_else(|| obj.iter().find(|(k, _)| name_eq(k, name)).map(|(_, v)| v))
+    };
+    // A single JSON output given as the object itself, not wrapped in its key.
+    let single_json = match sig.outputs.as_slice() {
+        [f] if matches!(f.ty, FieldType::Json { .. }) && lookup(&f.name).is_none() => Some(f),
+        _ => None,
+    };
+    if let Some(f) = single_json {
+        let v = convert_value(&f.ty, &Value::Object(obj.clone()))
+            .map_err(|m| error(&f.name, m, reply))?;
+        return Ok(Map::from_iter([(f.name.clone(), v)]));
+    }
+    if !sig.outputs.iter().any(|f| lookup(&f.name).is_some()) {
+        let keys: Vec<String> = obj.keys().map(|k| format!("`{k}`")).collect();
+        let names: Vec<String> = sig
+            .outputs
+            .iter()
+            .map(|f| format!("`{}`", f.name))
+            .collect();
+        return Err(error(
+            "*",
+            format!(
+                "the reply is a JSON object with keys {} but none of the output fields {}",
+                if keys.is_empty() {
+                    "(none)".into()
+                } else {
+                    keys.join(", ")
+                },
+                names.join(", ")
+            ),
+            reply,
+        ));
+    }
     let mut out = Map::with_capacity(sig.outputs.len());
     for f in &sig.outputs {
-        let v = obj.get(&f.name).or_else(|| {
-            obj.iter()
-                .find(|(k, _)| name_eq(k, &f.name))
-                .map(|(_, v)| v)
-        });
-        let value = match v {
+        let value = match lookup(&f.name) {
             Some(v) => convert_value(&f.ty, v),
-            None if matches!(f.ty, FieldType::Optional { .. }) => Ok(Value::Null),
-            // A single JSON output given as the object itself, not wrapped in its key.
-            None if sig.outputs.len() == 1 && matches!(f.ty, FieldType::Json { .. }) => {
-                convert_value(&f.ty, &Value::Object(obj.clone()))
-            }
-            None => Err(format!("the JSON object has no key `{}`", f.name)),
+            None => missing(f, thinking)
+                .ok_or_else(|| format!("the JSON object has no key `{}`", f.name)),
         };
         match value {
             Ok(v) => {
@@ -131,6 +213,53 @@ pub fn parse_json(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
         }
     }
     Ok(out)
+}
+
+/// The value of an output the reply left out, if it may be left out: a
+/// chain-of-thought `reasoning` string takes the model's own thinking (as
+/// DSPy does with a provider's native reasoning), then the declared
+/// `default:`, then `null` for an `optional[T]`.
+fn missing(f: &Field, thinking: Option<&str>) -> Option<Value> {
+    if f.name == "reasoning" && f.ty == FieldType::String {
+        if let Some(t) = thinking.filter(|t| !t.is_empty()) {
+            return Some(Value::String(t.to_string()));
+        }
+    }
+    if let Some(d) = &f.default {
+        return Some(d.clone());
+    }
+    matches!(f.ty, FieldType::Optional { .. }).then_some(Value::Null)
+}
+
+fn empty_reply(thinking: Option<&str>, reply: &str) -> ParseError {
+    let message = if thinking.is_some() {
+        "the reply holds only a <think> block and no answer (the model may have spent max_tokens thinking; raise --max-tokens)"
+    } else {
+        "the reply is empty (the server returned empty or null content)"
+    };
+    error("*", message.to_string(), reply)
+}
+
+/// Split a reasoning model's thinking from its answer: a leading
+/// `<think>…</think>` block (Qwen3, DeepSeek-R1 distills, as served by
+/// Ollama, vLLM and llama.cpp), or text up to a `</think>` whose opening tag
+/// the chat template already wrote. The thinking is returned trimmed and
+/// never parsed: it may quote the format (`[[ ## answer ## ]]`) while
+/// weighing answers. A `<think>` never closed leaves no answer at all.
+pub fn split_thinking(reply: &str) -> (Option<&str>, &str) {
+    const OPEN: &str = "<think>";
+    const CLOSE: &str = "</think>";
+    let t = reply.trim_start();
+    if let Some(rest) = t.strip_prefix(OPEN) {
+        return match rest.find(CLOSE) {
+            Some(i) => (Some(rest[..i].trim()), &rest[i + CLOSE.len()..]),
+            None => (Some(rest.trim()), ""),
+        };
+    }
+    match t.find(CLOSE) {
+        Some(i) if !t[..i].contains(OPEN) => (Some(t[..i].trim()), &t[i + CLOSE.len()..]),
+        _ => (None, reply),
+    }
 }
 
 fn error(field: &str, message: String, reply: &str) -> ParseError {
@@ -324,11 +453,12 @@ pub fn convert_value(ty: &FieldType, v: &Value) -> Result<Value, String> {
             v => convert_value(inner, v),
         },
         (_, Value::String(s)) => convert(ty, s.trim()),
-        (FieldType::String, Value::Number(n)) => Ok(Value::String(n.to_string())),
-        (FieldType::String, Value::Bool(b)) => Ok(Value::String(b.to_string())),
-        (FieldType::String, v @ (Value::Array(_) | Value::Object(_))) => {
-            Ok(Value::String(v.to_string()))
-        }
+        // Non-text JSON for a text field reads as Python's `str()` of it
+        // (`True`, `[1, 2, 3]`), as DSPy's `parse_value` gives it.
+        (
+            FieldType::String,
+            v @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_)),
+        ) => Ok(Value::String(python_str(v))),
         (FieldType::Int, Value::Number(n)) => number_to_int(n)
             .map(|i| Value::Number(i.into()))
             .ok_or_else(|| format!("expected an integer, got {n}")),
@@ -457,7 +587,7 @@ fn parse_list(item: &FieldType, text: &str) -> Result<Value, String> {
     if t.starts_with('[') || t.starts_with('(') {
         let parsed = serde_json::from_str::<Value>(t)
             .ok()
-            .or_else(|| python_literal(t));
+            .or_else(|| repair::read_whole(t));
         match parsed {
             Some(Value::Array(items)) => {
                 return items
@@ -509,41 +639,38 @@ fn unquote(s: &str) -> &str {
 }
 
 /// The first JSON value (an object if `object_only`) in `text`: the whole
-/// text, else from each `{`/`[` onwards (prose around it ignored), else a
-/// Python literal (`{'a': True}`) at the same places.
+/// text, else the first structure starting at a `{` (or `[`) with prose
+/// around it ignored, read strictly and then with [`repair`]'s repairs
+/// (Python literals, unclosed brackets, trailing commas, digit separators).
+///
+/// A structure that cannot be read even with repairs is stepped over whole:
+/// a fragment nested inside it (`{"city": "Paris"}` inside a broken tool
+/// call) is never returned as if it were the answer.
 pub fn extract_json(text: &str, object_only: bool) -> Option<Value> {
     let t = strip_fences(text);
-    let wanted = |v: &Value| {
-        if object_only {
-            v.is_object()
-        } else {
-            v.is_object() || v.is_array()
-        }
-    };
+    let wanted = |v: &Value| v.is_object() || (!object_only && v.is_array());
     if let Ok(v) = serde_json::from_str::<Value>(t) {
         if wanted(&v) || !object_only {
             return Some(v);
         }
     }
-    let starts: Vec<usize> = t
-        .char_indices()
-        .filter(|(_, c)| *c == '{' || (!object_only && *c == '['))
-        .map(|(i, _)| i)
-        .take(32)
-        .collect();
-    for &i in &starts {
-        let mut stream = serde_json::Deserializer::from_str(&t[i..]).into_iter::<Value>();
-        if let Some(Ok(v)) = stream.next() {
-            if wanted(&v) {
-                return Some(v);
-            }
-        }
-    }
-    for &i in &starts {
-        if let Some(v) = python_literal_prefix(&t[i..]) {
-            if wanted(&v) {
-                return Some(v);
-            }
+    let is_start = |c: char| c == '{' || (!object_only && c == '[');
+    let mut from = 0;
+    // Each attempt is linear in the text; 32 bounds the work on hostile replies.
+    for _ in 0..32 {
+        let i = from + t.get(from..)?.find(is_start)?;
+        let rest = &t[i..];
+        let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        let (v, end) = match stream.next() {
+            Some(Ok(v)) => (Some(v), stream.byte_offset()),
+            _ => match repair::read_prefix(rest) {
+                Some((v, end)) => (Some(v), end),
+                None => (None, repair::skip_balanced(rest, 0)?),
+            },
+        };
+        match v {
+            Some(v) if wanted(&v) => return Some(v),
+            _ => from = i + end.max(1),
         }
     }
     None
@@ -647,182 +774,106 @@ fn type_matches(t: &str, v: &Value) -> bool {
     }
 }
 
-/// A whole Python literal (`['a', "b"]`, `(1, 2)`, `{'k': True}`) as JSON.
-fn python_literal(text: &str) -> Option<Value> {
-    let mut p = PyParser {
-        s: text.as_bytes(),
-        src: text,
-        i: 0,
-        depth: 0,
-    };
-    let v = p.value()?;
-    p.ws();
-    (p.i == p.s.len()).then_some(v)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
 
-/// A Python literal at the start of `text`, trailing text ignored.
-fn python_literal_prefix(text: &str) -> Option<Value> {
-    PyParser {
-        s: text.as_bytes(),
-        src: text,
-        i: 0,
-        depth: 0,
-    }
-    .value()
-}
-
-/// A small recursive-descent reader of Python literals (what models write
-/// when told "a valid Python list"), bounded in depth so hostile input
-/// cannot overflow the stack.
-struct PyParser<'a> {
-    s: &'a [u8],
-    src: &'a str,
-    i: usize,
-    depth: usize,
-}
-
-impl PyParser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
+    fn sig(outputs: &[(&str, FieldType)]) -> Signature {
+        Signature {
+            instructions: None,
+            inputs: vec![Field::new("question", FieldType::String)],
+            outputs: outputs
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone()))
+                .collect(),
         }
     }
 
-    fn eat(&mut self, b: u8) -> bool {
-        self.ws();
-        if self.s.get(self.i) == Some(&b) {
-            self.i += 1;
-            true
-        } else {
-            false
-        }
+    #[test]
+    fn thinking_is_split_off() {
+        assert_eq!(
+            split_thinking("<think>a [[ ## x ## ]]</think>\n[[ ## x ## ]]\n1"),
+            (Some("a [[ ## x ## ]]"), "\n[[ ## x ## ]]\n1")
+        );
+        // The opening tag was in the chat template.
+        assert_eq!(split_thinking("hmm\n</think>\nok"), (Some("hmm"), "\nok"));
+        // Never closed: all thinking, no answer.
+        assert_eq!(
+            split_thinking("  <think>still going"),
+            (Some("still going"), "")
+        );
+        assert_eq!(split_thinking("plain"), (None, "plain"));
     }
 
-    fn value(&mut self) -> Option<Value> {
-        self.ws();
-        if self.depth > 64 {
-            return None;
-        }
-        match *self.s.get(self.i)? {
-            b'[' => self.seq(b'[', b']'),
-            b'(' => self.seq(b'(', b')'),
-            b'{' => self.dict(),
-            b'\'' | b'"' => self.string().map(Value::String),
-            _ => self.atom(),
-        }
+    #[test]
+    fn nested_fragments_of_broken_structures_are_not_returned() {
+        // Unreadable even with repairs: stepped over, nothing inside taken.
+        assert_eq!(extract_json("{bad {\"a\": 1} here", true), None);
+        assert_eq!(
+            extract_json("{bad} then {\"a\": 1}", true),
+            Some(json!({"a": 1}))
+        );
+        // Repairable: the whole structure, not its first inner object.
+        assert_eq!(
+            extract_json("{'outer': {'inner': 1}, 'bad': [1, 2}", false),
+            Some(json!({"outer": {"inner": 1}, "bad": [1, 2]}))
+        );
+        assert_eq!(
+            extract_json("see [{'name': 'f', 'args': {'city': 'Paris'}]", false),
+            Some(json!([{"name": "f", "args": {"city": "Paris"}}]))
+        );
     }
 
-    fn seq(&mut self, open: u8, close: u8) -> Option<Value> {
-        self.eat(open);
-        self.depth += 1;
-        let mut items = Vec::new();
-        loop {
-            if self.eat(close) {
-                break;
-            }
-            items.push(self.value()?);
-            if !self.eat(b',') {
-                if !self.eat(close) {
-                    return None;
-                }
-                break;
-            }
-        }
-        self.depth -= 1;
-        Some(Value::Array(items))
+    #[test]
+    fn chat_reads_a_json_object_keyed_by_outputs() {
+        let s = sig(&[("answer", FieldType::String)]);
+        assert_eq!(
+            parse_chat(&s, "{'answer': 'Paris'}").unwrap(),
+            Map::from_iter([("answer".into(), json!("Paris"))])
+        );
+        let e = parse_chat(&s, "{'output': 'x'}").unwrap_err();
+        assert_eq!(e.field, "*");
+        assert!(e.message.contains("`output`"), "{}", e.message);
+        assert_eq!(parse_chat(&s, "{invalid json}").unwrap_err().field, "*");
+        // A text answer that merely mentions braces is still the answer.
+        assert_eq!(parse_chat(&s, "use {x}").unwrap()["answer"], "use {x}");
     }
 
-    fn dict(&mut self) -> Option<Value> {
-        self.eat(b'{');
-        self.depth += 1;
-        let mut m = Map::new();
-        loop {
-            if self.eat(b'}') {
-                break;
-            }
-            self.ws();
-            let key = match self.value()? {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            if !self.eat(b':') {
-                return None;
-            }
-            let v = self.value()?;
-            m.insert(key, v);
-            if !self.eat(b',') {
-                if !self.eat(b'}') {
-                    return None;
-                }
-                break;
-            }
-        }
-        self.depth -= 1;
-        Some(Value::Object(m))
+    #[test]
+    fn missing_outputs_take_thinking_default_or_null() {
+        let mut s = sig(&[
+            ("reasoning", FieldType::String),
+            ("answer", FieldType::String),
+            (
+                "n",
+                FieldType::Optional {
+                    inner: Box::new(FieldType::Int),
+                },
+            ),
+        ]);
+        let out = parse_chat(&s, "<think>because</think>[[ ## answer ## ]] 4").unwrap();
+        assert_eq!(out["reasoning"], "because");
+        assert_eq!(out["n"], Value::Null);
+        s.outputs[2].default = Some(json!(7));
+        let out = parse_json(&s, "{\"answer\": \"4\", \"reasoning\": \"own\"}").unwrap();
+        assert_eq!((&out["reasoning"], &out["n"]), (&json!("own"), &json!(7)));
+        // The reply's own reasoning section wins over the thinking.
+        let out = parse_chat(
+            &s,
+            "<think>t</think>[[ ## reasoning ## ]] mine [[ ## answer ## ]] 4",
+        )
+        .unwrap();
+        assert_eq!(out["reasoning"], "mine");
     }
 
-    fn string(&mut self) -> Option<String> {
-        let q = self.s[self.i];
-        self.i += 1;
-        let mut out = String::new();
-        let mut run_start = self.i;
-        while self.i < self.s.len() {
-            let b = self.s[self.i];
-            if b == q {
-                out.push_str(self.src.get(run_start..self.i)?);
-                self.i += 1;
-                return Some(out);
-            }
-            if b == b'\\' {
-                out.push_str(self.src.get(run_start..self.i)?);
-                let e = *self.s.get(self.i + 1)?;
-                out.push(match e {
-                    b'n' => '\n',
-                    b't' => '\t',
-                    b'r' => '\r',
-                    b'\\' => '\\',
-                    b'\'' => '\'',
-                    b'"' => '"',
-                    _ => {
-                        // Unknown escapes stay as written, as in Python.
-                        out.push('\\');
-                        run_start = self.i + 1;
-                        self.i += 1;
-                        continue;
-                    }
-                });
-                self.i += 2;
-                run_start = self.i;
-                continue;
-            }
-            self.i += 1;
-        }
-        None
-    }
-
-    fn atom(&mut self) -> Option<Value> {
-        let start = self.i;
-        while self.i < self.s.len()
-            && (self.s[self.i].is_ascii_alphanumeric() || b"+-._".contains(&self.s[self.i]))
-        {
-            self.i += 1;
-        }
-        let word = self.src.get(start..self.i)?;
-        match word {
-            "True" | "true" => Some(Value::Bool(true)),
-            "False" | "false" => Some(Value::Bool(false)),
-            "None" | "null" => Some(Value::Null),
-            w => {
-                if let Ok(i) = w.parse::<i64>() {
-                    Some(Value::Number(i.into()))
-                } else {
-                    w.parse::<f64>()
-                        .ok()
-                        .filter(|f| f.is_finite())
-                        .and_then(Number::from_f64)
-                        .map(Value::Number)
-                }
-            }
+    #[test]
+    fn empty_replies_fail() {
+        let s = sig(&[("answer", FieldType::String)]);
+        for reply in ["", "  \n", "<think>only thinking</think>", "```\n```"] {
+            let e = parse_chat(&s, reply).unwrap_err();
+            assert_eq!((e.field.as_str(), e.raw.as_str()), ("*", reply));
+            assert!(parse_json(&s, reply).is_err(), "{reply:?}");
         }
     }
 }

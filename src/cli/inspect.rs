@@ -70,26 +70,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(knn) => crate::optimize::knn::select(knn, &inputs),
             None => state.demos.clone(),
         };
-        rendered.push((p, adapter.render(&sig, &demos, &inputs)));
+        rendered.push((p, sig.clone(), adapter.render(&sig, &demos, &inputs)));
     }
 
     if args.json {
         let out: Vec<Value> = rendered
             .iter()
-            .map(|(p, msgs)| {
-                json!({
+            .map(|(p, sig, msgs)| {
+                let mut v = json!({
                     "predictor": p.path,
                     "node": p.node,
                     "kind": kind_name(program, &p.node),
                     "adapter": adapter,
                     "messages": msgs,
-                })
+                });
+                let defaults = output_defaults(sig);
+                if !defaults.is_empty() {
+                    v["defaults"] = Value::Object(defaults);
+                }
+                v
             })
             .collect();
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let mut text = String::new();
-        for (i, (p, msgs)) in rendered.iter().enumerate() {
+        for (i, (p, sig, msgs)) in rendered.iter().enumerate() {
             if i > 0 {
                 text.push('\n');
             }
@@ -98,6 +103,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 p.path,
                 kind_name(program, &p.node)
             ));
+            // Defaults are never rendered to the model (as in DSPy), so
+            // they are shown here, where a reader checks what a call does.
+            let defaults = output_defaults(sig);
+            if !defaults.is_empty() {
+                let shown: Vec<String> =
+                    defaults.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                text.push_str(&format!("defaults: {}\n", shown.join(", ")));
+            }
             push_messages(&mut text, msgs);
         }
         print!("{text}");
@@ -174,6 +187,14 @@ fn unknown_node(program: &Program, node: &str) -> CliError {
         }
     }
     CliError::Input(msg)
+}
+
+/// Output fields' declared defaults, in field order.
+fn output_defaults(sig: &crate::signature::Signature) -> Map<String, Value> {
+    sig.outputs
+        .iter()
+        .filter_map(|f| Some((f.name.clone(), f.default.clone()?)))
+        .collect()
 }
 
 fn kind_name(program: &Program, node: &str) -> &'static str {

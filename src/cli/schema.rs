@@ -44,7 +44,8 @@ pub fn program_schema() -> Value {
                     "type": {"$ref": "#/$defs/type", "description": "The field type (default str, or json when `schema` is given)."},
                     "description": {"type": "string", "description": "What the field holds; shown to the model."},
                     "prefix": {"type": "string", "description": "Output prefix (DSPy's `prefix`), e.g. `Answer:`."},
-                    "schema": {"description": "A JSON Schema the value must satisfy (json fields only).", "type": ["object", "boolean"]}
+                    "schema": {"description": "A JSON Schema the value must satisfy (json fields only).", "type": ["object", "boolean"]},
+                    "default": {"description": "Output fields only: the value when the reply leaves the field out (DSPy's `OutputField(default=...)`); must be of the field's type."}
                 }
             }
         ]

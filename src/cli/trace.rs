@@ -103,6 +103,11 @@ fn show(path: &std::path::Path, messages: bool) -> anyhow::Result<ExitCode> {
                 writeln!(out, "      out {k} = {}", short(v))?;
             }
         }
+        if let Some(t) = step.lm.as_ref().and_then(|l| l.reasoning.as_ref()) {
+            // A reasoning model's thinking: shown apart from the outputs it
+            // was kept out of.
+            writeln!(out, "      thinking: {}", clip(t, 200))?;
+        }
         if let Some(e) = &step.error {
             writeln!(out, "      error: {e}")?;
         }

@@ -316,6 +316,15 @@ struct Choice {
 struct ChoiceMessage {
     #[serde(default)]
     content: Option<String>,
+    /// A reasoning model's thinking, sent apart from the answer: DeepSeek,
+    /// vLLM's and llama.cpp's reasoning parsers use `reasoning_content`,
+    /// OpenRouter and newer vLLM `reasoning`. Kept as any JSON so a server
+    /// that sends an object here cannot make the whole reply unreadable;
+    /// only text is used.
+    #[serde(default)]
+    reasoning_content: Option<Value>,
+    #[serde(default)]
+    reasoning: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -398,19 +407,38 @@ fn error_detail(bytes: &[u8]) -> String {
     }
 }
 
-/// Text and usage from a chat-completions body; `Err` for bodies that are
-/// not JSON, have no choices, or a choice without text.
+/// Text and usage from a chat-completions body; `Err` (retried) for bodies
+/// that are not JSON, have no choices, or a choice without a message.
+///
+/// Empty or `null` content is a reply, not a transport failure: it comes
+/// back as `""` and fails to parse for that example, with nothing retried
+/// (a content filter or a model that stopped at once answers the same
+/// again). Thinking sent in a separate `reasoning_content`/`reasoning` field
+/// is put in front of the answer as a `<think>` block, the form reasoning
+/// models write inline: the cache stores it with the reply, parsing skips
+/// it, and the trace records it as the call's reasoning.
 fn parse_completion(bytes: &[u8]) -> Result<(String, Usage), String> {
     let reply: ChatReply =
         serde_json::from_slice(bytes).map_err(|e| format!("malformed reply body: {e}"))?;
-    let text = reply
+    let message = reply
         .choices
         .into_iter()
         .next()
         .ok_or_else(|| "reply has no choices".to_string())?
         .message
-        .and_then(|m| m.content)
-        .ok_or_else(|| "reply choice has no message content".to_string())?;
+        .ok_or_else(|| "reply choice has no message".to_string())?;
+    let content = message.content.unwrap_or_default();
+    let text_of = |v: Option<Value>| match v {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s),
+        _ => None,
+    };
+    let thinking = text_of(message.reasoning_content).or_else(|| text_of(message.reasoning));
+    let text = match thinking {
+        Some(r) if !content.trim_start().starts_with("<think>") => {
+            format!("<think>\n{}\n</think>\n{content}", r.trim())
+        }
+        _ => content,
+    };
     let usage = reply
         .usage
         .map(|u| Usage {
@@ -525,7 +553,41 @@ mod tests {
         );
         assert!(parse_completion(br#"{"choices":[]}"#).is_err());
         assert!(parse_completion(b"{\"choices\": [").is_err());
-        assert!(parse_completion(br#"{"choices":[{"message":{"content":null}}]}"#).is_err());
+        assert!(parse_completion(br#"{"choices":[{}]}"#).is_err());
+        // Null or empty content is an (unparseable) reply, not retried.
+        assert_eq!(
+            parse_completion(br#"{"choices":[{"message":{"content":null}}]}"#)
+                .unwrap()
+                .0,
+            ""
+        );
+        assert_eq!(
+            parse_completion(br#"{"choices":[{"message":{"content":""}}]}"#)
+                .unwrap()
+                .0,
+            ""
+        );
+    }
+
+    #[test]
+    fn separate_reasoning_becomes_a_think_block() {
+        let body = br#"{"choices":[{"message":{"content":"[[ ## answer ## ]]\nParis","reasoning_content":" Capital of France. "}}]}"#;
+        assert_eq!(
+            parse_completion(body).unwrap().0,
+            "<think>\nCapital of France.\n</think>\n[[ ## answer ## ]]\nParis"
+        );
+        let body = br#"{"choices":[{"message":{"content":null,"reasoning":"hmm"}}]}"#;
+        assert_eq!(
+            parse_completion(body).unwrap().0,
+            "<think>\nhmm\n</think>\n"
+        );
+        // Not text (some servers send structured details): ignored, not fatal.
+        let body = br#"{"choices":[{"message":{"content":"x","reasoning":{"effort":"low"}}}]}"#;
+        assert_eq!(parse_completion(body).unwrap().0, "x");
+        // Already inline: not doubled.
+        let body =
+            br#"{"choices":[{"message":{"content":"<think>a</think>x","reasoning_content":"a"}}]}"#;
+        assert_eq!(parse_completion(body).unwrap().0, "<think>a</think>x");
     }
 
     #[test]

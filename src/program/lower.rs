@@ -220,7 +220,7 @@ impl Lowerer<'_> {
                 self.cx
                     .err_key(&p, format!("bad input name `{n}`"), Some(ident_hint()));
             }
-            match self.field(n, f, &p) {
+            match self.field(n, f, &p, false) {
                 Some(field) => inputs.push(field),
                 None => {
                     self.cx.broken.insert(p);
@@ -383,7 +383,7 @@ impl Lowerer<'_> {
 
     // ------------------------------------------------------------ fields
 
-    fn field(&mut self, name: &str, f: &FieldSpec, path: &str) -> Option<Field> {
+    fn field(&mut self, name: &str, f: &FieldSpec, path: &str, output: bool) -> Option<Field> {
         match f {
             FieldSpec::Type(t) => self.ty(t, path).map(|ty| Field::new(name, ty)),
             FieldSpec::Full(b) => {
@@ -420,12 +420,50 @@ impl Lowerer<'_> {
                         }
                     }
                 }
+                let default = match &b.default {
+                    None => None,
+                    Some(d) => Some(self.default_value(&ty, d, &join(path, "default"), output)?),
+                };
                 Some(Field {
                     name: name.to_string(),
                     ty,
                     description: b.description.clone(),
                     prefix: b.prefix.clone(),
+                    default,
                 })
+            }
+        }
+    }
+
+    /// An output's `default:`, checked against its type the way a parsed
+    /// value is (so `"3"` for an `int` is `3`); inputs take none.
+    fn default_value(
+        &mut self,
+        ty: &FieldType,
+        d: &Value,
+        path: &str,
+        output: bool,
+    ) -> Option<Value> {
+        if !output {
+            self.cx.err(
+                path,
+                "`default` applies only to output fields",
+                Some("remove it, or give the value through `--input` or the dataset".into()),
+            );
+            return None;
+        }
+        match typed_default(ty, d) {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.cx.err(
+                    path,
+                    format!("the default is not a `{}`: {m}", ty.lmc_name()),
+                    Some(format!(
+                        "give a value of type `{}`, or make the field `optional[...]` and leave `default` out for `null`",
+                        ty.lmc_name()
+                    )),
+                );
+                None
             }
         }
     }
@@ -472,7 +510,7 @@ impl Lowerer<'_> {
                         .err_key(&fp, format!("bad field name `{n}`"), Some(ident_hint()));
                     ok = false;
                 }
-                match this.field(n, f, &fp) {
+                match this.field(n, f, &fp, s == "outputs") {
                     Some(f) => out.push(f),
                     None => ok = false,
                 }
@@ -695,4 +733,31 @@ fn field_names(fs: &[Field]) -> String {
         .map(|f| format!("`{}`", f.name))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A default as written must already be a value of the field's type
+/// (strictly: `"3"` is no `int`, `not a list` no `list[str]`); only `json`
+/// fields go through the parser's schema check.
+fn typed_default(ty: &FieldType, v: &Value) -> Result<Value, String> {
+    let ok = match (ty, v) {
+        (FieldType::Optional { .. }, Value::Null) => true,
+        (FieldType::Optional { inner }, v) => return typed_default(inner, v),
+        (FieldType::Json { .. }, v) => return crate::adapter::parse::convert_value(ty, v),
+        (FieldType::String, Value::String(_)) | (FieldType::Bool, Value::Bool(_)) => true,
+        (FieldType::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        (FieldType::Float, Value::Number(_)) => true,
+        (FieldType::Enum { values }, Value::String(s)) => values.contains(s),
+        (FieldType::List { item }, Value::Array(items)) => {
+            for (i, x) in items.iter().enumerate() {
+                typed_default(item, x).map_err(|e| format!("item {}: {e}", i + 1))?;
+            }
+            true
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(v.clone())
+    } else {
+        Err(format!("got {v}"))
+    }
 }

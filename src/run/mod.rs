@@ -273,6 +273,7 @@ pub async fn call_predictor(
                 model: req.model.clone(),
                 messages,
                 reply: None,
+                reasoning: None,
                 usage: Default::default(),
                 latency_s: started.elapsed().as_secs_f64(),
                 cache_hit: false,
@@ -289,6 +290,10 @@ pub async fn call_predictor(
         model: req.model.clone(),
         messages,
         reply: Some(resp.text.clone()),
+        reasoning: crate::adapter::parse::split_thinking(&resp.text)
+            .0
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
         usage: resp.usage,
         latency_s: resp.latency.as_secs_f64(),
         cache_hit: resp.cache_hit,

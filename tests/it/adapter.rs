@@ -584,8 +584,9 @@ fn failures_name_the_field_and_keep_the_raw_reply() {
     assert_eq!(e.field, "sentiment");
     assert!(e.message.contains("positive, negative"), "{}", e.message);
 
-    // Multi-output without markers is not guessed at.
-    assert_eq!(parse::parse_chat(&sig, "hi 4").unwrap_err().field, "answer");
+    // Multi-output without markers is not guessed at: the reply as a whole
+    // has no structure (issue #17: not even when outputs could be defaulted).
+    assert_eq!(parse::parse_chat(&sig, "hi 4").unwrap_err().field, "*");
 }
 
 #[test]

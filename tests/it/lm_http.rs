@@ -174,6 +174,25 @@ fn timeouts_are_retried() {
     assert_eq!(stub.requests(), 2);
 }
 
+/// Issue #17: null or empty content is the model's reply (a content filter,
+/// an instant stop), not a transport failure: one request, no retries; the
+/// adapter then reports it as a parse failure of the example.
+#[test]
+fn issue17_null_and_empty_content_are_replies_not_retried() {
+    for body in [
+        r#"{"choices":[{"message":{"content":null}}]}"#,
+        r#"{"choices":[{"message":{"content":""}}]}"#,
+        r#"{"choices":[{"message":{"role":"assistant"}}]}"#,
+    ] {
+        let stub = StubServer::start(move |_| StubReply::Raw(200, body.into()));
+        let r = rt()
+            .block_on(http(&stub).complete(&req("x")))
+            .unwrap_or_else(|e| panic!("{body}: {e}"));
+        assert_eq!((r.text.as_str(), r.retries), ("", 0), "{body}");
+        assert_eq!(stub.requests(), 1, "{body}");
+    }
+}
+
 #[test]
 fn connection_resets_truncation_malformed_and_empty_choices_are_retried() {
     for fault in [
@@ -181,7 +200,7 @@ fn connection_resets_truncation_malformed_and_empty_choices_are_retried() {
         StubReply::Truncated,
         StubReply::Malformed,
         StubReply::EmptyChoices,
-        StubReply::Raw(200, r#"{"choices":[{"message":{"content":null}}]}"#.into()),
+        StubReply::Raw(200, r#"{"choices":[{}]}"#.into()),
     ] {
         let stub = faulty(2, fault.clone());
         let r = rt()

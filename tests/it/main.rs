@@ -20,5 +20,6 @@ mod lm_embedded;
 mod lm_http;
 mod metric;
 mod multichain;
+mod parse_cases;
 mod run_cmd;
 mod tools;

@@ -453,6 +453,8 @@ impl Lowerer<'_> {
                         ty: FieldType::List {
                             item: Box::new(f.ty.clone()),
                         },
+                        // A default is per item (the inner predictor's), not a list.
+                        default: None,
                         ..f.clone()
                     })
                     .collect();

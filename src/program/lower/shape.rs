@@ -223,7 +223,7 @@ pub(super) fn serde_hint(msg: &str) -> (String, Option<String>) {
         ),
         (
             "struct FieldBody",
-            "a field mapping {type, description, prefix, schema}",
+            "a field mapping {type, description, prefix, schema, default}",
         ),
         (
             "struct SignatureBody",
