@@ -16,6 +16,19 @@
 //! share one cache; lookups use a cached prepared statement on one
 //! connection behind a mutex (a point query is a few microseconds, cheaper
 //! than moving it to a blocking thread).
+//!
+//! A damaged file never stops work: when SQLite reports it corrupt or not a
+//! database (on open, or on any later lookup or write), the readable rows
+//! are copied into a fresh file, the damaged one is moved aside as
+//! `cache.sqlite.corrupt-<unix time>` (with its `-wal`/`-shm`), and a
+//! warning names both, so a damaged page is paid for once, said so, and
+//! not on every run. A file lmc cannot write is opened read-only: replays
+//! work (`--offline` included) and a warning says nothing new is recorded.
+//!
+//! A reply the run layer could not parse is kept but flagged `unusable`
+//! ([`Lm::mark_unusable`]): a read-write run asks the LM again (and the new
+//! reply replaces the row), while `--offline` replays it as recorded so an
+//! offline gate reproduces the recorded run exactly.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -204,13 +217,36 @@ pub struct ImportReport {
 
 type WarnFn = dyn Fn(&str) + Send + Sync;
 
+/// text, prompt tokens, completion tokens, checksum, unusable.
+type LooseRow = (
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    bool,
+);
+
 /// The SQLite file. Cheap to share (`Arc`); all access goes through one
 /// connection.
 pub struct CacheStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Opened read-only (the file or its directory is not writable).
+    read_only: bool,
+    /// The file has the `unusable` column (files from older lmc opened
+    /// read-only may not).
+    has_unusable: bool,
+    /// A damaged file was already rebuilt by this process (done once, so a
+    /// disk that keeps corrupting pages cannot loop).
+    rebuilt: std::sync::atomic::AtomicBool,
+    /// Lookups that failed because the file is damaged (each one a call
+    /// paid again).
+    damaged_reads: AtomicU64,
     warnings: AtomicU64,
     warning_log: Mutex<Vec<String>>,
+    /// Warnings raised before a callback was installed (while opening),
+    /// handed to the callback when it arrives.
+    pending: Mutex<Vec<String>>,
     on_warning: Mutex<Option<Arc<WarnFn>>>,
 }
 
@@ -226,9 +262,238 @@ CREATE TABLE IF NOT EXISTS responses (
     completion_tokens INTEGER NOT NULL,
     checksum TEXT NOT NULL,
     created INTEGER NOT NULL,
-    request TEXT
+    request TEXT,
+    unusable INTEGER NOT NULL DEFAULT 0
 );
 ";
+
+/// SQLite's verdict that the file is damaged (as opposed to busy, missing
+/// or unwritable).
+fn is_damage(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// `path` with `suffix` appended to its file name (`cache.sqlite-wal`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Open `path` read-write and bring it to the current schema. Errors are
+/// SQLite's, so the caller can tell damage from permissions.
+fn open_read_write(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(30))?;
+    // WAL: readers never block the writer, and a crash mid-write leaves
+    // the last committed reply intact. NORMAL sync is durable across
+    // process crashes (the case that matters: an interrupted run).
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // Reads map the file instead of copying pages through read(2): a hit
+    // is then a B-tree walk in memory (the per-call path of every re-run).
+    // The map is a window, not an allocation.
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    conn.execute_batch(SCHEMA)?;
+    if !has_column(&conn, "unusable") {
+        conn.execute_batch("ALTER TABLE responses ADD COLUMN unusable INTEGER NOT NULL DEFAULT 0")?;
+    }
+    // SQLite silently opens a write-protected file read-only; that is the
+    // read-only case, not this one.
+    if conn.is_readonly(rusqlite::DatabaseName::Main)? {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+            Some("the file is not writable".into()),
+        ));
+    }
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+/// Open an existing file for reading only. A file in WAL mode whose
+/// directory is not writable cannot get its `-shm` index, so fall back to
+/// `immutable=1` (no locks, no WAL: right for a file nobody can write).
+fn open_read_only(path: &Path) -> Result<Connection, rusqlite::Error> {
+    use rusqlite::OpenFlags;
+    let probe = |c: &Connection| c.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()));
+    let plain = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| probe(&c).map(|_| c));
+    let conn = match plain {
+        Ok(c) => c,
+        Err(_) => {
+            let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            // Percent-encode what a URI gives meaning to.
+            let mut uri = String::from("file:");
+            for ch in abs.to_string_lossy().chars() {
+                match ch {
+                    '%' => uri.push_str("%25"),
+                    '?' => uri.push_str("%3f"),
+                    '#' => uri.push_str("%23"),
+                    c => uri.push(c),
+                }
+            }
+            uri.push_str("?immutable=1");
+            let c = Connection::open_with_flags(
+                &uri,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+            )?;
+            probe(&c)?;
+            c
+        }
+    };
+    conn.set_prepared_statement_cache_capacity(16);
+    Ok(conn)
+}
+
+fn has_column(conn: &Connection, column: &str) -> bool {
+    conn.prepare(&format!("SELECT {column} FROM responses LIMIT 0"))
+        .is_ok()
+}
+
+/// Copy every row of `src` that can still be read and verified into
+/// `dst`, probing row ids one by one so a damaged page loses only the rows
+/// on it. Returns (rows saved, row ids that could not be read).
+fn salvage(src: &Connection, dst: &mut Connection) -> (u64, u64) {
+    let unusable = if has_column(src, "unusable") {
+        "unusable"
+    } else {
+        "0"
+    };
+    let Ok(mut stmt) = src.prepare(&format!(
+        "SELECT key, model, request, text, prompt_tokens, completion_tokens, checksum, created, {unusable} \
+         FROM responses WHERE rowid = ?1"
+    )) else {
+        return (0, 0);
+    };
+    // The highest row id bounds the probe; when even that cannot be read,
+    // the page count bounds it (a page holds far fewer rows than 256).
+    let max: i64 = src
+        .query_row("SELECT max(rowid) FROM responses", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .ok()
+        .flatten()
+        .or_else(|| {
+            src.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+                .ok()
+                .map(|n| n.saturating_mul(256))
+        })
+        .unwrap_or(0);
+    let Ok(tx) = dst.transaction() else {
+        return (0, 0);
+    };
+    let (mut saved, mut unreadable) = (0u64, 0u64);
+    for id in 1..=max {
+        type Row = (
+            String,
+            String,
+            Option<String>,
+            String,
+            i64,
+            i64,
+            String,
+            i64,
+            i64,
+        );
+        let row: Result<Row, _> = stmt.query_row([id], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+            ))
+        });
+        match row {
+            Ok((key, model, request, text, p, c, sum, created, unusable)) => {
+                let usage = Usage {
+                    prompt_tokens: p.max(0) as u64,
+                    completion_tokens: c.max(0) as u64,
+                };
+                if checksum(&key, &text, &usage) != sum {
+                    unreadable += 1;
+                    continue;
+                }
+                let ok = tx.execute(
+                    "INSERT OR REPLACE INTO responses \
+                     (key, model, request, text, prompt_tokens, completion_tokens, checksum, created, unusable) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    params![key, model, request, text, p, c, sum, created, unusable],
+                );
+                if ok.is_ok() {
+                    saved += 1;
+                }
+            }
+            Err(rusqlite::Error::QueryReturnedNoRows) => {}
+            Err(_) => unreadable += 1,
+        }
+    }
+    if tx.commit().is_err() {
+        return (0, unreadable);
+    }
+    (saved, unreadable)
+}
+
+/// Replace the damaged file at `path` by a fresh one holding what `src`
+/// (the damaged file, if SQLite could open it at all) still yields; the
+/// damaged file and its `-wal`/`-shm` are kept beside it. Returns the
+/// warning to show.
+fn rebuild(path: &Path, src: Option<Connection>, cause: &str) -> Result<String, std::io::Error> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cache.sqlite".into());
+    let tmp = path.with_file_name(format!("{name}.rebuild-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let (saved, unreadable) = {
+        let mut dst = Connection::open(&tmp).map_err(std::io::Error::other)?;
+        dst.execute_batch(SCHEMA).map_err(std::io::Error::other)?;
+        let src = src.or_else(|| {
+            Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).ok()
+        });
+        match src {
+            Some(src) => salvage(&src, &mut dst),
+            None => (0, 0),
+        }
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut aside = path.with_file_name(format!("{name}.corrupt-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = path.with_file_name(format!("{name}.corrupt-{stamp}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &aside)?;
+    for suffix in ["-wal", "-shm"] {
+        let from = with_suffix(path, suffix);
+        if from.exists() {
+            std::fs::rename(&from, with_suffix(&aside, suffix))?;
+        }
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(format!(
+        "cache {} is damaged ({cause}); moved it to {} and started a fresh {} with the {saved} \
+         replies that could still be read{}",
+        path.display(),
+        aside.display(),
+        path.display(),
+        if unreadable > 0 {
+            format!(" ({unreadable} unreadable rows: those requests will be paid again, once)")
+        } else {
+            String::new()
+        }
+    ))
+}
 
 /// Keep at most this many warning texts (the counter keeps counting).
 const MAX_WARNING_LOG: usize = 100;
@@ -243,45 +508,144 @@ impl CacheStore {
         Self::open(&dir.join("cache.sqlite"))
     }
 
-    /// Open (creating if needed) the cache file at `path`.
+    /// Open (creating if needed) the cache file at `path`. A damaged file
+    /// is rebuilt (see the module notes); a file that cannot be written is
+    /// opened read-only; a file that cannot be created at all gives an
+    /// empty in-memory cache. Each of those is a warning, not an error.
     pub fn open(path: &Path) -> Result<Self, CacheError> {
         let sql = |source| CacheError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
-        // WAL: readers never block the writer, and a crash mid-write leaves
-        // the last committed reply intact. NORMAL sync is durable across
-        // process crashes (the case that matters: an interrupted run).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        // Reads map the file instead of copying pages through read(2): a
-        // hit is then a B-tree walk in memory (the per-call path of every
-        // re-run). The map is a window, not an allocation.
-        conn.pragma_update(None, "mmap_size", 1i64 << 30)
-            .map_err(sql)?;
-        conn.execute_batch(SCHEMA).map_err(sql)?;
-        conn.set_prepared_statement_cache_capacity(16);
-        Ok(CacheStore {
+        let mut notices = Vec::new();
+        let mut rebuilt = false;
+        let (conn, read_only) = match open_read_write(path) {
+            Ok(c) => (c, false),
+            Err(e) if is_damage(&e) => {
+                let note =
+                    rebuild(path, None, &e.to_string()).map_err(|source| CacheError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                notices.push(note);
+                rebuilt = true;
+                (open_read_write(path).map_err(sql)?, false)
+            }
+            Err(e) if path.exists() => {
+                let c = match open_read_only(path) {
+                    Ok(c) => c,
+                    // Damaged and not writable: nothing can be moved aside.
+                    Err(ro) if is_damage(&ro) => return Err(sql(ro)),
+                    // Report the read-write failure: it says why.
+                    Err(_) => return Err(sql(e)),
+                };
+                notices.push(format!(
+                    "cache {} cannot be written ({e}); replaying recorded replies, but new \
+                     replies will not be recorded",
+                    path.display()
+                ));
+                (c, true)
+            }
+            Err(e) => {
+                let c = Connection::open_in_memory().map_err(sql)?;
+                c.execute_batch(SCHEMA).map_err(sql)?;
+                notices.push(format!(
+                    "cache {} cannot be created ({e}); this run records its replies in memory only",
+                    path.display()
+                ));
+                (c, false)
+            }
+        };
+        let has_unusable = has_column(&conn, "unusable");
+        let store = CacheStore {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            read_only,
+            has_unusable,
+            rebuilt: std::sync::atomic::AtomicBool::new(rebuilt),
+            damaged_reads: AtomicU64::new(0),
             warnings: AtomicU64::new(0),
             warning_log: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
             on_warning: Mutex::new(None),
-        })
+        };
+        for n in notices {
+            store.warn(n);
+        }
+        Ok(store)
+    }
+
+    /// Whether the file was opened read-only (nothing will be recorded).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Lookups that failed because the file was damaged (each a paid call).
+    pub fn damaged_reads(&self) -> u64 {
+        self.damaged_reads.load(Ordering::Relaxed)
+    }
+
+    /// Called with the connection lock held when SQLite reports the file
+    /// damaged mid-run: rebuild it once and continue on the fresh file.
+    /// Returns whether the connection now points at a rebuilt file.
+    fn recover(&self, conn: &mut Connection, cause: &rusqlite::Error) -> bool {
+        if self.read_only || self.rebuilt.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let placeholder = match Connection::open_in_memory() {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        let old = std::mem::replace(conn, placeholder);
+        match rebuild(&self.path, Some(old), &cause.to_string()) {
+            Ok(note) => {
+                self.warn(note);
+                match open_read_write(&self.path) {
+                    Ok(fresh) => {
+                        *conn = fresh;
+                        true
+                    }
+                    Err(e) => {
+                        self.warn(format!(
+                            "cannot reopen the rebuilt cache {}: {e}; replies are not recorded",
+                            self.path.display()
+                        ));
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                self.warn(format!(
+                    "cache {} is damaged ({cause}) and could not be moved aside: {e}",
+                    self.path.display()
+                ));
+                // Keep working on the damaged file where it still answers.
+                if let Ok(c) = open_read_write(&self.path) {
+                    *conn = c;
+                }
+                false
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Install a callback called with each warning (the CLI prints them).
+    /// Install a callback called with each warning (the CLI prints them);
+    /// warnings raised while opening are passed to it at once.
     pub fn set_warning_callback(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        let f: Arc<WarnFn> = Arc::new(f);
         if let Ok(mut slot) = self.on_warning.lock() {
-            *slot = Some(Arc::new(f));
+            *slot = Some(f.clone());
+        }
+        let pending = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        for msg in pending {
+            f(&msg);
         }
     }
 
@@ -306,8 +670,15 @@ impl CacheStore {
             }
         }
         let cb = self.on_warning.lock().ok().and_then(|c| c.clone());
-        if let Some(cb) = cb {
-            cb(&msg);
+        match cb {
+            Some(cb) => cb(&msg),
+            None => {
+                if let Ok(mut p) = self.pending.lock() {
+                    if p.len() < MAX_WARNING_LOG {
+                        p.push(msg);
+                    }
+                }
+            }
         }
     }
 
@@ -317,38 +688,63 @@ impl CacheStore {
             .map_err(|_| "cache connection poisoned by an earlier panic".to_string())
     }
 
-    /// The stored reply for `key`, verified; corrupt rows yield `None` and a
-    /// warning.
+    /// The stored usable reply for `key`, verified; corrupt rows yield
+    /// `None` and a warning, rows flagged unusable yield `None`.
     pub fn get(&self, key: &str) -> Option<(String, Usage)> {
-        type Row = (Option<String>, Option<i64>, Option<i64>, Option<String>);
-        let row: Result<Option<Row>, String> = self.lock().and_then(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT text, prompt_tokens, completion_tokens, checksum \
-                     FROM responses WHERE key = ?1",
-                )
-                .map_err(|e| e.to_string())?;
-            // Read loosely typed so a damaged row is reported, not an error.
-            stmt.query_row([key], |r| {
-                Ok((
-                    r.get::<_, String>(0).ok(),
-                    r.get::<_, i64>(1).ok(),
-                    r.get::<_, i64>(2).ok(),
-                    r.get::<_, String>(3).ok(),
-                ))
-            })
-            .optional()
-            .map_err(|e| e.to_string())
+        self.get_row(key)
+            .and_then(|(text, usage, unusable)| (!unusable).then_some((text, usage)))
+    }
+
+    /// One lookup on `conn`.
+    fn query(conn: &Connection, sql: &str, key: &str) -> Result<Option<LooseRow>, rusqlite::Error> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        // Read loosely typed so a damaged row is reported, not an error.
+        stmt.query_row([key], |r| {
+            Ok((
+                r.get::<_, String>(0).ok(),
+                r.get::<_, i64>(1).ok(),
+                r.get::<_, i64>(2).ok(),
+                r.get::<_, String>(3).ok(),
+                r.get::<_, i64>(4).unwrap_or(0) != 0,
+            ))
+        })
+        .optional()
+    }
+
+    /// The stored reply for `key`, verified, with its `unusable` flag.
+    pub fn get_row(&self, key: &str) -> Option<(String, Usage, bool)> {
+        let sql = if self.has_unusable {
+            "SELECT text, prompt_tokens, completion_tokens, checksum, unusable \
+             FROM responses WHERE key = ?1"
+        } else {
+            "SELECT text, prompt_tokens, completion_tokens, checksum, 0 \
+             FROM responses WHERE key = ?1"
+        };
+        let row: Result<Option<LooseRow>, String> = self.lock().and_then(|mut conn| {
+            match Self::query(&conn, sql, key) {
+                Err(e) if is_damage(&e) => {
+                    self.damaged_reads.fetch_add(1, Ordering::Relaxed);
+                    if self.recover(&mut conn, &e) {
+                        // The rebuilt file may still hold this reply.
+                        Self::query(&conn, sql, key).map_err(|e| e.to_string())
+                    } else {
+                        Err(format!(
+                            "{e} (the cache file is damaged: this request is paid again)"
+                        ))
+                    }
+                }
+                other => other.map_err(|e| e.to_string()),
+            }
         });
         match row {
             Ok(None) => None,
-            Ok(Some((Some(text), Some(p), Some(c), Some(sum)))) if p >= 0 && c >= 0 => {
+            Ok(Some((Some(text), Some(p), Some(c), Some(sum), unusable))) if p >= 0 && c >= 0 => {
                 let usage = Usage {
                     prompt_tokens: p as u64,
                     completion_tokens: c as u64,
                 };
                 if checksum(key, &text, &usage) == sum {
-                    Some((text, usage))
+                    Some((text, usage, unusable))
                 } else {
                     self.warn(format!(
                         "cache row {key} failed its checksum; ignoring it and calling the LM"
@@ -394,26 +790,54 @@ impl CacheStore {
         usage: Usage,
         created: i64,
     ) -> Result<(), String> {
+        if self.read_only {
+            // Said once, when the file was opened.
+            return Ok(());
+        }
         let sum = checksum(key, text, &usage);
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached(
+        let mut conn = self.lock()?;
+        // A new reply always replaces the row and clears `unusable`.
+        let write = |conn: &Connection| -> Result<(), rusqlite::Error> {
+            let mut stmt = conn.prepare_cached(
                 "INSERT OR REPLACE INTO responses \
                  (key, model, request, text, prompt_tokens, completion_tokens, checksum, created) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
+            )?;
+            stmt.execute(params![
+                key,
+                model,
+                request,
+                text,
+                usage.prompt_tokens as i64,
+                usage.completion_tokens as i64,
+                sum,
+                created,
+            ])?;
+            Ok(())
+        };
+        match write(&conn) {
+            Err(e) if is_damage(&e) => {
+                if self.recover(&mut conn, &e) {
+                    write(&conn).map_err(|e| e.to_string())
+                } else {
+                    Err(e.to_string())
+                }
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Flag the reply for `key` as one the caller could not use (it failed
+    /// to parse): a read-write run asks the LM again instead of replaying
+    /// it. Nothing happens on a read-only file.
+    pub fn mark_unusable(&self, key: &str) -> Result<(), String> {
+        if self.read_only || !self.has_unusable {
+            return Ok(());
+        }
+        let conn = self.lock()?;
+        conn.prepare_cached("UPDATE responses SET unusable = 1 WHERE key = ?1")
+            .and_then(|mut s| s.execute([key]))
             .map_err(|e| e.to_string())?;
-        stmt.execute(params![
-            key,
-            model,
-            request,
-            text,
-            usage.prompt_tokens as i64,
-            usage.completion_tokens as i64,
-            sum,
-            created,
-        ])
-        .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -469,6 +893,15 @@ impl CacheStore {
 
     /// Delete every entry; returns how many there were.
     pub fn clear(&self) -> Result<u64, CacheError> {
+        if self.read_only {
+            return Err(CacheError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the cache file is read-only; make it (and its directory) writable, or delete it",
+                ),
+            });
+        }
         let conn = self
             .conn
             .lock()
@@ -626,6 +1059,14 @@ impl CachedLm {
         &self.store
     }
 
+    /// A recorded reply this mode may replay: offline replays every
+    /// recorded reply (unusable ones too, so an offline gate reproduces the
+    /// recorded run); read-write skips unusable ones and asks again.
+    fn lookup(&self, key: &str) -> Option<String> {
+        let (text, _, unusable) = self.store.get_row(key)?;
+        (self.mode == CacheMode::Offline || !unusable).then_some(text)
+    }
+
     fn hit(text: String, started: Instant) -> LmResponse {
         // A hit costs nothing now: usage reports what this call spent (as
         // DSPy does), so summing traces gives the real spend.
@@ -670,7 +1111,7 @@ impl Lm for CachedLm {
         }
         let started = Instant::now();
         let key = cache_key(req);
-        if let Some((text, _)) = self.store.get(&key) {
+        if let Some(text) = self.lookup(&key) {
             return Ok(Self::hit(text, started));
         }
         if self.mode == CacheMode::Offline {
@@ -690,8 +1131,8 @@ impl Lm for CachedLm {
                 led.store(true, Ordering::Relaxed);
                 // Another process (or a flight that just landed) may have
                 // recorded it since the first lookup.
-                match self.store.get(&key) {
-                    Some((text, _)) => Ok(Self::hit(text, started)),
+                match self.lookup(&key) {
+                    Some(text) => Ok(Self::hit(text, started)),
                     None => self.fetch(&key, req).await,
                 }
             })
@@ -715,6 +1156,18 @@ impl Lm for CachedLm {
 
     fn supports_grammar(&self) -> bool {
         self.inner.supports_grammar()
+    }
+
+    fn mark_unusable(&self, req: &LmRequest) {
+        // Offline replays exactly what was recorded and writes nothing.
+        if self.mode != CacheMode::ReadWrite {
+            return;
+        }
+        if let Err(e) = self.store.mark_unusable(&cache_key(req)) {
+            self.store.warn(format!(
+                "could not flag an unparseable reply in the cache: {e}"
+            ));
+        }
     }
 }
 

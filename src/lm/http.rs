@@ -513,8 +513,8 @@ impl TokenBucket {
             // Debt is bounded by one bucket: a reply that used far more than
             // estimated (and than the limit) slows the next request by at
             // most a minute instead of stalling the run for hours.
-            st.0 = (st.0 + estimated.min(self.capacity) - actual)
-                .clamp(-self.capacity, self.capacity);
+            st.0 =
+                (st.0 + estimated.min(self.capacity) - actual).clamp(-self.capacity, self.capacity);
         }
     }
 }

@@ -107,6 +107,10 @@ pub trait Lm: Send + Sync {
     fn supports_grammar(&self) -> bool {
         false
     }
+    /// The caller could not use the reply to `req` (it failed to parse).
+    /// The cache flags it so a later read-write run asks again instead of
+    /// replaying the failure; wrappers pass it down; backends ignore it.
+    fn mark_unusable(&self, _req: &LmRequest) {}
 }
 
 pub type SharedLm = Arc<dyn Lm>;

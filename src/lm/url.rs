@@ -28,6 +28,10 @@ pub fn redact(url: &str) -> String {
 }
 
 fn redact_parsed(u: &Url) -> String {
+    if u.cannot_be_a_base() {
+        // `mailto:bob:pw@x`-like: no host part to keep apart from secrets.
+        return format!("{}:{MASK}", u.scheme());
+    }
     let mut u = u.clone();
     if !u.username().is_empty() {
         // Setting a user name only fails for URLs that cannot have one
@@ -76,8 +80,8 @@ fn redact_unparsed(s: &str) -> String {
 /// appended to the path, and the base's query string (if any) is kept as
 /// the query. The error names the base URL redacted.
 pub fn chat_endpoint(base: &str) -> Result<Url, String> {
-    let mut u = Url::parse(base.trim())
-        .map_err(|e| format!("invalid base URL `{}`: {e}", redact(base)))?;
+    let mut u =
+        Url::parse(base.trim()).map_err(|e| format!("invalid base URL `{}`: {e}", redact(base)))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!(
             "invalid base URL `{}`: the scheme must be http or https",
@@ -86,12 +90,9 @@ pub fn chat_endpoint(base: &str) -> Result<Url, String> {
     }
     u.set_fragment(None);
     {
-        let mut segs = u.path_segments_mut().map_err(|_| {
-            format!(
-                "invalid base URL `{}`: it cannot take a path",
-                redact(base)
-            )
-        })?;
+        let mut segs = u
+            .path_segments_mut()
+            .map_err(|_| format!("invalid base URL `{}`: it cannot take a path", redact(base)))?;
         segs.pop_if_empty().push("chat").push("completions");
     }
     Ok(u)

@@ -306,6 +306,9 @@ pub async fn call_predictor(
             Ok(out)
         }
         Err(pe) => {
+            // Keep the reply for the report, but do not let the cache
+            // replay it as final on the next run.
+            ctx.lm.mark_unusable(&req);
             step.parse_error = Some(pe.clone());
             step.error = Some(pe.to_string());
             trace.steps.push(step);
