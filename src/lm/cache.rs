@@ -357,6 +357,10 @@ fn has_column(conn: &Connection, column: &str) -> bool {
 /// `dst`, probing row ids one by one so a damaged page loses only the rows
 /// on it. Returns (rows saved, row ids that could not be read).
 fn salvage(src: &Connection, dst: &mut Connection) -> (u64, u64) {
+    // A truncated file (fewer pages than its header says) is refused
+    // outright unless the schema is "writable"; this connection only reads,
+    // and it lets SQLite use the pages that are there.
+    let _ = src.pragma_update(None, "writable_schema", true);
     let unusable = if has_column(src, "unusable") {
         "unusable"
     } else {
@@ -370,12 +374,13 @@ fn salvage(src: &Connection, dst: &mut Connection) -> (u64, u64) {
     };
     // The highest row id bounds the probe; when even that cannot be read,
     // the page count bounds it (a page holds far fewer rows than 256).
-    let max: i64 = src
+    let known_max: Option<i64> = src
         .query_row("SELECT max(rowid) FROM responses", [], |r| {
             r.get::<_, Option<i64>>(0)
         })
         .ok()
-        .flatten()
+        .flatten();
+    let max = known_max
         .or_else(|| {
             src.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
                 .ok()
@@ -386,6 +391,9 @@ fn salvage(src: &Connection, dst: &mut Connection) -> (u64, u64) {
         return (0, 0);
     };
     let (mut saved, mut unreadable) = (0u64, 0u64);
+    // Failed probes, to count as lost only below a row id known to exist
+    // (beyond the last readable row, a failed probe may be no row at all).
+    let mut failed_since_saved = 0u64;
     for id in 1..=max {
         type Row = (
             String,
@@ -429,11 +437,16 @@ fn salvage(src: &Connection, dst: &mut Connection) -> (u64, u64) {
                 );
                 if ok.is_ok() {
                     saved += 1;
+                    unreadable += failed_since_saved;
+                    failed_since_saved = 0;
                 }
             }
             Err(rusqlite::Error::QueryReturnedNoRows) => {}
-            Err(_) => unreadable += 1,
+            Err(_) => failed_since_saved += 1,
         }
+    }
+    if known_max.is_some() {
+        unreadable += failed_since_saved;
     }
     if tx.commit().is_err() {
         return (0, unreadable);
@@ -1212,6 +1225,77 @@ mod tests {
         e.response_format = Some(json!({"json_schema": {"a": 2, "b": 1}, "type": "json_schema"}));
         assert_eq!(cache_key(&d), cache_key(&e));
         assert_ne!(cache_key(&a), cache_key(&d));
+    }
+
+    fn entry(i: usize) -> CacheEntry {
+        let r = req(&format!("question {i} {}", "padding ".repeat(200)));
+        CacheEntry {
+            key: cache_key(&r),
+            model: "m".into(),
+            request: serde_json::from_str(&canonical_request(&r)).ok(),
+            text: format!("answer {i}"),
+            usage: Usage::default(),
+            created: 1,
+        }
+    }
+
+    #[test]
+    fn a_damaged_page_is_rebuilt_once_and_then_costs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        let entries: Vec<CacheEntry> = (0..60).map(entry).collect();
+        {
+            let store = CacheStore::open(&path).unwrap();
+            for e in &entries {
+                store.put(e).unwrap();
+            }
+        }
+        // Overwrite a page in the middle with garbage; the header is intact.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let page = 4096;
+        let mid = (bytes.len() / page / 2) * page;
+        bytes[mid..mid + page].fill(0xA5);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let store = CacheStore::open(&path).unwrap();
+        let hits = entries
+            .iter()
+            .filter(|e| store.get(&e.key).is_some())
+            .count();
+        assert!(hits > 0 && hits < 60, "hits {hits}");
+        assert!(store.damaged_reads() >= 1);
+        let msgs = store.warning_messages().join("\n");
+        assert!(
+            msgs.contains("damaged") && msgs.contains(".corrupt-"),
+            "{msgs}"
+        );
+        // Record the lost replies again (what a run does after paying).
+        for e in &entries {
+            if store.get(&e.key).is_none() {
+                store.put(e).unwrap();
+            }
+        }
+        drop(store);
+        let store = CacheStore::open(&path).unwrap();
+        let hits = entries
+            .iter()
+            .filter(|e| store.get(&e.key).is_some())
+            .count();
+        assert_eq!(hits, 60);
+        assert_eq!(store.warnings(), 0, "{:?}", store.warning_messages());
+    }
+
+    #[test]
+    fn unusable_rows_are_skipped_by_get_and_cleared_by_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::open_dir(dir.path()).unwrap();
+        let e = entry(1);
+        store.put(&e).unwrap();
+        store.mark_unusable(&e.key).unwrap();
+        assert!(store.get(&e.key).is_none());
+        assert!(store.get_row(&e.key).unwrap().2);
+        store.put(&e).unwrap();
+        assert!(store.get(&e.key).is_some());
     }
 
     #[test]
