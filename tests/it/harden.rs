@@ -448,3 +448,95 @@ fn zero_and_impossible_rate_limits_exit_2_quickly() {
         "{err}"
     );
 }
+
+/// Peak resident memory of this process so far, in MiB (Linux).
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024)
+}
+
+fn spider_db(dir: &Path) -> PathBuf {
+    let src = crate::support::root()
+        .join("datasets/spider/database/concert_singer/concert_singer.sqlite");
+    let dst = dir.join("concert_singer.sqlite");
+    std::fs::copy(&src, &dst).expect("copy db");
+    dst
+}
+
+#[test]
+fn sql_tool_and_metric_refuse_huge_values_without_allocating_them() {
+    use lmc::metric::{Metric, MetricContext};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let db = spider_db(dir.path());
+    let before = peak_rss_mib();
+
+    let mut config = std::collections::BTreeMap::new();
+    config.insert("path".to_string(), json!(db.to_string_lossy()));
+    let spec = lmc::program::ToolSpec {
+        name: "db".into(),
+        kind: "sqlite".into(),
+        config,
+    };
+    let tb = lmc::tools::Toolbox::open_specs(&[spec]).expect("open tool");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    for sql in [
+        "SELECT randomblob(900000000)",
+        "SELECT length(randomblob(900000000))",
+        "SELECT hex(randomblob(12000000))",
+        "SELECT group_concat(hex(randomblob(1000000))) FROM \
+         (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 100) SELECT x FROM c)",
+    ] {
+        let o = rt.block_on(tb.call("db", &json!({"sql": sql})));
+        assert!(o.is_error, "{sql}: {}", o.observation);
+        assert!(
+            o.observation.contains("cap") && o.observation.contains("max_value_bytes"),
+            "{sql}: {}",
+            o.observation
+        );
+    }
+    // Ordinary queries still work, and a smaller value is fine.
+    let o = rt.block_on(tb.call(
+        "db",
+        &json!({"sql": "SELECT length(randomblob(1000000)) AS n"}),
+    ));
+    assert!(
+        !o.is_error && o.observation.contains("1000000"),
+        "{}",
+        o.observation
+    );
+
+    let m = Metric::from_spec(
+        &json!({"type": "sql_execution", "field": "sql", "database": db}),
+        &crate::support::root(),
+    )
+    .unwrap();
+    let ex = lmc::data::Example {
+        index: 0,
+        row: 1,
+        inputs: json!({"question": "q"}).as_object().unwrap().clone(),
+        expected: json!({"sql": "SELECT count(*) FROM singer"})
+            .as_object()
+            .unwrap()
+            .clone(),
+        extra: Default::default(),
+    };
+    let pred = json!({"sql": "SELECT randomblob(900000000)"});
+    let s = rt
+        .block_on(m.score(&ex, pred.as_object().unwrap(), &MetricContext::default()))
+        .unwrap();
+    assert_eq!(s.score, 0.0);
+    let fb = s.feedback.unwrap_or_default();
+    assert!(fb.contains("max_value_bytes"), "{fb}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    if let (Some(b), Some(a)) = (before, peak_rss_mib()) {
+        // 900 MB requested; the caps keep the whole test far below.
+        assert!(a < b + 300, "peak RSS grew from {b} to {a} MiB");
+    }
+}
