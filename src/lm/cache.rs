@@ -242,6 +242,8 @@ pub struct CacheStore {
     /// Lookups that failed because the file is damaged (each one a call
     /// paid again).
     damaged_reads: AtomicU64,
+    /// The file the connection has open (see [`file_id`]).
+    opened: Mutex<Option<(u64, u64)>>,
     warnings: AtomicU64,
     warning_log: Mutex<Vec<String>>,
     /// Warnings raised before a callback was installed (while opening),
@@ -274,6 +276,21 @@ fn is_damage(e: &rusqlite::Error) -> bool {
         e.sqlite_error_code(),
         Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
     )
+}
+
+/// Which file `path` names now (device and inode on Unix), so a process
+/// can tell whether another one already replaced a damaged file.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// `path` with `suffix` appended to its file name (`cache.sqlite-wal`).
@@ -532,8 +549,13 @@ impl CacheStore {
         };
         let mut notices = Vec::new();
         let mut rebuilt = false;
+        let before = file_id(path);
         let (conn, read_only) = match open_read_write(path) {
             Ok(c) => (c, false),
+            // Another process replaced the damaged file meanwhile: use its.
+            Err(e) if is_damage(&e) && before.is_some() && file_id(path) != before => {
+                (open_read_write(path).map_err(sql)?, false)
+            }
             Err(e) if is_damage(&e) => {
                 let note =
                     rebuild(path, None, &e.to_string()).map_err(|source| CacheError::Io {
@@ -577,6 +599,7 @@ impl CacheStore {
             has_unusable,
             rebuilt: std::sync::atomic::AtomicBool::new(rebuilt),
             damaged_reads: AtomicU64::new(0),
+            opened: Mutex::new(file_id(path)),
             warnings: AtomicU64::new(0),
             warning_log: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
@@ -605,6 +628,20 @@ impl CacheStore {
         if self.read_only || self.rebuilt.swap(true, Ordering::SeqCst) {
             return false;
         }
+        let opened = self.opened.lock().ok().and_then(|o| *o);
+        let now = file_id(&self.path);
+        if opened.is_some() && now.is_some() && now != opened {
+            // Another process sharing the cache rebuilt it already: switch
+            // to its fresh file rather than moving that one aside.
+            if let Ok(fresh) = open_read_write(&self.path) {
+                *conn = fresh;
+                if let Ok(mut o) = self.opened.lock() {
+                    *o = now;
+                }
+                return true;
+            }
+            return false;
+        }
         let placeholder = match Connection::open_in_memory() {
             Ok(c) => c,
             Err(_) => return false,
@@ -616,6 +653,9 @@ impl CacheStore {
                 match open_read_write(&self.path) {
                     Ok(fresh) => {
                         *conn = fresh;
+                        if let Ok(mut o) = self.opened.lock() {
+                            *o = file_id(&self.path);
+                        }
                         true
                     }
                     Err(e) => {
