@@ -40,7 +40,7 @@ fn reply(label: &str) -> String {
 
 /// Row `i`'s label (1-based): even rows positive.
 fn label(i: usize) -> &'static str {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         "positive"
     } else {
         "negative"
