@@ -1096,6 +1096,10 @@ pub struct CachedLm {
     store: Arc<CacheStore>,
     mode: CacheMode,
     in_flight: Mutex<HashMap<String, Flight>>,
+    /// Keys this process flagged unusable: within one run they still replay
+    /// (the same request asked twice in a run costs one call, as before);
+    /// only later runs ask again.
+    flagged_here: Mutex<std::collections::HashSet<String>>,
 }
 
 impl CachedLm {
@@ -1105,6 +1109,7 @@ impl CachedLm {
             store,
             mode,
             in_flight: Mutex::new(HashMap::new()),
+            flagged_here: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -1114,10 +1119,14 @@ impl CachedLm {
 
     /// A recorded reply this mode may replay: offline replays every
     /// recorded reply (unusable ones too, so an offline gate reproduces the
-    /// recorded run); read-write skips unusable ones and asks again.
+    /// recorded run); read-write skips unusable ones flagged by an earlier
+    /// run and asks again.
     fn lookup(&self, key: &str) -> Option<String> {
         let (text, _, unusable) = self.store.get_row(key)?;
-        (self.mode == CacheMode::Offline || !unusable).then_some(text)
+        let replay = self.mode == CacheMode::Offline
+            || !unusable
+            || self.flagged_here.lock().is_ok_and(|f| f.contains(key));
+        replay.then_some(text)
     }
 
     fn hit(text: String, started: Instant) -> LmResponse {
@@ -1216,7 +1225,11 @@ impl Lm for CachedLm {
         if self.mode != CacheMode::ReadWrite {
             return;
         }
-        if let Err(e) = self.store.mark_unusable(&cache_key(req)) {
+        let key = cache_key(req);
+        if let Ok(mut f) = self.flagged_here.lock() {
+            f.insert(key.clone());
+        }
+        if let Err(e) = self.store.mark_unusable(&key) {
             self.store.warn(format!(
                 "could not flag an unparseable reply in the cache: {e}"
             ));
@@ -1323,6 +1336,50 @@ mod tests {
             .count();
         assert_eq!(hits, 60);
         assert_eq!(store.warnings(), 0, "{:?}", store.warning_messages());
+    }
+
+    struct Counting(AtomicU64);
+
+    #[async_trait::async_trait]
+    impl Lm for Counting {
+        async fn complete(&self, _req: &LmRequest) -> Result<LmResponse, LmError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(LmResponse {
+                text: format!("reply {n}"),
+                usage: Usage::default(),
+                cache_hit: false,
+                latency: Duration::ZERO,
+                retries: 0,
+                cost: 0.0,
+            })
+        }
+        fn model(&self) -> String {
+            "m".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flagged_reply_replays_within_its_run_and_is_asked_again_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CacheStore::open_dir(dir.path()).unwrap());
+        let inner = Arc::new(Counting(AtomicU64::new(0)));
+        let r = req("q");
+        let run1 = CachedLm::new(inner.clone(), store.clone(), CacheMode::ReadWrite);
+        assert_eq!(run1.complete(&r).await.unwrap().text, "reply 0");
+        run1.mark_unusable(&r);
+        // Same run: the same request costs nothing more.
+        assert!(run1.complete(&r).await.unwrap().cache_hit);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+        // Offline replays the flagged reply as recorded.
+        let offline = CachedLm::new(inner.clone(), store.clone(), CacheMode::Offline);
+        assert_eq!(offline.complete(&r).await.unwrap().text, "reply 0");
+        // The next read-write run asks again; its reply is final.
+        let run2 = CachedLm::new(inner.clone(), store.clone(), CacheMode::ReadWrite);
+        let again = run2.complete(&r).await.unwrap();
+        assert_eq!((again.text.as_str(), again.cache_hit), ("reply 1", false));
+        let run3 = CachedLm::new(inner.clone(), store, CacheMode::ReadWrite);
+        assert!(run3.complete(&r).await.unwrap().cache_hit);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
     }
 
     #[test]
