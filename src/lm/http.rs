@@ -10,7 +10,10 @@
 //! empty choices) are retried; anything retrying cannot fix (other 4xx, a
 //! missing API key) is fatal at once. The API key is read from the
 //! environment variable the config names, kept only as a sensitive header
-//! value, and never written anywhere.
+//! value, and never written anywhere. Base URLs are joined and redacted by
+//! [`super::url`]: messages name servers by redacted URL, and text a server
+//! sends back has the base URLs' credentials masked. Rate limits that could
+//! only hang (zero, or a request larger than the TPM budget) are errors.
 
 use rand::Rng;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -78,6 +81,9 @@ pub struct HttpLm {
     /// Chat-completions URLs, each with its redacted form: the real one is
     /// only ever handed to reqwest, the redacted one goes into messages.
     endpoints: Vec<(reqwest::Url, String)>,
+    /// Passwords and query values of the base URLs, masked in any text a
+    /// server sends back (an error body may echo the key it was given).
+    secrets: Vec<String>,
     next: AtomicUsize,
     permits: Semaphore,
     rpm: Option<TokenBucket>,
@@ -108,11 +114,14 @@ impl HttpLm {
         }
         check_rate_limits(cfg.rpm, cfg.tpm).map_err(LmError::Fatal)?;
         let mut endpoints = Vec::new();
+        let mut secrets = Vec::new();
         for base in &cfg.base_urls {
             let url = super::url::chat_endpoint(base).map_err(LmError::Fatal)?;
             let shown = super::url::redact(url.as_str());
+            secrets.extend(super::url::secrets(url.as_str()));
             endpoints.push((url, shown));
         }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let auth = match &cfg.api_key_env {
             None => None,
             Some(var) => {
@@ -145,6 +154,7 @@ impl HttpLm {
             permits: Semaphore::new(concurrency),
             next: AtomicUsize::new(0),
             endpoints,
+            secrets,
             auth,
             client,
             cfg,
@@ -180,7 +190,7 @@ impl HttpLm {
             retry_after: None,
         })?;
         if !(200..300).contains(&status) {
-            let detail = error_detail(&bytes);
+            let detail = super::url::scrub(&error_detail(&bytes), &self.secrets);
             let msg = format!("{url}: HTTP {status}{detail}");
             return Err(match classify_status(status) {
                 Class::Retry => Attempt::Retry { msg, retry_after },
@@ -188,7 +198,7 @@ impl HttpLm {
             });
         }
         parse_completion(&bytes).map_err(|m| Attempt::Retry {
-            msg: format!("{url}: {m}"),
+            msg: format!("{url}: {}", super::url::scrub(&m, &self.secrets)),
             retry_after: None,
         })
     }

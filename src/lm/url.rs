@@ -76,6 +76,72 @@ fn redact_unparsed(s: &str) -> String {
     }
 }
 
+/// The secret-looking parts of `url` (password, user name, query values),
+/// raw and percent-decoded, at least 4 characters long (shorter ones would
+/// mask ordinary words): what [`scrub`] removes from server-sent text.
+pub fn secrets(url: &str) -> Vec<String> {
+    let Ok(u) = Url::parse(url) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |raw: &str| {
+        let decoded = percent_decode(raw);
+        for v in [raw.to_string(), decoded] {
+            if v.chars().count() >= 4 && !out.contains(&v) {
+                out.push(v);
+            }
+        }
+    };
+    if let Some(p) = u.password() {
+        add(p);
+        add(u.username());
+    }
+    for (_, v) in u.query_pairs() {
+        add(&v);
+    }
+    if let Some(q) = u.query() {
+        for pair in q.split('&') {
+            if let Some((_, v)) = pair.split_once('=') {
+                add(v);
+            }
+        }
+    }
+    // Longest first, so a secret containing another is masked whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+/// `text` with every one of `secrets` replaced by `***` (for text a server
+/// sent back, which may echo what it was given).
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut t = text.to_string();
+    for s in secrets {
+        if t.contains(s.as_str()) {
+            t = t.replace(s.as_str(), MASK);
+        }
+    }
+    t
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The chat-completions endpoint under `base`: `/chat/completions` is
 /// appended to the path, and the base's query string (if any) is kept as
 /// the query. The error names the base URL redacted.
@@ -112,6 +178,14 @@ mod tests {
         // Not a URL: still no password.
         let r = redact("ht!tp://bob:pw@host/v1?k=v");
         assert!(!r.contains("pw") && !r.contains("k=v"), "{r}");
+    }
+
+    #[test]
+    fn echoed_secrets_are_scrubbed() {
+        let sec = secrets("http://bob:pa%2Fss99@h/v1?api_key=abcd1234&x=y");
+        let msg = "bad key abcd1234 for bob with pa/ss99 or pa%2Fss99 (x=y)";
+        let out = scrub(msg, &sec);
+        assert_eq!(out, "bad key *** for bob with *** or *** (x=y)");
     }
 
     #[test]

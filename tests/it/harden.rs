@@ -112,13 +112,17 @@ fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
     let p = Project::new(6);
     let paths = Arc::new(Mutex::new(Vec::new()));
     let seen = paths.clone();
-    // Rows 1-3 fail with a client error (its message names the server),
-    // rows 4-6 answer.
+    // Rows 1-3 fail with a client error (its message names the server and
+    // the body echoes the credentials), rows 4-6 answer.
     let stub = StubServer::start(move |req| {
         seen.lock().unwrap().push(req.path.clone());
         let r = row(req);
         if r <= 3 {
-            StubReply::Status(400, None)
+            // A server that echoes what it was given.
+            StubReply::Raw(
+                400,
+                r#"{"error":{"message":"invalid api_key sekritkey99 for alice:hunter2pw"}}"#.into(),
+            )
         } else {
             StubReply::Ok(reply(label(r)))
         }
@@ -133,6 +137,7 @@ fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
     // The failures are in the reports, with the (redacted) server named.
     let results = std::fs::read_to_string(p.path("r.jsonl")).unwrap();
     assert!(results.contains("HTTP 400"), "{results}");
+    assert!(results.contains("invalid api_key ***"), "{results}");
     assert!(results.contains("127.0.0.1"), "{results}");
 
     // A connection failure (nothing listens) through `lmc run --trace`.
