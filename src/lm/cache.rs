@@ -316,7 +316,15 @@ fn open_read_write(path: &Path) -> Result<Connection, rusqlite::Error> {
     conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     conn.execute_batch(SCHEMA)?;
     if !has_column(&conn, "unusable") {
-        conn.execute_batch("ALTER TABLE responses ADD COLUMN unusable INTEGER NOT NULL DEFAULT 0")?;
+        // Files from before the flag gain it in place. Another process may
+        // add it at the same moment; that is success too.
+        if let Err(e) = conn
+            .execute_batch("ALTER TABLE responses ADD COLUMN unusable INTEGER NOT NULL DEFAULT 0")
+        {
+            if !has_column(&conn, "unusable") {
+                return Err(e);
+            }
+        }
     }
     // SQLite silently opens a write-protected file read-only; that is the
     // read-only case, not this one.
