@@ -1391,6 +1391,33 @@ mod tests {
     }
 
     #[test]
+    fn files_from_before_the_unusable_flag_gain_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        let e = entry(2);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, \
+                 text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, \
+                 completion_tokens INTEGER NOT NULL, checksum TEXT NOT NULL, \
+                 created INTEGER NOT NULL, request TEXT)",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO responses VALUES (?1, 'm', ?2, 0, 0, ?3, 1, NULL)",
+                params![e.key, e.text, checksum(&e.key, &e.text, &Usage::default())],
+            )
+            .unwrap();
+        }
+        let store = CacheStore::open(&path).unwrap();
+        assert_eq!(store.get(&e.key).unwrap().0, e.text);
+        store.mark_unusable(&e.key).unwrap();
+        assert!(store.get(&e.key).is_none());
+        assert_eq!(store.warnings(), 0);
+    }
+
+    #[test]
     fn unusable_rows_are_skipped_by_get_and_cleared_by_put() {
         let dir = tempfile::tempdir().unwrap();
         let store = CacheStore::open_dir(dir.path()).unwrap();
