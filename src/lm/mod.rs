@@ -15,6 +15,7 @@ use crate::adapter::Message;
 
 pub mod build;
 pub mod cache;
+mod cachefile;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
