@@ -647,29 +647,46 @@ impl CacheStore {
         }
     }
 
-    pub fn stats(&self) -> Result<CacheStats, CacheError> {
-        let conn = self
+    /// Run `f` on the connection; when SQLite finds the file damaged,
+    /// rebuild it (once per process) and run `f` again on the fresh file.
+    fn with_conn<T>(
+        &self,
+        f: impl Fn(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, CacheError> {
+        let mut conn = self
             .conn
             .lock()
             .map_err(|_| self.sql(rusqlite::Error::InvalidQuery))?;
-        let (entries, p, c, oldest, newest): (i64, i64, i64, Option<i64>, Option<i64>) = conn
-            .query_row(
+        match f(&conn) {
+            Err(e) if is_damage(&e) => {
+                if self.recover(&mut conn, &e) {
+                    f(&conn).map_err(|e| self.sql(e))
+                } else {
+                    Err(self.sql(e))
+                }
+            }
+            other => other.map_err(|e| self.sql(e)),
+        }
+    }
+
+    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        type Totals = (i64, i64, i64, Option<i64>, Option<i64>);
+        let ((entries, p, c, oldest, newest), models) = self.with_conn(|conn| {
+            let totals: Totals = conn.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), \
                  MIN(created), MAX(created) FROM responses",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .map_err(|e| self.sql(e))?;
-        let mut stmt = conn
-            .prepare("SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY model")
-            .map_err(|e| self.sql(e))?;
-        let models = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(|e| self.sql(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.sql(e))?;
+            )?;
+            let mut stmt = conn
+                .prepare("SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY model")?;
+            let models = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((totals, models))
+        })?;
         let bytes = ["", "-wal", "-shm"]
             .iter()
             .filter_map(|suffix| {
@@ -701,17 +718,13 @@ impl CacheStore {
                 ),
             });
         }
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| self.sql(rusqlite::Error::InvalidQuery))?;
-        let n = conn
-            .execute("DELETE FROM responses", [])
-            .map_err(|e| self.sql(e))?;
-        // Give the space back; VACUUM may fail if another process holds the
-        // file, which is harmless.
-        let _ = conn.execute_batch("VACUUM");
-        Ok(n as u64)
+        self.with_conn(|conn| {
+            let n = conn.execute("DELETE FROM responses", [])?;
+            // Give the space back; VACUUM may fail if another process holds
+            // the file, which is harmless.
+            let _ = conn.execute_batch("VACUUM");
+            Ok(n as u64)
+        })
     }
 
     /// Write every verified entry as one JSON object per line, sorted by key

@@ -322,6 +322,32 @@ fn header_damaged_cache_is_replaced_and_cache_clear_works_on_garbage() {
     assert_eq!(st["entries"], 3, "{out}");
 }
 
+#[test]
+fn cache_commands_work_on_a_file_with_a_damaged_page() {
+    let p = Project::new(40);
+    let stub = ok_stub();
+    let cache = p.path("cache");
+    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    assert_eq!(code, 0, "{err}");
+    let file = cache.join("cache.sqlite");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let page = 4096;
+    let mid = (bytes.len() / page / 2) * page;
+    bytes[mid..mid + page].fill(0xA5);
+    std::fs::write(&file, &bytes).unwrap();
+    let (code, out, err) = run(lmc()
+        .args(["cache", "stats", "--json", "--cache-dir"])
+        .arg(&cache));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("damaged"), "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let kept = st["entries"].as_u64().unwrap();
+    assert!(kept > 0 && kept < 40, "{out}");
+    let (code, out, err) = run(lmc().args(["cache", "clear", "--cache-dir"]).arg(&cache));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("cleared {kept} ")), "{out}");
+}
+
 /// Make `path` immutable (root ignores permission bits, not this).
 fn chattr(flag: &str, path: &Path) -> bool {
     Command::new("chattr")
