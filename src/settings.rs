@@ -133,8 +133,28 @@ fn read_project(path: &Path) -> Result<Project, SettingsError> {
                 project.program = Some(base.join(p));
             }
             "lm" => {
-                project.lm =
-                    Some(serde_json::from_value(v.clone()).map_err(|e| err(format!("`lm`: {e}")))?);
+                let lm: LmConfig =
+                    serde_json::from_value(v.clone()).map_err(|e| err(format!("`lm`: {e}")))?;
+                let problems = crate::program::lower::lm_limit_problems(&lm);
+                if !problems.is_empty() {
+                    // Same located diagnostics as a program's `lm:` section.
+                    let idx = doc.root.index();
+                    let diags = problems
+                        .into_iter()
+                        .map(|(p, message, hint)| {
+                            crate::diag::Diagnostic::error(message)
+                                .at(idx.locate(p))
+                                .path(p)
+                                .hint(hint)
+                                .file(path)
+                        })
+                        .collect();
+                    return Err(SettingsError::Project {
+                        path: path.to_path_buf(),
+                        message: crate::diag::Diagnostics(diags).to_string(),
+                    });
+                }
+                project.lm = Some(lm);
             }
             other => {
                 return Err(err(format!(

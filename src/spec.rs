@@ -313,6 +313,7 @@ pub fn tool_keys(kind: &str) -> Option<&'static [&'static str]> {
             "max_rows",
             "timeout_ms",
             "max_chars",
+            "max_value_bytes",
         ],
         "retrieve" => &["kind", "description", "corpus", "k", "max_chars"],
         "command" => &[

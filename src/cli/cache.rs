@@ -22,7 +22,11 @@ pub struct Where {
 impl Where {
     fn open(&self) -> anyhow::Result<CacheStore> {
         let dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
-        CacheStore::open_dir(&dir).map_err(|e| CliError::Input(format!("error: {e}")).into())
+        let store = CacheStore::open_dir(&dir)
+            .map_err(|e| anyhow::Error::new(CliError::Input(format!("error: {e}"))))?;
+        // A damaged file moved aside or a read-only file is said here.
+        store.set_warning_callback(|msg| eprintln!("warning: {msg}"));
+        Ok(store)
     }
 }
 

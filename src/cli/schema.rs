@@ -157,7 +157,8 @@ pub fn program_schema() -> Value {
         "allOf": [
             {"if": {"properties": {"kind": {"const": "sqlite"}}}, "then": {"required": ["path"], "properties": {
                 "path": {"type": "string", "description": "SQLite database file (opened read-only)."},
-                "max_rows": {"type": "integer", "minimum": 1, "default": 50}}}},
+                "max_rows": {"type": "integer", "minimum": 1, "default": 50},
+                "max_value_bytes": {"type": "integer", "minimum": 1024, "default": 16777216, "description": "Largest string or blob a query may build (SQLite's length limit)."}}}},
             {"if": {"properties": {"kind": {"const": "retrieve"}}}, "then": {"required": ["corpus"], "properties": {
                 "corpus": {"type": "string", "description": "JSONL corpus, one passage per line ({title, text})."},
                 "k": {"type": "integer", "minimum": 1, "default": 3}}}},

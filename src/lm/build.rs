@@ -254,6 +254,19 @@ pub fn http_config(cfg: &LmConfig, opts: &LmOptions) -> Result<HttpConfig, LmErr
     }
     http.rpm = cfg.rpm;
     http.tpm = cfg.tpm;
+    super::http::check_rate_limits(http.rpm, http.tpm).map_err(LmError::Fatal)?;
+    if let Some(tpm) = http.tpm {
+        // Every request reserves its completion allowance against the TPM
+        // budget, so a budget under max_tokens admits no request at all.
+        let max_tokens = cfg.max_tokens.unwrap_or(crate::run::DEFAULT_MAX_TOKENS);
+        if max_tokens >= tpm {
+            return Err(LmError::Fatal(format!(
+                "the tokens-per-minute limit (--tpm / lm.tpm) is {tpm}, but one request may \
+                 use max_tokens {max_tokens} plus its prompt; raise the limit above \
+                 max_tokens or lower max_tokens (--max-tokens / lm.max_tokens)"
+            )));
+        }
+    }
     http.seed = opts.seed;
     Ok(http)
 }

@@ -16,6 +16,20 @@
 //! share one cache; lookups use a cached prepared statement on one
 //! connection behind a mutex (a point query is a few microseconds, cheaper
 //! than moving it to a blocking thread).
+//!
+//! A damaged file never stops work (the file handling is in `cachefile`):
+//! when SQLite reports it corrupt or not a database (on open, or on any
+//! later lookup or write), the readable rows
+//! are copied into a fresh file, the damaged one is moved aside as
+//! `cache.sqlite.corrupt-<unix time>` (with its `-wal`/`-shm`), and a
+//! warning names both, so a damaged page is paid for once, said so, and
+//! not on every run. A file lmc cannot write is opened read-only: replays
+//! work (`--offline` included) and a warning says nothing new is recorded.
+//!
+//! A reply the run layer could not parse is kept but flagged `unusable`
+//! ([`Lm::mark_unusable`]): a read-write run asks the LM again (and the new
+//! reply replaces the row), while `--offline` replays it as recorded so an
+//! offline gate reproduces the recorded run exactly.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -25,8 +39,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::cachefile::{file_id, has_column, is_damage, open_read_only, open_read_write, rebuild};
 use super::{Lm, LmError, LmRequest, LmResponse, SharedLm, Usage};
 
 /// Problems opening, reading or writing the cache file itself.
@@ -153,7 +168,7 @@ pub fn cache_key(req: &LmRequest) -> String {
     hex::encode(w.0.finalize())
 }
 
-fn checksum(key: &str, text: &str, usage: &Usage) -> String {
+pub(super) fn checksum(key: &str, text: &str, usage: &Usage) -> String {
     let mut h = Sha256::new();
     h.update(key.as_bytes());
     h.update([0]);
@@ -204,20 +219,45 @@ pub struct ImportReport {
 
 type WarnFn = dyn Fn(&str) + Send + Sync;
 
+/// text, prompt tokens, completion tokens, checksum, unusable.
+type LooseRow = (
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    bool,
+);
+
 /// The SQLite file. Cheap to share (`Arc`); all access goes through one
 /// connection.
 pub struct CacheStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Opened read-only (the file or its directory is not writable).
+    read_only: bool,
+    /// The file has the `unusable` column (files from older lmc opened
+    /// read-only may not).
+    has_unusable: bool,
+    /// A damaged file was already rebuilt by this process (done once, so a
+    /// disk that keeps corrupting pages cannot loop).
+    rebuilt: std::sync::atomic::AtomicBool,
+    /// Lookups that failed because the file is damaged (each one a call
+    /// paid again).
+    damaged_reads: AtomicU64,
+    /// The file the connection has open (see [`file_id`]).
+    opened: Mutex<Option<(u64, u64)>>,
     warnings: AtomicU64,
     warning_log: Mutex<Vec<String>>,
+    /// Warnings raised before a callback was installed (while opening),
+    /// handed to the callback when it arrives.
+    pending: Mutex<Vec<String>>,
     on_warning: Mutex<Option<Arc<WarnFn>>>,
 }
 
 /// The request (kilobytes of prompt, kept for cassettes and humans) is the
 /// last column, so reading a reply never walks the request's overflow pages.
 /// Files created before this order keep working: queries name columns.
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
     model TEXT NOT NULL,
@@ -226,7 +266,8 @@ CREATE TABLE IF NOT EXISTS responses (
     completion_tokens INTEGER NOT NULL,
     checksum TEXT NOT NULL,
     created INTEGER NOT NULL,
-    request TEXT
+    request TEXT,
+    unusable INTEGER NOT NULL DEFAULT 0
 );
 ";
 
@@ -243,45 +284,167 @@ impl CacheStore {
         Self::open(&dir.join("cache.sqlite"))
     }
 
-    /// Open (creating if needed) the cache file at `path`.
+    /// Open (creating if needed) the cache file at `path`. A damaged file
+    /// is rebuilt (see the module notes); a file that cannot be written is
+    /// opened read-only; a file that cannot be created at all gives an
+    /// empty in-memory cache. Each of those is a warning, not an error.
     pub fn open(path: &Path) -> Result<Self, CacheError> {
         let sql = |source| CacheError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
-        let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
-        // WAL: readers never block the writer, and a crash mid-write leaves
-        // the last committed reply intact. NORMAL sync is durable across
-        // process crashes (the case that matters: an interrupted run).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql)?;
-        // Reads map the file instead of copying pages through read(2): a
-        // hit is then a B-tree walk in memory (the per-call path of every
-        // re-run). The map is a window, not an allocation.
-        conn.pragma_update(None, "mmap_size", 1i64 << 30)
-            .map_err(sql)?;
-        conn.execute_batch(SCHEMA).map_err(sql)?;
-        conn.set_prepared_statement_cache_capacity(16);
-        Ok(CacheStore {
+        let mut notices = Vec::new();
+        let mut rebuilt = false;
+        let before = file_id(path);
+        let (conn, read_only) = match open_read_write(path) {
+            Ok(c) => (c, false),
+            // Another process replaced the damaged file meanwhile: use its.
+            Err(e) if is_damage(&e) && before.is_some() && file_id(path) != before => {
+                (open_read_write(path).map_err(sql)?, false)
+            }
+            Err(e) if is_damage(&e) => {
+                let note =
+                    rebuild(path, None, &e.to_string()).map_err(|source| CacheError::Io {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                notices.push(note);
+                rebuilt = true;
+                (open_read_write(path).map_err(sql)?, false)
+            }
+            Err(e) if path.exists() => {
+                let c = match open_read_only(path) {
+                    Ok(c) => c,
+                    // Damaged and not writable: nothing can be moved aside.
+                    Err(ro) if is_damage(&ro) => return Err(sql(ro)),
+                    // Report the read-write failure: it says why.
+                    Err(_) => return Err(sql(e)),
+                };
+                notices.push(format!(
+                    "cache {} cannot be written ({e}); replaying recorded replies, but new \
+                     replies will not be recorded",
+                    path.display()
+                ));
+                (c, true)
+            }
+            Err(e) => {
+                let c = Connection::open_in_memory().map_err(sql)?;
+                c.execute_batch(SCHEMA).map_err(sql)?;
+                notices.push(format!(
+                    "cache {} cannot be created ({e}); this run records its replies in memory only",
+                    path.display()
+                ));
+                (c, false)
+            }
+        };
+        let has_unusable = has_column(&conn, "unusable");
+        let store = CacheStore {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
+            read_only,
+            has_unusable,
+            rebuilt: std::sync::atomic::AtomicBool::new(rebuilt),
+            damaged_reads: AtomicU64::new(0),
+            opened: Mutex::new(file_id(path)),
             warnings: AtomicU64::new(0),
             warning_log: Mutex::new(Vec::new()),
+            pending: Mutex::new(Vec::new()),
             on_warning: Mutex::new(None),
-        })
+        };
+        for n in notices {
+            store.warn(n);
+        }
+        Ok(store)
+    }
+
+    /// Whether the file was opened read-only (nothing will be recorded).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Lookups that failed because the file was damaged (each a paid call).
+    pub fn damaged_reads(&self) -> u64 {
+        self.damaged_reads.load(Ordering::Relaxed)
+    }
+
+    /// Called with the connection lock held when SQLite reports the file
+    /// damaged mid-run: rebuild it once and continue on the fresh file.
+    /// Returns whether the connection now points at a rebuilt file.
+    fn recover(&self, conn: &mut Connection, cause: &rusqlite::Error) -> bool {
+        if self.read_only || self.rebuilt.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        let opened = self.opened.lock().ok().and_then(|o| *o);
+        let now = file_id(&self.path);
+        if opened.is_some() && now.is_some() && now != opened {
+            // Another process sharing the cache rebuilt it already: switch
+            // to its fresh file rather than moving that one aside.
+            if let Ok(fresh) = open_read_write(&self.path) {
+                *conn = fresh;
+                if let Ok(mut o) = self.opened.lock() {
+                    *o = now;
+                }
+                return true;
+            }
+            return false;
+        }
+        let placeholder = match Connection::open_in_memory() {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        let old = std::mem::replace(conn, placeholder);
+        match rebuild(&self.path, Some(old), &cause.to_string()) {
+            Ok(note) => {
+                self.warn(note);
+                match open_read_write(&self.path) {
+                    Ok(fresh) => {
+                        *conn = fresh;
+                        if let Ok(mut o) = self.opened.lock() {
+                            *o = file_id(&self.path);
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        self.warn(format!(
+                            "cannot reopen the rebuilt cache {}: {e}; replies are not recorded",
+                            self.path.display()
+                        ));
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                self.warn(format!(
+                    "cache {} is damaged ({cause}) and could not be moved aside: {e}",
+                    self.path.display()
+                ));
+                // Keep working on the damaged file where it still answers.
+                if let Ok(c) = open_read_write(&self.path) {
+                    *conn = c;
+                }
+                false
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Install a callback called with each warning (the CLI prints them).
+    /// Install a callback called with each warning (the CLI prints them);
+    /// warnings raised while opening are passed to it at once.
     pub fn set_warning_callback(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        let f: Arc<WarnFn> = Arc::new(f);
         if let Ok(mut slot) = self.on_warning.lock() {
-            *slot = Some(Arc::new(f));
+            *slot = Some(f.clone());
+        }
+        let pending = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        for msg in pending {
+            f(&msg);
         }
     }
 
@@ -306,8 +469,15 @@ impl CacheStore {
             }
         }
         let cb = self.on_warning.lock().ok().and_then(|c| c.clone());
-        if let Some(cb) = cb {
-            cb(&msg);
+        match cb {
+            Some(cb) => cb(&msg),
+            None => {
+                if let Ok(mut p) = self.pending.lock() {
+                    if p.len() < MAX_WARNING_LOG {
+                        p.push(msg);
+                    }
+                }
+            }
         }
     }
 
@@ -317,38 +487,63 @@ impl CacheStore {
             .map_err(|_| "cache connection poisoned by an earlier panic".to_string())
     }
 
-    /// The stored reply for `key`, verified; corrupt rows yield `None` and a
-    /// warning.
+    /// The stored usable reply for `key`, verified; corrupt rows yield
+    /// `None` and a warning, rows flagged unusable yield `None`.
     pub fn get(&self, key: &str) -> Option<(String, Usage)> {
-        type Row = (Option<String>, Option<i64>, Option<i64>, Option<String>);
-        let row: Result<Option<Row>, String> = self.lock().and_then(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT text, prompt_tokens, completion_tokens, checksum \
-                     FROM responses WHERE key = ?1",
-                )
-                .map_err(|e| e.to_string())?;
-            // Read loosely typed so a damaged row is reported, not an error.
-            stmt.query_row([key], |r| {
-                Ok((
-                    r.get::<_, String>(0).ok(),
-                    r.get::<_, i64>(1).ok(),
-                    r.get::<_, i64>(2).ok(),
-                    r.get::<_, String>(3).ok(),
-                ))
-            })
-            .optional()
-            .map_err(|e| e.to_string())
+        self.get_row(key)
+            .and_then(|(text, usage, unusable)| (!unusable).then_some((text, usage)))
+    }
+
+    /// One lookup on `conn`.
+    fn query(conn: &Connection, sql: &str, key: &str) -> Result<Option<LooseRow>, rusqlite::Error> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        // Read loosely typed so a damaged row is reported, not an error.
+        stmt.query_row([key], |r| {
+            Ok((
+                r.get::<_, String>(0).ok(),
+                r.get::<_, i64>(1).ok(),
+                r.get::<_, i64>(2).ok(),
+                r.get::<_, String>(3).ok(),
+                r.get::<_, i64>(4).unwrap_or(0) != 0,
+            ))
+        })
+        .optional()
+    }
+
+    /// The stored reply for `key`, verified, with its `unusable` flag.
+    pub fn get_row(&self, key: &str) -> Option<(String, Usage, bool)> {
+        let sql = if self.has_unusable {
+            "SELECT text, prompt_tokens, completion_tokens, checksum, unusable \
+             FROM responses WHERE key = ?1"
+        } else {
+            "SELECT text, prompt_tokens, completion_tokens, checksum, 0 \
+             FROM responses WHERE key = ?1"
+        };
+        let row: Result<Option<LooseRow>, String> = self.lock().and_then(|mut conn| {
+            match Self::query(&conn, sql, key) {
+                Err(e) if is_damage(&e) => {
+                    self.damaged_reads.fetch_add(1, Ordering::Relaxed);
+                    if self.recover(&mut conn, &e) {
+                        // The rebuilt file may still hold this reply.
+                        Self::query(&conn, sql, key).map_err(|e| e.to_string())
+                    } else {
+                        Err(format!(
+                            "{e} (the cache file is damaged: this request is paid again)"
+                        ))
+                    }
+                }
+                other => other.map_err(|e| e.to_string()),
+            }
         });
         match row {
             Ok(None) => None,
-            Ok(Some((Some(text), Some(p), Some(c), Some(sum)))) if p >= 0 && c >= 0 => {
+            Ok(Some((Some(text), Some(p), Some(c), Some(sum), unusable))) if p >= 0 && c >= 0 => {
                 let usage = Usage {
                     prompt_tokens: p as u64,
                     completion_tokens: c as u64,
                 };
                 if checksum(key, &text, &usage) == sum {
-                    Some((text, usage))
+                    Some((text, usage, unusable))
                 } else {
                     self.warn(format!(
                         "cache row {key} failed its checksum; ignoring it and calling the LM"
@@ -394,26 +589,54 @@ impl CacheStore {
         usage: Usage,
         created: i64,
     ) -> Result<(), String> {
+        if self.read_only {
+            // Said once, when the file was opened.
+            return Ok(());
+        }
         let sum = checksum(key, text, &usage);
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare_cached(
+        let mut conn = self.lock()?;
+        // A new reply always replaces the row and clears `unusable`.
+        let write = |conn: &Connection| -> Result<(), rusqlite::Error> {
+            let mut stmt = conn.prepare_cached(
                 "INSERT OR REPLACE INTO responses \
                  (key, model, request, text, prompt_tokens, completion_tokens, checksum, created) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
+            )?;
+            stmt.execute(params![
+                key,
+                model,
+                request,
+                text,
+                usage.prompt_tokens as i64,
+                usage.completion_tokens as i64,
+                sum,
+                created,
+            ])?;
+            Ok(())
+        };
+        match write(&conn) {
+            Err(e) if is_damage(&e) => {
+                if self.recover(&mut conn, &e) {
+                    write(&conn).map_err(|e| e.to_string())
+                } else {
+                    Err(e.to_string())
+                }
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Flag the reply for `key` as one the caller could not use (it failed
+    /// to parse): a read-write run asks the LM again instead of replaying
+    /// it. Nothing happens on a read-only file.
+    pub fn mark_unusable(&self, key: &str) -> Result<(), String> {
+        if self.read_only || !self.has_unusable {
+            return Ok(());
+        }
+        let conn = self.lock()?;
+        conn.prepare_cached("UPDATE responses SET unusable = 1 WHERE key = ?1")
+            .and_then(|mut s| s.execute([key]))
             .map_err(|e| e.to_string())?;
-        stmt.execute(params![
-            key,
-            model,
-            request,
-            text,
-            usage.prompt_tokens as i64,
-            usage.completion_tokens as i64,
-            sum,
-            created,
-        ])
-        .map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -424,29 +647,46 @@ impl CacheStore {
         }
     }
 
-    pub fn stats(&self) -> Result<CacheStats, CacheError> {
-        let conn = self
+    /// Run `f` on the connection; when SQLite finds the file damaged,
+    /// rebuild it (once per process) and run `f` again on the fresh file.
+    fn with_conn<T>(
+        &self,
+        f: impl Fn(&Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, CacheError> {
+        let mut conn = self
             .conn
             .lock()
             .map_err(|_| self.sql(rusqlite::Error::InvalidQuery))?;
-        let (entries, p, c, oldest, newest): (i64, i64, i64, Option<i64>, Option<i64>) = conn
-            .query_row(
+        match f(&conn) {
+            Err(e) if is_damage(&e) => {
+                if self.recover(&mut conn, &e) {
+                    f(&conn).map_err(|e| self.sql(e))
+                } else {
+                    Err(self.sql(e))
+                }
+            }
+            other => other.map_err(|e| self.sql(e)),
+        }
+    }
+
+    pub fn stats(&self) -> Result<CacheStats, CacheError> {
+        type Totals = (i64, i64, i64, Option<i64>, Option<i64>);
+        let ((entries, p, c, oldest, newest), models) = self.with_conn(|conn| {
+            let totals: Totals = conn.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(prompt_tokens),0), COALESCE(SUM(completion_tokens),0), \
                  MIN(created), MAX(created) FROM responses",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .map_err(|e| self.sql(e))?;
-        let mut stmt = conn
-            .prepare("SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY model")
-            .map_err(|e| self.sql(e))?;
-        let models = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-            })
-            .map_err(|e| self.sql(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.sql(e))?;
+            )?;
+            let mut stmt = conn
+                .prepare("SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY model")?;
+            let models = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((totals, models))
+        })?;
         let bytes = ["", "-wal", "-shm"]
             .iter()
             .filter_map(|suffix| {
@@ -469,17 +709,22 @@ impl CacheStore {
 
     /// Delete every entry; returns how many there were.
     pub fn clear(&self) -> Result<u64, CacheError> {
-        let conn = self
-            .conn
-            .lock()
-            .map_err(|_| self.sql(rusqlite::Error::InvalidQuery))?;
-        let n = conn
-            .execute("DELETE FROM responses", [])
-            .map_err(|e| self.sql(e))?;
-        // Give the space back; VACUUM may fail if another process holds the
-        // file, which is harmless.
-        let _ = conn.execute_batch("VACUUM");
-        Ok(n as u64)
+        if self.read_only {
+            return Err(CacheError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "the cache file is read-only; make it (and its directory) writable, or delete it",
+                ),
+            });
+        }
+        self.with_conn(|conn| {
+            let n = conn.execute("DELETE FROM responses", [])?;
+            // Give the space back; VACUUM may fail if another process holds
+            // the file, which is harmless.
+            let _ = conn.execute_batch("VACUUM");
+            Ok(n as u64)
+        })
     }
 
     /// Write every verified entry as one JSON object per line, sorted by key
@@ -610,6 +855,10 @@ pub struct CachedLm {
     store: Arc<CacheStore>,
     mode: CacheMode,
     in_flight: Mutex<HashMap<String, Flight>>,
+    /// Keys this process flagged unusable: within one run they still replay
+    /// (the same request asked twice in a run costs one call, as before);
+    /// only later runs ask again.
+    flagged_here: Mutex<std::collections::HashSet<String>>,
 }
 
 impl CachedLm {
@@ -619,11 +868,24 @@ impl CachedLm {
             store,
             mode,
             in_flight: Mutex::new(HashMap::new()),
+            flagged_here: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
     pub fn store(&self) -> &Arc<CacheStore> {
         &self.store
+    }
+
+    /// A recorded reply this mode may replay: offline replays every
+    /// recorded reply (unusable ones too, so an offline gate reproduces the
+    /// recorded run); read-write skips unusable ones flagged by an earlier
+    /// run and asks again.
+    fn lookup(&self, key: &str) -> Option<String> {
+        let (text, _, unusable) = self.store.get_row(key)?;
+        let replay = self.mode == CacheMode::Offline
+            || !unusable
+            || self.flagged_here.lock().is_ok_and(|f| f.contains(key));
+        replay.then_some(text)
     }
 
     fn hit(text: String, started: Instant) -> LmResponse {
@@ -670,7 +932,7 @@ impl Lm for CachedLm {
         }
         let started = Instant::now();
         let key = cache_key(req);
-        if let Some((text, _)) = self.store.get(&key) {
+        if let Some(text) = self.lookup(&key) {
             return Ok(Self::hit(text, started));
         }
         if self.mode == CacheMode::Offline {
@@ -690,8 +952,8 @@ impl Lm for CachedLm {
                 led.store(true, Ordering::Relaxed);
                 // Another process (or a flight that just landed) may have
                 // recorded it since the first lookup.
-                match self.store.get(&key) {
-                    Some((text, _)) => Ok(Self::hit(text, started)),
+                match self.lookup(&key) {
+                    Some(text) => Ok(Self::hit(text, started)),
                     None => self.fetch(&key, req).await,
                 }
             })
@@ -716,6 +978,22 @@ impl Lm for CachedLm {
     fn supports_grammar(&self) -> bool {
         self.inner.supports_grammar()
     }
+
+    fn mark_unusable(&self, req: &LmRequest) {
+        // Offline replays exactly what was recorded and writes nothing.
+        if self.mode != CacheMode::ReadWrite {
+            return;
+        }
+        let key = cache_key(req);
+        if let Ok(mut f) = self.flagged_here.lock() {
+            f.insert(key.clone());
+        }
+        if let Err(e) = self.store.mark_unusable(&key) {
+            self.store.warn(format!(
+                "could not flag an unparseable reply in the cache: {e}"
+            ));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -723,6 +1001,7 @@ mod tests {
     use super::*;
     use crate::adapter::{Message, Role};
     use serde_json::json;
+    use std::time::Duration;
 
     fn req(content: &str) -> LmRequest {
         LmRequest {
@@ -759,6 +1038,148 @@ mod tests {
         e.response_format = Some(json!({"json_schema": {"a": 2, "b": 1}, "type": "json_schema"}));
         assert_eq!(cache_key(&d), cache_key(&e));
         assert_ne!(cache_key(&a), cache_key(&d));
+    }
+
+    fn entry(i: usize) -> CacheEntry {
+        let r = req(&format!("question {i} {}", "padding ".repeat(200)));
+        CacheEntry {
+            key: cache_key(&r),
+            model: "m".into(),
+            request: serde_json::from_str(&canonical_request(&r)).ok(),
+            text: format!("answer {i}"),
+            usage: Usage::default(),
+            created: 1,
+        }
+    }
+
+    #[test]
+    fn a_damaged_page_is_rebuilt_once_and_then_costs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        let entries: Vec<CacheEntry> = (0..60).map(entry).collect();
+        {
+            let store = CacheStore::open(&path).unwrap();
+            for e in &entries {
+                store.put(e).unwrap();
+            }
+        }
+        // Overwrite a page in the middle with garbage; the header is intact.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let page = 4096;
+        let mid = (bytes.len() / page / 2) * page;
+        bytes[mid..mid + page].fill(0xA5);
+        std::fs::write(&path, &bytes).unwrap();
+
+        let store = CacheStore::open(&path).unwrap();
+        let hits = entries
+            .iter()
+            .filter(|e| store.get(&e.key).is_some())
+            .count();
+        assert!(hits > 0 && hits < 60, "hits {hits}");
+        assert!(store.damaged_reads() >= 1);
+        let msgs = store.warning_messages().join("\n");
+        assert!(
+            msgs.contains("damaged") && msgs.contains(".corrupt-"),
+            "{msgs}"
+        );
+        // Record the lost replies again (what a run does after paying).
+        for e in &entries {
+            if store.get(&e.key).is_none() {
+                store.put(e).unwrap();
+            }
+        }
+        drop(store);
+        let store = CacheStore::open(&path).unwrap();
+        let hits = entries
+            .iter()
+            .filter(|e| store.get(&e.key).is_some())
+            .count();
+        assert_eq!(hits, 60);
+        assert_eq!(store.warnings(), 0, "{:?}", store.warning_messages());
+    }
+
+    struct Counting(AtomicU64);
+
+    #[async_trait::async_trait]
+    impl Lm for Counting {
+        async fn complete(&self, _req: &LmRequest) -> Result<LmResponse, LmError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(LmResponse {
+                text: format!("reply {n}"),
+                usage: Usage::default(),
+                cache_hit: false,
+                latency: Duration::ZERO,
+                retries: 0,
+                cost: 0.0,
+            })
+        }
+        fn model(&self) -> String {
+            "m".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flagged_reply_replays_within_its_run_and_is_asked_again_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CacheStore::open_dir(dir.path()).unwrap());
+        let inner = Arc::new(Counting(AtomicU64::new(0)));
+        let r = req("q");
+        let run1 = CachedLm::new(inner.clone(), store.clone(), CacheMode::ReadWrite);
+        assert_eq!(run1.complete(&r).await.unwrap().text, "reply 0");
+        run1.mark_unusable(&r);
+        // Same run: the same request costs nothing more.
+        assert!(run1.complete(&r).await.unwrap().cache_hit);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+        // Offline replays the flagged reply as recorded.
+        let offline = CachedLm::new(inner.clone(), store.clone(), CacheMode::Offline);
+        assert_eq!(offline.complete(&r).await.unwrap().text, "reply 0");
+        // The next read-write run asks again; its reply is final.
+        let run2 = CachedLm::new(inner.clone(), store.clone(), CacheMode::ReadWrite);
+        let again = run2.complete(&r).await.unwrap();
+        assert_eq!((again.text.as_str(), again.cache_hit), ("reply 1", false));
+        let run3 = CachedLm::new(inner.clone(), store, CacheMode::ReadWrite);
+        assert!(run3.complete(&r).await.unwrap().cache_hit);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn files_from_before_the_unusable_flag_gain_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.sqlite");
+        let e = entry(2);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, \
+                 text TEXT NOT NULL, prompt_tokens INTEGER NOT NULL, \
+                 completion_tokens INTEGER NOT NULL, checksum TEXT NOT NULL, \
+                 created INTEGER NOT NULL, request TEXT)",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO responses VALUES (?1, 'm', ?2, 0, 0, ?3, 1, NULL)",
+                params![e.key, e.text, checksum(&e.key, &e.text, &Usage::default())],
+            )
+            .unwrap();
+        }
+        let store = CacheStore::open(&path).unwrap();
+        assert_eq!(store.get(&e.key).unwrap().0, e.text);
+        store.mark_unusable(&e.key).unwrap();
+        assert!(store.get(&e.key).is_none());
+        assert_eq!(store.warnings(), 0);
+    }
+
+    #[test]
+    fn unusable_rows_are_skipped_by_get_and_cleared_by_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CacheStore::open_dir(dir.path()).unwrap();
+        let e = entry(1);
+        store.put(&e).unwrap();
+        store.mark_unusable(&e.key).unwrap();
+        assert!(store.get(&e.key).is_none());
+        assert!(store.get_row(&e.key).unwrap().2);
+        store.put(&e).unwrap();
+        assert!(store.get(&e.key).is_some());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! empty choices) are retried; anything retrying cannot fix (other 4xx, a
 //! missing API key) is fatal at once. The API key is read from the
 //! environment variable the config names, kept only as a sensitive header
-//! value, and never written anywhere.
+//! value, and never written anywhere. Base URLs are joined and redacted by
+//! [`super::url`]: messages name servers by redacted URL, and text a server
+//! sends back has the base URLs' credentials masked. Rate limits that could
+//! only hang (zero, or a request larger than the TPM budget) are errors.
 
 use rand::Rng;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
@@ -75,7 +78,12 @@ pub struct HttpLm {
     client: reqwest::Client,
     /// `Bearer <key>`, marked sensitive so reqwest never shows it in Debug.
     auth: Option<HeaderValue>,
-    endpoints: Vec<String>,
+    /// Chat-completions URLs, each with its redacted form: the real one is
+    /// only ever handed to reqwest, the redacted one goes into messages.
+    endpoints: Vec<(reqwest::Url, String)>,
+    /// Passwords and query values of the base URLs, masked in any text a
+    /// server sends back (an error body may echo the key it was given).
+    secrets: Vec<String>,
     next: AtomicUsize,
     permits: Semaphore,
     rpm: Option<TokenBucket>,
@@ -86,28 +94,34 @@ impl std::fmt::Debug for HttpLm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpLm")
             .field("model", &self.cfg.model)
-            .field("endpoints", &self.endpoints)
+            .field(
+                "endpoints",
+                &self.endpoints.iter().map(|(_, r)| r).collect::<Vec<_>>(),
+            )
             .field("api_key_env", &self.cfg.api_key_env)
             .finish_non_exhaustive()
     }
 }
 
 impl HttpLm {
-    /// Build the client. Fails (fatally) on no base URL, a malformed URL, or
-    /// an API key variable that is named but unset.
+    /// Build the client. Fails (fatally) on no base URL, a malformed URL, a
+    /// zero rate limit, or an API key variable that is named but unset.
     pub fn new(cfg: HttpConfig) -> Result<Self, LmError> {
         if cfg.base_urls.is_empty() {
             return Err(LmError::Fatal(
                 "HTTP LM needs at least one base URL (--base-url or lm.base_urls)".into(),
             ));
         }
+        check_rate_limits(cfg.rpm, cfg.tpm).map_err(LmError::Fatal)?;
         let mut endpoints = Vec::new();
+        let mut secrets = Vec::new();
         for base in &cfg.base_urls {
-            let url = format!("{}/chat/completions", base.trim_end_matches('/'));
-            reqwest::Url::parse(&url)
-                .map_err(|e| LmError::Fatal(format!("invalid base URL `{base}`: {e}")))?;
-            endpoints.push(url);
+            let url = super::url::chat_endpoint(base).map_err(LmError::Fatal)?;
+            let shown = super::url::redact(url.as_str());
+            secrets.extend(super::url::secrets(url.as_str()));
+            endpoints.push((url, shown));
         }
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         let auth = match &cfg.api_key_env {
             None => None,
             Some(var) => {
@@ -140,6 +154,7 @@ impl HttpLm {
             permits: Semaphore::new(concurrency),
             next: AtomicUsize::new(0),
             endpoints,
+            secrets,
             auth,
             client,
             cfg,
@@ -153,10 +168,10 @@ impl HttpLm {
     /// One attempt against the next endpoint in rotation.
     async fn attempt(&self, body: &bytes::Bytes) -> Result<(String, Usage), Attempt> {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        let url = &self.endpoints[i];
+        let (target, url) = &self.endpoints[i];
         let mut rb = self
             .client
-            .post(url)
+            .post(target.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             // A retry re-sends the same buffer (a reference count, no copy).
             .body(body.clone());
@@ -171,11 +186,11 @@ impl HttpLm {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
         let bytes = resp.bytes().await.map_err(|e| Attempt::Retry {
-            msg: format!("{url}: reply body cut short: {e}"),
+            msg: format!("{url}: reply body cut short: {}", e.without_url()),
             retry_after: None,
         })?;
         if !(200..300).contains(&status) {
-            let detail = error_detail(&bytes);
+            let detail = super::url::scrub(&error_detail(&bytes), &self.secrets);
             let msg = format!("{url}: HTTP {status}{detail}");
             return Err(match classify_status(status) {
                 Class::Retry => Attempt::Retry { msg, retry_after },
@@ -183,7 +198,7 @@ impl HttpLm {
             });
         }
         parse_completion(&bytes).map_err(|m| Attempt::Retry {
-            msg: format!("{url}: {m}"),
+            msg: format!("{url}: {}", super::url::scrub(&m, &self.secrets)),
             retry_after: None,
         })
     }
@@ -235,6 +250,19 @@ impl Lm for HttpLm {
             .map(|m| m.content.len() as f64 / 4.0)
             .sum::<f64>()
             + req.max_tokens as f64;
+        if let Some(tpm) = self.cfg.tpm {
+            // A request the bucket can never hold would wait forever (or,
+            // capped, pay a minute per call and still break the limit).
+            if estimate > tpm as f64 {
+                return Err(LmError::Fatal(format!(
+                    "this request needs about {} tokens (prompt estimate + max_tokens {}) \
+                     but the tokens-per-minute limit (--tpm / lm.tpm) is {tpm}; raise the \
+                     limit or lower max_tokens",
+                    estimate.ceil() as u64,
+                    req.max_tokens
+                )));
+            }
+        }
 
         let mut retries = 0u32;
         loop {
@@ -360,7 +388,24 @@ fn classify_status(status: u16) -> Class {
     }
 }
 
+/// Zero limits would stop every request forever; they are configuration
+/// mistakes, named by key. (`u32` already refuses negative values.)
+pub fn check_rate_limits(rpm: Option<u32>, tpm: Option<u32>) -> Result<(), String> {
+    for (key, v) in [("rpm", rpm), ("tpm", tpm)] {
+        if v == Some(0) {
+            return Err(format!(
+                "rate limit `{key}` (--{key} / lm.{key}) is 0, which allows no request at all; \
+                 give a positive limit or leave it unset for no limit"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn transport_error(url: &str, e: reqwest::Error) -> Attempt {
+    // reqwest's messages name the URL it was given, credentials and all;
+    // `url` here is already redacted, so drop reqwest's copy.
+    let e = e.without_url();
     // Building the request cannot get better by retrying; everything on the
     // wire (connect, reset, timeout) can.
     if e.is_builder() {
@@ -503,7 +548,11 @@ impl TokenBucket {
 
     fn settle(&self, estimated: f64, actual: f64) {
         if let Ok(mut st) = self.state.lock() {
-            st.0 = (st.0 + estimated.min(self.capacity) - actual).min(self.capacity);
+            // Debt is bounded by one bucket: a reply that used far more than
+            // estimated (and than the limit) slows the next request by at
+            // most a minute instead of stalling the run for hours.
+            st.0 =
+                (st.0 + estimated.min(self.capacity) - actual).clamp(-self.capacity, self.capacity);
         }
     }
 }

@@ -15,9 +15,11 @@ use crate::adapter::Message;
 
 pub mod build;
 pub mod cache;
+mod cachefile;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
+pub mod url;
 pub mod usage;
 
 pub use build::{build_lm, build_lm_full, BuiltLm, LmOptions};
@@ -106,6 +108,10 @@ pub trait Lm: Send + Sync {
     fn supports_grammar(&self) -> bool {
         false
     }
+    /// The caller could not use the reply to `req` (it failed to parse).
+    /// The cache flags it so a later read-write run asks again instead of
+    /// replaying the failure; wrappers pass it down; backends ignore it.
+    fn mark_unusable(&self, _req: &LmRequest) {}
 }
 
 pub type SharedLm = Arc<dyn Lm>;

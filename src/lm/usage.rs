@@ -179,6 +179,9 @@ impl Lm for MeteredLm {
     fn supports_grammar(&self) -> bool {
         self.inner.supports_grammar()
     }
+    fn mark_unusable(&self, req: &LmRequest) {
+        self.inner.mark_unusable(req)
+    }
 }
 
 /// Refuses backend calls once a budget is spent. Placed below the cache, so
@@ -257,6 +260,9 @@ impl Lm for BudgetedLm {
     }
     fn supports_grammar(&self) -> bool {
         self.inner.supports_grammar()
+    }
+    fn mark_unusable(&self, req: &LmRequest) {
+        self.inner.mark_unusable(req)
     }
 }
 

@@ -5,7 +5,11 @@
 //! write a query. The database is opened read-only at the connection level
 //! (plus `query_only` and an authorizer that refuses ATTACH), so a predicted
 //! `DROP TABLE` fails instead of damaging the dataset; a progress handler
-//! stops queries running past the time limit. Results compare as multisets
+//! stops queries running past the time limit, and SQLite's memory limits
+//! (the SQL tool's `cap_memory`: values up to `max_value_bytes`, a heap
+//! ceiling) plus a bound on the result's total size stop a query like
+//! `randomblob(900000000)` as a failure, not an out-of-memory abort.
+//! Results compare as multisets
 //! of rows, or as sequences when the gold query has ORDER BY (then order is
 //! part of the answer). A failing predicted query scores 0 with the SQLite
 //! error as feedback; a failing gold query is an error of the example.
@@ -41,6 +45,14 @@ pub(crate) struct SqlOptions {
     /// Results longer than this are not compared (predicted: score 0).
     #[serde(default = "default_max_rows")]
     max_rows: usize,
+    /// Largest string or blob a query may build (bytes); a result is also
+    /// refused past 4x this in total.
+    #[serde(default = "default_max_value_bytes")]
+    max_value_bytes: u64,
+}
+
+fn default_max_value_bytes() -> u64 {
+    crate::tools::sqlite::DEFAULT_MAX_VALUE_BYTES
 }
 
 fn default_db_field() -> String {
@@ -60,6 +72,7 @@ pub(crate) struct SqlExecution {
     db_field: String,
     timeout: Duration,
     max_rows: usize,
+    max_value_bytes: u64,
 }
 
 impl SqlExecution {
@@ -93,6 +106,7 @@ impl SqlExecution {
             db_field: o.db_field,
             timeout: Duration::from_millis(o.timeout_ms.max(1)),
             max_rows: o.max_rows.max(1),
+            max_value_bytes: o.max_value_bytes.max(1024),
         })
     }
 
@@ -158,7 +172,7 @@ impl SqlExecution {
         pred: &str,
         row: usize,
     ) -> Result<Score, MetricError> {
-        let conn = open_read_only(path)
+        let conn = open_read_only(path, self.max_value_bytes)
             .map_err(|e| MetricError::Score(format!("cannot open {}: {e}", path.display())))?;
         let gold_rows = self.run(&conn, gold).map_err(|e| {
             MetricError::Score(format!(
@@ -230,15 +244,28 @@ impl SqlExecution {
                 );
             }
             let cols = stmt.column_count();
-            let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+            let explain = |e: rusqlite::Error| {
+                crate::tools::sqlite::memory_refusal(&e, self.max_value_bytes)
+                    .unwrap_or_else(|| e.to_string())
+            };
+            let mut rows = stmt.query([]).map_err(explain)?;
             let mut out = Vec::new();
-            while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+            let budget = self.max_value_bytes.saturating_mul(4);
+            let mut bytes = 0u64;
+            while let Some(r) = rows.next().map_err(explain)? {
                 if out.len() >= self.max_rows {
                     return Err(format!("more than {} rows", self.max_rows));
                 }
                 let mut cells = Vec::with_capacity(cols);
                 for i in 0..cols {
-                    cells.push(cell(r.get_ref(i).map_err(|e| e.to_string())?));
+                    let c = cell(r.get_ref(i).map_err(explain)?);
+                    bytes += c.len() as u64;
+                    cells.push(c);
+                }
+                if bytes > budget {
+                    return Err(format!(
+                        "the result is larger than {budget} bytes (4 x max_value_bytes)"
+                    ));
                 }
                 out.push(cells);
             }
@@ -255,12 +282,13 @@ impl SqlExecution {
     }
 }
 
-fn open_read_only(path: &Path) -> rusqlite::Result<Connection> {
+fn open_read_only(path: &Path, max_value_bytes: u64) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.pragma_update(None, "query_only", true)?;
+    crate::tools::sqlite::cap_memory(&conn, max_value_bytes)?;
     conn.authorizer(Some(authorize));
     Ok(conn)
 }

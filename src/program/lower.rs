@@ -154,6 +154,39 @@ mod shape;
 
 use shape::{check_shape, de, de_map, remove_path};
 
+/// Rate limits that can never admit a request, as (YAML path under the
+/// `lm:` mapping's parent, message, hint). Programs and `lmc.yaml` report
+/// them located; the LM layer refuses them too, for values from flags.
+pub fn lm_limit_problems(lm: &LmConfig) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    for (path, key, v) in [("lm.rpm", "rpm", lm.rpm), ("lm.tpm", "tpm", lm.tpm)] {
+        if v == Some(0) {
+            out.push((
+                path,
+                format!("`lm.{key}` is 0, which allows no request at all"),
+                format!("give a positive {key} or remove the key for no limit"),
+            ));
+        }
+    }
+    let max_tokens = lm.max_tokens.unwrap_or(crate::run::DEFAULT_MAX_TOKENS);
+    if let Some(tpm) = lm.tpm.filter(|t| *t > 0 && *t <= max_tokens) {
+        out.push((
+            "lm.tpm",
+            format!(
+                "`lm.tpm` is {tpm}, but one request may use max_tokens {max_tokens} plus its prompt"
+            ),
+            "raise lm.tpm above max_tokens, or lower lm.max_tokens".into(),
+        ));
+    }
+    out
+}
+
+fn check_lm_limits(cx: &mut Cx, lm: &LmConfig) {
+    for (path, message, hint) in lm_limit_problems(lm) {
+        cx.err(path, message, Some(hint));
+    }
+}
+
 // ---------------------------------------------------------------- pass 3
 
 struct Lowerer<'a> {
@@ -201,6 +234,9 @@ impl Lowerer<'_> {
             .get("lm")
             .and_then(|v| de::<Option<LmConfig>>(cx, v, "lm"))
             .flatten();
+        if let Some(lm) = &lm {
+            check_lm_limits(cx, lm);
+        }
         let sig_specs: OrderedMap<SignatureSpec> = de_map(cx, json, "signatures");
         let input_specs: OrderedMap<FieldSpec> = de_map(cx, json, "inputs");
         let node_specs: OrderedMap<NodeSpec> = de_map(cx, json, "nodes");

@@ -25,6 +25,9 @@ pub mod react;
 pub mod refine;
 pub mod tool;
 
+/// The completion allowance per LM call when `max_tokens` is not set.
+pub const DEFAULT_MAX_TOKENS: u32 = 512;
+
 /// Everything a run depends on besides the program and the overlay.
 #[derive(Clone)]
 pub struct RunContext {
@@ -44,7 +47,7 @@ impl RunContext {
             lm,
             adapter: AdapterKind::Chat,
             temperature: 0.0,
-            max_tokens: 512,
+            max_tokens: DEFAULT_MAX_TOKENS,
             rollout_id: None,
             tools: Arc::new(Toolbox::default()),
         }
@@ -308,6 +311,9 @@ pub async fn call_predictor(
             Ok(out)
         }
         Err(pe) => {
+            // Keep the reply for the report, but do not let the cache
+            // replay it as final on the next run.
+            ctx.lm.mark_unusable(&req);
             step.parse_error = Some(pe.clone());
             step.error = Some(pe.to_string());
             trace.steps.push(step);

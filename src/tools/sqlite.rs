@@ -11,7 +11,11 @@
 //! and a check that the prepared statement is read-only before stepping it.
 //! Rows are cut at `max_rows` while stepping (never materialised beyond it),
 //! and a progress handler interrupts any statement running past
-//! `timeout_ms`. Every failure is returned as an error observation.
+//! `timeout_ms`. Memory is capped by SQLite's own limits ([`cap_memory`]):
+//! no string or blob over `max_value_bytes` (SQLITE_LIMIT_LENGTH, so
+//! `randomblob(900000000)` fails at once instead of allocating), a small
+//! page cache, and a process-wide hard heap limit; the text gathered from
+//! rows is bounded too. Every failure is returned as an error observation.
 
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
@@ -29,6 +33,52 @@ use crate::program::ToolSpec;
 /// must not overflow the model's context either).
 const DEFAULT_MAX_CHARS: u64 = 4000;
 
+/// Largest string or blob a query may build, by default (16 MiB).
+pub(crate) const DEFAULT_MAX_VALUE_BYTES: u64 = 16 << 20;
+
+/// Ceiling on all of SQLite's heap in this process (512 MiB). SQLite's heap
+/// limit is process-wide; the response cache maps its file instead of
+/// allocating, so this only stops runaway queries.
+const HARD_HEAP_LIMIT: i64 = 512 << 20;
+
+/// SQLite's own memory limits on a query connection: values up to
+/// `max_value_bytes` (SQLITE_LIMIT_LENGTH), SQL text up to 1 MiB, an 8 MiB
+/// page cache, temporary tables on disk, and the process-wide hard heap
+/// limit (only ever lowered). Call before installing an authorizer, which
+/// would refuse these pragmas.
+pub(crate) fn cap_memory(conn: &Connection, max_value_bytes: u64) -> rusqlite::Result<()> {
+    let len = max_value_bytes.clamp(1024, i32::MAX as u64) as i32;
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, len);
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 1 << 20);
+    conn.pragma_update(None, "cache_size", -8192)?;
+    conn.pragma_update(None, "temp_store", "FILE")?;
+    let current: i64 = conn.query_row("PRAGMA hard_heap_limit", [], |r| r.get(0))?;
+    if current == 0 || current > HARD_HEAP_LIMIT {
+        conn.query_row(
+            &format!("PRAGMA hard_heap_limit = {HARD_HEAP_LIMIT}"),
+            [],
+            |_| Ok(()),
+        )?;
+    }
+    Ok(())
+}
+
+/// A clear message for SQLite refusing a query on memory grounds, if that
+/// is what `e` is.
+pub(crate) fn memory_refusal(e: &rusqlite::Error, max_value_bytes: u64) -> Option<String> {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::TooBig) => Some(format!(
+            "the query builds a value larger than the {max_value_bytes}-byte cap \
+             (max_value_bytes)"
+        )),
+        Some(rusqlite::ErrorCode::OutOfMemory) => Some(format!(
+            "the query needs more memory than SQLite may use here ({} MiB)",
+            HARD_HEAP_LIMIT >> 20
+        )),
+        _ => None,
+    }
+}
+
 pub struct SqliteTool {
     name: String,
     path: PathBuf,
@@ -36,6 +86,7 @@ pub struct SqliteTool {
     max_rows: usize,
     timeout: Duration,
     max_chars: usize,
+    max_value_bytes: u64,
 }
 
 /// Pragmas that only read schema information.
@@ -79,6 +130,7 @@ impl SqliteTool {
         let max_rows = cfg_u64(spec, "max_rows", 50)?.max(1) as usize;
         let timeout = Duration::from_millis(cfg_u64(spec, "timeout_ms", 2000)?.max(1));
         let max_chars = cfg_u64(spec, "max_chars", DEFAULT_MAX_CHARS)?.max(100) as usize;
+        let max_value_bytes = cfg_u64(spec, "max_value_bytes", DEFAULT_MAX_VALUE_BYTES)?.max(1024);
         let open_err = |message: String| ToolError::Open {
             tool: spec.name.clone(),
             path: path.clone(),
@@ -96,6 +148,7 @@ impl SqliteTool {
             .map_err(|e| open_err(e.to_string()))?;
         // No ATTACH of other files, whatever the authorizer says.
         conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0);
+        cap_memory(&conn, max_value_bytes).map_err(|e| open_err(e.to_string()))?;
         conn.authorizer(Some(authorize));
         // Fail now on a file that is not a database, not at the first call.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
@@ -109,6 +162,7 @@ impl SqliteTool {
             max_rows,
             timeout,
             max_chars,
+            max_value_bytes,
         })
     }
 
@@ -144,6 +198,7 @@ impl SqliteTool {
         let conn = self.conn.clone();
         let max_rows = self.max_rows;
         let timeout = self.timeout;
+        let max_value_bytes = self.max_value_bytes;
         let name = self.name.clone();
         let task = tokio::task::spawn_blocking(move || {
             let conn = match conn.lock() {
@@ -157,7 +212,7 @@ impl SqliteTool {
                     let sql = arg_text(&args, "sql")
                         .or_else(|| arg_text(&args, "query"))
                         .unwrap_or_default();
-                    query(&conn, &sql, max_rows, timeout)
+                    query(&conn, &sql, max_rows, timeout, max_value_bytes)
                 }
                 other => Err(format!(
                     "unknown operation `{other}` for sqlite tool `{name}` \
@@ -292,6 +347,7 @@ pub(crate) fn query(
     sql: &str,
     max_rows: usize,
     timeout: Duration,
+    max_value_bytes: u64,
 ) -> Result<String, String> {
     let sql = strip_fences(sql);
     if sql.is_empty() {
@@ -299,7 +355,7 @@ pub(crate) fn query(
     }
     let deadline = Instant::now() + timeout;
     conn.progress_handler(1000, Some(move || Instant::now() > deadline));
-    let result = run_query(conn, &sql, max_rows, timeout);
+    let result = run_query(conn, &sql, max_rows, timeout, max_value_bytes);
     conn.progress_handler(0, None::<fn() -> bool>);
     result
 }
@@ -309,8 +365,12 @@ fn run_query(
     sql: &str,
     max_rows: usize,
     timeout: Duration,
+    max_value_bytes: u64,
 ) -> Result<String, String> {
     let explain = |e: rusqlite::Error| -> String {
+        if let Some(why) = memory_refusal(&e, max_value_bytes) {
+            return format!("refused: {why}");
+        }
         let msg = e.to_string();
         if msg.contains("not authorized") || msg.contains("readonly") || msg.contains("read-only") {
             format!(
@@ -351,15 +411,25 @@ fn run_query(
     let mut lines = vec![cols.join(" | ")];
     let mut n = 0usize;
     let mut truncated = false;
+    // Rows of values near the cap would still add up; the observation is
+    // cut to a few thousand characters anyway, so stop gathering early.
+    let mut bytes = 0u64;
+    let mut over_bytes = false;
     while let Some(row) = rows.next().map_err(explain)? {
         if n == max_rows {
             truncated = true;
             break;
         }
+        if bytes > max_value_bytes {
+            over_bytes = true;
+            break;
+        }
         let cells: Vec<String> = (0..ncols)
             .map(|i| row.get_ref(i).map(cell).unwrap_or_default())
             .collect();
-        lines.push(cells.join(" | "));
+        let line = cells.join(" | ");
+        bytes += line.len() as u64;
+        lines.push(line);
         n += 1;
     }
     if n == 0 {
@@ -367,6 +437,11 @@ fn run_query(
     }
     if truncated {
         lines.push(format!("(more rows: output limited to {max_rows} rows)"));
+    }
+    if over_bytes {
+        lines.push(format!(
+            "(more rows: output limited to {max_value_bytes} bytes)"
+        ));
     }
     Ok(lines.join("\n"))
 }

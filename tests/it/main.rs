@@ -11,6 +11,7 @@ mod compile;
 mod data;
 mod eval;
 mod foundation;
+mod harden;
 mod instruction;
 mod interrupt;
 // The embedded engine is a default feature; `--no-default-features` builds
