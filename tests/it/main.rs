@@ -21,3 +21,4 @@ mod metric;
 mod multichain;
 mod run_cmd;
 mod tools;
+mod trust;
