@@ -12,9 +12,9 @@ use crate::adapter::AdapterKind;
 use crate::lm::usage::Budgets;
 use crate::lm::{build_lm_full, BuiltLm, LmError, LmOptions};
 use crate::program::LmConfig;
+use crate::run::RunContext;
 use crate::trust::credentials::CredentialPolicy;
 use crate::trust::locate::LmDeclarations;
-use crate::run::RunContext;
 
 use super::CliError;
 

@@ -96,9 +96,8 @@ impl CredentialPolicy {
                 .trim_end_matches(']')
                 .to_ascii_lowercase();
             let port = parsed.port_or_known_default();
-            let own_provider = provider_host(var).is_some_and(|h| {
-                parsed.scheme() == "https" && host == h && port == Some(443)
-            });
+            let own_provider = provider_host(var)
+                .is_some_and(|h| parsed.scheme() == "https" && host == h && port == Some(443));
             let url_ok = u.urls_from.runner_chose() || self.trust.host_grant(&host, port).is_some();
             if own_provider || (named_by_runner && url_ok) {
                 continue;
@@ -123,7 +122,9 @@ impl CredentialPolicy {
             (None, _) => host.to_string(),
         };
         let why = match (named, url_ok) {
-            (false, false) => "a file chose both the variable and the host, and you allowed neither",
+            (false, false) => {
+                "a file chose both the variable and the host, and you allowed neither"
+            }
             (false, true) => "a file chose the variable, and you did not name it",
             (true, false) => "a file chose the host, and you did not allow it",
             (true, true) => "not allowed",
@@ -190,23 +191,43 @@ mod tests {
         let openai = vec!["https://api.openai.com/v1".to_string()];
         let local = vec!["http://127.0.0.1:8000/v1".to_string()];
         // A file may bind a well-known variable to its own provider only.
-        assert!(p.check(&use_(&openai, file(), "OPENAI_API_KEY", file())).is_ok());
+        assert!(p
+            .check(&use_(&openai, file(), "OPENAI_API_KEY", file()))
+            .is_ok());
         let http_openai = vec!["http://api.openai.com/v1".to_string()];
-        assert!(p.check(&use_(&http_openai, file(), "OPENAI_API_KEY", file())).is_err());
+        assert!(p
+            .check(&use_(&http_openai, file(), "OPENAI_API_KEY", file()))
+            .is_err());
         let e = p
             .check(&use_(&attacker, file(), "OPENAI_API_KEY", file()))
             .unwrap_err();
         assert!(e.contains("`OPENAI_API_KEY` to attacker.example:80"), "{e}");
-        assert!(p.check(&use_(&openai, file(), "GH_SECRET_TOKEN", file())).is_err());
+        assert!(p
+            .check(&use_(&openai, file(), "GH_SECRET_TOKEN", file()))
+            .is_err());
         // The runner's URL and the runner's variable: allowed.
         let cli = Origin::Flag("--base-url");
-        assert!(p.check(&use_(&local, cli.clone(), "MY_KEY", Origin::Flag("--api-key-env"))).is_ok());
+        assert!(p
+            .check(&use_(
+                &local,
+                cli.clone(),
+                "MY_KEY",
+                Origin::Flag("--api-key-env")
+            ))
+            .is_ok());
         // The runner's URL, the file's variable: refused (even well-known).
-        let e = p.check(&use_(&local, cli, "OPENAI_API_KEY", file())).unwrap_err();
+        let e = p
+            .check(&use_(&local, cli, "OPENAI_API_KEY", file()))
+            .unwrap_err();
         assert!(e.contains("--api-key-env OPENAI_API_KEY"), "{e}");
         // The runner's variable, the file's host: refused until allowed.
         let e = p
-            .check(&use_(&local, file(), "MY_KEY", Origin::Env("LMC_API_KEY_ENV")))
+            .check(&use_(
+                &local,
+                file(),
+                "MY_KEY",
+                Origin::Env("LMC_API_KEY_ENV"),
+            ))
             .unwrap_err();
         assert!(e.contains("--allow-host 127.0.0.1:8000"), "{e}");
         let mut allowed = CredentialPolicy::default();
@@ -216,14 +237,23 @@ mod tests {
             by: Grant::Flag("--allow-host".into()),
         });
         assert!(allowed
-            .check(&use_(&local, file(), "MY_KEY", Origin::Env("LMC_API_KEY_ENV")))
+            .check(&use_(
+                &local,
+                file(),
+                "MY_KEY",
+                Origin::Env("LMC_API_KEY_ENV")
+            ))
             .is_ok());
         // An allowed host with a file-chosen variable the runner named.
-        assert!(allowed.check(&use_(&local, file(), "MY_KEY", file())).is_err());
+        assert!(allowed
+            .check(&use_(&local, file(), "MY_KEY", file()))
+            .is_err());
         allowed
             .trust
             .key_envs
             .push(("MY_KEY".into(), Grant::Env("LMC_ALLOW_KEY_ENVS".into())));
-        assert!(allowed.check(&use_(&local, file(), "MY_KEY", file())).is_ok());
+        assert!(allowed
+            .check(&use_(&local, file(), "MY_KEY", file()))
+            .is_ok());
     }
 }

@@ -90,7 +90,9 @@ fn metric_requests(
     out: &mut Vec<ExecRequest>,
 ) {
     match m {
-        Value::Object(o) if o.get("type").and_then(Value::as_str).map(str::trim) == Some("command") => {
+        Value::Object(o)
+            if o.get("type").and_then(Value::as_str).map(str::trim) == Some("command") =>
+        {
             out.push(ExecRequest {
                 what: format!("{what} `command`"),
                 command: command_text(o.get("command")),

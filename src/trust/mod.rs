@@ -75,9 +75,10 @@ impl HostGrant {
             (h.to_string(), port)
         } else {
             match t.rsplit_once(':') {
-                Some((h, p)) if !h.contains(':') => {
-                    (h.to_string(), Some(p.parse::<u16>().map_err(|_| bad_host(text))?))
-                }
+                Some((h, p)) if !h.contains(':') => (
+                    h.to_string(),
+                    Some(p.parse::<u16>().map_err(|_| bad_host(text))?),
+                ),
                 _ => (t.to_string(), None),
             }
         };
@@ -272,11 +273,19 @@ pub fn user_config_path() -> (Option<PathBuf>, bool) {
         return (Some(PathBuf::from(p)), true);
     }
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
-        return (Some(PathBuf::from(x).join("lmc").join("config.yaml")), false);
+        return (
+            Some(PathBuf::from(x).join("lmc").join("config.yaml")),
+            false,
+        );
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(h) => (
-            Some(PathBuf::from(h).join(".config").join("lmc").join("config.yaml")),
+            Some(
+                PathBuf::from(h)
+                    .join(".config")
+                    .join("lmc")
+                    .join("config.yaml"),
+            ),
             false,
         ),
         None => (None, false),
@@ -308,8 +317,11 @@ mod tests {
     fn user_config_refuses_unknown_keys() {
         let mut t = Trust::default();
         let p = Path::new("/u/config.yaml");
-        t.apply_config(p, "allow_exec: true\nallow_hosts: [a.example:443]\nallow_key_envs: [K_1]\n")
-            .unwrap();
+        t.apply_config(
+            p,
+            "allow_exec: true\nallow_hosts: [a.example:443]\nallow_key_envs: [K_1]\n",
+        )
+        .unwrap();
         assert_eq!(t.exec, Some(Grant::UserConfig(p.into())));
         assert!(t.host_grant("a.example", Some(443)).is_some());
         assert!(t.key_env_grant("K_1").is_some());

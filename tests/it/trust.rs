@@ -79,7 +79,10 @@ fn a_command_metric_is_refused_without_the_runners_permission() {
     // Where it was declared: the `command` value on line 7.
     assert!(err.contains("--> prog.yaml:7:34"), "{err}");
     assert!(err.contains("metric.command"), "{err}");
-    assert!(err.contains("--allow-exec") && err.contains("LMC_ALLOW_EXEC=1"), "{err}");
+    assert!(
+        err.contains("--allow-exec") && err.contains("LMC_ALLOW_EXEC=1"),
+        "{err}"
+    );
     assert!(!marker.exists(), "the refused command ran");
     assert_eq!(stub.requests(), 0, "nothing runs before the check");
 
@@ -160,7 +163,14 @@ fn an_enabled_command_tool_is_not_enough() {
     let mut c = lmc();
     c.current_dir(dir.path())
         .args(["run", "prog.yaml", "--input", "q=x"])
-        .args(["--provider", "openai", "--model", "m", "--base-url", "http://127.0.0.1:9/v1"]);
+        .args([
+            "--provider",
+            "openai",
+            "--model",
+            "m",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+        ]);
     let (code, _, err) = run(&mut c);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("command tool `sh`"), "{err}");
@@ -182,7 +192,13 @@ fn an_artifact_with_an_edited_embedded_command_is_refused() {
     let (stub, _) = recording_stub();
     let mut c = lmc();
     c.current_dir(dir.path())
-        .args(["compile", "prog.yaml", "--optimizer", "labeled_few_shot", "--quiet"])
+        .args([
+            "compile",
+            "prog.yaml",
+            "--optimizer",
+            "labeled_few_shot",
+            "--quiet",
+        ])
         .args(["--trainset", "dev.jsonl", "-o", "prog.compiled.json"])
         .args(["--provider", "openai", "--model", "stub", "--base-url"])
         .arg(stub.url());
@@ -201,13 +217,22 @@ fn an_artifact_with_an_edited_embedded_command_is_refused() {
     std::fs::write(&path, serde_json::to_string_pretty(&art).unwrap()).unwrap();
     let mut c = lmc();
     c.current_dir(dir.path())
-        .args(["eval", "prog.compiled.json", "--dataset", "dev.jsonl", "--quiet"])
+        .args([
+            "eval",
+            "prog.compiled.json",
+            "--dataset",
+            "dev.jsonl",
+            "--quiet",
+        ])
         .args(["--provider", "openai", "--model", "stub", "--base-url"])
         .arg(stub.url());
     let (code, _, err) = run(&mut c);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("refused to run"), "{err}");
-    assert!(err.contains("(embedded in prog.compiled.json):7:34"), "{err}");
+    assert!(
+        err.contains("(embedded in prog.compiled.json):7:34"),
+        "{err}"
+    );
     assert!(!marker.exists());
 }
 
@@ -274,10 +299,15 @@ fn a_program_cannot_send_a_well_known_key_to_its_own_host() {
     assert_eq!(code, 2, "{err}");
     let host = host_of(&stub);
     assert!(
-        err.contains(&format!("refused to send the API key in `OPENAI_API_KEY` to {host}")),
+        err.contains(&format!(
+            "refused to send the API key in `OPENAI_API_KEY` to {host}"
+        )),
         "{err}"
     );
-    assert!(err.contains("--> prog.yaml:11:16 (lm.api_key_env)"), "{err}");
+    assert!(
+        err.contains("--> prog.yaml:11:16 (lm.api_key_env)"),
+        "{err}"
+    );
     assert!(err.contains("--> prog.yaml:10:14 (lm.base_urls)"), "{err}");
     assert!(err.contains(&format!("--allow-host {host}")), "{err}");
     assert!(!err.contains(SECRET) && !out.contains(SECRET));
@@ -295,7 +325,9 @@ fn a_program_cannot_send_a_well_known_key_to_its_own_host() {
     assert_eq!(code, 0, "{err}");
     let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty());
-    assert!(seen.iter().all(|a| a.as_deref() == Some(&format!("Bearer {SECRET}")[..])));
+    assert!(seen
+        .iter()
+        .all(|a| a.as_deref() == Some(&format!("Bearer {SECRET}")[..])));
 }
 
 #[test]
@@ -344,9 +376,16 @@ fn keys_go_where_the_runner_points_them_and_keyless_requests_are_free() {
     let (stub, seen) = recording_stub();
     // The runner's URL and the runner's variable: sent.
     let mut c = eval_program_lm(dir.path());
-    c.args(["--provider", "openai", "--model", "stub", "--api-key-env", "MY_LLM_KEY"])
-        .arg("--base-url")
-        .arg(stub.url());
+    c.args([
+        "--provider",
+        "openai",
+        "--model",
+        "stub",
+        "--api-key-env",
+        "MY_LLM_KEY",
+    ])
+    .arg("--base-url")
+    .arg(stub.url());
     let (code, _, err) = run(&mut c);
     assert_eq!(code, 0, "{err}");
     assert!(seen
@@ -359,7 +398,10 @@ fn keys_go_where_the_runner_points_them_and_keyless_requests_are_free() {
     let dir = project("");
     with_lm(
         dir.path(),
-        &format!("lm: {{provider: openai, model: stub, base_urls: [{}]}}\n", stub.url()),
+        &format!(
+            "lm: {{provider: openai, model: stub, base_urls: [{}]}}\n",
+            stub.url()
+        ),
     );
     let (code, _, err) = run(&mut eval_program_lm(dir.path()));
     assert_eq!(code, 0, "{err}");
