@@ -210,6 +210,18 @@ mod tests {
     }
 
     #[test]
+    fn finds_a_command_reward_of_a_refine_node() {
+        let src = "name: t\ninputs: {q: str}\nnodes:\n  n:\n    kind: refine\n    signature: q -> a\n    inputs: {q: input.q}\n    reward: {type: metric, field: a, expected: {value: x}, metric: {type: command, command: [sh, r.sh]}}\noutputs: {a: n.a}\n";
+        let p = crate::program::load_str(src, std::path::Path::new("r.yaml")).unwrap();
+        let reqs = requests(&p, &SourceMap::new("r.yaml", src));
+        assert_eq!(reqs.len(), 1, "{reqs:?}");
+        assert_eq!(reqs[0].what, "reward of node `n` `command`");
+        assert_eq!(reqs[0].command, "sh r.sh");
+        assert_eq!(reqs[0].at.path, "nodes.n.reward.metric.command");
+        assert_eq!(reqs[0].at.pos.map(|p| p.line), Some(8));
+    }
+
+    #[test]
     fn cli_metric_commands_are_found() {
         assert_eq!(cli_metric_requests("exact_match:answer"), vec![]);
         let r = cli_metric_requests("{type: command, command: [sh, -c, 'touch x']}");

@@ -428,3 +428,54 @@ fn offline_replay_reads_no_key_and_needs_no_grant() {
     let (code, _, err) = run(&mut c);
     assert_eq!(code, 0, "{err}");
 }
+
+/// An artifact's stored `lm` is a file under test too: an edited
+/// `api_key_env` is refused, located in the artifact's JSON.
+#[test]
+fn an_artifact_cannot_name_a_key_variable_either() {
+    let dir = project("metric: {type: exact_match, field: a}\n");
+    let (stub, seen) = recording_stub();
+    let mut c = lmc();
+    c.current_dir(dir.path())
+        .args([
+            "compile",
+            "prog.yaml",
+            "--optimizer",
+            "labeled_few_shot",
+            "--quiet",
+        ])
+        .args(["--trainset", "dev.jsonl", "-o", "prog.compiled.json"])
+        .args(["--provider", "openai", "--model", "stub", "--base-url"])
+        .arg(stub.url());
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 0, "{err}");
+    let path = dir.path().join("prog.compiled.json");
+    let mut art: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(art["lm"]["base_urls"][0], Value::from(stub.url()), "{art}");
+    art["lm"]["api_key_env"] = Value::from("GH_SECRET_TOKEN");
+    let text = serde_json::to_string_pretty(&art).unwrap();
+    std::fs::write(&path, &text).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.contains("\"api_key_env\""))
+        .unwrap()
+        + 1;
+    let mut c = lmc();
+    c.current_dir(dir.path())
+        .args([
+            "eval",
+            "prog.compiled.json",
+            "--dataset",
+            "dev.jsonl",
+            "--quiet",
+        ])
+        .env("GH_SECRET_TOKEN", SECRET);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`GH_SECRET_TOKEN`"), "{err}");
+    assert!(
+        err.contains(&format!("prog.compiled.json:{line}:")) && err.contains("(lm.api_key_env)"),
+        "{err}"
+    );
+    assert!(seen.lock().unwrap().iter().all(Option::is_none));
+}
