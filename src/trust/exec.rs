@@ -67,9 +67,13 @@ pub fn cli_metric_requests(spec: &str) -> Vec<ExecRequest> {
     let t = spec.trim();
     let mut out = Vec::new();
     if t.starts_with('{') || t.starts_with('[') {
-        if let Ok(doc) = crate::yaml::parse(t) {
+        // JSON first, then YAML flow: the order `Metric::parse_cli` uses.
+        let v = serde_json::from_str::<Value>(t)
+            .ok()
+            .or_else(|| crate::yaml::parse(t).ok().map(|d| d.root.to_json()));
+        if let Some(v) = v {
             let map = SourceMap::new("--metric (command line)", "");
-            metric_requests(&doc.root.to_json(), "", "metric", &map, &mut out);
+            metric_requests(&v, "", "metric", &map, &mut out);
         }
     }
     for r in &mut out {
@@ -227,5 +231,7 @@ mod tests {
         let r = cli_metric_requests("{type: command, command: [sh, -c, 'touch x']}");
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].command, "sh -c touch x");
+        let j = cli_metric_requests(r#"[{"type":"command","command":"sh x.sh"}]"#);
+        assert_eq!(j.len(), 1);
     }
 }
