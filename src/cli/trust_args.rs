@@ -54,7 +54,21 @@ impl TrustArgs {
             reqs.extend(exec::cli_metric_requests(m));
         }
         exec::check(&trust, &reqs).map_err(CliError::Input)?;
-        if trust.exec.is_some() {
+        if let Some(by) = &trust.exec {
+            // Say once which grant let the files start processes, so a
+            // stray LMC_ALLOW_EXEC or user config shows up in a CI log.
+            if let Some(first) = reqs.first() {
+                eprintln!(
+                    "note: {} allows running processes: `{}` ({}){}",
+                    by,
+                    first.command,
+                    first.what,
+                    match reqs.len() {
+                        1 => String::new(),
+                        n => format!(" and {} more", n - 1),
+                    }
+                );
+            }
             exec::permit();
         }
         Ok(())

@@ -89,10 +89,15 @@ fn a_command_metric_is_refused_without_the_runners_permission() {
     // Each of the three grants lets it run.
     let (code, _, err) = run(eval(dir.path(), &stub).arg("--allow-exec"));
     assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("note: the flag --allow-exec allows running processes: `python3 -c"),
+        "{err}"
+    );
     assert!(marker.exists());
     std::fs::remove_file(&marker).unwrap();
     let (code, _, err) = run(eval(dir.path(), &stub).env("LMC_ALLOW_EXEC", "1"));
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("note: $LMC_ALLOW_EXEC allows"), "{err}");
     assert!(marker.exists());
     std::fs::remove_file(&marker).unwrap();
     let cfg = marker_dir.path().join("config.yaml");
