@@ -4,7 +4,8 @@
 //! `program` (the validated graph) → `adapter` (messages in, typed values
 //! out) → `lm` (backends, cache) → `run` (the graph interpreter) → `trace` →
 //! `data` → `metric` → `eval` → `optimize` → `artifact`; `cli` is the
-//! command line and `diag` renders diagnostics. Library code never prints.
+//! command line, `diag` renders diagnostics and `trust` decides what files
+//! may make lmc do (processes, keys). Library code never prints.
 
 pub mod adapter;
 pub mod artifact;
@@ -24,4 +25,5 @@ pub mod signature;
 pub mod spec;
 pub mod tools;
 pub mod trace;
+pub mod trust;
 pub mod yaml;

@@ -127,16 +127,20 @@ fn prompt_context(args: &Args, optimizer: &str) -> anyhow::Result<Option<crate::
     let cfg = crate::program::LmConfig {
         provider: (!args.prompt_base_url.is_empty()).then(|| "openai".to_string()),
         model: args.prompt_lm.clone(),
-        base_urls: args.prompt_base_url.clone(),
-        api_key_env: args.prompt_api_key_env.clone(),
         ..Default::default()
     };
     let (_, opts) = args.lm.merge(None);
+    // The proposer's URL and key variable are the runner's own flags (the
+    // credential rule sees them as such).
     let opts = crate::lm::build::LmOptions {
         provider: None,
         model: None,
-        base_urls: Vec::new(),
-        api_key_env: None,
+        base_urls: args.prompt_base_url.clone(),
+        api_key_env: args.prompt_api_key_env.clone(),
+        credentials: Some(crate::trust::credentials::CredentialPolicy {
+            trust: args.lm.trust.resolve()?,
+            declared: Default::default(),
+        }),
         ..opts
     };
     let built = crate::lm::build::build_lm_full(&cfg, &opts)
@@ -216,6 +220,7 @@ struct Setup {
     settings: Settings,
     output: PathBuf,
     lm_cfg: crate::program::LmConfig,
+    lm_declared: crate::trust::locate::LmDeclarations,
 }
 
 fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -250,6 +255,8 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
                 .unwrap_or_default()
         )));
     }
+    // Nothing a file asks for runs before the runner's grants are checked.
+    args.lm.trust.check_exec(&target, args.metric.as_deref())?;
     let program = target.program.clone();
     let base_dir = target
         .path
@@ -310,6 +317,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
     });
     Ok(Setup {
         lm_cfg: target.lm_config(),
+        lm_declared: crate::trust::locate::LmDeclarations::of(&target),
         program,
         program_path: target.path,
         train,
@@ -421,7 +429,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return dry_run(&args, &s);
     }
     let started = Instant::now();
-    let (cfg, built) = args.lm.build(Some(&s.lm_cfg))?;
+    let (cfg, built) = args.lm.build(Some(&s.lm_cfg), &s.lm_declared)?;
     let mut ctx = crate::settings::run_context(&s.program, built.lm.clone())
         .map_err(|e| input_err(format!("error: {e}")))?;
     super::lm_args::configure_context(&cfg, &mut ctx)?;

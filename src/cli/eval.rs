@@ -449,7 +449,10 @@ struct Setup {
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
     let target = crate::settings::load_target(args.file.as_deref())
         .map_err(|e| input_err(format!("error: {e}")))?;
+    // Nothing a file asks for runs before the runner's grants are checked.
+    args.lm.trust.check_exec(&target, args.metric.as_deref())?;
     let lm_config = target.lm_config();
+    let lm_declared = crate::trust::locate::LmDeclarations::of(&target);
     let crate::settings::Target {
         path: target_path,
         program,
@@ -519,7 +522,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     }
     .map_err(|e| input_err(format!("error: metric: {e}")))?;
 
-    let (cfg, built) = args.lm.build(Some(&lm_config))?;
+    let (cfg, built) = args.lm.build(Some(&lm_config), &lm_declared)?;
     // The program's tools (sqlite, retrieve, command) are opened once here.
     let mut ctx = crate::settings::run_context(&program, built.lm.clone())
         .map_err(|e| input_err(format!("error: {e}")))?;

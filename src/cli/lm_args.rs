@@ -13,6 +13,8 @@ use crate::lm::usage::Budgets;
 use crate::lm::{build_lm_full, BuiltLm, LmError, LmOptions};
 use crate::program::LmConfig;
 use crate::run::RunContext;
+use crate::trust::credentials::CredentialPolicy;
+use crate::trust::locate::LmDeclarations;
 
 use super::CliError;
 
@@ -108,6 +110,9 @@ pub struct LmArgs {
     /// price_prompt_per_mtok, price_completion_per_mtok).
     #[arg(long, value_name = "USD")]
     pub max_cost: Option<f64>,
+
+    #[command(flatten)]
+    pub trust: super::trust_args::TrustArgs,
 }
 
 impl LmArgs {
@@ -160,9 +165,31 @@ impl LmArgs {
 
     /// Merge, build the LM stack, and route cache warnings to stderr.
     /// Configuration mistakes become exit-2 input errors. Returns the merged
-    /// config too (for artifacts and the run context).
-    pub fn build(&self, cfg: Option<&LmConfig>) -> anyhow::Result<(LmConfig, BuiltLm)> {
-        let (cfg, opts) = self.merge(cfg);
+    /// config too (for artifacts and the run context). `declared` says
+    /// where the files wrote the LM's URL and key variable, for the
+    /// credential rule (docs/security.md).
+    pub fn build(
+        &self,
+        file_cfg: Option<&LmConfig>,
+        declared: &LmDeclarations,
+    ) -> anyhow::Result<(LmConfig, BuiltLm)> {
+        let (cfg, mut opts) = self.merge(file_cfg);
+        // The credential rule must know which URL and key variable the
+        // runner gave: those travel as options, the files' stay in the
+        // config (the effective values are the same either way).
+        let mut build_cfg = cfg.clone();
+        if !self.base_urls.is_empty() {
+            build_cfg.base_urls = file_cfg.map(|c| c.base_urls.clone()).unwrap_or_default();
+            opts.base_urls = self.base_urls.clone();
+        }
+        if self.api_key_env.is_some() {
+            build_cfg.api_key_env = file_cfg.and_then(|c| c.api_key_env.clone());
+            opts.api_key_env = self.api_key_env.clone();
+        }
+        opts.credentials = Some(CredentialPolicy {
+            trust: self.trust.resolve()?,
+            declared: declared.clone(),
+        });
         if let Some(t) = self.timeout {
             if !(t.is_finite() && t > 0.0) {
                 return Err(CliError::Input(format!(
@@ -171,7 +198,7 @@ impl LmArgs {
                 .into());
             }
         }
-        let built = build_lm_full(&cfg, &opts).map_err(|e| match e {
+        let built = build_lm_full(&build_cfg, &opts).map_err(|e| match e {
             LmError::Fatal(msg) => anyhow::Error::new(CliError::Input(format!("error: {msg}"))),
             other => anyhow::Error::new(other),
         })?;

@@ -19,6 +19,7 @@ pub mod run;
 pub mod schema;
 pub mod signals;
 pub mod trace;
+pub mod trust_args;
 
 /// lmc compiles and evaluates LM programs declared in YAML.
 ///
@@ -71,6 +72,9 @@ pub enum CliError {
 }
 
 pub fn main() -> ExitCode {
+    // No process starts until a command checked the runner's grants
+    // (docs/security.md); a missed request fails closed at the spawn site.
+    crate::trust::exec::deny();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(a) => check::run(a),

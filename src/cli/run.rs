@@ -78,7 +78,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let (cfg, built) = args.lm.build(Some(&target.lm_config()))?;
+    args.lm.trust.check_exec(&target, None)?;
+    let declared = crate::trust::locate::LmDeclarations::of(&target);
+    let (cfg, built) = args.lm.build(Some(&target.lm_config()), &declared)?;
     let mut ctx = crate::settings::run_context(program, built.lm)
         .map_err(|e| CliError::Input(e.to_string()))?;
     crate::cli::lm_args::configure_context(&cfg, &mut ctx)?;

@@ -19,6 +19,7 @@ use super::http::{HttpConfig, HttpLm};
 use super::usage::{BudgetedLm, Budgets, MeteredLm, Prices, UsageMeter};
 use super::{Lm, LmError, LmRequest, LmResponse, SharedLm};
 use crate::program::LmConfig;
+use crate::trust::credentials::{CredentialPolicy, KeyUse, Origin};
 
 /// Default OpenAI endpoint and key variable for `provider: openai` with no
 /// base URL.
@@ -49,6 +50,11 @@ pub struct LmOptions {
     pub backoff_base: Option<Duration>,
     pub seed: Option<u64>,
     pub budgets: Budgets,
+    /// The credential rule (docs/security.md). The CLI always sets it, and
+    /// then `base_urls`/`api_key_env` above are the runner's and the
+    /// config's are the files'. `None`: the library caller vouches for the
+    /// whole config.
+    pub credentials: Option<CredentialPolicy>,
 }
 
 /// Everything [`build_lm_full`] made: the LM to call, its meter, and the
@@ -135,7 +141,20 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
     let kind = backend_kind(cfg, opts)?;
     let backend: SharedLm = match kind {
         BackendKind::Http => {
-            let http = http_config(cfg, opts)?;
+            let (http, origins) = http_config_with_origins(cfg, opts)?;
+            // Offline, no key is read and nothing is sent: nothing to check.
+            if let (Some(policy), Some(var), false) =
+                (&opts.credentials, &http.api_key_env, opts.offline)
+            {
+                policy
+                    .check(&KeyUse {
+                        base_urls: &http.base_urls,
+                        urls_from: origins.0,
+                        var,
+                        var_from: origins.1,
+                    })
+                    .map_err(LmError::Fatal)?;
+            }
             if opts.offline {
                 // Offline replay must work in CI where no key is set and no
                 // server runs: nothing below the cache is ever called.
@@ -190,6 +209,18 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
 
 /// The HTTP backend's settings after precedence.
 pub fn http_config(cfg: &LmConfig, opts: &LmOptions) -> Result<HttpConfig, LmError> {
+    http_config_with_origins(cfg, opts).map(|(h, _)| h)
+}
+
+/// [`http_config`] plus where the base URLs and the key variable came from
+/// (for the credential rule).
+fn http_config_with_origins(
+    cfg: &LmConfig,
+    opts: &LmOptions,
+) -> Result<(HttpConfig, (Origin, Origin)), LmError> {
+    let declared = opts.credentials.as_ref().map(|c| c.declared.clone());
+    let mut urls_from = Origin::Flag("--base-url");
+    let mut key_from = Origin::Flag("--api-key-env");
     let provider = opts
         .provider
         .clone()
@@ -199,8 +230,10 @@ pub fn http_config(cfg: &LmConfig, opts: &LmOptions) -> Result<HttpConfig, LmErr
     let mut base_urls = if !opts.base_urls.is_empty() {
         opts.base_urls.clone()
     } else if !cfg.base_urls.is_empty() {
+        urls_from = Origin::File(declared.as_ref().and_then(|d| d.base_urls.clone()));
         cfg.base_urls.clone()
     } else {
+        urls_from = Origin::Env("LMC_BASE_URL");
         env("LMC_BASE_URL")
             .map(|v| {
                 v.split(',')
@@ -210,14 +243,23 @@ pub fn http_config(cfg: &LmConfig, opts: &LmOptions) -> Result<HttpConfig, LmErr
             })
             .unwrap_or_default()
     };
-    let mut api_key_env = opts
-        .api_key_env
-        .clone()
-        .or_else(|| cfg.api_key_env.clone())
-        .or_else(|| env("LMC_API_KEY_ENV"));
+    let mut api_key_env = opts.api_key_env.clone();
+    if api_key_env.is_none() {
+        if let Some(v) = cfg.api_key_env.clone() {
+            key_from = Origin::File(declared.as_ref().and_then(|d| d.api_key_env.clone()));
+            api_key_env = Some(v);
+        } else if let Some(v) = env("LMC_API_KEY_ENV") {
+            key_from = Origin::Env("LMC_API_KEY_ENV");
+            api_key_env = Some(v);
+        }
+    }
     if base_urls.is_empty() && provider == "openai" {
         base_urls.push(OPENAI_BASE_URL.to_string());
-        api_key_env.get_or_insert_with(|| OPENAI_KEY_ENV.to_string());
+        urls_from = Origin::Default;
+        if api_key_env.is_none() {
+            key_from = Origin::Default;
+            api_key_env = Some(OPENAI_KEY_ENV.to_string());
+        }
     }
     if base_urls.is_empty() {
         return Err(LmError::Fatal(
@@ -268,7 +310,7 @@ pub fn http_config(cfg: &LmConfig, opts: &LmOptions) -> Result<HttpConfig, LmErr
         }
     }
     http.seed = opts.seed;
-    Ok(http)
+    Ok((http, (urls_from, key_from)))
 }
 
 #[cfg(feature = "embedded")]

@@ -79,6 +79,13 @@ impl CommandMetric {
         if argv.is_empty() || argv[0].trim().is_empty() {
             return Err(MetricError::Spec("command: `command` is empty".into()));
         }
+        // A program given by a bare file name (`lmc eval prog.yaml`) has
+        // the empty path as its directory, which no process can start in.
+        let base_dir = if base_dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base_dir
+        };
         // `./score.py` means relative to the program file, not to wherever
         // lmc happens to be started.
         if argv[0].contains('/') && Path::new(&argv[0]).is_relative() {
@@ -126,7 +133,13 @@ impl CommandMetric {
         MetricError::Score(format!("{}: {m}", self.label()))
     }
 
-    fn command(&self) -> Command {
+    /// The process to start, if the runner allowed processes at all
+    /// (docs/security.md; the CLI checked and located this earlier, this is
+    /// the second line).
+    fn command(&self) -> Result<Command, MetricError> {
+        if !crate::trust::exec::permitted() {
+            return Err(self.err(crate::trust::exec::REFUSED));
+        }
         let mut c = Command::new(&self.argv[0]);
         c.args(&self.argv[1..])
             .current_dir(&self.cwd)
@@ -134,7 +147,7 @@ impl CommandMetric {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        c
+        Ok(c)
     }
 
     pub async fn score(
@@ -165,7 +178,7 @@ impl CommandMetric {
             .await
             .map_err(|_| self.err("process slots closed"))?;
         let mut child = self
-            .command()
+            .command()?
             .spawn()
             .map_err(|e| self.err(format!("cannot start: {e}")))?;
         let mut stdin = child.stdin.take().ok_or_else(|| self.err("no stdin"))?;
@@ -195,7 +208,7 @@ impl CommandMetric {
 
     fn spawn_running(&self) -> Result<Running, MetricError> {
         let mut child = self
-            .command()
+            .command()?
             .spawn()
             .map_err(|e| self.err(format!("cannot start: {e}")))?;
         let stdin = child.stdin.take().ok_or_else(|| self.err("no stdin"))?;

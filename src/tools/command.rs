@@ -3,9 +3,10 @@
 //! lmc writes the call's argument object as one JSON document to the
 //! program's stdin and reads the observation from its stdout (trimmed). A
 //! non-zero exit status, a timeout or a failure to start is an error
-//! observation carrying stderr. Running arbitrary programs named in a file
-//! is a decision the program's author must make explicitly, so the tool
-//! refuses to open unless its entry says `enabled: true`.
+//! observation carrying stderr. The tool opens only when its entry says
+//! `enabled: true` (the author's intent) *and* the person running lmc
+//! allowed processes outside the file (`--allow-exec`, docs/security.md):
+//! the author of a file under review cannot grant that to themself.
 
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -76,6 +77,11 @@ impl CommandTool {
     }
 
     pub async fn call(&self, args: &Value) -> ToolOutcome {
+        // The runner's permission (docs/security.md), checked again here so
+        // that no path can start a process the CLI did not allow.
+        if !crate::trust::exec::permitted() {
+            return ToolOutcome::error(crate::trust::exec::REFUSED);
+        }
         let mut cmd = tokio::process::Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .stdin(Stdio::piped())

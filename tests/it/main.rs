@@ -24,3 +24,4 @@ mod multichain;
 mod parse_cases;
 mod run_cmd;
 mod tools;
+mod trust;

@@ -27,6 +27,17 @@ pub fn lmc() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lmc"));
     c.current_dir(root());
     c.env_remove("LMC_PROGRAM");
+    // The runner's grants (docs/security.md) come from the test, never from
+    // the developer's environment or user config.
+    for v in [
+        "LMC_ALLOW_EXEC",
+        "LMC_ALLOW_HOSTS",
+        "LMC_ALLOW_KEY_ENVS",
+        "LMC_API_KEY_ENV",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("LMC_CONFIG", "");
     c.env("LMC_CACHE_DIR", cache);
     c
 }
