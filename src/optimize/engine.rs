@@ -6,13 +6,15 @@
 //! LM layer with the response cache and the budget), concurrency, a
 //! candidate-score cache (the same overlay on the same valset is never
 //! evaluated twice in one compile), progress through [`CompileReporter`],
-//! the search history and usage tallies. Usage is counted from the traces
+//! the search history (with the best score so far, which the progress bars
+//! show), usage tallies, the prompt LM instruction searches ask for text
+//! (`--prompt-lm`, else the task LM), and the stop check every strategy
+//! consults before issuing new work ([`Engine::should_stop`]). Usage is counted from the traces
 //! (every request, cache hits included), so the lineage figures are the
 //! same when a compile is resumed from the cache. A spent budget never
 //! aborts: the engine marks itself exhausted, strategies stop proposing and
 //! the best candidate scored so far wins.
 
-use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -83,7 +85,14 @@ pub struct Engine<'a> {
     tally: Mutex<Tally>,
     exhausted: AtomicBool,
     budget_message: Mutex<Option<String>>,
+    best: Mutex<Option<f64>>,
+    prompt: Option<RunContext>,
+    stop: Option<StopHook>,
 }
+
+/// An outside reason to stop issuing new candidates and calls (e.g. an
+/// interruption token), checked by [`Engine::should_stop`].
+pub type StopHook = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl<'a> Engine<'a> {
     #[allow(clippy::too_many_arguments)]
@@ -111,7 +120,35 @@ impl<'a> Engine<'a> {
             tally: Mutex::new(Tally::default()),
             exhausted: AtomicBool::new(false),
             budget_message: Mutex::new(None),
+            best: Mutex::new(None),
+            prompt: None,
+            stop: None,
         }
+    }
+
+    /// Run proposals and reflections on `ctx` instead of the task LM.
+    pub fn with_prompt_lm(mut self, ctx: RunContext) -> Self {
+        self.prompt = Some(ctx);
+        self
+    }
+
+    /// Consult `hook` in [`Engine::should_stop`] (a graceful interruption).
+    pub fn with_stop_hook(mut self, hook: StopHook) -> Self {
+        self.stop = Some(hook);
+        self
+    }
+
+    /// The LM that writes instructions: `--prompt-lm` when given, else the
+    /// task LM (as DSPy defaults `prompt_model` to the task model).
+    pub fn prompt_ctx(&self) -> RunContext {
+        self.prompt.clone().unwrap_or_else(|| self.ctx.clone())
+    }
+
+    /// Whether strategies must stop issuing new candidates and LM calls:
+    /// the budget is spent or the stop hook (interruption) says so. The
+    /// best candidate scored so far still wins.
+    pub fn should_stop(&self) -> bool {
+        self.exhausted() || self.stop.as_ref().is_some_and(|f| f())
     }
 
     /// Whether an LM budget ran out; strategies stop proposing when it has.
@@ -164,7 +201,7 @@ impl<'a> Engine<'a> {
         examples: &[Example],
         concurrency: usize,
     ) -> Vec<ExampleResult> {
-        if examples.is_empty() || self.exhausted() {
+        if examples.is_empty() || self.should_stop() {
             return Vec::new();
         }
         let opts = EvalOptions {
@@ -204,7 +241,7 @@ impl<'a> Engine<'a> {
     pub async fn score(&self, overlay: &Overlay, concurrency: usize) -> Option<Scored> {
         let key = overlay_hash(overlay);
         if let Some(s) = self.scores.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            if s.is_some() || self.exhausted() {
+            if s.is_some() || self.should_stop() {
                 return s;
             }
         }
@@ -240,69 +277,50 @@ impl<'a> Engine<'a> {
         s
     }
 
-    /// Score several candidates, running as many at once as the
-    /// concurrency allows when the valset is smaller than it. Results come
-    /// back in candidate order and are recorded in that order; with
-    /// `stop_at`, candidates after the first reaching it are not scored.
-    pub async fn score_all(
-        &self,
-        candidates: &[(Overlay, String, Option<i64>)],
-        stop_at: Option<f64>,
-    ) -> Vec<Option<Scored>> {
-        self.reporter
-            .phase("evaluating", candidates.len() * self.valset.len());
-        let per = self.concurrency.min(self.valset.len().max(1));
-        let width = (self.concurrency / per).max(1);
-        let mut out = Vec::with_capacity(candidates.len());
-        let mut best = f64::NEG_INFINITY;
-        let mut stream = futures::stream::iter(candidates.iter())
-            .map(|(o, _, _)| self.score(o, per))
-            .buffered(width);
-        let mut i = 0;
-        while let Some(s) = stream.next().await {
-            let (o, origin, seed) = &candidates[i];
-            i += 1;
-            self.record(o, origin, *seed, s.map(|s| s.mean));
-            if let Some(s) = s {
-                if s.mean > best {
-                    best = s.mean;
-                }
-                if let Some(r) = self.history().last() {
-                    self.reporter.candidate(r, best);
-                }
-            }
-            out.push(s);
-            if stop_at.is_some_and(|t| s.is_some_and(|s| s.mean >= t)) || self.exhausted() {
-                self.reporter.note(&format!(
-                    "stopping after candidate {} of {}",
-                    i,
-                    candidates.len()
-                ));
-                break;
-            }
-        }
-        drop(stream);
-        self.reporter.phase_done();
-        out
-    }
-
     fn record(&self, overlay: &Overlay, origin: &str, seed: Option<i64>, score: Option<f64>) {
         let demos: BTreeMap<String, usize> = overlay
             .predictors
             .iter()
             .map(|(p, s)| (p.clone(), s.demos.len()))
             .collect();
+        let rec = match self.history.lock() {
+            Ok(mut h) => {
+                let rec = CandidateRecord {
+                    id: h.len(),
+                    origin: origin.to_string(),
+                    seed,
+                    demos,
+                    score,
+                    overlay_hash: overlay_hash(overlay),
+                    ..Default::default()
+                };
+                h.push(rec.clone());
+                rec
+            }
+            Err(_) => return,
+        };
+        self.report_candidate(&rec);
+    }
+
+    /// Tell the reporter about a scored candidate with the best score so far.
+    pub fn report_candidate(&self, rec: &CandidateRecord) {
+        let Some(score) = rec.score else { return };
+        let best = match self.best.lock() {
+            Ok(mut b) => {
+                let v = b.map_or(score, |x: f64| x.max(score));
+                *b = Some(v);
+                v
+            }
+            Err(_) => return,
+        };
+        self.reporter.candidate(rec, best);
+    }
+
+    /// Append a search's own records (instruction searches keep parents and
+    /// ids of their own); their progress was reported as they were made.
+    pub fn adopt_history(&self, records: Vec<CandidateRecord>) {
         if let Ok(mut h) = self.history.lock() {
-            let id = h.len();
-            h.push(CandidateRecord {
-                id,
-                origin: origin.to_string(),
-                seed,
-                demos,
-                score,
-                overlay_hash: overlay_hash(overlay),
-                extra: BTreeMap::new(),
-            });
+            h.extend(records);
         }
     }
 }

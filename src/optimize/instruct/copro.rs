@@ -12,29 +12,62 @@
 
 use std::collections::BTreeMap;
 
+use crate::artifact::CandidateRecord;
+use crate::optimize::{Engine, Estimate, OptimizeError, Optimizer, Outcome, Shape};
 use crate::overlay::Overlay;
 use crate::program::Program;
 
+use super::engine::{finish, proposer, EngineEvaluator};
 use super::propose::Proposer;
 use super::{
-    current_instruction, instruction_diff, mean, Evaluator, SearchError, SearchRecord,
+    current_instruction, instruction_diff, mean, record, Evaluator, History, SearchError,
     SearchResult, Split,
 };
 
-#[derive(Debug, Clone)]
-pub struct CoproConfig {
-    /// Candidates per predictor per round (DSPy default 10; at least 2).
-    pub breadth: usize,
-    /// Rounds of refinement (DSPy default 3).
-    pub depth: usize,
+crate::optimizer_settings! {
+    /// COPRO's settings (DSPy's defaults).
+    pub struct CoproSettings {
+        /// Candidates per predictor per round (the current instruction counts as one).
+        breadth: usize = 10, min 2;
+        /// Rounds of refinement.
+        depth: usize = 3, min 1;
+        /// The proposer's sampling temperature.
+        init_temperature: f64 = 1.4, min 0.0, max 2.0;
+    }
 }
 
-impl Default for CoproConfig {
-    fn default() -> Self {
-        CoproConfig {
-            breadth: 10,
-            depth: 3,
+/// DSPy's COPRO.
+pub struct Copro;
+
+#[async_trait::async_trait]
+impl Optimizer for Copro {
+    type Settings = CoproSettings;
+    const NAME: &'static str = "copro";
+    const DSPY: &'static str = "COPRO";
+    const ABOUT: &'static str =
+        "coordinate ascent over proposed instructions, one predictor at a time";
+    const PROMPT_LM: bool = true;
+
+    fn project(&self, s: &CoproSettings, shape: &Shape<'_>) -> Estimate {
+        let p = shape.program.predictors().len() as u64;
+        let (b, d, v) = (s.breadth as u64, s.depth as u64, shape.n_val as u64);
+        let proposals = p * (b - 1) + (d - 1) * p * b;
+        Estimate {
+            phases: vec![("evaluating".into(), v + proposals * v)],
+            extra_calls: proposals,
+            exact: false,
         }
+    }
+
+    async fn compile(
+        &self,
+        s: &CoproSettings,
+        engine: &Engine<'_>,
+    ) -> Result<Outcome, OptimizeError> {
+        let eval = EngineEvaluator { engine };
+        let proposer = proposer(engine, s.init_temperature);
+        let search = copro(engine.program, &Overlay::default(), &eval, &proposer, s).await;
+        finish(engine, Self::NAME, search).await
     }
 }
 
@@ -60,17 +93,15 @@ pub async fn copro(
     start: &Overlay,
     eval: &dyn Evaluator,
     proposer: &Proposer,
-    cfg: &CoproConfig,
+    cfg: &CoproSettings,
 ) -> Result<SearchResult, SearchError> {
     let breadth = cfg.breadth.max(2);
     let all: Vec<usize> = (0..eval.len(Split::Val)).collect();
-    let mut history = Vec::new();
+    let mut history = History::new(eval);
     let baseline_score = mean(&eval.evaluate(start, Split::Val, &all).await?);
-    history.push(SearchRecord {
-        id: 0,
-        origin: "baseline".into(),
+    history.push(CandidateRecord {
         full_score: Some(baseline_score),
-        ..Default::default()
+        ..record("baseline")
     });
     let mut current = start.clone();
     let mut current_score = baseline_score;
@@ -129,13 +160,11 @@ pub async fn copro(
                 let cand = apply(&current, &p.path, &last_output, a);
                 let s = mean(&eval.evaluate(&cand, Split::Val, &all).await?);
                 a.score = Some(s);
-                history.push(SearchRecord {
-                    id: history.len(),
-                    origin: "proposal".into(),
+                history.push(CandidateRecord {
                     predictor: Some(p.path.clone()),
                     instructions: instruction_diff(&cand, program),
                     full_score: Some(s),
-                    ..Default::default()
+                    ..record("proposal")
                 });
                 if s > best_score {
                     best_score = s;
@@ -200,6 +229,7 @@ pub async fn copro(
         best,
         best_score,
         baseline_score,
-        history,
+        history: history.records,
+        plan: BTreeMap::new(),
     })
 }
