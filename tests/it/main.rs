@@ -19,6 +19,7 @@ mod lm_embedded;
 mod lm_http;
 mod metric;
 mod multichain;
+mod optimizer_registry;
 mod optimizer_snapshots;
 mod run_cmd;
 mod tools;

@@ -64,8 +64,13 @@ fn proposer_reply(req: &StubRequest) -> String {
 
 /// The deterministic server described in the module docs.
 pub fn scripted_sentiment() -> StubServer {
+    StubServer::start(sentiment_handler())
+}
+
+/// The handler of [`scripted_sentiment`].
+pub fn sentiment_handler() -> impl Fn(&StubRequest) -> StubReply + Send + Sync + 'static {
     let labels = labels();
-    StubServer::start(move |req: &StubRequest| {
+    move |req: &StubRequest| {
         let Some(sentence) = req.input("sentence") else {
             return StubReply::Ok(proposer_reply(req));
         };
@@ -86,10 +91,10 @@ pub fn scripted_sentiment() -> StubServer {
         StubReply::Ok(format!(
             "[[ ## sentiment ## ]]\n{answer}\n\n[[ ## completed ## ]]"
         ))
-    })
+    }
 }
 
-const RUNS: &[(&str, &[&str])] = &[
+pub const RUNS: &[(&str, &[&str])] = &[
     ("labeled_few_shot", &["k=4"]),
     ("bootstrap_few_shot", &["max_bootstrapped_demos=2"]),
     ("bootstrap_random_search", &["num_candidate_programs=3"]),
