@@ -13,7 +13,11 @@
 //! combine two frontier candidates with a common ancestor, taking each
 //! predictor's instruction from the side that changed it. The budget counts
 //! metric calls (one per example scored); `auto` presets follow DSPy's
-//! formula. The winner is the candidate with the best validation mean, ties
+//! formula. As in DSPy, the budget is checked at the top of an iteration and
+//! a started iteration finishes (the last evaluation may overshoot), so an
+//! accepted child is always scored and kept; the search also stops once a
+//! candidate is perfect on every validation example, since nothing could
+//! then change the result. The winner is the candidate with the best validation mean, ties
 //! to the earliest, so the starting program wins unless something beats it.
 
 use rand::seq::SliceRandom;
@@ -104,8 +108,11 @@ impl Optimizer for Gepa {
         let cfg = GepaConfig::new(s, 0);
         let budget = cfg.budget(shape.program.predictors().len(), shape.n_val) as u64;
         let mb = s.reflection_minibatch_size as u64;
+        // The last iteration may overshoot by its minibatches and a full
+        // evaluation.
+        let overshoot = 2 * mb + shape.n_val as u64;
         Estimate {
-            phases: vec![("evaluating".into(), budget)],
+            phases: vec![("evaluating".into(), budget + overshoot)],
             extra_calls: budget / (2 * mb),
             exact: false,
         }
@@ -313,7 +320,20 @@ pub async fn gepa(
     let mut rollout = 1u64;
     let b = cfg.reflection_minibatch_size.clamp(1, t);
 
-    while calls + 2 * b <= budget && !eval.exhausted() {
+    // The budget is checked at the top of an iteration, as DSPy does: an
+    // iteration that starts is allowed to finish, so an accepted child is
+    // always scored on the valset (the last evaluation may overshoot the
+    // budget by at most one iteration's calls) and no call is spent on a
+    // child that could not be kept.
+    while calls < budget && !eval.exhausted() {
+        // Nothing can beat a candidate perfect on every validation example
+        // (ties go to the earlier): any further call would be wasted.
+        if pool
+            .iter()
+            .any(|c| c.val.iter().all(|&x| x >= cfg.perfect_score))
+        {
+            break;
+        }
         // System-aware merge, scheduled after each accepted mutation.
         if cfg.use_merge
             && merges_due > 0
@@ -322,16 +342,8 @@ pub async fn gepa(
         {
             merges_due -= 1;
             merges_done += 1;
-            if let Some(c) = try_merge(
-                program,
-                &mut pool,
-                eval,
-                &mut rng,
-                &mut calls,
-                budget,
-                &mut history,
-            )
-            .await?
+            if let Some(c) =
+                try_merge(program, &mut pool, eval, &mut rng, &mut calls, &mut history).await?
             {
                 let _ = c;
                 continue;
@@ -395,7 +407,7 @@ pub async fn gepa(
             accepted: Some(accepted),
             ..record("mutation")
         };
-        if accepted && calls + v <= budget {
+        if accepted {
             let val: Vec<f64> = eval
                 .evaluate(&child, Split::Val, &all_val)
                 .await?
@@ -403,6 +415,13 @@ pub async fn gepa(
                 .map(|s| s.score)
                 .collect();
             calls += v;
+            if eval.exhausted() {
+                // An LM budget or a stop cut the evaluation short: the
+                // scores are partial and must not compete.
+                rec.accepted = Some(false);
+                history.push(rec);
+                break;
+            }
             let c = Cand {
                 overlay: child,
                 parents: vec![parent],
@@ -412,8 +431,6 @@ pub async fn gepa(
             rec.full_score = Some(c.mean());
             pool.push(c);
             merges_due += 1;
-        } else if accepted {
-            rec.accepted = Some(false); // no budget left to score it in full
         }
         history.push(rec);
     }
@@ -443,7 +460,6 @@ async fn try_merge(
     eval: &dyn Evaluator,
     rng: &mut ChaCha8Rng,
     calls: &mut usize,
-    budget: usize,
     history: &mut History<'_>,
 ) -> Result<Option<usize>, SearchError> {
     let scores: Vec<Vec<f64>> = pool.iter().map(|c| c.val.clone()).collect();
@@ -486,9 +502,6 @@ async fn try_merge(
     let mut sub: Vec<usize> = (0..v).collect();
     sub.shuffle(rng);
     sub.truncate(5.min(v));
-    if *calls + sub.len() + v > budget {
-        return Ok(None);
-    }
     let res = eval.evaluate(&merged, Split::Val, &sub).await?;
     *calls += sub.len();
     let merged_sum: f64 = res.iter().map(|r| r.score).sum();
@@ -511,6 +524,12 @@ async fn try_merge(
             .map(|s| s.score)
             .collect();
         *calls += v;
+        if eval.exhausted() {
+            // Partial scores (budget or stop mid-evaluation) never compete.
+            rec.accepted = Some(false);
+            history.push(rec);
+            return Ok(None);
+        }
         let c = Cand {
             overlay: merged,
             parents: vec![i, j],
@@ -634,7 +653,6 @@ mod merge_tests {
             &fake,
             &mut rng,
             &mut calls,
-            1000,
             &mut history,
         )
         .await
@@ -665,7 +683,6 @@ mod merge_tests {
             &Fake { both: 0.0 },
             &mut rng,
             &mut calls,
-            1000,
             &mut history,
         )
         .await;
