@@ -506,3 +506,56 @@ fn issue12_gepa_spends_nothing_once_the_result_cannot_change() {
     );
     assert!(runs[0].0 < 60, "{} requests for a one-step fix", runs[0].0);
 }
+
+#[test]
+fn issue12_copro_first_round_yields_distinct_grounded_candidates() {
+    // A deterministic proposer: the same request always gets the same text,
+    // different requests different texts. Requests that differed only in
+    // rollout id (never sent) used to give one candidate for the round.
+    let stub = StubServer::start(|req: &StubRequest| {
+        if req.system().contains("You improve instructions") {
+            let body = req.body.to_string();
+            let h = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+            });
+            StubReply::Ok(proposal(
+                "proposed_instruction",
+                &format!("Answer with the word, variant {}.", h % 100_000),
+            ))
+        } else {
+            StubReply::Ok(task_answer(req))
+        }
+    });
+    let (code, _out, err, artifact) = compile(&stub, "copro", &["breadth=5", "depth=1"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    let proposals: Vec<String> = history(&a)
+        .iter()
+        .filter(|h| h["origin"] == "proposal")
+        .filter_map(|h| h["instructions"]["flip"].as_str().map(str::to_string))
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = proposals.iter().collect();
+    assert_eq!(
+        proposals.len(),
+        4,
+        "breadth 5 = the original + 4 proposals: {proposals:?}"
+    );
+    assert_eq!(distinct.len(), 4, "{proposals:?}");
+    // Every proposal request showed the program, the module's output space
+    // and training examples with their expected answers.
+    let asks: Vec<String> = stub
+        .received()
+        .iter()
+        .map(Value::to_string)
+        .filter(|b| b.contains("You improve instructions"))
+        .collect();
+    assert_eq!(asks.len(), 4);
+    for b in &asks {
+        assert!(
+            b.contains("Program `reverse`: Write the given word backwards."),
+            "{b}"
+        );
+        assert!(b.contains("flip: word: str -> answer: str"), "{b}");
+        assert!(b.contains("hello") && b.contains("olleh"), "{b}");
+    }
+}

@@ -2,7 +2,14 @@
 //! predictor at a time, DSPy's semantics.
 //!
 //! For every predictor the proposer first writes `breadth - 1` variations of
-//! its instruction (the original stays a candidate). Then, `depth` times: for
+//! its instruction (the original stays a candidate). Unlike DSPy's, every
+//! proposal request is grounded in what the program and data show — the
+//! program's steps, the module's fields and types (its output space) and a
+//! few training examples, as MIPRO's proposer is — and the requests of one
+//! round really differ: each slot gets its own tip and sees what the round
+//! already proposed. (DSPy asks for `n` completions of one request; lmc's
+//! LM layer has no `n`, and requests differing only in a rollout id reach a
+//! deterministic server identical: 29 calls gave one distinct candidate.) Then, `depth` times: for
 //! each predictor in graph order, every new candidate is scored on the
 //! evaluation set with the other predictors at their current best, and the
 //! best is kept; the proposer then sees the attempts so far with their scores
@@ -17,8 +24,8 @@ use crate::optimize::{Engine, Estimate, OptimizeError, Optimizer, Outcome, Shape
 use crate::overlay::Overlay;
 use crate::program::Program;
 
-use super::engine::{finish, proposer, EngineEvaluator};
-use super::propose::Proposer;
+use super::engine::{finish, proposer, train_view, EngineEvaluator};
+use super::propose::{describe_module, describe_program, CoproGrounding, Proposer, TIPS};
 use super::{
     current_instruction, instruction_diff, mean, record, Evaluator, History, SearchError,
     SearchResult, Split,
@@ -35,6 +42,10 @@ crate::optimizer_settings! {
         init_temperature: f64 = 1.4, min 0.0, max 2.0;
     }
 }
+
+/// Training examples shown to the proposer (as MIPRO's dataset view, fewer:
+/// they are repeated in every proposal request).
+const EXAMPLES_SHOWN: usize = 5;
 
 /// DSPy's COPRO.
 pub struct Copro;
@@ -66,7 +77,16 @@ impl Optimizer for Copro {
     ) -> Result<Outcome, OptimizeError> {
         let eval = EngineEvaluator { engine };
         let proposer = proposer(engine, s.init_temperature);
-        let search = copro(engine.program, &Overlay::default(), &eval, &proposer, s).await;
+        let examples = train_view(engine, EXAMPLES_SHOWN);
+        let search = copro(
+            engine.program,
+            &Overlay::default(),
+            &eval,
+            &examples,
+            &proposer,
+            s,
+        )
+        .await;
         finish(engine, Self::NAME, search).await
     }
 }
@@ -92,6 +112,7 @@ pub async fn copro(
     program: &Program,
     start: &Overlay,
     eval: &dyn Evaluator,
+    examples: &[String],
     proposer: &Proposer,
     cfg: &CoproSettings,
 ) -> Result<SearchResult, SearchError> {
@@ -108,6 +129,15 @@ pub async fn copro(
     let (mut best, mut best_score) = (start.clone(), baseline_score);
 
     let preds = program.predictors();
+    let program_desc = describe_program(program);
+    let examples = examples.join("\n");
+    let modules: BTreeMap<String, String> = preds
+        .iter()
+        .map(|p| (p.path.clone(), describe_module(p)))
+        .collect();
+    // Slot `i` of a round gets its own tip and sees the round's earlier
+    // proposals, so every request of a round differs (requests that differ
+    // only in rollout id reach the server identical).
     let mut attempts: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
     let mut rollout = 1u64;
     for p in &preds {
@@ -117,11 +147,19 @@ pub async fn copro(
             prefix: None,
             score: Some(baseline_score),
         }];
-        for _ in 1..breadth {
+        for slot in 1..breadth {
             if eval.exhausted() {
                 break;
             }
-            if let Ok((ins, prefix)) = proposer.basic(&base, rollout).await {
+            let proposed: Vec<String> = list[1..].iter().map(|a| a.instruction.clone()).collect();
+            let g = CoproGrounding {
+                program: &program_desc,
+                module: &modules[&p.path],
+                examples: &examples,
+                already_proposed: &proposed,
+                tip: TIPS[slot % TIPS.len()].1,
+            };
+            if let Ok((ins, prefix)) = proposer.basic(&g, &base, rollout).await {
                 if !list.iter().any(|a| a.instruction == ins) {
                     list.push(Attempt {
                         instruction: ins,
@@ -200,11 +238,22 @@ pub async fn copro(
             scored.sort_by(|a, b| a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal));
             let shown: Vec<_> = scored.iter().rev().take(breadth).rev().cloned().collect();
             let mut fresh = Vec::new();
-            for _ in 0..breadth {
+            for slot in 0..breadth {
                 if eval.exhausted() {
                     break;
                 }
-                if let Ok((ins, prefix)) = proposer.given_attempts(&shown, rollout).await {
+                let proposed: Vec<String> = fresh
+                    .iter()
+                    .map(|a: &Attempt| a.instruction.clone())
+                    .collect();
+                let g = CoproGrounding {
+                    program: &program_desc,
+                    module: &modules[&p.path],
+                    examples: &examples,
+                    already_proposed: &proposed,
+                    tip: TIPS[slot % TIPS.len()].1,
+                };
+                if let Ok((ins, prefix)) = proposer.given_attempts(&g, &shown, rollout).await {
                     if !list
                         .iter()
                         .chain(fresh.iter())
