@@ -47,6 +47,14 @@ pub trait CompileReporter: Send + Sync {
 pub struct NoopCompileReporter;
 impl CompileReporter for NoopCompileReporter {}
 
+/// Which dataset an evaluation runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+}
+
 /// A candidate's score on the valset.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Scored {
@@ -81,6 +89,9 @@ pub struct Engine<'a> {
     pub seed: u64,
     pub reporter: &'a dyn CompileReporter,
     scores: Mutex<HashMap<String, Option<Scored>>>,
+    /// Complete runs of a candidate on a list of examples, so no candidate
+    /// runs twice on the same examples in one compile.
+    results: Mutex<HashMap<String, Vec<ExampleResult>>>,
     history: Mutex<Vec<CandidateRecord>>,
     tally: Mutex<Tally>,
     exhausted: AtomicBool,
@@ -116,6 +127,7 @@ impl<'a> Engine<'a> {
             seed,
             reporter,
             scores: Mutex::new(HashMap::new()),
+            results: Mutex::new(HashMap::new()),
             history: Mutex::new(Vec::new()),
             tally: Mutex::new(Tally::default()),
             exhausted: AtomicBool::new(false),
@@ -238,16 +250,15 @@ impl<'a> Engine<'a> {
     /// Score `overlay` on the valset (cached by overlay hash). `None` when
     /// the budget ran out before every example was scored: a partial mean
     /// must never compete with full ones.
-    pub async fn score(&self, overlay: &Overlay, concurrency: usize) -> Option<Scored> {
+    pub async fn score(&self, overlay: &Overlay) -> Option<Scored> {
         let key = overlay_hash(overlay);
         if let Some(s) = self.scores.lock().ok().and_then(|m| m.get(&key).cloned()) {
             if s.is_some() || self.should_stop() {
                 return s;
             }
         }
-        let results = self
-            .run_examples(&self.ctx, overlay, self.valset, concurrency)
-            .await;
+        let all: Vec<usize> = (0..self.valset.len()).collect();
+        let results = self.evaluate(overlay, Split::Val, &all).await;
         let scored = (results.len() == self.valset.len() && !results.is_empty()).then(|| {
             let scores: Vec<f64> = results.iter().map(|r| r.score).collect();
             let (lo, hi) = crate::eval::stats::bootstrap_ci95(&scores);
@@ -263,6 +274,40 @@ impl<'a> Engine<'a> {
         scored
     }
 
+    /// Run `overlay` on examples `indices` of `split` with the task LM,
+    /// results in index order. A complete run is kept for the compile, so a
+    /// candidate is never run twice on the same examples (instruction
+    /// searches re-score parents and winners); a run cut short by the
+    /// budget or a stop is not kept.
+    pub async fn evaluate(
+        &self,
+        overlay: &Overlay,
+        split: Split,
+        indices: &[usize],
+    ) -> Vec<ExampleResult> {
+        let key = format!("{}:{split:?}:{indices:?}", overlay_hash(overlay));
+        if let Some(r) = self.results.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return r;
+        }
+        let set = match split {
+            Split::Train => self.trainset,
+            Split::Val => self.valset,
+        };
+        let examples: Vec<Example> = indices
+            .iter()
+            .filter_map(|&i| set.get(i).cloned())
+            .collect();
+        let results = self
+            .run_examples(&self.ctx, overlay, &examples, self.concurrency)
+            .await;
+        if results.len() == examples.len() {
+            if let Ok(mut m) = self.results.lock() {
+                m.insert(key, results.clone());
+            }
+        }
+        results
+    }
+
     /// Score one candidate in its own phase and record it in the history.
     pub async fn score_candidate(
         &self,
@@ -271,7 +316,7 @@ impl<'a> Engine<'a> {
         seed: Option<i64>,
     ) -> Option<Scored> {
         self.reporter.phase("evaluating", self.valset.len());
-        let s = self.score(overlay, self.concurrency).await;
+        let s = self.score(overlay).await;
         self.record(overlay, origin, seed, s.map(|s| s.mean));
         self.reporter.phase_done();
         s

@@ -28,31 +28,12 @@ impl Evaluator for EngineEvaluator<'_, '_> {
         split: Split,
         indices: &[usize],
     ) -> Result<Vec<ExampleScore>, SearchError> {
-        let set = match split {
-            Split::Train => self.engine.trainset,
-            Split::Val => self.engine.valset,
-        };
-        let examples: Vec<_> = indices
-            .iter()
-            .filter_map(|&i| set.get(i).cloned())
-            .collect();
         // One progress phase per evaluation: a whole-valset score shows as
         // `evaluating`, a sample (GEPA's minibatch, MIPRO's trial) as `minibatch`.
-        let full = split == Split::Val && examples.len() == self.engine.valset.len();
+        let full = split == Split::Val && indices.len() == self.engine.valset.len();
         let reporter = self.engine.reporter;
-        reporter.phase(
-            if full { "evaluating" } else { "minibatch" },
-            examples.len(),
-        );
-        let results = self
-            .engine
-            .run_examples(
-                &self.engine.ctx,
-                overlay,
-                &examples,
-                self.engine.concurrency,
-            )
-            .await;
+        reporter.phase(if full { "evaluating" } else { "minibatch" }, indices.len());
+        let results = self.engine.evaluate(overlay, split, indices).await;
         reporter.phase_done();
         // A budget stop returns fewer results: pad with zeros so callers see
         // one score per index (they stop proposing once `exhausted()`).
@@ -68,7 +49,7 @@ impl Evaluator for EngineEvaluator<'_, '_> {
                 trace: r.trace,
             })
             .collect();
-        out.resize_with(examples.len(), ExampleScore::default);
+        out.resize_with(indices.len(), ExampleScore::default);
         Ok(out)
     }
 
@@ -108,7 +89,7 @@ pub async fn finish(
         message: e.to_string(),
     })?;
     engine.adopt_history(result.history);
-    let best_score = engine.score(&result.best, engine.concurrency).await;
+    let best_score = engine.score(&result.best).await;
     Ok(Outcome {
         best: result.best,
         best_score,

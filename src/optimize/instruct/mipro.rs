@@ -23,9 +23,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use crate::artifact::{overlay_hash, CandidateRecord};
+use crate::artifact::CandidateRecord;
 use crate::optimize::settings::AutoPreset;
 use crate::optimize::{Engine, Estimate, OptimizeError, Optimizer, Outcome, Shape};
 use crate::overlay::{Demo, Overlay};
@@ -281,13 +281,7 @@ pub async fn mipro(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(1));
     let mut history = History::new(eval);
-    // Full scores by overlay hash (the engine's candidate key), so the
-    // default trial does not re-run the baseline when they coincide.
-    let mut full_cache: HashMap<String, f64> = HashMap::new();
-    let key = overlay_hash;
-
     let baseline_score = mean(&eval.evaluate(start, Split::Val, &val).await?);
-    full_cache.insert(key(start), baseline_score);
     history.push(CandidateRecord {
         full_score: Some(baseline_score),
         ..new_record("baseline")
@@ -368,14 +362,8 @@ pub async fn mipro(
     // known trial, as DSPy seeds Optuna with it.
     let default_params = vec![0; dims.len()];
     let default_overlay = build(&default_params);
-    let default_score = match full_cache.get(&key(&default_overlay)) {
-        Some(s) => *s,
-        None => {
-            let s = mean(&eval.evaluate(&default_overlay, Split::Val, &val).await?);
-            full_cache.insert(key(&default_overlay), s);
-            s
-        }
-    };
+    // Free when it is the baseline: the engine keeps complete runs.
+    let default_score = mean(&eval.evaluate(&default_overlay, Split::Val, &val).await?);
     tpe.observe(default_params.clone(), default_score);
     history.push(record(
         "trial",

@@ -14,7 +14,6 @@
 //! one keeps the starting program as a candidate scored on the full
 //! validation set, so the winner never scores below it there.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -29,13 +28,7 @@ pub mod mipro;
 pub mod propose;
 pub mod tpe;
 
-/// Which dataset an evaluation runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Split {
-    Train,
-    Val,
-}
+pub use crate::optimize::engine::Split;
 
 /// One example's outcome under a candidate.
 #[derive(Debug, Clone, Default)]
