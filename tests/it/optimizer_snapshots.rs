@@ -79,7 +79,7 @@ pub fn sentiment_handler() -> impl Fn(&StubRequest) -> StubReply + Send + Sync +
             .cloned()
             .unwrap_or_else(|| "positive".into());
         let all: String = req.messages.iter().map(|(_, c)| c.as_str()).collect();
-        let answer = if fnv(&all) % 3 == 0 {
+        let answer = if fnv(&all).is_multiple_of(3) {
             if truth == "positive" {
                 "negative"
             } else {
