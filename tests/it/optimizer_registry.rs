@@ -293,3 +293,51 @@ fn issue12_every_optimizer_shows_a_progress_bar_with_the_best_so_far() {
         }
     }
 }
+
+#[test]
+fn issue12_prompt_lm_runs_the_same_checks_as_every_entry_point() {
+    // A program without predictors: `--prompt-lm` used to call the
+    // instruction search directly and skip this check.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let corpus = dir.path().join("corpus.jsonl");
+    std::fs::write(&corpus, "{\"title\": \"a\", \"text\": \"alpha beta\"}\n").expect("corpus");
+    let prog = dir.path().join("search.yaml");
+    std::fs::write(
+        &prog,
+        format!(
+            "name: search\ntools:\n  docs: {{kind: retrieve, corpus: {}, k: 1}}\ninputs:\n  query: str\nnodes:\n  find:\n    kind: retrieve\n    tool: docs\n    inputs:\n      query: input.query\noutputs:\n  passages: find.passages\n",
+            corpus.display()
+        ),
+    )
+    .expect("program");
+    let data = dir.path().join("d.csv");
+    std::fs::write(&data, "query,passages\nalpha,\"[\"\"x\"\"]\"\n").expect("data");
+    for extra in [
+        &[][..],
+        &[
+            "--prompt-lm",
+            "other",
+            "--prompt-base-url",
+            "http://127.0.0.1:9/v1",
+        ][..],
+    ] {
+        let (code, out, err) = run(lmc()
+            .arg("compile")
+            .arg(&prog)
+            .arg("--trainset")
+            .arg(&data)
+            .args([
+                "--optimizer",
+                "copro",
+                "--provider",
+                "openai",
+                "--model",
+                "m",
+            ])
+            .args(["--base-url", "http://127.0.0.1:9/v1", "-q", "-o"])
+            .arg(dir.path().join("out.json"))
+            .args(extra));
+        assert_ne!(code, 0, "{extra:?}: {out}{err}");
+        assert!(err.contains("no predictors"), "{extra:?}: {err}");
+    }
+}
