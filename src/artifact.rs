@@ -106,9 +106,27 @@ pub struct CandidateRecord {
     /// sha256 of the candidate's overlay.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub overlay_hash: String,
-    /// Optimizer-specific details (instruction searches add theirs here).
-    #[serde(default, flatten)]
-    pub extra: BTreeMap<String, Value>,
+    /// Instruction searches: the candidates it was made from (search ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<usize>,
+    /// Instruction searches: the predictor the candidate changed, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictor: Option<String>,
+    /// Instructions per predictor path (only those that differ from the program).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub instructions: BTreeMap<String, String>,
+    /// Demo-set choice per predictor (MIPRO).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub demo_sets: BTreeMap<String, usize>,
+    /// Mean score on a minibatch (instruction searches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minibatch_score: Option<f64>,
+    /// Mean score on the whole (sampled) validation set (instruction searches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_score: Option<f64>,
+    /// Whether the search kept it (GEPA mutations and merges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<bool>,
 }
 
 /// How the artifact came to be.
@@ -117,6 +135,10 @@ pub struct Lineage {
     pub optimizer: String,
     /// Effective optimizer settings (defaults filled in).
     pub settings: BTreeMap<String, Value>,
+    /// Figures the optimizer derived from its settings and the data
+    /// (MIPRO's trial plan, demos bootstrapped, kNN similarity).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plan: BTreeMap<String, Value>,
     pub seed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trainset: Option<DatasetRef>,

@@ -23,7 +23,7 @@ use super::CliError;
 use crate::artifact::{Artifact, DatasetRef, Lineage, MetricRef, RunStats};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::metric::Metric;
-use crate::optimize::{self, CompileReporter, Engine, Settings};
+use crate::optimize::{self, CompileReporter, Configured, Engine, Shape};
 use crate::program::Program;
 
 /// Optimize a program's demos (and instructions); write an artifact.
@@ -50,15 +50,19 @@ pub struct Args {
     #[arg(long, value_name = "SPEC")]
     pub metric: Option<String>,
 
-    /// Optimizer: labeled_few_shot, bootstrap_few_shot,
-    /// bootstrap_random_search, knn_few_shot, or the instruction searches
-    /// copro, mipro and gepa.
-    #[arg(long, value_name = "NAME", default_value = "bootstrap_random_search")]
+    #[arg(long, value_name = "NAME", default_value = "bootstrap_random_search",
+          help = optimizer_help())]
     pub optimizer: String,
 
-    /// Optimizer setting (repeatable), e.g. `--opt max_bootstrapped_demos=2`.
+    /// Optimizer setting (repeatable), e.g. `--opt max_bootstrapped_demos=2`;
+    /// `--list` shows every optimizer's settings.
     #[arg(long = "opt", value_name = "KEY=VALUE")]
     pub opts: Vec<String>,
+
+    /// List the optimizers with their settings (type, default, help) and
+    /// DSPy counterparts, and exit.
+    #[arg(long)]
+    pub list: bool,
 
     /// Seed for every random choice (samples, shuffles, demo counts).
     #[arg(long, value_name = "S", default_value_t = 0)]
@@ -112,16 +116,62 @@ pub struct Args {
     pub lm: super::lm_args::LmArgs,
 }
 
+/// `--optimizer`'s help, from the registry.
+fn optimizer_help() -> String {
+    format!(
+        "Optimizer: {} (`--list` describes each)",
+        optimize::names().join(", ")
+    )
+}
+
+/// `--list`: every registered optimizer with its settings, from the registry.
+fn list(json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        let all: Vec<Value> = optimize::REGISTRY
+            .iter()
+            .map(|o| {
+                json!({"name": o.name(), "dspy": o.dspy(), "about": o.about(),
+                       "prompt_lm": o.uses_prompt_lm(), "settings": o.settings_docs()})
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for o in optimize::REGISTRY {
+        let _ = writeln!(out, "{}  (DSPy {}): {}", o.name(), o.dspy(), o.about());
+        for d in o.settings_docs() {
+            let _ = writeln!(
+                out,
+                "  --opt {}=…  {}; default {}\n      {}",
+                d.key, d.expected, d.default, d.help
+            );
+        }
+        let _ = writeln!(out);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The proposer's run context when `--prompt-lm`/`--prompt-base-url` name
 /// one (cache, offline and budget settings are shared with the task LM).
-fn prompt_context(args: &Args, optimizer: &str) -> anyhow::Result<Option<crate::run::RunContext>> {
+fn prompt_context(
+    args: &Args,
+    optimizer: &dyn Configured,
+) -> anyhow::Result<Option<crate::run::RunContext>> {
     if args.prompt_lm.is_none() && args.prompt_base_url.is_empty() {
         return Ok(None);
     }
-    if !optimize::instruct::engine::INSTRUCTION_OPTIMIZERS.contains(&optimizer) {
+    if !optimizer.uses_prompt_lm() {
+        let searches: Vec<&str> = optimize::REGISTRY
+            .iter()
+            .filter(|o| o.uses_prompt_lm())
+            .map(|o| o.name())
+            .collect();
         return Err(input_err(format!(
-            "error: --prompt-lm applies to the instruction searches ({}), not `{optimizer}`",
-            optimize::instruct::engine::INSTRUCTION_OPTIMIZERS.join(", ")
+            "error: --prompt-lm applies to the instruction searches ({}), not `{}`",
+            searches.join(", "),
+            optimizer.name()
         )));
     }
     let cfg = crate::program::LmConfig {
@@ -217,7 +267,7 @@ struct Setup {
     val: Option<Dataset>,
     metric: Metric,
     metric_spec: Value,
-    settings: Settings,
+    optimizer: Box<dyn Configured>,
     output: PathBuf,
     lm_cfg: crate::program::LmConfig,
     lm_declared: crate::trust::locate::LmDeclarations,
@@ -263,11 +313,10 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    let settings = Settings::parse(&args.optimizer, &args.opts)
-        .map_err(|e| input_err(format!("error: {e}")))?;
     // Unknown optimizers (with a did-you-mean) and settings fail here,
     // before any dataset is read or LM built.
-    optimize::project(&program, &settings, 0, 0).map_err(|e| input_err(format!("error: {e}")))?;
+    let optimizer = optimize::configure(&args.optimizer, &args.opts)
+        .map_err(|e| input_err(format!("error: {e}")))?;
     let mut columns = program.datasets.columns.clone();
     columns.extend(parse_maps(&args.map)?);
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -324,7 +373,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         val,
         metric,
         metric_spec,
-        settings,
+        optimizer,
         output,
     })
 }
@@ -340,8 +389,13 @@ fn dataset_ref(d: &Dataset) -> DatasetRef {
 /// `--dry-run`: projected calls (and an upper-bound cost when prices are known).
 fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
     let n_val = s.val.as_ref().unwrap_or(&s.train).examples.len();
-    let p = optimize::project(&s.program, &s.settings, s.train.examples.len(), n_val)
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let shape = Shape {
+        program: &s.program,
+        n_train: s.train.examples.len(),
+        n_val,
+    };
+    let p = optimize::project(&*s.optimizer, &shape);
+    let effective = s.optimizer.settings();
     let (cfg, _) = args.lm.merge(Some(&s.lm_cfg));
     // Cost: prompt size of the first example with the largest demo set the
     // optimizer may use, and the full completion allowance: an upper bound.
@@ -349,11 +403,9 @@ fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
         (None, None) => None,
         (pp, pc) => {
             let adapter = super::lm_args::adapter_of(&cfg)?;
-            let max_demos = s
-                .settings
-                .values
+            let max_demos = effective
                 .get("max_labeled_demos")
-                .or_else(|| s.settings.values.get("k"))
+                .or_else(|| effective.get("k"))
                 .and_then(|v| v.as_u64())
                 .unwrap_or(16) as usize;
             let ex = s.train.examples.first();
@@ -387,7 +439,7 @@ fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
             "{}",
             serde_json::to_string_pretty(&json!({
                 "dry_run": true,
-                "optimizer": s.settings.optimizer,
+                "optimizer": s.optimizer.name(),
                 "trainset": s.train.examples.len(),
                 "valset": n_val,
                 "calls_per_run": p.calls_per_run,
@@ -401,7 +453,7 @@ fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
         let bound = if p.exact { "" } else { "at most " };
         println!(
             "dry run: {} on {} ({} train, {} val examples)",
-            s.settings.optimizer,
+            s.optimizer.name(),
             s.program.name,
             s.train.examples.len(),
             n_val
@@ -424,6 +476,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.lm.concurrency == Some(0) {
         return Err(input_err("error: --concurrency must be at least 1"));
     }
+    if args.list {
+        return list(args.json);
+    }
     let s = resolve(&args)?;
     if args.dry_run {
         return dry_run(&args, &s);
@@ -440,7 +495,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         best: Mutex::new(None),
     };
     let valset = s.val.as_ref().unwrap_or(&s.train);
-    let engine = Engine::new(
+    let mut engine = Engine::new(
         &s.program,
         &s.metric,
         &s.train.examples,
@@ -450,16 +505,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.seed,
         &bars,
     );
+    if let Some(p) = prompt_context(&args, &*s.optimizer)? {
+        engine = engine.with_prompt_lm(p);
+    }
     let rt = super::runtime()?;
-    let prompt = prompt_context(&args, &s.settings.optimizer)?;
-    let outcome = match prompt {
-        Some(p) => rt.block_on(optimize::instruct::engine::compile(
-            &engine,
-            &s.settings,
-            Some(p),
-        )),
-        None => rt.block_on(optimize::compile(&engine, &s.settings)),
-    };
+    let outcome = rt.block_on(optimize::compile(&engine, &*s.optimizer));
     bars.phase_done();
     let outcome = match outcome {
         Ok(o) => o,
@@ -471,8 +521,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (requests, _) = engine.usage();
     let meter = built.meter.snapshot();
     let lineage = Lineage {
-        optimizer: s.settings.optimizer.clone(),
-        settings: outcome.settings.clone(),
+        optimizer: s.optimizer.name().to_string(),
+        settings: s.optimizer.settings(),
+        plan: outcome.plan.clone(),
         seed: args.seed,
         trainset: Some(dataset_ref(&s.train)),
         valset: Some(dataset_ref(valset)),

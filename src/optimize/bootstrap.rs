@@ -25,7 +25,7 @@ use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 
 use super::labeled::{self, demo_for};
-use super::{Engine, OptimizeError, Outcome, Settings};
+use super::{Engine, Estimate, OptimizeError, Optimizer, Outcome, Shape};
 use crate::data::Example;
 use crate::eval::ExampleResult;
 use crate::overlay::{Demo, Overlay};
@@ -35,7 +35,25 @@ use crate::overlay::{Demo, Overlay};
 /// `--concurrency`.
 const BATCH: usize = 8;
 
-/// Settings shared with `bootstrap_random_search`.
+/// Defaults shared with `bootstrap_random_search` (DSPy's).
+pub const DEFAULT_MAX_BOOTSTRAPPED: usize = 4;
+pub const DEFAULT_MAX_LABELED: usize = 16;
+
+crate::optimizer_settings! {
+    /// `bootstrap_few_shot`'s settings.
+    pub struct BootstrapSettings {
+        /// Most demos made from successful teacher runs, per predictor.
+        max_bootstrapped_demos: usize = DEFAULT_MAX_BOOTSTRAPPED;
+        /// Most demos in all per predictor (labeled ones fill the rest); also the teacher's labeled demos.
+        max_labeled_demos: usize = DEFAULT_MAX_LABELED;
+        /// Passes over the trainset; later rounds retry failures at temperature 1.0.
+        max_rounds: usize = 1, min 1;
+        /// A run passes when its score reaches this (default: any non-zero score).
+        metric_threshold: Option<f64> = None;
+    }
+}
+
+/// What one bootstrap run is asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
     pub max_bootstrapped_demos: usize,
@@ -44,38 +62,18 @@ pub struct Params {
     pub metric_threshold: Option<f64>,
 }
 
+impl From<&BootstrapSettings> for Params {
+    fn from(s: &BootstrapSettings) -> Params {
+        Params {
+            max_bootstrapped_demos: s.max_bootstrapped_demos,
+            max_labeled_demos: s.max_labeled_demos,
+            max_rounds: s.max_rounds.max(1),
+            metric_threshold: s.metric_threshold,
+        }
+    }
+}
+
 impl Params {
-    pub const KEYS: &'static [&'static str] = &[
-        "max_bootstrapped_demos",
-        "max_labeled_demos",
-        "max_rounds",
-        "metric_threshold",
-    ];
-
-    pub fn from_settings(s: &Settings) -> Result<Params, OptimizeError> {
-        Ok(Params {
-            max_bootstrapped_demos: s.usize("max_bootstrapped_demos", 4)?,
-            max_labeled_demos: s.usize("max_labeled_demos", 16)?,
-            max_rounds: s.usize("max_rounds", 1)?.max(1),
-            metric_threshold: s.opt_f64("metric_threshold")?,
-        })
-    }
-
-    pub fn record(&self, out: &mut BTreeMap<String, Value>) {
-        out.insert(
-            "max_bootstrapped_demos".into(),
-            self.max_bootstrapped_demos.into(),
-        );
-        out.insert("max_labeled_demos".into(), self.max_labeled_demos.into());
-        out.insert("max_rounds".into(), self.max_rounds.into());
-        out.insert(
-            "metric_threshold".into(),
-            self.metric_threshold
-                .map(Value::from)
-                .unwrap_or(Value::Null),
-        );
-    }
-
     fn passes(&self, r: &ExampleResult) -> bool {
         r.error.is_none()
             && match self.metric_threshold {
@@ -154,22 +152,27 @@ pub async fn bootstrap(
         }
         let todo: Vec<usize> = (0..trainset.len()).filter(|i| !done.contains(i)).collect();
         for batch in todo.chunks(BATCH) {
-            if done.len() >= params.max_bootstrapped_demos || engine.exhausted() {
+            if done.len() >= params.max_bootstrapped_demos || engine.should_stop() {
                 break 'rounds;
             }
-            let runs = batch.iter().map(|&i| {
-                let ex = &trainset[i];
-                let t = teacher_without(engine, &teacher, ex);
-                let ctx = &ctx;
-                async move {
-                    (
-                        i,
-                        engine
-                            .run_examples(ctx, &t, std::slice::from_ref(ex), 1)
-                            .await,
-                    )
-                }
-            });
+            // Collected first: a lazy `map` closure held across the await
+            // makes the future's lifetimes too specific to be `Send`.
+            let runs: Vec<_> = batch
+                .iter()
+                .map(|&i| {
+                    let ex = &trainset[i];
+                    let t = teacher_without(engine, &teacher, ex);
+                    let ctx = &ctx;
+                    async move {
+                        (
+                            i,
+                            engine
+                                .run_examples(ctx, &t, std::slice::from_ref(ex), 1)
+                                .await,
+                        )
+                    }
+                })
+                .collect();
             let results: Vec<_> = futures::stream::iter(runs)
                 .buffered(engine.concurrency)
                 .collect()
@@ -220,23 +223,49 @@ pub async fn bootstrap(
     }
 }
 
-pub async fn compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome, OptimizeError> {
-    settings.check_known(Params::KEYS)?;
-    let params = Params::from_settings(settings)?;
-    if engine.trainset.is_empty() {
-        return Err(OptimizeError::EmptyTrainset("bootstrap_few_shot".into()));
+/// DSPy's BootstrapFewShot.
+pub struct BootstrapFewShot;
+
+#[async_trait::async_trait]
+impl Optimizer for BootstrapFewShot {
+    type Settings = BootstrapSettings;
+    const NAME: &'static str = "bootstrap_few_shot";
+    const DSPY: &'static str = "BootstrapFewShot";
+    const ABOUT: &'static str = "demos from the program's own successful runs";
+
+    fn project(&self, s: &BootstrapSettings, shape: &Shape<'_>) -> Estimate {
+        // Every example runs in round 1 unless enough demos are found
+        // first; later rounds rerun only the failures.
+        Estimate {
+            phases: vec![
+                (
+                    "bootstrapping".into(),
+                    (shape.n_train * s.max_rounds) as u64,
+                ),
+                ("evaluating".into(), shape.n_val as u64),
+            ],
+            extra_calls: 0,
+            exact: s.max_bootstrapped_demos >= shape.n_train && s.max_rounds == 1,
+        }
     }
-    let b = bootstrap(engine, engine.trainset, &params, engine.seed).await;
-    let best_score = engine.score_candidate(&b.overlay, "bootstrap", None).await;
-    let mut s = BTreeMap::new();
-    params.record(&mut s);
-    s.insert("bootstrapped".into(), b.bootstrapped.into());
-    Ok(Outcome {
-        best: b.overlay,
-        best_score,
-        baseline_score: None,
-        train_score: (b.attempted > 0).then(|| b.score_sum / b.attempted as f64),
-        settings: s,
-        history: engine.history(),
-    })
+
+    async fn compile(
+        &self,
+        s: &BootstrapSettings,
+        engine: &Engine<'_>,
+    ) -> Result<Outcome, OptimizeError> {
+        let params = Params::from(s);
+        let b = bootstrap(engine, engine.trainset, &params, engine.seed).await;
+        let best_score = engine.score_candidate(&b.overlay, "bootstrap", None).await;
+        let mut plan = BTreeMap::new();
+        plan.insert("bootstrapped".into(), b.bootstrapped.into());
+        Ok(Outcome {
+            best: b.overlay,
+            best_score,
+            baseline_score: None,
+            train_score: (b.attempted > 0).then(|| b.score_sum / b.attempted as f64),
+            plan,
+            history: engine.history(),
+        })
+    }
 }

@@ -6,13 +6,15 @@
 //! LM layer with the response cache and the budget), concurrency, a
 //! candidate-score cache (the same overlay on the same valset is never
 //! evaluated twice in one compile), progress through [`CompileReporter`],
-//! the search history and usage tallies. Usage is counted from the traces
+//! the search history (with the best score so far, which the progress bars
+//! show), usage tallies, the prompt LM instruction searches ask for text
+//! (`--prompt-lm`, else the task LM), and the stop check every strategy
+//! consults before issuing new work ([`Engine::should_stop`]). Usage is counted from the traces
 //! (every request, cache hits included), so the lineage figures are the
 //! same when a compile is resumed from the cache. A spent budget never
 //! aborts: the engine marks itself exhausted, strategies stop proposing and
 //! the best candidate scored so far wins.
 
-use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -44,6 +46,14 @@ pub trait CompileReporter: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoopCompileReporter;
 impl CompileReporter for NoopCompileReporter {}
+
+/// Which dataset an evaluation runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+}
 
 /// A candidate's score on the valset.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -79,11 +89,21 @@ pub struct Engine<'a> {
     pub seed: u64,
     pub reporter: &'a dyn CompileReporter,
     scores: Mutex<HashMap<String, Option<Scored>>>,
+    /// Complete runs of a candidate on a list of examples, so no candidate
+    /// runs twice on the same examples in one compile.
+    results: Mutex<HashMap<String, Vec<ExampleResult>>>,
     history: Mutex<Vec<CandidateRecord>>,
     tally: Mutex<Tally>,
     exhausted: AtomicBool,
     budget_message: Mutex<Option<String>>,
+    best: Mutex<Option<f64>>,
+    prompt: Option<RunContext>,
+    stop: Option<StopHook>,
 }
+
+/// An outside reason to stop issuing new candidates and calls (e.g. an
+/// interruption token), checked by [`Engine::should_stop`].
+pub type StopHook = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl<'a> Engine<'a> {
     #[allow(clippy::too_many_arguments)]
@@ -107,11 +127,40 @@ impl<'a> Engine<'a> {
             seed,
             reporter,
             scores: Mutex::new(HashMap::new()),
+            results: Mutex::new(HashMap::new()),
             history: Mutex::new(Vec::new()),
             tally: Mutex::new(Tally::default()),
             exhausted: AtomicBool::new(false),
             budget_message: Mutex::new(None),
+            best: Mutex::new(None),
+            prompt: None,
+            stop: None,
         }
+    }
+
+    /// Run proposals and reflections on `ctx` instead of the task LM.
+    pub fn with_prompt_lm(mut self, ctx: RunContext) -> Self {
+        self.prompt = Some(ctx);
+        self
+    }
+
+    /// Consult `hook` in [`Engine::should_stop`] (a graceful interruption).
+    pub fn with_stop_hook(mut self, hook: StopHook) -> Self {
+        self.stop = Some(hook);
+        self
+    }
+
+    /// The LM that writes instructions: `--prompt-lm` when given, else the
+    /// task LM (as DSPy defaults `prompt_model` to the task model).
+    pub fn prompt_ctx(&self) -> RunContext {
+        self.prompt.clone().unwrap_or_else(|| self.ctx.clone())
+    }
+
+    /// Whether strategies must stop issuing new candidates and LM calls:
+    /// the budget is spent or the stop hook (interruption) says so. The
+    /// best candidate scored so far still wins.
+    pub fn should_stop(&self) -> bool {
+        self.exhausted() || self.stop.as_ref().is_some_and(|f| f())
     }
 
     /// Whether an LM budget ran out; strategies stop proposing when it has.
@@ -164,7 +213,7 @@ impl<'a> Engine<'a> {
         examples: &[Example],
         concurrency: usize,
     ) -> Vec<ExampleResult> {
-        if examples.is_empty() || self.exhausted() {
+        if examples.is_empty() || self.should_stop() {
             return Vec::new();
         }
         let opts = EvalOptions {
@@ -201,16 +250,15 @@ impl<'a> Engine<'a> {
     /// Score `overlay` on the valset (cached by overlay hash). `None` when
     /// the budget ran out before every example was scored: a partial mean
     /// must never compete with full ones.
-    pub async fn score(&self, overlay: &Overlay, concurrency: usize) -> Option<Scored> {
+    pub async fn score(&self, overlay: &Overlay) -> Option<Scored> {
         let key = overlay_hash(overlay);
         if let Some(s) = self.scores.lock().ok().and_then(|m| m.get(&key).cloned()) {
-            if s.is_some() || self.exhausted() {
+            if s.is_some() || self.should_stop() {
                 return s;
             }
         }
-        let results = self
-            .run_examples(&self.ctx, overlay, self.valset, concurrency)
-            .await;
+        let all: Vec<usize> = (0..self.valset.len()).collect();
+        let results = self.evaluate(overlay, Split::Val, &all).await;
         let scored = (results.len() == self.valset.len() && !results.is_empty()).then(|| {
             let scores: Vec<f64> = results.iter().map(|r| r.score).collect();
             let (lo, hi, _) = crate::eval::stats::ci95(&scores);
@@ -226,6 +274,40 @@ impl<'a> Engine<'a> {
         scored
     }
 
+    /// Run `overlay` on examples `indices` of `split` with the task LM,
+    /// results in index order. A complete run is kept for the compile, so a
+    /// candidate is never run twice on the same examples (instruction
+    /// searches re-score parents and winners); a run cut short by the
+    /// budget or a stop is not kept.
+    pub async fn evaluate(
+        &self,
+        overlay: &Overlay,
+        split: Split,
+        indices: &[usize],
+    ) -> Vec<ExampleResult> {
+        let key = format!("{}:{split:?}:{indices:?}", overlay_hash(overlay));
+        if let Some(r) = self.results.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return r;
+        }
+        let set = match split {
+            Split::Train => self.trainset,
+            Split::Val => self.valset,
+        };
+        let examples: Vec<Example> = indices
+            .iter()
+            .filter_map(|&i| set.get(i).cloned())
+            .collect();
+        let results = self
+            .run_examples(&self.ctx, overlay, &examples, self.concurrency)
+            .await;
+        if results.len() == examples.len() {
+            if let Ok(mut m) = self.results.lock() {
+                m.insert(key, results.clone());
+            }
+        }
+        results
+    }
+
     /// Score one candidate in its own phase and record it in the history.
     pub async fn score_candidate(
         &self,
@@ -234,56 +316,10 @@ impl<'a> Engine<'a> {
         seed: Option<i64>,
     ) -> Option<Scored> {
         self.reporter.phase("evaluating", self.valset.len());
-        let s = self.score(overlay, self.concurrency).await;
+        let s = self.score(overlay).await;
         self.record(overlay, origin, seed, s.map(|s| s.mean));
         self.reporter.phase_done();
         s
-    }
-
-    /// Score several candidates, running as many at once as the
-    /// concurrency allows when the valset is smaller than it. Results come
-    /// back in candidate order and are recorded in that order; with
-    /// `stop_at`, candidates after the first reaching it are not scored.
-    pub async fn score_all(
-        &self,
-        candidates: &[(Overlay, String, Option<i64>)],
-        stop_at: Option<f64>,
-    ) -> Vec<Option<Scored>> {
-        self.reporter
-            .phase("evaluating", candidates.len() * self.valset.len());
-        let per = self.concurrency.min(self.valset.len().max(1));
-        let width = (self.concurrency / per).max(1);
-        let mut out = Vec::with_capacity(candidates.len());
-        let mut best = f64::NEG_INFINITY;
-        let mut stream = futures::stream::iter(candidates.iter())
-            .map(|(o, _, _)| self.score(o, per))
-            .buffered(width);
-        let mut i = 0;
-        while let Some(s) = stream.next().await {
-            let (o, origin, seed) = &candidates[i];
-            i += 1;
-            self.record(o, origin, *seed, s.map(|s| s.mean));
-            if let Some(s) = s {
-                if s.mean > best {
-                    best = s.mean;
-                }
-                if let Some(r) = self.history().last() {
-                    self.reporter.candidate(r, best);
-                }
-            }
-            out.push(s);
-            if stop_at.is_some_and(|t| s.is_some_and(|s| s.mean >= t)) || self.exhausted() {
-                self.reporter.note(&format!(
-                    "stopping after candidate {} of {}",
-                    i,
-                    candidates.len()
-                ));
-                break;
-            }
-        }
-        drop(stream);
-        self.reporter.phase_done();
-        out
     }
 
     fn record(&self, overlay: &Overlay, origin: &str, seed: Option<i64>, score: Option<f64>) {
@@ -292,17 +328,44 @@ impl<'a> Engine<'a> {
             .iter()
             .map(|(p, s)| (p.clone(), s.demos.len()))
             .collect();
+        let rec = match self.history.lock() {
+            Ok(mut h) => {
+                let rec = CandidateRecord {
+                    id: h.len(),
+                    origin: origin.to_string(),
+                    seed,
+                    demos,
+                    score,
+                    overlay_hash: overlay_hash(overlay),
+                    ..Default::default()
+                };
+                h.push(rec.clone());
+                rec
+            }
+            Err(_) => return,
+        };
+        self.report_candidate(&rec);
+    }
+
+    /// Tell the reporter about a scored candidate with the best score so far.
+    pub fn report_candidate(&self, rec: &CandidateRecord) {
+        let Some(score) = rec.score else { return };
+        let best = match self.best.lock() {
+            Ok(mut b) => {
+                let v = b.map_or(score, |x: f64| x.max(score));
+                *b = Some(v);
+                v
+            }
+            Err(_) => return,
+        };
+        self.reporter.candidate(rec, best);
+    }
+
+    /// Append a search's own records (instruction searches keep parents and
+    /// ids of their own); their progress was reported as they were made.
+    pub fn adopt_history(&self, records: Vec<CandidateRecord>) {
         if let Ok(mut h) = self.history.lock() {
-            let id = h.len();
-            h.push(CandidateRecord {
-                id,
-                origin: origin.to_string(),
-                seed,
-                demos,
-                score,
-                overlay_hash: overlay_hash(overlay),
-                extra: BTreeMap::new(),
-            });
+            h.extend(records);
         }
     }
 }

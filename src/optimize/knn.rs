@@ -155,3 +155,83 @@ mod tests {
         assert_eq!(got[0].fields["sentence"], "stocks rose");
     }
 }
+
+crate::optimizer_settings! {
+    /// `knn_few_shot`'s settings.
+    pub struct KnnSettings {
+        /// Demos chosen per input, by BM25 similarity over the labeled trainset.
+        k: usize = 3, min 1;
+    }
+}
+
+/// DSPy's KNNFewShot: every predictor gets the labeled trainset as a pool
+/// and chooses `k` demos per input at run time (see [`select`]).
+pub struct KnnFewShot;
+
+#[async_trait::async_trait]
+impl super::Optimizer for KnnFewShot {
+    type Settings = KnnSettings;
+    const NAME: &'static str = "knn_few_shot";
+    const DSPY: &'static str = "KNNFewShot";
+    const ABOUT: &'static str = "k most similar training examples as demos, per input";
+
+    fn project(&self, _: &KnnSettings, shape: &super::Shape<'_>) -> super::Estimate {
+        super::Estimate {
+            phases: vec![("evaluating".into(), shape.n_val as u64)],
+            extra_calls: 0,
+            exact: true,
+        }
+    }
+
+    async fn compile(
+        &self,
+        s: &KnnSettings,
+        engine: &super::Engine<'_>,
+    ) -> Result<super::Outcome, super::OptimizeError> {
+        let input_fields: Vec<String> = engine
+            .program
+            .inputs
+            .iter()
+            .map(|f| f.name.clone())
+            .collect();
+        let mut overlay = crate::overlay::Overlay::default();
+        for p in engine.program.predictors() {
+            let pool: Vec<_> = engine
+                .trainset
+                .iter()
+                .filter_map(|ex| super::labeled::demo_for(&p.signature, ex))
+                .collect();
+            // Compare the predictor's own inputs when they are program inputs;
+            // otherwise (later stages) compare the program inputs the pool has.
+            let own: Vec<String> = p
+                .signature
+                .inputs
+                .iter()
+                .map(|f| f.name.clone())
+                .filter(|n| input_fields.contains(n))
+                .collect();
+            let fields = if own.is_empty() {
+                input_fields.clone()
+            } else {
+                own
+            };
+            let st = overlay.predictors.entry(p.path.clone()).or_default();
+            st.knn = Some(KnnDemos {
+                k: s.k,
+                input_fields: fields,
+                pool,
+            });
+        }
+        let mut plan = std::collections::BTreeMap::new();
+        plan.insert("similarity".into(), Value::from("bm25"));
+        let best_score = engine.score_candidate(&overlay, "knn", None).await;
+        Ok(super::Outcome {
+            best: overlay,
+            best_score,
+            baseline_score: None,
+            train_score: None,
+            plan,
+            history: engine.history(),
+        })
+    }
+}

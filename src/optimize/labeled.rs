@@ -10,10 +10,10 @@
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value};
+use serde_json::Map;
 use std::collections::BTreeMap;
 
-use super::{Engine, OptimizeError, Outcome, Settings};
+use super::{Engine, Estimate, OptimizeError, Optimizer, Outcome, Shape};
 use crate::data::Example;
 use crate::overlay::{Demo, Overlay};
 use crate::program::Program;
@@ -68,23 +68,47 @@ pub fn overlay(program: &Program, examples: &[&Example]) -> Overlay {
     o
 }
 
-pub async fn compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome, OptimizeError> {
-    settings.check_known(&["k"])?;
-    let k = settings.usize("k", 16)?;
-    if engine.trainset.is_empty() {
-        return Err(OptimizeError::EmptyTrainset("labeled_few_shot".into()));
+crate::optimizer_settings! {
+    /// `labeled_few_shot`'s settings.
+    pub struct LabeledSettings {
+        /// Labeled demos per predictor, sampled with the seed.
+        k: usize = 16;
     }
-    let chosen = pick(engine.trainset, k, engine.seed, true);
-    let best = overlay(engine.program, &chosen);
-    let best_score = engine.score_candidate(&best, "labeled", None).await;
-    let mut s = BTreeMap::new();
-    s.insert("k".to_string(), Value::from(k));
-    Ok(Outcome {
-        best,
-        best_score,
-        baseline_score: None,
-        train_score: None,
-        settings: s,
-        history: engine.history(),
-    })
+}
+
+/// DSPy's LabeledFewShot.
+pub struct LabeledFewShot;
+
+#[async_trait::async_trait]
+impl Optimizer for LabeledFewShot {
+    type Settings = LabeledSettings;
+    const NAME: &'static str = "labeled_few_shot";
+    const DSPY: &'static str = "LabeledFewShot";
+    const ABOUT: &'static str = "k training examples as demos";
+
+    fn project(&self, _: &LabeledSettings, shape: &Shape<'_>) -> Estimate {
+        Estimate {
+            phases: vec![("evaluating".into(), shape.n_val as u64)],
+            extra_calls: 0,
+            exact: true,
+        }
+    }
+
+    async fn compile(
+        &self,
+        s: &LabeledSettings,
+        engine: &Engine<'_>,
+    ) -> Result<Outcome, OptimizeError> {
+        let chosen = pick(engine.trainset, s.k, engine.seed, true);
+        let best = overlay(engine.program, &chosen);
+        let best_score = engine.score_candidate(&best, "labeled", None).await;
+        Ok(Outcome {
+            best,
+            best_score,
+            baseline_score: None,
+            train_score: None,
+            plan: BTreeMap::new(),
+            history: engine.history(),
+        })
+    }
 }

@@ -1,21 +1,23 @@
 //! Optimizers: strategies that propose candidate overlays (per-predictor
-//! demos, later instructions) for an immutable program, score them through
-//! one shared [`engine::Engine`] and keep the best.
+//! demos and instructions) for an immutable program, score them through one
+//! shared [`engine::Engine`] and keep the best.
 //!
-//! The engine owns everything strategies have in common (LM context and
-//! budget, concurrency, the candidate-score cache, progress, usage tallies
-//! and the search history), so each strategy file is only its search logic:
-//! `labeled` (k labeled demos), `bootstrap` (demos from successful teacher
-//! traces, keyed by predictor path), `random_search` (DSPy's candidate
-//! scheme over bootstrap runs) and `knn` (demos chosen per input by
-//! similarity). [`compile`] dispatches by name and returns the winner with
-//! the figures the artifact's lineage records.
+//! An optimizer is one file: a settings type declared with
+//! [`crate::optimizer_settings!`] (serde, defaults, ranges and help in one
+//! place), a cost projection for `--dry-run`, and a search, tied together by
+//! the [`Optimizer`] trait; plus one line in [`REGISTRY`]. The registry
+//! drives dispatch, `--help`, `lmc compile --list`, the did-you-mean for a
+//! mistyped name, the dry run and the lineage's recorded settings. The
+//! engine owns everything strategies share (LM contexts, budget and stop
+//! checks, concurrency, the candidate-score cache, progress, usage tallies
+//! and the search history), so a strategy file is only its search logic.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 use crate::artifact::CandidateRecord;
 use crate::overlay::Overlay;
+use crate::program::Program;
 
 pub mod bootstrap;
 pub mod engine;
@@ -23,28 +25,36 @@ pub mod instruct;
 pub mod knn;
 pub mod labeled;
 pub mod random_search;
+pub mod settings;
+#[cfg(test)]
+mod test_only;
 
 pub use engine::{CompileReporter, Engine, NoopCompileReporter, Scored};
+pub use settings::{SettingDoc, SettingsType};
 
-/// The optimizers `lmc compile --optimizer` accepts.
-pub const OPTIMIZERS: &[&str] = &[
-    "labeled_few_shot",
-    "bootstrap_few_shot",
-    "bootstrap_random_search",
-    "knn_few_shot",
-    "copro",
-    "mipro",
-    "gepa",
+/// Every optimizer `lmc compile --optimizer` accepts, in `--list` order.
+/// Adding an optimizer is one file and one line here.
+pub static REGISTRY: &[&dyn Registered] = &[
+    &labeled::LabeledFewShot,
+    &bootstrap::BootstrapFewShot,
+    &random_search::BootstrapRandomSearch,
+    &knn::KnnFewShot,
+    &instruct::copro::Copro,
+    &instruct::mipro::Mipro,
+    &instruct::gepa::Gepa,
+    #[cfg(test)]
+    &test_only::FirstExample,
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OptimizeError {
-    #[error("unknown optimizer `{name}`{hint}; available: {}", OPTIMIZERS.join(", "))]
+    #[error("unknown optimizer `{name}`{hint}; available: {}", names().join(", "))]
     Unknown { name: String, hint: String },
-    #[error("optimizer `{optimizer}`: unknown setting `{key}`; known settings: {known}")]
+    #[error("optimizer `{optimizer}`: unknown setting `{key}`{hint}; known settings: {known}")]
     UnknownSetting {
         optimizer: String,
         key: String,
+        hint: String,
         known: String,
     },
     #[error("optimizer `{optimizer}`: setting `{key}`: {message}")]
@@ -59,91 +69,148 @@ pub enum OptimizeError {
     NoPredictors,
     #[error("LM budget exhausted before any candidate could be scored: {0}")]
     Budget(String),
+    #[error("{optimizer}: {message}")]
+    Search { optimizer: String, message: String },
 }
 
-/// Optimizer settings from `--opt key=value`, values parsed as JSON when
-/// they parse (numbers, booleans, null) and kept as strings otherwise.
+/// The registered optimizer names.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|o| o.name()).collect()
+}
+
+/// What a projection needs to know about the run.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    pub program: &'a Program,
+    pub n_train: usize,
+    pub n_val: usize,
+}
+
+/// An optimizer's own projection: program runs per phase and LM calls that
+/// are not program runs (instruction proposals).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Settings {
-    pub optimizer: String,
-    pub values: BTreeMap<String, Value>,
+pub struct Estimate {
+    pub phases: Vec<(String, u64)>,
+    pub extra_calls: u64,
+    /// False when the optimizer may stop early (the figure is an upper bound).
+    pub exact: bool,
 }
 
-impl Settings {
-    pub fn new(optimizer: &str) -> Self {
-        Settings {
-            optimizer: optimizer.to_string(),
-            values: BTreeMap::new(),
-        }
-    }
+/// One optimizer: settings, projection and search (see the module docs).
+#[async_trait::async_trait]
+pub trait Optimizer: Send + Sync + 'static {
+    type Settings: SettingsType;
+    /// The `--optimizer` name.
+    const NAME: &'static str;
+    /// The DSPy class it follows.
+    const DSPY: &'static str;
+    /// One line for `--list`.
+    const ABOUT: &'static str;
+    /// Whether it asks a prompt LM for text (`--prompt-lm` applies).
+    const PROMPT_LM: bool = false;
 
-    /// Parse `key=value` pairs.
-    pub fn parse(optimizer: &str, pairs: &[String]) -> Result<Self, OptimizeError> {
-        let mut s = Settings::new(optimizer);
-        for p in pairs {
-            let Some((k, v)) = p.split_once('=') else {
-                return Err(OptimizeError::BadSetting {
-                    optimizer: optimizer.into(),
-                    key: p.clone(),
-                    message: "expected key=value".into(),
-                });
-            };
-            let v = v.trim();
-            let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
-            s.values.insert(k.trim().replace('-', "_"), value);
-        }
-        Ok(s)
-    }
+    fn project(&self, settings: &Self::Settings, shape: &Shape<'_>) -> Estimate;
 
-    /// Refuse keys the optimizer does not know (typos must not be ignored).
-    pub fn check_known(&self, known: &[&str]) -> Result<(), OptimizeError> {
-        for k in self.values.keys() {
-            if !known.contains(&k.as_str()) {
-                return Err(OptimizeError::UnknownSetting {
-                    optimizer: self.optimizer.clone(),
-                    key: k.clone(),
-                    known: known.join(", "),
-                });
-            }
-        }
-        Ok(())
-    }
+    async fn compile(
+        &self,
+        settings: &Self::Settings,
+        engine: &Engine<'_>,
+    ) -> Result<Outcome, OptimizeError>;
+}
 
-    fn bad(&self, key: &str, message: &str) -> OptimizeError {
-        OptimizeError::BadSetting {
-            optimizer: self.optimizer.clone(),
-            key: key.into(),
-            message: message.into(),
-        }
-    }
+/// The object-safe face of an [`Optimizer`], what the registry holds.
+pub trait Registered: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn dspy(&self) -> &'static str;
+    fn about(&self) -> &'static str;
+    fn uses_prompt_lm(&self) -> bool;
+    fn settings_docs(&self) -> Vec<SettingDoc>;
+    /// Read `raw` into the typed settings (the only place they are parsed).
+    fn configure(
+        &'static self,
+        raw: &Map<String, Value>,
+    ) -> Result<Box<dyn Configured>, OptimizeError>;
+}
 
-    pub fn usize(&self, key: &str, default: usize) -> Result<usize, OptimizeError> {
-        match self.values.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .as_u64()
-                .map(|n| n as usize)
-                .ok_or_else(|| self.bad(key, "expected a non-negative integer")),
-        }
-    }
+/// An optimizer with its settings parsed: ready to project or run.
+#[async_trait::async_trait]
+pub trait Configured: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn uses_prompt_lm(&self) -> bool;
+    /// The effective settings, defaults included, for the lineage.
+    fn settings(&self) -> BTreeMap<String, Value>;
+    fn estimate(&self, shape: &Shape<'_>) -> Estimate;
+    async fn run(&self, engine: &Engine<'_>) -> Result<Outcome, OptimizeError>;
+}
 
-    pub fn opt_f64(&self, key: &str) -> Result<Option<f64>, OptimizeError> {
-        match self.values.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.bad(key, "expected a number")),
-        }
+impl<O: Optimizer> Registered for O {
+    fn name(&self) -> &'static str {
+        O::NAME
     }
+    fn dspy(&self) -> &'static str {
+        O::DSPY
+    }
+    fn about(&self) -> &'static str {
+        O::ABOUT
+    }
+    fn uses_prompt_lm(&self) -> bool {
+        O::PROMPT_LM
+    }
+    fn settings_docs(&self) -> Vec<SettingDoc> {
+        O::Settings::docs()
+    }
+    fn configure(
+        &'static self,
+        raw: &Map<String, Value>,
+    ) -> Result<Box<dyn Configured>, OptimizeError> {
+        let settings = settings::from_raw::<O::Settings>(O::NAME, raw)?;
+        Ok(Box::new(With::<O> {
+            optimizer: self,
+            settings,
+        }))
+    }
+}
 
-    pub fn string(&self, key: &str, default: &str) -> Result<String, OptimizeError> {
-        match self.values.get(key) {
-            None => Ok(default.to_string()),
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(self.bad(key, "expected a string")),
-        }
+struct With<O: Optimizer> {
+    optimizer: &'static O,
+    settings: O::Settings,
+}
+
+#[async_trait::async_trait]
+impl<O: Optimizer> Configured for With<O> {
+    fn name(&self) -> &'static str {
+        O::NAME
     }
+    fn uses_prompt_lm(&self) -> bool {
+        O::PROMPT_LM
+    }
+    fn settings(&self) -> BTreeMap<String, Value> {
+        settings::to_map(&self.settings)
+    }
+    fn estimate(&self, shape: &Shape<'_>) -> Estimate {
+        self.optimizer.project(&self.settings, shape)
+    }
+    async fn run(&self, engine: &Engine<'_>) -> Result<Outcome, OptimizeError> {
+        self.optimizer.compile(&self.settings, engine).await
+    }
+}
+
+/// The registered optimizer called `name` (with a did-you-mean when none is).
+pub fn lookup(name: &str) -> Result<&'static dyn Registered, OptimizeError> {
+    REGISTRY
+        .iter()
+        .copied()
+        .find(|o| o.name() == name)
+        .ok_or_else(|| OptimizeError::Unknown {
+            name: name.to_string(),
+            hint: settings::did_you_mean(name, names()),
+        })
+}
+
+/// Look `name` up and read its settings from `--opt` pairs.
+pub fn configure(name: &str, pairs: &[String]) -> Result<Box<dyn Configured>, OptimizeError> {
+    let o = lookup(name)?;
+    o.configure(&settings::parse_pairs(name, pairs)?)
 }
 
 /// What an optimizer returns.
@@ -156,94 +223,25 @@ pub struct Outcome {
     pub baseline_score: Option<f64>,
     /// Mean metric of the teacher on the train examples it ran (bootstrap).
     pub train_score: Option<f64>,
-    /// Effective settings (defaults filled in) for the lineage.
-    pub settings: BTreeMap<String, Value>,
+    /// Figures the search derived from its settings and data (MIPRO's
+    /// trial plan, the demos bootstrapped), for the lineage's `plan`.
+    pub plan: BTreeMap<String, Value>,
     pub history: Vec<CandidateRecord>,
 }
 
-/// Run optimizer `settings.optimizer` on the engine's data.
-pub async fn compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome, OptimizeError> {
+/// Run a configured optimizer on the engine's data: the one entry point,
+/// so every optimizer gets the same checks.
+pub async fn compile(
+    engine: &Engine<'_>,
+    optimizer: &dyn Configured,
+) -> Result<Outcome, OptimizeError> {
     if engine.program.predictors().is_empty() {
         return Err(OptimizeError::NoPredictors);
     }
-    match settings.optimizer.as_str() {
-        "labeled_few_shot" => labeled::compile(engine, settings).await,
-        "bootstrap_few_shot" => bootstrap::compile(engine, settings).await,
-        "bootstrap_random_search" => random_search::compile(engine, settings).await,
-        "knn_few_shot" => knn_compile(engine, settings).await,
-        "copro" | "mipro" | "gepa" => instruct::engine::compile(engine, settings, None).await,
-        other => Err(OptimizeError::Unknown {
-            name: other.to_string(),
-            hint: did_you_mean(other),
-        }),
-    }
-}
-
-fn did_you_mean(name: &str) -> String {
-    let best = OPTIMIZERS
-        .iter()
-        .map(|o| (strsim::jaro_winkler(o, name), *o))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    match best {
-        Some((s, o)) if s > 0.8 => format!(" (did you mean `{o}`?)"),
-        _ => String::new(),
-    }
-}
-
-/// kNN few-shot: every predictor gets the labeled trainset as a pool and
-/// chooses `k` demos per input at run time (see [`knn::select`]).
-async fn knn_compile(engine: &Engine<'_>, settings: &Settings) -> Result<Outcome, OptimizeError> {
-    settings.check_known(&["k"])?;
-    let k = settings.usize("k", 3)?;
     if engine.trainset.is_empty() {
-        return Err(OptimizeError::EmptyTrainset("knn_few_shot".into()));
+        return Err(OptimizeError::EmptyTrainset(optimizer.name().to_string()));
     }
-    let input_fields: Vec<String> = engine
-        .program
-        .inputs
-        .iter()
-        .map(|f| f.name.clone())
-        .collect();
-    let mut overlay = Overlay::default();
-    for p in engine.program.predictors() {
-        let pool: Vec<_> = engine
-            .trainset
-            .iter()
-            .filter_map(|ex| labeled::demo_for(&p.signature, ex))
-            .collect();
-        // Compare the predictor's own inputs when they are program inputs;
-        // otherwise (later stages) compare the program inputs the pool has.
-        let own: Vec<String> = p
-            .signature
-            .inputs
-            .iter()
-            .map(|f| f.name.clone())
-            .filter(|n| input_fields.contains(n))
-            .collect();
-        let fields = if own.is_empty() {
-            input_fields.clone()
-        } else {
-            own
-        };
-        let st = overlay.predictors.entry(p.path.clone()).or_default();
-        st.knn = Some(crate::overlay::KnnDemos {
-            k,
-            input_fields: fields,
-            pool,
-        });
-    }
-    let mut settings_out = BTreeMap::new();
-    settings_out.insert("k".into(), Value::from(k));
-    settings_out.insert("similarity".into(), Value::from("bm25"));
-    let best_score = engine.score_candidate(&overlay, "knn", None).await;
-    Ok(Outcome {
-        best: overlay,
-        best_score,
-        baseline_score: None,
-        train_score: None,
-        settings: settings_out,
-        history: engine.history(),
-    })
+    optimizer.run(engine).await
 }
 
 /// What `--dry-run` prints: the LM calls a compile would make at most.
@@ -291,65 +289,16 @@ pub fn calls_per_run(program: &crate::program::Program) -> (u64, bool) {
     (calls, exact)
 }
 
-/// The projected LM calls of running `settings.optimizer` with `n_train`
-/// training and `n_val` validation examples, on a cold cache.
-pub fn project(
-    program: &crate::program::Program,
-    settings: &Settings,
-    n_train: usize,
-    n_val: usize,
-) -> Result<Projection, OptimizeError> {
-    let (c, mut exact) = calls_per_run(program);
-    let (t, v) = (n_train as u64, n_val as u64);
-    let mut phases: Vec<(String, u64)> = Vec::new();
-    // LM calls that are not program runs (instruction proposals).
-    let mut extra_calls = 0u64;
-    match settings.optimizer.as_str() {
-        "labeled_few_shot" => {
-            settings.check_known(&["k"])?;
-            phases.push(("evaluating".into(), v));
-        }
-        "knn_few_shot" => {
-            settings.check_known(&["k"])?;
-            phases.push(("evaluating".into(), v));
-        }
-        "bootstrap_few_shot" => {
-            settings.check_known(bootstrap::Params::KEYS)?;
-            let p = bootstrap::Params::from_settings(settings)?;
-            // Every example runs in round 1 unless enough demos are found
-            // first; later rounds rerun only the failures.
-            exact &= p.max_bootstrapped_demos >= n_train && p.max_rounds == 1;
-            phases.push(("bootstrapping".into(), t * p.max_rounds as u64));
-            phases.push(("evaluating".into(), v));
-        }
-        "bootstrap_random_search" => {
-            let mut keys = bootstrap::Params::KEYS.to_vec();
-            keys.extend(["num_candidate_programs", "min_num_samples", "stop_at_score"]);
-            settings.check_known(&keys)?;
-            let p = bootstrap::Params::from_settings(settings)?;
-            let n = settings.usize("num_candidate_programs", 16)? as u64;
-            exact = false;
-            phases.push(("bootstrapping".into(), t * p.max_rounds as u64 * (n + 1)));
-            phases.push(("evaluating".into(), v * (n + 3)));
-        }
-        "copro" | "mipro" | "gepa" => {
-            let (p, proposals) = instruct::engine::project(program, settings, n_train, n_val)?;
-            exact = false;
-            phases.extend(p);
-            extra_calls = proposals;
-        }
-        other => {
-            return Err(OptimizeError::Unknown {
-                name: other.to_string(),
-                hint: did_you_mean(other),
-            })
-        }
-    }
-    let runs: u64 = phases.iter().map(|(_, r)| r).sum();
-    Ok(Projection {
+/// The projected LM calls of `optimizer` with `n_train` training and
+/// `n_val` validation examples, on a cold cache.
+pub fn project(optimizer: &dyn Configured, shape: &Shape<'_>) -> Projection {
+    let (c, exact) = calls_per_run(shape.program);
+    let e = optimizer.estimate(shape);
+    let runs: u64 = e.phases.iter().map(|(_, r)| r).sum();
+    Projection {
         calls_per_run: c,
-        phases,
-        lm_calls: runs * c + extra_calls,
-        exact,
-    })
+        lm_calls: runs * c + e.extra_calls,
+        phases: e.phases,
+        exact: exact && e.exact,
+    }
 }

@@ -88,6 +88,17 @@ fn compile_in(
     extra: &[&str],
     cache: Option<&std::path::Path>,
 ) -> (i32, String, String, Option<Value>) {
+    compile_seeded(stub, optimizer, opts, extra, cache, 3)
+}
+
+fn compile_seeded(
+    stub: &StubServer,
+    optimizer: &str,
+    opts: &[&str],
+    extra: &[&str],
+    cache: Option<&std::path::Path>,
+    seed: u64,
+) -> (i32, String, String, Option<Value>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("compiled.json");
     let cache = cache
@@ -102,7 +113,7 @@ fn compile_in(
             "--optimizer",
             optimizer,
             "--seed",
-            "3",
+            &seed.to_string(),
             "--provider",
             "openai",
             "--model",
@@ -374,4 +385,177 @@ fn an_instruction_search_rerun_replays_the_cache_without_new_calls() {
         strip(second),
         "same inputs, seed and cache give the same artifact"
     );
+}
+
+/// A stub whose k-th reflection (0-based, in request order) is `reflect(k)`;
+/// everything else is the task.
+fn reflecting(reflect: fn(usize) -> &'static str) -> StubServer {
+    let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    StubServer::start(move |req: &StubRequest| {
+        if req
+            .system()
+            .contains("An assistant was given the instruction")
+        {
+            let k = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            StubReply::Ok(format!(
+                "[[ ## new_instruction ## ]]\n{}\n\n[[ ## completed ## ]]",
+                reflect(k)
+            ))
+        } else {
+            StubReply::Ok(task_answer(req))
+        }
+    })
+}
+
+fn history(a: &Value) -> Vec<Value> {
+    a["lineage"]["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn issue12_gepa_keeps_a_late_improving_child_whatever_the_budget() {
+    // Two harmful reflections, then the fix: at many budgets the fix comes
+    // when little budget is left. It must be scored and returned, never
+    // proposed and thrown away (the old rule dropped children that did not
+    // fit `calls + valset <= budget` and kept looping).
+    let mut proposed = 0;
+    for budget in [30, 36, 42, 48, 54, 60, 66] {
+        let stub = reflecting(|k| if k < 2 { BAD } else { GOOD });
+        let (code, _out, err, artifact) = compile(
+            &stub,
+            "gepa",
+            &[&format!("max_metric_calls={budget}"), "use_merge=false"],
+        );
+        assert_eq!(code, 0, "budget {budget}: {err}");
+        let a = artifact.expect("artifact written");
+        let good: Vec<Value> = history(&a)
+            .into_iter()
+            .filter(|h| h["instructions"]["flip"].as_str() == Some(GOOD))
+            .collect();
+        if good.is_empty() {
+            continue; // the budget ended before the fix was proposed
+        }
+        proposed += 1;
+        assert!(
+            good.iter()
+                .all(|h| h["accepted"] == true && h["full_score"] == 1.0),
+            "budget {budget}: the fix was not kept: {good:?}"
+        );
+        assert_eq!(a["lineage"]["dev_score"], 1.0, "budget {budget}");
+        assert_eq!(instruction(&a), GOOD, "budget {budget}");
+    }
+    assert!(
+        proposed >= 4,
+        "the fix was proposed at only {proposed} budgets"
+    );
+}
+
+#[test]
+fn issue12_gepa_is_never_worse_than_the_start_over_seeds() {
+    // Reflections cycle harmful, neutral and good instructions.
+    for seed in 1..=6u64 {
+        let stub = reflecting(|k| match k % 3 {
+            0 => BAD,
+            1 => "Answer with the word exactly as it was given.",
+            _ => GOOD,
+        });
+        let (code, _out, err, artifact) =
+            compile_seeded(&stub, "gepa", &["max_metric_calls=70"], &[], None, seed);
+        assert_eq!(code, 0, "seed {seed}: {err}");
+        let a = artifact.expect("artifact written");
+        assert_not_below_baseline(&a);
+        // The winner is the best candidate scored on the whole valset.
+        let best = history(&a)
+            .iter()
+            .filter_map(|h| h["full_score"].as_f64())
+            .fold(f64::MIN, f64::max);
+        assert_eq!(
+            a["lineage"]["dev_score"].as_f64(),
+            Some(best),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn issue12_gepa_spends_nothing_once_the_result_cannot_change() {
+    // The first reflection fixes the task: a candidate perfect on every
+    // validation example cannot be beaten, so a larger budget must not buy
+    // a single extra call (the old loop kept sampling perfect minibatches
+    // until the budget was gone).
+    let runs: Vec<(u64, usize)> = [200, 2000]
+        .iter()
+        .map(|budget| {
+            let stub = reflecting(|_| GOOD);
+            let (code, _out, err, artifact) =
+                compile(&stub, "gepa", &[&format!("max_metric_calls={budget}")]);
+            assert_eq!(code, 0, "{err}");
+            let a = artifact.expect("artifact written");
+            assert_eq!(a["lineage"]["dev_score"], 1.0);
+            (
+                a["lineage"]["lm_calls"].as_u64().unwrap_or(0),
+                history(&a).len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs[0], runs[1],
+        "(LM requests, history) at budgets 200 and 2000"
+    );
+    assert!(runs[0].0 < 60, "{} requests for a one-step fix", runs[0].0);
+}
+
+#[test]
+fn issue12_copro_first_round_yields_distinct_grounded_candidates() {
+    // A deterministic proposer: the same request always gets the same text,
+    // different requests different texts. Requests that differed only in
+    // rollout id (never sent) used to give one candidate for the round.
+    let stub = StubServer::start(|req: &StubRequest| {
+        if req.system().contains("You improve instructions") {
+            let body = req.body.to_string();
+            let h = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+            });
+            StubReply::Ok(proposal(
+                "proposed_instruction",
+                &format!("Answer with the word, variant {}.", h % 100_000),
+            ))
+        } else {
+            StubReply::Ok(task_answer(req))
+        }
+    });
+    let (code, _out, err, artifact) = compile(&stub, "copro", &["breadth=5", "depth=1"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let a = artifact.expect("artifact written");
+    let proposals: Vec<String> = history(&a)
+        .iter()
+        .filter(|h| h["origin"] == "proposal")
+        .filter_map(|h| h["instructions"]["flip"].as_str().map(str::to_string))
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = proposals.iter().collect();
+    assert_eq!(
+        proposals.len(),
+        4,
+        "breadth 5 = the original + 4 proposals: {proposals:?}"
+    );
+    assert_eq!(distinct.len(), 4, "{proposals:?}");
+    // Every proposal request showed the program, the module's output space
+    // and training examples with their expected answers.
+    let asks: Vec<String> = stub
+        .received()
+        .iter()
+        .map(Value::to_string)
+        .filter(|b| b.contains("You improve instructions"))
+        .collect();
+    assert_eq!(asks.len(), 4);
+    for b in &asks {
+        assert!(
+            b.contains("Program `reverse`: Write the given word backwards."),
+            "{b}"
+        );
+        assert!(b.contains("flip: word: str -> answer: str"), "{b}");
+        assert!(b.contains("hello") && b.contains("olleh"), "{b}");
+    }
 }

@@ -21,6 +21,8 @@ mod lm_embedded;
 mod lm_http;
 mod metric;
 mod multichain;
+mod optimizer_registry;
+mod optimizer_snapshots;
 mod parse_cases;
 mod run_cmd;
 mod tools;

@@ -2,7 +2,14 @@
 //! predictor at a time, DSPy's semantics.
 //!
 //! For every predictor the proposer first writes `breadth - 1` variations of
-//! its instruction (the original stays a candidate). Then, `depth` times: for
+//! its instruction (the original stays a candidate). Unlike DSPy's, every
+//! proposal request is grounded in what the program and data show — the
+//! program's steps, the module's fields and types (its output space) and a
+//! few training examples, as MIPRO's proposer is — and the requests of one
+//! round really differ: each slot gets its own tip and sees what the round
+//! already proposed. (DSPy asks for `n` completions of one request; lmc's
+//! LM layer has no `n`, and requests differing only in a rollout id reach a
+//! deterministic server identical: 29 calls gave one distinct candidate.) Then, `depth` times: for
 //! each predictor in graph order, every new candidate is scored on the
 //! evaluation set with the other predictors at their current best, and the
 //! best is kept; the proposer then sees the attempts so far with their scores
@@ -12,29 +19,75 @@
 
 use std::collections::BTreeMap;
 
+use crate::artifact::CandidateRecord;
+use crate::optimize::{Engine, Estimate, OptimizeError, Optimizer, Outcome, Shape};
 use crate::overlay::Overlay;
 use crate::program::Program;
 
-use super::propose::Proposer;
+use super::engine::{finish, proposer, train_view, EngineEvaluator};
+use super::propose::{describe_module, describe_program, CoproGrounding, Proposer, TIPS};
 use super::{
-    current_instruction, instruction_diff, mean, Evaluator, SearchError, SearchRecord,
+    current_instruction, instruction_diff, mean, record, Evaluator, History, SearchError,
     SearchResult, Split,
 };
 
-#[derive(Debug, Clone)]
-pub struct CoproConfig {
-    /// Candidates per predictor per round (DSPy default 10; at least 2).
-    pub breadth: usize,
-    /// Rounds of refinement (DSPy default 3).
-    pub depth: usize,
+crate::optimizer_settings! {
+    /// COPRO's settings (DSPy's defaults).
+    pub struct CoproSettings {
+        /// Candidates per predictor per round (the current instruction counts as one).
+        breadth: usize = 10, min 2;
+        /// Rounds of refinement.
+        depth: usize = 3, min 1;
+        /// The proposer's sampling temperature.
+        init_temperature: f64 = 1.4, min 0.0, max 2.0;
+    }
 }
 
-impl Default for CoproConfig {
-    fn default() -> Self {
-        CoproConfig {
-            breadth: 10,
-            depth: 3,
+/// Training examples shown to the proposer (as MIPRO's dataset view, fewer:
+/// they are repeated in every proposal request).
+const EXAMPLES_SHOWN: usize = 5;
+
+/// DSPy's COPRO.
+pub struct Copro;
+
+#[async_trait::async_trait]
+impl Optimizer for Copro {
+    type Settings = CoproSettings;
+    const NAME: &'static str = "copro";
+    const DSPY: &'static str = "COPRO";
+    const ABOUT: &'static str =
+        "coordinate ascent over proposed instructions, one predictor at a time";
+    const PROMPT_LM: bool = true;
+
+    fn project(&self, s: &CoproSettings, shape: &Shape<'_>) -> Estimate {
+        let p = shape.program.predictors().len() as u64;
+        let (b, d, v) = (s.breadth as u64, s.depth as u64, shape.n_val as u64);
+        let proposals = p * (b - 1) + (d - 1) * p * b;
+        Estimate {
+            phases: vec![("evaluating".into(), v + proposals * v)],
+            extra_calls: proposals,
+            exact: false,
         }
+    }
+
+    async fn compile(
+        &self,
+        s: &CoproSettings,
+        engine: &Engine<'_>,
+    ) -> Result<Outcome, OptimizeError> {
+        let eval = EngineEvaluator { engine };
+        let proposer = proposer(engine, s.init_temperature);
+        let examples = train_view(engine, EXAMPLES_SHOWN);
+        let search = copro(
+            engine.program,
+            &Overlay::default(),
+            &eval,
+            &examples,
+            &proposer,
+            s,
+        )
+        .await;
+        finish(engine, Self::NAME, search).await
     }
 }
 
@@ -59,24 +112,32 @@ pub async fn copro(
     program: &Program,
     start: &Overlay,
     eval: &dyn Evaluator,
+    examples: &[String],
     proposer: &Proposer,
-    cfg: &CoproConfig,
+    cfg: &CoproSettings,
 ) -> Result<SearchResult, SearchError> {
     let breadth = cfg.breadth.max(2);
     let all: Vec<usize> = (0..eval.len(Split::Val)).collect();
-    let mut history = Vec::new();
+    let mut history = History::new(eval);
     let baseline_score = mean(&eval.evaluate(start, Split::Val, &all).await?);
-    history.push(SearchRecord {
-        id: 0,
-        origin: "baseline".into(),
+    history.push(CandidateRecord {
         full_score: Some(baseline_score),
-        ..Default::default()
+        ..record("baseline")
     });
     let mut current = start.clone();
     let mut current_score = baseline_score;
     let (mut best, mut best_score) = (start.clone(), baseline_score);
 
     let preds = program.predictors();
+    let program_desc = describe_program(program);
+    let examples = examples.join("\n");
+    let modules: BTreeMap<String, String> = preds
+        .iter()
+        .map(|p| (p.path.clone(), describe_module(p)))
+        .collect();
+    // Slot `i` of a round gets its own tip and sees the round's earlier
+    // proposals, so every request of a round differs (requests that differ
+    // only in rollout id reach the server identical).
     let mut attempts: BTreeMap<String, Vec<Attempt>> = BTreeMap::new();
     let mut rollout = 1u64;
     for p in &preds {
@@ -86,11 +147,19 @@ pub async fn copro(
             prefix: None,
             score: Some(baseline_score),
         }];
-        for _ in 1..breadth {
+        for slot in 1..breadth {
             if eval.exhausted() {
                 break;
             }
-            if let Ok((ins, prefix)) = proposer.basic(&base, rollout).await {
+            let proposed: Vec<String> = list[1..].iter().map(|a| a.instruction.clone()).collect();
+            let g = CoproGrounding {
+                program: &program_desc,
+                module: &modules[&p.path],
+                examples: &examples,
+                already_proposed: &proposed,
+                tip: TIPS[slot % TIPS.len()].1,
+            };
+            if let Ok((ins, prefix)) = proposer.basic(&g, &base, rollout).await {
                 if !list.iter().any(|a| a.instruction == ins) {
                     list.push(Attempt {
                         instruction: ins,
@@ -129,13 +198,11 @@ pub async fn copro(
                 let cand = apply(&current, &p.path, &last_output, a);
                 let s = mean(&eval.evaluate(&cand, Split::Val, &all).await?);
                 a.score = Some(s);
-                history.push(SearchRecord {
-                    id: history.len(),
-                    origin: "proposal".into(),
+                history.push(CandidateRecord {
                     predictor: Some(p.path.clone()),
                     instructions: instruction_diff(&cand, program),
                     full_score: Some(s),
-                    ..Default::default()
+                    ..record("proposal")
                 });
                 if s > best_score {
                     best_score = s;
@@ -171,11 +238,22 @@ pub async fn copro(
             scored.sort_by(|a, b| a.2.partial_cmp(&b.2).unwrap_or(std::cmp::Ordering::Equal));
             let shown: Vec<_> = scored.iter().rev().take(breadth).rev().cloned().collect();
             let mut fresh = Vec::new();
-            for _ in 0..breadth {
+            for slot in 0..breadth {
                 if eval.exhausted() {
                     break;
                 }
-                if let Ok((ins, prefix)) = proposer.given_attempts(&shown, rollout).await {
+                let proposed: Vec<String> = fresh
+                    .iter()
+                    .map(|a: &Attempt| a.instruction.clone())
+                    .collect();
+                let g = CoproGrounding {
+                    program: &program_desc,
+                    module: &modules[&p.path],
+                    examples: &examples,
+                    already_proposed: &proposed,
+                    tip: TIPS[slot % TIPS.len()].1,
+                };
+                if let Ok((ins, prefix)) = proposer.given_attempts(&g, &shown, rollout).await {
                     if !list
                         .iter()
                         .chain(fresh.iter())
@@ -200,6 +278,7 @@ pub async fn copro(
         best,
         best_score,
         baseline_score,
-        history,
+        history: history.records,
+        plan: BTreeMap::new(),
     })
 }

@@ -13,24 +13,51 @@
 //! combine two frontier candidates with a common ancestor, taking each
 //! predictor's instruction from the side that changed it. The budget counts
 //! metric calls (one per example scored); `auto` presets follow DSPy's
-//! formula. The winner is the candidate with the best validation mean, ties
+//! formula. As in DSPy, the budget is checked at the top of an iteration and
+//! a started iteration finishes (the last evaluation may overshoot), so an
+//! accepted child is always scored and kept; the search also stops once a
+//! candidate is perfect on every validation example, since nothing could
+//! then change the result. The winner is the candidate with the best validation mean, ties
 //! to the earliest, so the starting program wins unless something beats it.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 
+use crate::artifact::CandidateRecord;
+use crate::optimize::settings::AutoPreset;
+use crate::optimize::{Engine, Estimate, OptimizeError, Optimizer, Outcome, Shape};
 use crate::overlay::Overlay;
 use crate::program::Program;
 use crate::trace::Trace;
 
+use super::engine::{finish, proposer, EngineEvaluator};
 use super::mipro::Auto;
 use super::propose::Proposer;
 use super::{
-    current_instruction, instruction_diff, with_instruction, Evaluator, ExampleScore, SearchError,
-    SearchRecord, SearchResult, Split,
+    current_instruction, instruction_diff, record, with_instruction, Evaluator, ExampleScore,
+    History, SearchError, SearchResult, Split,
 };
+
+crate::optimizer_settings! {
+    /// GEPA's settings (DSPy's defaults).
+    pub struct GepaSettings {
+        /// Budget preset (DSPy's formula over light 6, medium 12, heavy 18 candidates); `max_metric_calls` overrides it.
+        auto: AutoPreset = AutoPreset::Light;
+        /// Budget in metric calls (examples scored); overrides `auto`.
+        max_metric_calls: Option<usize> = None, min 1;
+        /// Training examples shown to the reflection LM per iteration.
+        reflection_minibatch_size: usize = 3, min 1;
+        /// Merge frontier candidates that improved different predictors.
+        use_merge: bool = true;
+        /// Most merges per run.
+        max_merge_invocations: usize = 5;
+        /// The reflection LM's sampling temperature.
+        temperature: f64 = 1.0, min 0.0, max 2.0;
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct GepaConfig {
@@ -45,17 +72,62 @@ pub struct GepaConfig {
     pub seed: u64,
 }
 
-impl Default for GepaConfig {
-    fn default() -> Self {
+impl GepaConfig {
+    pub fn new(s: &GepaSettings, seed: u64) -> Self {
         GepaConfig {
-            auto: Some(Auto::Light),
-            max_metric_calls: None,
-            reflection_minibatch_size: 3,
-            use_merge: true,
-            max_merge_invocations: 5,
+            auto: s.auto.preset(),
+            max_metric_calls: s.max_metric_calls,
+            reflection_minibatch_size: s.reflection_minibatch_size,
+            use_merge: s.use_merge,
+            max_merge_invocations: s.max_merge_invocations,
             perfect_score: 1.0,
-            seed: 0,
+            seed,
         }
+    }
+
+    /// The budget in metric calls for `preds` predictors and `v` validation examples.
+    pub fn budget(&self, preds: usize, v: usize) -> usize {
+        self.max_metric_calls
+            .unwrap_or_else(|| auto_budget(preds, self.auto.unwrap_or(Auto::Light).settings().0, v))
+    }
+}
+
+/// DSPy's GEPA.
+pub struct Gepa;
+
+#[async_trait::async_trait]
+impl Optimizer for Gepa {
+    type Settings = GepaSettings;
+    const NAME: &'static str = "gepa";
+    const DSPY: &'static str = "GEPA";
+    const ABOUT: &'static str =
+        "reflective instruction evolution over a per-example Pareto frontier";
+    const PROMPT_LM: bool = true;
+
+    fn project(&self, s: &GepaSettings, shape: &Shape<'_>) -> Estimate {
+        let cfg = GepaConfig::new(s, 0);
+        let budget = cfg.budget(shape.program.predictors().len(), shape.n_val) as u64;
+        let mb = s.reflection_minibatch_size as u64;
+        // The last iteration may overshoot by its minibatches and a full
+        // evaluation.
+        let overshoot = 2 * mb + shape.n_val as u64;
+        Estimate {
+            phases: vec![("evaluating".into(), budget + overshoot)],
+            extra_calls: budget / (2 * mb),
+            exact: false,
+        }
+    }
+
+    async fn compile(
+        &self,
+        s: &GepaSettings,
+        engine: &Engine<'_>,
+    ) -> Result<Outcome, OptimizeError> {
+        let cfg = GepaConfig::new(s, engine.seed);
+        let eval = EngineEvaluator { engine };
+        let proposer = proposer(engine, s.temperature);
+        let search = gepa(engine.program, &Overlay::default(), &eval, &proposer, &cfg).await;
+        finish(engine, Self::NAME, search).await
     }
 }
 
@@ -214,13 +286,11 @@ pub async fn gepa(
             "gepa needs non-empty training and validation sets".into(),
         ));
     }
-    let budget = cfg.max_metric_calls.unwrap_or_else(|| {
-        auto_budget(preds.len(), cfg.auto.unwrap_or(Auto::Light).settings().0, v)
-    });
+    let budget = cfg.budget(preds.len(), v);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let all_val: Vec<usize> = (0..v).collect();
     let mut calls = 0usize;
-    let mut history = Vec::new();
+    let mut history = History::new(eval);
 
     let base_scores: Vec<f64> = eval
         .evaluate(start, Split::Val, &all_val)
@@ -236,12 +306,10 @@ pub async fn gepa(
         next_pred: 0,
     }];
     let baseline_score = pool[0].mean();
-    history.push(SearchRecord {
-        id: 0,
-        origin: "baseline".into(),
+    history.push(CandidateRecord {
         full_score: Some(baseline_score),
         accepted: Some(true),
-        ..Default::default()
+        ..record("baseline")
     });
 
     let mut train_order: Vec<usize> = (0..t).collect();
@@ -252,7 +320,20 @@ pub async fn gepa(
     let mut rollout = 1u64;
     let b = cfg.reflection_minibatch_size.clamp(1, t);
 
-    while calls + 2 * b <= budget && !eval.exhausted() {
+    // The budget is checked at the top of an iteration, as DSPy does: an
+    // iteration that starts is allowed to finish, so an accepted child is
+    // always scored on the valset (the last evaluation may overshoot the
+    // budget by at most one iteration's calls) and no call is spent on a
+    // child that could not be kept.
+    while calls < budget && !eval.exhausted() {
+        // Nothing can beat a candidate perfect on every validation example
+        // (ties go to the earlier): any further call would be wasted.
+        if pool
+            .iter()
+            .any(|c| c.val.iter().all(|&x| x >= cfg.perfect_score))
+        {
+            break;
+        }
         // System-aware merge, scheduled after each accepted mutation.
         if cfg.use_merge
             && merges_due > 0
@@ -261,16 +342,8 @@ pub async fn gepa(
         {
             merges_due -= 1;
             merges_done += 1;
-            if let Some(c) = try_merge(
-                program,
-                &mut pool,
-                eval,
-                &mut rng,
-                &mut calls,
-                budget,
-                &mut history,
-            )
-            .await?
+            if let Some(c) =
+                try_merge(program, &mut pool, eval, &mut rng, &mut calls, &mut history).await?
             {
                 let _ = c;
                 continue;
@@ -326,17 +399,15 @@ pub async fn gepa(
         calls += b;
         let child_sum: f64 = child_res.iter().map(|r| r.score).sum();
         let accepted = child_sum > parent_sum;
-        let mut rec = SearchRecord {
-            id: history.len(),
+        let mut rec = CandidateRecord {
             parents: vec![parent],
-            origin: "mutation".into(),
             predictor: Some(pred.path.clone()),
             instructions: instruction_diff(&child, program),
             minibatch_score: Some(child_sum / b as f64),
             accepted: Some(accepted),
-            ..Default::default()
+            ..record("mutation")
         };
-        if accepted && calls + v <= budget {
+        if accepted {
             let val: Vec<f64> = eval
                 .evaluate(&child, Split::Val, &all_val)
                 .await?
@@ -344,6 +415,13 @@ pub async fn gepa(
                 .map(|s| s.score)
                 .collect();
             calls += v;
+            if eval.exhausted() {
+                // An LM budget or a stop cut the evaluation short: the
+                // scores are partial and must not compete.
+                rec.accepted = Some(false);
+                history.push(rec);
+                break;
+            }
             let c = Cand {
                 overlay: child,
                 parents: vec![parent],
@@ -353,8 +431,6 @@ pub async fn gepa(
             rec.full_score = Some(c.mean());
             pool.push(c);
             merges_due += 1;
-        } else if accepted {
-            rec.accepted = Some(false); // no budget left to score it in full
         }
         history.push(rec);
     }
@@ -369,7 +445,8 @@ pub async fn gepa(
         best: pool[best_idx].overlay.clone(),
         best_score: pool[best_idx].mean(),
         baseline_score,
-        history,
+        history: history.records,
+        plan: BTreeMap::from([("budget".into(), json!(budget))]),
     })
 }
 
@@ -383,8 +460,7 @@ async fn try_merge(
     eval: &dyn Evaluator,
     rng: &mut ChaCha8Rng,
     calls: &mut usize,
-    budget: usize,
-    history: &mut Vec<SearchRecord>,
+    history: &mut History<'_>,
 ) -> Result<Option<usize>, SearchError> {
     let scores: Vec<Vec<f64>> = pool.iter().map(|c| c.val.clone()).collect();
     let front: Vec<usize> = frontier(&scores).into_iter().map(|(c, _)| c).collect();
@@ -426,22 +502,17 @@ async fn try_merge(
     let mut sub: Vec<usize> = (0..v).collect();
     sub.shuffle(rng);
     sub.truncate(5.min(v));
-    if *calls + sub.len() + v > budget {
-        return Ok(None);
-    }
     let res = eval.evaluate(&merged, Split::Val, &sub).await?;
     *calls += sub.len();
     let merged_sum: f64 = res.iter().map(|r| r.score).sum();
     let side = |c: usize| sub.iter().map(|&k| pool[c].val[k]).sum::<f64>();
     let accepted = merged_sum >= side(i).max(side(j));
-    let mut rec = SearchRecord {
-        id: history.len(),
+    let mut rec = CandidateRecord {
         parents: vec![i, j],
-        origin: "merge".into(),
         instructions: instruction_diff(&merged, program),
         minibatch_score: Some(merged_sum / sub.len().max(1) as f64),
         accepted: Some(accepted),
-        ..Default::default()
+        ..record("merge")
     };
     let mut added = None;
     if accepted {
@@ -453,6 +524,12 @@ async fn try_merge(
             .map(|s| s.score)
             .collect();
         *calls += v;
+        if eval.exhausted() {
+            // Partial scores (budget or stop mid-evaluation) never compete.
+            rec.accepted = Some(false);
+            history.push(rec);
+            return Ok(None);
+        }
         let c = Cand {
             overlay: merged,
             parents: vec![i, j],
@@ -567,14 +644,15 @@ mod merge_tests {
             },
         ];
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let (mut calls, mut history) = (0usize, Vec::new());
+        let fake = Fake { both: 1.0 };
+        let mut calls = 0usize;
+        let mut history = History::new(&fake);
         let added = try_merge(
             &program,
             &mut pool,
-            &Fake { both: 1.0 },
+            &fake,
             &mut rng,
             &mut calls,
-            1000,
             &mut history,
         )
         .await
@@ -605,7 +683,6 @@ mod merge_tests {
             &Fake { both: 0.0 },
             &mut rng,
             &mut calls,
-            1000,
             &mut history,
         )
         .await;

@@ -22,17 +22,149 @@
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, HashMap};
+use serde_json::json;
+use std::collections::BTreeMap;
 
+use crate::artifact::CandidateRecord;
+use crate::optimize::settings::AutoPreset;
+use crate::optimize::{Engine, Estimate, OptimizeError, Optimizer, Outcome, Shape};
 use crate::overlay::{Demo, Overlay};
 use crate::program::Program;
 
+use super::engine::{demo_sets, finish, proposer, train_view, EngineEvaluator};
 use super::propose::{describe_module, describe_program, Grounding, Proposer, TIPS};
 use super::tpe::Tpe;
 use super::{
-    current_instruction, instruction_diff, mean, Evaluator, SearchError, SearchRecord,
-    SearchResult, Split,
+    current_instruction, instruction_diff, mean, record as new_record, Evaluator, History,
+    SearchError, SearchResult, Split,
 };
+
+crate::optimizer_settings! {
+    /// MIPROv2's settings (DSPy's defaults).
+    pub struct MiproSettings {
+        /// Preset for candidates and validation sample (light 6/100, medium 12/300, heavy 18/1000); `none` uses `num_candidates` and the whole valset.
+        auto: AutoPreset = AutoPreset::Light;
+        /// Instruction and demo-set candidates when `auto` is none.
+        num_candidates: usize = 6, min 1;
+        /// TPE trials (default: DSPy's formula from the candidates and predictors).
+        num_trials: Option<usize> = None;
+        /// Validation examples per trial when the sample exceeds 50.
+        minibatch_size: usize = 35, min 1;
+        /// A full evaluation of the best-averaging trial every this many trials.
+        minibatch_full_eval_steps: usize = 5, min 1;
+        /// The proposer's sampling temperature.
+        init_temperature: f64 = 0.5, min 0.0, max 2.0;
+        /// Most bootstrapped demos per demo-set candidate.
+        max_bootstrapped_demos: usize = 4;
+        /// Most labeled demos per demo-set candidate (both 0: instructions only).
+        max_labeled_demos: usize = 4;
+    }
+}
+
+impl MiproConfig {
+    pub fn new(s: &MiproSettings, seed: u64) -> Self {
+        MiproConfig {
+            auto: s.auto.preset(),
+            num_candidates: s.num_candidates,
+            num_trials: s.num_trials,
+            minibatch_size: s.minibatch_size,
+            minibatch_full_eval_steps: s.minibatch_full_eval_steps,
+            seed,
+        }
+    }
+    /// Demo-set candidates to generate (0: instructions only).
+    pub fn demo_set_count(&self, s: &MiproSettings) -> usize {
+        if s.max_bootstrapped_demos + s.max_labeled_demos == 0 {
+            0
+        } else {
+            self.auto
+                .map(|a| a.settings().0)
+                .unwrap_or(self.num_candidates)
+        }
+    }
+}
+
+/// DSPy's MIPROv2.
+pub struct Mipro;
+
+#[async_trait::async_trait]
+impl Optimizer for Mipro {
+    type Settings = MiproSettings;
+    const NAME: &'static str = "mipro";
+    const DSPY: &'static str = "MIPROv2";
+    const ABOUT: &'static str =
+        "grounded instruction proposals and a TPE search over instructions x demo sets";
+    const PROMPT_LM: bool = true;
+
+    fn project(&self, s: &MiproSettings, shape: &Shape<'_>) -> Estimate {
+        let cfg = MiproConfig::new(s, 0);
+        let n_sets = cfg.demo_set_count(s);
+        let p = shape.program.predictors().len() as u64;
+        let pl = plan(shape.program, &cfg, shape.n_val, n_sets);
+        let mut phases = Vec::new();
+        if n_sets > 2 {
+            phases.push((
+                "bootstrapping".into(),
+                shape.n_train as u64 * (n_sets as u64 - 2),
+            ));
+        }
+        let proposals = 1 + p * (pl.instruct_candidates.saturating_sub(1) as u64);
+        let vv = pl.val_indices.len() as u64;
+        let per_trial = if pl.minibatch {
+            cfg.minibatch_size.min(pl.val_indices.len()) as u64
+        } else {
+            vv
+        };
+        let fulls = if pl.minibatch {
+            pl.full_evals as u64 * vv
+        } else {
+            0
+        };
+        phases.push((
+            "evaluating".into(),
+            2 * vv + pl.trials as u64 * per_trial + fulls,
+        ));
+        Estimate {
+            phases,
+            extra_calls: proposals,
+            exact: false,
+        }
+    }
+
+    async fn compile(
+        &self,
+        s: &MiproSettings,
+        engine: &Engine<'_>,
+    ) -> Result<Outcome, OptimizeError> {
+        let cfg = MiproConfig::new(s, engine.seed);
+        let n_sets = cfg.demo_set_count(s);
+        let sets = if n_sets == 0 {
+            Vec::new()
+        } else {
+            demo_sets(
+                engine,
+                n_sets,
+                s.max_bootstrapped_demos,
+                s.max_labeled_demos,
+            )
+            .await
+        };
+        let eval = EngineEvaluator { engine };
+        let proposer = proposer(engine, s.init_temperature);
+        let view = train_view(engine, 10);
+        let search = mipro(
+            engine.program,
+            &Overlay::default(),
+            &sets,
+            &view,
+            &eval,
+            &proposer,
+            &cfg,
+        )
+        .await;
+        finish(engine, Self::NAME, search).await
+    }
+}
 
 /// Below this many validation examples trials are scored on all of them.
 pub const MIN_MINIBATCH_SIZE: usize = 50;
@@ -72,19 +204,6 @@ pub struct MiproConfig {
     pub minibatch_size: usize,
     pub minibatch_full_eval_steps: usize,
     pub seed: u64,
-}
-
-impl Default for MiproConfig {
-    fn default() -> Self {
-        MiproConfig {
-            auto: Some(Auto::Light),
-            num_candidates: 6,
-            num_trials: None,
-            minibatch_size: 35,
-            minibatch_full_eval_steps: 5,
-            seed: 9,
-        }
-    }
 }
 
 /// DSPy's trial count: max(2·v·log2(n), 1.5·n).
@@ -161,17 +280,11 @@ pub async fn mipro(
         ));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(1));
-    let mut history = Vec::new();
-    let mut full_cache: HashMap<String, f64> = HashMap::new();
-    let key = |o: &Overlay| serde_json::to_string(o).unwrap_or_default();
-
+    let mut history = History::new(eval);
     let baseline_score = mean(&eval.evaluate(start, Split::Val, &val).await?);
-    full_cache.insert(key(start), baseline_score);
-    history.push(SearchRecord {
-        id: 0,
-        origin: "baseline".into(),
+    history.push(CandidateRecord {
         full_score: Some(baseline_score),
-        ..Default::default()
+        ..new_record("baseline")
     });
     let (mut best, mut best_score) = (start.clone(), baseline_score);
 
@@ -249,17 +362,10 @@ pub async fn mipro(
     // known trial, as DSPy seeds Optuna with it.
     let default_params = vec![0; dims.len()];
     let default_overlay = build(&default_params);
-    let default_score = match full_cache.get(&key(&default_overlay)) {
-        Some(s) => *s,
-        None => {
-            let s = mean(&eval.evaluate(&default_overlay, Split::Val, &val).await?);
-            full_cache.insert(key(&default_overlay), s);
-            s
-        }
-    };
+    // Free when it is the baseline: the engine keeps complete runs.
+    let default_score = mean(&eval.evaluate(&default_overlay, Split::Val, &val).await?);
     tpe.observe(default_params.clone(), default_score);
     history.push(record(
-        &history,
         "trial",
         program,
         &default_overlay,
@@ -290,7 +396,6 @@ pub async fn mipro(
             tpe.observe(params.clone(), s);
             minibatch_scores.entry(params.clone()).or_default().push(s);
             history.push(record(
-                &history,
                 "trial",
                 program,
                 &cand,
@@ -313,7 +418,6 @@ pub async fn mipro(
                     fully_evaluated.insert(p.clone(), s);
                     tpe.observe(p.clone(), s);
                     history.push(record(
-                        &history,
                         "full_eval",
                         program,
                         &o,
@@ -337,7 +441,6 @@ pub async fn mipro(
             fully_evaluated.insert(params.clone(), s);
             tpe.observe(params.clone(), s);
             history.push(record(
-                &history,
                 "trial",
                 program,
                 &cand,
@@ -357,13 +460,22 @@ pub async fn mipro(
         best,
         best_score,
         baseline_score,
-        history,
+        history: history.records,
+        plan: BTreeMap::from([
+            (
+                "instruction_candidates".into(),
+                json!(pl.instruct_candidates),
+            ),
+            ("demo_set_candidates".into(), json!(demo_sets.len())),
+            ("num_trials".into(), json!(pl.trials)),
+            ("minibatch".into(), json!(pl.minibatch)),
+            ("val_size".into(), json!(pl.val_indices.len())),
+        ]),
     })
 }
 
 #[allow(clippy::too_many_arguments)]
 fn record(
-    history: &[SearchRecord],
     origin: &str,
     program: &Program,
     o: &Overlay,
@@ -372,21 +484,19 @@ fn record(
     with_demos: bool,
     minibatch: Option<f64>,
     full: Option<f64>,
-) -> SearchRecord {
+) -> CandidateRecord {
     let mut demo_sets = BTreeMap::new();
     if with_demos {
         for (i, p) in preds.iter().enumerate() {
             demo_sets.insert(p.path.clone(), params[i * 2 + 1]);
         }
     }
-    SearchRecord {
-        id: history.len(),
-        origin: origin.into(),
+    CandidateRecord {
         instructions: instruction_diff(o, program),
         demo_sets,
         minibatch_score: minibatch,
         full_score: full,
-        ..Default::default()
+        ..new_record(origin)
     }
 }
 

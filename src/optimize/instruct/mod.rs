@@ -9,14 +9,15 @@
 //! [`Evaluator`] that scores an overlay on dataset examples, and a
 //! [`propose::Proposer`] that asks the prompt LM for text. That keeps them
 //! deterministic under a seed and testable against a scripted LM. Each
-//! returns its whole search history for the artifact's lineage, and every
+//! records its candidates in a [`History`] of the artifact's own record
+//! type (reported to the engine's progress as they are made), and every
 //! one keeps the starting program as a candidate scored on the full
 //! validation set, so the winner never scores below it there.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
+use crate::artifact::CandidateRecord;
 use crate::overlay::Overlay;
 use crate::trace::Trace;
 
@@ -27,13 +28,7 @@ pub mod mipro;
 pub mod propose;
 pub mod tpe;
 
-/// Which dataset an evaluation runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Split {
-    Train,
-    Val,
-}
+pub use crate::optimize::engine::Split;
 
 /// One example's outcome under a candidate.
 #[derive(Debug, Clone, Default)]
@@ -74,6 +69,8 @@ pub trait Evaluator: Send + Sync {
     fn exhausted(&self) -> bool {
         false
     }
+    /// A candidate was recorded (progress: the engine shows the best so far).
+    fn candidate(&self, _record: &CandidateRecord) {}
 }
 
 /// Mean score of a batch (0 for an empty batch).
@@ -85,29 +82,41 @@ pub fn mean(scores: &[ExampleScore]) -> f64 {
     }
 }
 
-/// One candidate the search considered, for the lineage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SearchRecord {
-    pub id: usize,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub parents: Vec<usize>,
-    /// How it was made: `baseline`, `proposal`, `mutation`, `merge`, `trial`.
-    pub origin: String,
-    /// The predictor it changed, if one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predictor: Option<String>,
-    /// Instructions per predictor path (only those that differ from the program).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub instructions: BTreeMap<String, String>,
-    /// Demo-set choice per predictor (MIPRO).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub demo_sets: BTreeMap<String, usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub minibatch_score: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub full_score: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accepted: Option<bool>,
+/// The search's history: each record gets the next id, its full score as
+/// its `score`, and is reported (best so far) the moment it is made.
+pub struct History<'a> {
+    eval: &'a dyn Evaluator,
+    pub records: Vec<CandidateRecord>,
+}
+
+impl<'a> History<'a> {
+    pub fn new(eval: &'a dyn Evaluator) -> Self {
+        History {
+            eval,
+            records: Vec::new(),
+        }
+    }
+
+    /// Record `rec` (its id and score filled in); returns its id.
+    pub fn push(&mut self, mut rec: CandidateRecord) -> usize {
+        rec.id = self.records.len();
+        rec.score = rec.full_score;
+        self.eval.candidate(&rec);
+        self.records.push(rec);
+        self.records.len() - 1
+    }
+
+    pub fn last(&self) -> Option<&CandidateRecord> {
+        self.records.last()
+    }
+}
+
+/// A history record of `origin` (fill in the rest with struct update syntax).
+pub fn record(origin: &str) -> CandidateRecord {
+    CandidateRecord {
+        origin: origin.to_string(),
+        ..Default::default()
+    }
 }
 
 /// What an instruction search returns.
@@ -118,7 +127,9 @@ pub struct SearchResult {
     pub best_score: f64,
     /// Full validation score of the starting overlay.
     pub baseline_score: f64,
-    pub history: Vec<SearchRecord>,
+    pub history: Vec<CandidateRecord>,
+    /// Figures the search derived (trial plan), for the lineage.
+    pub plan: BTreeMap<String, serde_json::Value>,
 }
 
 /// The instructions of `overlay` that differ from the program's, by path.

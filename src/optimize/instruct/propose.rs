@@ -107,9 +107,14 @@ impl Proposer {
     }
 
     /// COPRO's first step: a better version of `instruction`, plus an
-    /// output prefix.
+    /// output prefix, grounded in the program, the module's fields (its
+    /// output space) and a few training examples. `previous` lists what
+    /// this round already proposed and `tip` differs per slot, so the
+    /// requests of one round really differ (a deterministic server, or a
+    /// cache keyed on the request, would otherwise give one text for all).
     pub async fn basic(
         &self,
+        g: &CoproGrounding<'_>,
         instruction: &str,
         rollout: u64,
     ) -> Result<(String, Option<String>), SearchError> {
@@ -117,30 +122,36 @@ impl Proposer {
             instructions: Some(
                 "You improve instructions for language models. Read the task instruction below and write a better one: \
                  specific about what to produce, free of ambiguity, and likely to lead a model to correct answers. \
-                 Also propose a short prefix that should precede the output field."
+                 Use the program and module descriptions (including the allowed output values) and the training \
+                 examples to make it specific to this task, make it differ from the instructions already proposed, \
+                 and follow the tip if one is given. Also propose a short prefix that should precede the output field."
                     .into(),
             ),
-            inputs: vec![text_field("basic_instruction", "the current instruction")],
+            inputs: vec![
+                text_field("program_description", ""),
+                text_field("module_description", "the step's input and output fields with their types"),
+                text_field("training_examples", "inputs and expected outputs of a few training examples"),
+                text_field("basic_instruction", "the current instruction"),
+                text_field("already_proposed", "instructions proposed so far in this round"),
+                text_field("tip", ""),
+            ],
             outputs: vec![
                 text_field("proposed_instruction", "the improved instruction"),
                 text_field("proposed_prefix_for_output_field", "a short prefix for the output, ending with a colon"),
             ],
         };
-        let out = self
-            .ask(
-                "proposer.basic",
-                &sig,
-                json_map(json!({"basic_instruction": instruction})),
-                rollout,
-            )
-            .await?;
+        let mut inputs = g.inputs();
+        inputs.insert("basic_instruction".into(), json!(instruction));
+        let out = self.ask("proposer.basic", &sig, inputs, rollout).await?;
         Self::instruction_and_prefix(&out)
     }
 
     /// COPRO's refinement: a new instruction given earlier attempts and
-    /// their scores (listed in increasing order of score).
+    /// their scores (listed in increasing order of score), grounded as
+    /// [`Proposer::basic`].
     pub async fn given_attempts(
         &self,
+        g: &CoproGrounding<'_>,
         attempts: &[(String, Option<String>, f64)],
         rollout: u64,
     ) -> Result<(String, Option<String>), SearchError> {
@@ -159,22 +170,28 @@ impl Proposer {
             instructions: Some(
                 "You improve instructions for language models. Below are instructions tried for one task, each with the \
                  validation score it reached, from lowest to highest. Study what the better ones do differently, then \
-                 write a new instruction (and output prefix) that should score higher than all of them."
+                 write a new instruction (and output prefix) that should score higher than all of them. Use the program \
+                 and module descriptions (including the allowed output values) and the training examples, make it \
+                 differ from the instructions already proposed, and follow the tip if one is given."
                     .into(),
             ),
-            inputs: vec![Field::new("attempted_instructions", FieldType::List { item: Box::new(FieldType::String) })],
+            inputs: vec![
+                text_field("program_description", ""),
+                text_field("module_description", "the step's input and output fields with their types"),
+                text_field("training_examples", "inputs and expected outputs of a few training examples"),
+                Field::new("attempted_instructions", FieldType::List { item: Box::new(FieldType::String) }),
+                text_field("already_proposed", "instructions proposed so far in this round"),
+                text_field("tip", ""),
+            ],
             outputs: vec![
                 text_field("proposed_instruction", "the new instruction"),
                 text_field("proposed_prefix_for_output_field", "a short prefix for the output, ending with a colon"),
             ],
         };
+        let mut inputs = g.inputs();
+        inputs.insert("attempted_instructions".into(), json!(listed));
         let out = self
-            .ask(
-                "proposer.given_attempts",
-                &sig,
-                json_map(json!({"attempted_instructions": listed})),
-                rollout,
-            )
+            .ask("proposer.given_attempts", &sig, inputs, rollout)
             .await?;
         Self::instruction_and_prefix(&out)
     }
@@ -264,6 +281,33 @@ impl Proposer {
         );
         let out = self.ask("proposer.reflect", &sig, inputs, rollout).await?;
         Self::output(&out, "new_instruction")
+    }
+}
+
+/// What COPRO's proposer is told besides the instruction: the program, the
+/// module (its fields and types: the output space), training examples, what
+/// this round already proposed and a tip that differs per slot.
+pub struct CoproGrounding<'a> {
+    pub program: &'a str,
+    pub module: &'a str,
+    pub examples: &'a str,
+    pub already_proposed: &'a [String],
+    pub tip: &'a str,
+}
+
+impl CoproGrounding<'_> {
+    fn inputs(&self) -> Map<String, Value> {
+        json_map(json!({
+            "program_description": self.program,
+            "module_description": self.module,
+            "training_examples": if self.examples.is_empty() { "No examples." } else { self.examples },
+            "already_proposed": if self.already_proposed.is_empty() {
+                "None yet.".to_string()
+            } else {
+                self.already_proposed.join("\n")
+            },
+            "tip": self.tip,
+        }))
     }
 }
 
