@@ -19,5 +19,6 @@ mod lm_embedded;
 mod lm_http;
 mod metric;
 mod multichain;
+mod reports;
 mod run_cmd;
 mod tools;
