@@ -165,17 +165,6 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
     m
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cells_are_single_line_and_escaped() {
-        assert_eq!(cell("a|b\n<c>", 80), "a\\|b &lt;c&gt;");
-        assert_eq!(cell("abcdef", 3), "abc…");
-    }
-}
-
 /// A table of changed examples: row, scores, inputs, expected, and what
 /// each run produced.
 fn changes_table(changes: &[Change], before: &str, after: &str, m: &mut String) {
@@ -255,5 +244,16 @@ pub fn unpaired_note(d: &Diff) -> String {
         String::new()
     } else {
         format!(" ({}, left out)", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_single_line_and_escaped() {
+        assert_eq!(cell("a|b\n<c>", 80), "a\\|b &lt;c&gt;");
+        assert_eq!(cell("abcdef", 3), "abc…");
     }
 }

@@ -574,7 +574,7 @@ fn diagnostics_are_coloured_only_when_asked_for_a_terminal() {
     assert_eq!(code, 2);
     assert!(err.contains("\x1b[31merror:\x1b[0m"), "{err:?}");
     assert!(err.contains("  --> "), "{err:?}");
-    // NO_COLOR wins over everything but CLICOLOR_FORCE's absence.
+    // NO_COLOR keeps every error path plain.
     let (_, _, err) = run(lmc()
         .current_dir(dir.path())
         .args(["eval", "missing.yaml"])
