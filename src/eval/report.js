@@ -44,6 +44,11 @@
   document.querySelectorAll("table.sortable").forEach(function (table) {
     var ths = table.tHead.rows[0].cells;
     Array.prototype.forEach.call(ths, function (th, i) {
+      // Headers are buttons for the keyboard too: Tab to one, Enter sorts.
+      th.tabIndex = 0;
+      th.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); th.click(); }
+      });
       th.addEventListener("click", function () {
         var dir = th.getAttribute("aria-sort") === "ascending" ? "desc" : "asc";
         sortTable(table, i, dir);
