@@ -4,7 +4,8 @@
 //! loading a program file carries the file, line and column, the YAML path
 //! of the offending node, a message, and a hint (usually a did-you-mean).
 //! This module owns the data type and its rustc/hurl-like rendering, so all
-//! commands show config mistakes the same way.
+//! commands show config mistakes the same way, and the colouring of that
+//! rendering on a terminal ([`paint`]).
 
 use serde::Serialize;
 use std::fmt;
@@ -192,6 +193,43 @@ impl fmt::Display for Diagnostics {
 
 impl std::error::Error for Diagnostics {}
 
+/// Colour rendered diagnostics the way rustc does: `error:` red, `warning:`
+/// yellow, the `-->` location and `|` path lines blue, `= help:` cyan.
+///
+/// Works on text already rendered (by [`Diagnostic`]'s `Display` or any
+/// `error: ...` message), so every error path gets the same colours without
+/// threading a flag through. The escapes are always added; print through
+/// `anstream` (as the CLI does), which removes them when stderr is not a
+/// terminal, when `NO_COLOR` is set or `CLICOLOR=0`, and keeps them with
+/// `CLICOLOR_FORCE=1` — so pipes, files and CI logs stay plain.
+pub fn paint(text: &str) -> String {
+    use anstyle::{AnsiColor, Style};
+    let bold = |c: AnsiColor| Style::new().bold().fg_color(Some(c.into()));
+    let styles: [(&str, Style); 5] = [
+        ("error:", bold(AnsiColor::Red)),
+        ("warning:", bold(AnsiColor::Yellow)),
+        ("  --> ", bold(AnsiColor::Blue)),
+        ("   | ", bold(AnsiColor::Blue)),
+        ("   = help:", bold(AnsiColor::Cyan)),
+    ];
+    let mut out = String::with_capacity(text.len() + 64);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match styles.iter().find(|(p, _)| line.starts_with(p)) {
+            // Only the marker is coloured; the message stays default so it
+            // reads on any background.
+            Some((prefix, style)) => {
+                let rest = &line[prefix.len()..];
+                out.push_str(&format!("{style}{prefix}{style:#}{rest}"));
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// The closest of `candidates` to `word` (Jaro-Winkler, like cargo's
 /// suggestions), if any is close enough to be a plausible misspelling.
 pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
@@ -225,6 +263,25 @@ mod tests {
         );
         let all = Diagnostics(vec![d.clone(), d]);
         assert!(all.to_string().ends_with("\n\nerror: 2 errors found"));
+    }
+
+    #[test]
+    fn paint_colours_markers_and_strips_to_the_plain_text() {
+        let plain = "error: unknown node kind `predcit`\n  --> x.yaml:7:11\n   | nodes.k\n   = help: did you mean `predict`?\nother";
+        let painted = paint(plain);
+        assert!(
+            painted.contains("\x1b[1m\x1b[31merror:\x1b[0m"),
+            "{painted:?}"
+        );
+        assert!(painted.contains("= help:\x1b[0m"), "{painted:?}");
+        // Stripped (as anstream does off a terminal) it is the plain text.
+        let mut stripped = Vec::new();
+        {
+            use std::io::Write;
+            let mut w = anstream::StripStream::new(&mut stripped);
+            w.write_all(painted.as_bytes()).unwrap();
+        }
+        assert_eq!(String::from_utf8(stripped).unwrap(), plain);
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     if i > 0 {
                         eprintln!();
                     }
-                    eprintln!("{diags}");
+                    anstream::eprintln!("{}", crate::diag::paint(&diags.to_string()));
                 }
             }
         }

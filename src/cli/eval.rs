@@ -85,9 +85,16 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub results: Option<PathBuf>,
 
-    /// Write a JUnit XML report (one testcase per example).
+    /// Write a JUnit XML report (one testcase per example, or per gate
+    /// with `--junit-mode gates`).
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+
+    /// What a JUnit testcase is: `examples` (default; a wrong example is a
+    /// failed test) or `gates` (one testcase per gate, so a dashboard is
+    /// red only when a gate failed).
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = crate::eval::junit::JunitMode::Examples, requires = "junit")]
+    pub junit_mode: crate::eval::junit::JunitMode,
 
     /// Write a Markdown summary (for CI step summaries).
     #[arg(long, value_name = "FILE")]
@@ -222,7 +229,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    report.dataset.path = Some(setup.dataset_path.clone());
+    report.dataset.path = Some(crate::eval::report_path(&setup.dataset_path));
     report.dataset.hash = setup.dataset.hash.clone();
     report.dataset.bad_rows = setup.dataset.bad_rows.len();
 
@@ -240,6 +247,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map_err(|e| input_err(format!("error: {e}")))?;
             g.checks.push(check);
             g.comparison = Some(cmp);
+            g.regressed = gate::regressed(&report, b);
         }
         gates = Some(g);
     }
@@ -336,7 +344,7 @@ fn write_outputs(
             .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &args.junit {
-        crate::eval::junit::write(report, create(p)?)
+        crate::eval::junit::write(report, gates, args.junit_mode, create(p)?)
             .with_context(|| format!("writing {}", p.display()))?;
     }
     if let Some(p) = &args.markdown {

@@ -10,8 +10,12 @@ use std::process::ExitCode;
 pub mod cache;
 pub mod check;
 pub mod compile;
+pub mod completions;
+pub mod diff;
 pub mod eval;
+pub mod examples;
 pub mod export;
+pub mod init;
 pub mod inspect;
 pub mod lm_args;
 pub mod progress;
@@ -36,28 +40,42 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Scaffold a program, a small dataset, an lmc.yaml and a CI workflow.
+    Init(init::Args),
     /// Validate program files and print one line per file (exit 2 on errors).
+    #[command(after_long_help = examples::CHECK)]
     Check(check::Args),
-    /// Print the JSON Schema of the program file format (for editors).
+    /// Print the JSON Schema of the program file format, or of lmc.yaml with --project.
+    #[command(after_long_help = examples::SCHEMA)]
     Schema(schema::Args),
     /// Print the exact messages a program would send (no LM call).
+    #[command(after_long_help = examples::INSPECT)]
     Inspect(inspect::Args),
     /// Run a program or compiled artifact on one input (or JSONL on stdin).
+    #[command(after_long_help = examples::RUN)]
     Run(run::Args),
     /// Score a program or artifact on a dataset; gate CI on the score.
+    #[command(after_long_help = examples::EVAL)]
     Eval(eval::Args),
+    /// List the examples that improved and regressed between two `eval --json` reports.
+    Diff(diff::Args),
     /// Optimize a program's instructions and demos; write an artifact.
+    #[command(after_long_help = examples::COMPILE)]
     Compile(compile::Args),
     /// Export an artifact to DSPy's saved-program JSON.
+    #[command(after_long_help = examples::EXPORT)]
     Export(export::ExportArgs),
     /// Import a DSPy saved-program JSON into an artifact for a program.
+    #[command(after_long_help = examples::IMPORT)]
     Import(export::ImportArgs),
     /// Inspect or manage the LM response cache.
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = examples::CACHE)]
     Cache(cache::Command),
     /// Work with run traces (JSONL written by `--trace`).
-    #[command(subcommand)]
+    #[command(subcommand, after_long_help = examples::TRACE)]
     Trace(trace::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::Args),
 }
 
 /// An error that maps to an exit code (used by commands through anyhow).
@@ -77,6 +95,7 @@ pub fn main() -> ExitCode {
     crate::trust::exec::deny();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Init(a) => init::run(a),
         Command::Check(a) => check::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Inspect(a) => inspect::run(a),
@@ -87,6 +106,8 @@ pub fn main() -> ExitCode {
         Command::Import(a) => export::run_import(a),
         Command::Cache(c) => cache::run(c),
         Command::Trace(c) => trace::run(c),
+        Command::Diff(a) => diff::run(a),
+        Command::Completions(a) => completions::run(a),
     };
     match result {
         Ok(code) => code,
@@ -94,21 +115,16 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Print the error (coloured on a terminal, plain when piped or with
+/// NO_COLOR: `anstream` decides) and map it to its exit code.
 fn report(err: anyhow::Error) -> ExitCode {
-    match err.downcast_ref::<CliError>() {
-        Some(CliError::Input(msg)) => {
-            eprintln!("{msg}");
-            ExitCode::from(2)
-        }
-        Some(CliError::Gate(msg)) => {
-            eprintln!("{msg}");
-            ExitCode::from(1)
-        }
-        None => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(3)
-        }
-    }
+    let (text, code) = match err.downcast_ref::<CliError>() {
+        Some(CliError::Input(msg)) => (msg.clone(), 2),
+        Some(CliError::Gate(msg)) => (msg.clone(), 1),
+        None => (format!("error: {err:#}"), 3),
+    };
+    anstream::eprintln!("{}", crate::diag::paint(&text));
+    ExitCode::from(code)
 }
 
 /// The embedded engine's llama.cpp threads (OpenMP) spin-wait at every

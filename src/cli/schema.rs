@@ -1,4 +1,5 @@
-//! `lmc schema`: print the JSON Schema of the program format.
+//! `lmc schema`: print the JSON Schema of the program format, or with
+//! `--project` of the project file `lmc.yaml`.
 //!
 //! Editors (VS Code's YAML extension, JetBrains, Helix via yaml-language-
 //! server) complete and check program files against this schema:
@@ -15,10 +16,19 @@ use std::process::ExitCode;
 use crate::spec;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Print the schema of the project file (`lmc.yaml`) instead.
+    #[arg(long)]
+    pub project: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    let text = serde_json::to_string_pretty(&program_schema())?;
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let schema = if args.project {
+        project_schema()
+    } else {
+        program_schema()
+    };
+    let text = serde_json::to_string_pretty(&schema)?;
     // `lmc schema | head` closes the pipe early: that is not an error.
     match writeln!(std::io::stdout().lock(), "{text}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
@@ -189,29 +199,7 @@ pub fn program_schema() -> Value {
         "properties": {
             "name": {"type": "string", "description": "The program's name."},
             "description": {"type": "string", "description": "What the program does."},
-            "lm": {
-                "type": "object",
-                "description": "The LM (default: the embedded local model). A project file's `lm` overrides it.",
-                "additionalProperties": false,
-                "properties": {
-                    "provider": {"enum": ["embedded", "openai"], "description": "embedded (default) or openai (any OpenAI-compatible server)."},
-                    "model": {"type": "string", "description": "Model name (HTTP) or GGUF file (embedded)."},
-                    "base_urls": {"type": "array", "items": {"type": "string"}, "description": "One or more base URLs, load-balanced."},
-                    "api_key_env": {"type": "string", "description": "Environment variable holding the API key."},
-                    "temperature": {"type": "number"},
-                    "max_tokens": {"type": "integer", "minimum": 1},
-                    "adapter": {"enum": ["chat", "json"], "description": "chat (default, DSPy's ChatAdapter) or json."},
-                    "concurrency": {"type": "integer", "minimum": 1},
-                    "timeout_secs": {"type": "number"},
-                    "max_retries": {"type": "integer", "minimum": 0},
-                    "rpm": {"type": "integer", "minimum": 1, "description": "Requests per minute limit."},
-                    "tpm": {"type": "integer", "minimum": 1, "description": "Tokens per minute limit."},
-                    "price_prompt_per_mtok": {"type": "number", "description": "USD per million prompt tokens."},
-                    "price_completion_per_mtok": {"type": "number", "description": "USD per million completion tokens."},
-                    "threads": {"type": "integer", "minimum": 1, "description": "Embedded engine threads."},
-                    "context": {"type": "integer", "minimum": 1, "description": "Embedded engine context size in tokens."}
-                }
-            },
+            "lm": lm_schema("The LM (default: the embedded local model). A project file's `lm` overrides it."),
             "signatures": {"type": "object", "description": "Named signatures (shorthand string or mapping).", "additionalProperties": {"$ref": "#/$defs/signature"}},
             "inputs": {"$ref": "#/$defs/fields", "description": "Program inputs: name -> type."},
             "nodes": {"type": "object", "description": "Named nodes; order follows the bindings.", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": {"const": "input"}}, "additionalProperties": {"$ref": "#/$defs/node"}},
@@ -241,6 +229,51 @@ pub fn program_schema() -> Value {
             "node": node,
             "tool": tool,
             "metric": metric_one
+        }
+    })
+}
+
+/// The `lm:` mapping, shared by program files and the project file.
+fn lm_schema(description: &str) -> Value {
+    json!({
+    "type": "object",
+    "description": description,
+    "additionalProperties": false,
+    "properties": {
+        "provider": {"enum": ["embedded", "openai"], "description": "embedded (default) or openai (any OpenAI-compatible server)."},
+        "model": {"type": "string", "description": "Model name (HTTP) or GGUF file (embedded)."},
+        "base_urls": {"type": "array", "items": {"type": "string"}, "description": "One or more base URLs, load-balanced."},
+        "api_key_env": {"type": "string", "description": "Environment variable holding the API key."},
+        "temperature": {"type": "number"},
+        "max_tokens": {"type": "integer", "minimum": 1},
+        "adapter": {"enum": ["chat", "json"], "description": "chat (default, DSPy's ChatAdapter) or json."},
+        "concurrency": {"type": "integer", "minimum": 1},
+        "timeout_secs": {"type": "number"},
+        "max_retries": {"type": "integer", "minimum": 0},
+        "rpm": {"type": "integer", "minimum": 1, "description": "Requests per minute limit."},
+        "tpm": {"type": "integer", "minimum": 1, "description": "Tokens per minute limit."},
+        "price_prompt_per_mtok": {"type": "number", "description": "USD per million prompt tokens."},
+        "price_completion_per_mtok": {"type": "number", "description": "USD per million completion tokens."},
+        "threads": {"type": "integer", "minimum": 1, "description": "Embedded engine threads."},
+        "context": {"type": "integer", "minimum": 1, "description": "Embedded engine context size in tokens."}
+    }
+        })
+}
+
+/// The JSON Schema (draft 2020-12) of the project file, `lmc.yaml`: which
+/// program commands use when given none, and LM settings that override the
+/// program's. Mirrors what `settings::read_project` accepts.
+pub fn project_schema() -> Value {
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://lmc.dev/schema/project.json",
+        "title": "lmc project file (lmc.yaml)",
+        "description": "The project file: commands given no program file use its `program`; its `lm` keys override the program's LM settings.",
+        "type": "object",
+        "additionalProperties": false,
+        "properties": {
+            "program": {"type": "string", "description": "The default program file (or compiled artifact), relative to this file."},
+            "lm": lm_schema("LM settings that override the program's `lm:` for every command run in this project (only the keys given).")
         }
     })
 }

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+use super::diff::{describe_change, describe_test, Change, SideResult};
 use super::stats::{compare_paired, PairedComparison};
 use super::EvalReport;
 
@@ -41,11 +42,9 @@ pub struct BaselineDataset {
     pub hash: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct BaselineResult {
-    pub row: usize,
-    pub score: f64,
-}
+/// One baseline example: its row and score, plus (in reports written by
+/// lmc) what it produced, so regressions can be shown side by side.
+pub type BaselineResult = super::diff::SideResult;
 
 impl Baseline {
     /// Parse a baseline from the JSON text of a report.
@@ -87,6 +86,10 @@ pub struct GateOutcome {
     pub checks: Vec<GateCheck>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<PairedComparison>,
+    /// With a baseline: the examples that scored lower than in the
+    /// baseline, in row order (the Markdown and HTML reports list them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regressed: Vec<Change>,
 }
 
 impl GateOutcome {
@@ -143,18 +146,13 @@ pub fn baseline(
         (true, false) => "drop above max but not significant: passes",
         (false, _) => "within max drop",
     };
+    // "drop +0.14" read like a gain: say the direction in words.
     let detail = format!(
-        "baseline {:.4} -> current {:.4} on {} paired examples (drop {:+.4}, max {:.4}); {}: p = {:.4}{}; {}",
-        cmp.baseline_mean,
-        cmp.current_mean,
+        "{} on {} paired examples (allowed drop {:.4}); {}; {}",
+        describe_change(cmp.baseline_mean, cmp.current_mean),
         cmp.n,
-        cmp.drop,
         max_drop,
-        cmp.test.name(),
-        cmp.p_value,
-        cmp.discordant
-            .map(|(b, c)| format!(" ({b} regressed, {c} improved)"))
-            .unwrap_or_default(),
+        describe_test(&cmp),
         verdict
     );
     Ok((
@@ -165,4 +163,19 @@ pub fn baseline(
         },
         cmp,
     ))
+}
+
+/// The examples of `report` that scored lower than in `baseline` (paired
+/// by dataset row), for the regression lists of the Markdown and HTML
+/// reports. Empty when the two cannot be paired.
+pub fn regressed(report: &EvalReport, baseline: &Baseline) -> Vec<Change> {
+    let current: Vec<SideResult> = report.results.iter().map(SideResult::from).collect();
+    super::diff::diff(
+        &baseline.dataset.hash,
+        &baseline.results,
+        &report.dataset.hash,
+        &current,
+    )
+    .map(|d| d.regressed)
+    .unwrap_or_default()
 }

@@ -1,9 +1,14 @@
-//! Self-contained HTML report (`--html FILE`): one file with inline CSS and
-//! SVG, no scripts or external assets, so it can be attached to a CI run
-//! and opened offline. It shows the summary, a score histogram, a
-//! per-label breakdown and confusion matrix for every enum/bool output, the
-//! worst examples with the prompts sent and replies received (from their
-//! traces), and a table of all examples. Every piece of text is escaped.
+//! Self-contained HTML report (`--html FILE`): one file with inline CSS,
+//! SVG and a small inline script, no external assets, so it can be attached
+//! to a CI run and opened offline. It shows the summary, the gate verdicts
+//! and (with `--baseline`) the examples that regressed, a score histogram,
+//! a per-label breakdown and confusion matrix for every enum/bool output,
+//! the worst examples with the prompts sent and replies received (from
+//! their traces), and a table of all examples with expected vs got that
+//! sorts on a header click and filters by text, outcome, label and score
+//! (`report.js`; the view is kept in the URL fragment). `render_diff`
+//! writes `lmc diff --html` with the same look. Every piece of text is
+//! escaped; the script only reads the page.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +16,7 @@ use std::io::Write;
 
 use serde_json::Value;
 
+use super::diff::{self, describe_change, describe_test, Change, Diff};
 use super::gate::GateOutcome;
 use super::junit::xml_escape as esc;
 use super::markdown::worst;
@@ -26,7 +32,15 @@ h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #dd
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
 th{background:#f5f5f5}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .pass{color:#176f2c}.fail{color:#b00020}pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;margin:2px 0;max-height:30em;overflow:auto}\
-details{margin:.6em 0;border:1px solid #e3e3e3;padding:.3em .6em}summary{cursor:pointer}.role{font-weight:600;color:#555}";
+details{margin:.6em 0;border:1px solid #e3e3e3;padding:.3em .6em}summary{cursor:pointer}.role{font-weight:600;color:#555}\
+table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}table.sortable th:after{content:\" \u{2195}\";color:#aaa}\
+table.sortable th[aria-sort=ascending]:after{content:\" \u{25B2}\";color:#222}table.sortable th[aria-sort=descending]:after{content:\" \u{25BC}\";color:#222}\
+.filters{display:flex;flex-wrap:wrap;gap:.6em;align-items:center;margin:.5em 0;padding:.5em;background:#f5f5f5;border:1px solid #ddd}\
+.filters input[type=search]{width:18em}.filters input[type=number]{width:5em}#f-shown{color:#555;margin-left:auto}\
+td.cell{max-width:22em;word-break:break-word}.k-wrong{color:#b00020}.k-error,.k-parse_failure{color:#8a4b00}.k-correct{color:#176f2c}";
+
+/// Sorting and filtering (inline, so the report stays one offline file).
+const JS: &str = include_str!("report.js");
 
 fn value_label(v: Option<&Value>) -> String {
     match v {
@@ -178,13 +192,18 @@ fn label_section(report: &EvalReport, field: &LabelField, h: &mut String) {
 fn example_details(r: &ExampleResult, h: &mut String) {
     let _ = write!(
         h,
-        "<details><summary>row {} — score {:.3}{}</summary>",
+        "<details><summary>row {} — score {:.3} — expected <b>{}</b>, got <b>{}</b></summary>",
         r.row,
         r.score,
-        r.error
-            .as_ref()
-            .map(|e| format!(" — <span class=fail>{}</span>", esc(e)))
-            .unwrap_or_default()
+        esc(&diff::compact(&r.expected)),
+        if r.error.is_some() {
+            format!(
+                "<span class=fail>{}</span>",
+                esc(&diff::got(r.outputs.as_ref(), r.error.as_deref()))
+            )
+        } else {
+            esc(&diff::got(r.outputs.as_ref(), None))
+        }
     );
     let _ = write!(
         h,
@@ -323,6 +342,23 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
             );
         }
         h.push_str("</ul>");
+        if let Some(c) = &g.comparison {
+            let _ = write!(
+                h,
+                "<p>Against the baseline: <b>{}</b> on {} paired examples; {}.</p>",
+                esc(&describe_change(c.baseline_mean, c.current_mean)),
+                c.n,
+                esc(&describe_test(c))
+            );
+        }
+        if !g.regressed.is_empty() {
+            let _ = write!(
+                h,
+                "<h2>Regressed against the baseline ({})</h2>",
+                g.regressed.len()
+            );
+            changes_table(&g.regressed, "baseline got", "now got", &mut h);
+        }
     }
     let scores: Vec<f64> = report.results.iter().map(|r| r.score).collect();
     h.push_str("<h2>Score distribution</h2>");
@@ -337,29 +373,81 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
             example_details(r, &mut h);
         }
     }
-    let _ = write!(
+    examples_table(report, &mut h);
+    let _ = writeln!(
         h,
-        "<h2>All examples</h2><table><tr><th>row</th><th>score</th><th>inputs</th><th>expected</th><th>outputs / error</th><th>latency s</th></tr>"
+        "<p style=\"color:#888\">lmc {} · {}</p><script>{JS}</script></body></html>",
+        esc(&report.lmc_version),
+        esc(&report.format)
     );
-    for r in report.results.iter().take(TABLE_ROWS) {
-        let out = match (&r.error, &r.outputs) {
-            (Some(e), _) => e.clone(),
-            (None, Some(o)) => compact_json(o),
-            (None, None) => String::new(),
-        };
-        let cls = if r.score >= 1.0 { "pass" } else { "fail" };
+    h
+}
+
+/// An example's outcome, for the kind filter: `correct`, `wrong` (scored
+/// under 1), `parse_failure` or `error` (the run failed).
+fn kind(r: &ExampleResult) -> &'static str {
+    match (&r.error, r.parse_failure) {
+        (Some(_), true) => "parse_failure",
+        (Some(_), false) => "error",
+        (None, _) if r.score >= 1.0 => "correct",
+        (None, _) => "wrong",
+    }
+}
+
+/// The filter bar and the sortable table of all examples.
+fn examples_table(report: &EvalReport, h: &mut String) {
+    // The label filter uses the first enum/bool output: the one a
+    // classification report is about.
+    let label_field = report.label_fields.first().map(|f| f.name.as_str());
+    let label_of = |r: &ExampleResult| {
+        label_field
+            .and_then(|f| r.expected.get(f))
+            .map(|v| value_label(Some(v)))
+    };
+    let mut labels: Vec<String> = report.results.iter().filter_map(label_of).collect();
+    labels.sort();
+    labels.dedup();
+    h.push_str("<h2>All examples</h2><div class=filters role=search>");
+    h.push_str(
+        "<label>search <input id=f-q type=search placeholder=\"text in any column\"></label>",
+    );
+    h.push_str("<label>outcome <select id=f-kind><option value=\"\">all</option><option value=correct>correct</option><option value=wrong>wrong</option><option value=parse_failure>parse failure</option><option value=error>error</option></select></label>");
+    if let (Some(f), false) = (label_field, labels.is_empty()) {
         let _ = write!(
             h,
-            "<tr><td class=n>{}</td><td class=\"n {cls}\">{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td class=n>{:.2}</td></tr>",
-            r.row,
-            r.score,
-            esc(&compact_json(&r.inputs)),
-            esc(&compact_json(&r.expected)),
-            esc(&out),
-            r.latency_s
+            "<label>expected {} <select id=f-label><option value=\"\">all</option>",
+            esc(f)
+        );
+        for l in &labels {
+            let _ = write!(h, "<option value=\"{0}\">{0}</option>", esc(l));
+        }
+        h.push_str("</select></label>");
+    }
+    h.push_str("<label>score from <input id=f-min type=number step=0.05 min=0 max=1></label><label>to <input id=f-max type=number step=0.05 min=0 max=1></label><button id=f-reset type=button>reset</button><span id=f-shown></span></div>");
+    h.push_str("<table id=examples class=sortable><thead><tr>\
+<th data-key=row data-type=n>row</th><th data-key=score data-type=n>score</th><th data-key=kind>outcome</th>\
+<th data-key=inputs>inputs</th><th data-key=expected>expected</th><th data-key=got>got</th>\
+<th data-key=latency data-type=n>latency s</th></tr></thead><tbody>");
+    for r in report.results.iter().take(TABLE_ROWS) {
+        let k = kind(r);
+        let label = label_of(r).unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr data-row={row} data-score=\"{score}\" data-kind={k} data-label=\"{label}\">\
+<td class=n>{row}</td><td class=\"n {cls}\" data-v=\"{score}\">{score:.3}</td><td class=k-{k}>{kt}</td>\
+<td class=cell>{inputs}</td><td class=cell>{expected}</td><td class=cell>{got}</td><td class=n data-v=\"{lat}\">{lat:.2}</td></tr>",
+            row = r.row,
+            score = r.score,
+            cls = if r.score >= 1.0 { "pass" } else { "fail" },
+            kt = k.replace('_', " "),
+            label = esc(&label),
+            inputs = esc(&diff::compact(&r.inputs)),
+            expected = esc(&diff::compact(&r.expected)),
+            got = esc(&diff::got(r.outputs.as_ref(), r.error.as_deref())),
+            lat = r.latency_s,
         );
     }
-    h.push_str("</table>");
+    h.push_str("</tbody></table>");
     if report.results.len() > TABLE_ROWS {
         let _ = write!(
             h,
@@ -367,12 +455,65 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
             report.results.len() - TABLE_ROWS
         );
     }
-    let _ = writeln!(
+}
+
+/// A sortable table of examples whose score changed between two runs.
+fn changes_table(changes: &[Change], before: &str, after: &str, h: &mut String) {
+    let _ = write!(
         h,
-        "<p style=\"color:#888\">lmc {} · {}</p></body></html>",
-        esc(&report.lmc_version),
-        esc(&report.format)
+        "<table class=sortable><thead><tr><th data-type=n>row</th><th data-type=n>before</th><th data-type=n>after</th>\
+<th>inputs</th><th>expected</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        esc(before),
+        esc(after)
     );
+    for c in changes {
+        let _ = write!(
+            h,
+            "<tr data-row={row}><td class=n>{row}</td><td class=n>{b:.3}</td><td class=\"n {cls}\">{a:.3}</td>\
+<td class=cell>{}</td><td class=cell>{}</td><td class=cell>{}</td><td class=cell>{}</td></tr>",
+            esc(&diff::compact(&c.inputs)),
+            esc(&diff::compact(&c.expected)),
+            esc(&c.before_got),
+            esc(&c.after_got),
+            row = c.row,
+            b = c.before,
+            a = c.after,
+            cls = if c.after > c.before { "pass" } else { "fail" },
+        );
+    }
+    h.push_str("</tbody></table>");
+}
+
+/// `lmc diff --html`: the change of mean, the paired test, then the
+/// regressed and improved examples, in one self-contained page.
+pub fn render_diff(d: &Diff, before: &str, after: &str) -> String {
+    let c = &d.comparison;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>lmc diff: {0} → {1}</title><style>{CSS}</style></head><body>\
+<h1>lmc diff</h1><table><tr><th>before</th><td>{0}</td></tr><tr><th>after</th><td>{1}</td></tr>\
+<tr><th>change</th><td><b>{2}</b> on {3} paired examples{4}</td></tr><tr><th>paired test</th><td>{5}</td></tr>\
+<tr><th>examples</th><td>{6} regressed, {7} improved, {8} unchanged</td></tr></table>",
+        esc(before),
+        esc(after),
+        esc(&describe_change(c.baseline_mean, c.current_mean)),
+        d.paired,
+        esc(&super::markdown::unpaired_note(d)),
+        esc(&describe_test(c)),
+        d.regressed.len(),
+        d.improved.len(),
+        d.paired - d.regressed.len() - d.improved.len()
+    );
+    for (title, list) in [("Regressed", &d.regressed), ("Improved", &d.improved)] {
+        let _ = write!(h, "<h2>{title} ({})</h2>", list.len());
+        if list.is_empty() {
+            h.push_str("<p>None.</p>");
+        } else {
+            changes_table(list, "before got", "after got", &mut h);
+        }
+    }
+    let _ = writeln!(h, "<script>{JS}</script></body></html>");
     h
 }
 
@@ -452,7 +593,8 @@ mod tests {
         };
         let h = render(&report, None);
         assert!(h.contains("<title>lmc eval: p&lt;&amp;&gt;</title>"));
-        assert!(!h.contains("<script>"), "raw reply must be escaped");
+        assert!(!h.contains("<script>alert"), "raw reply must be escaped");
+        assert!(!h.contains("src="), "no external assets");
         assert!(h.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(!h.contains("<b>row"), "inputs must be escaped");
         // Row `positive`: 1 right, 1 predicted negative; row `negative`:

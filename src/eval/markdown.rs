@@ -1,13 +1,19 @@
 //! Markdown summary (`--markdown FILE`), written for CI step summaries
 //! (GitHub's `$GITHUB_STEP_SUMMARY`, GitLab MR notes): the headline score
 //! with its interval, counts, the gate verdicts with test and p-value, and
-//! the lowest-scoring examples. Table cells are escaped (pipes, newlines,
+//! the examples that regressed against a `--baseline`, and the
+//! lowest-scoring examples; `render_diff` writes `lmc diff --markdown`.
+//! Table cells are escaped (pipes, newlines,
 //! HTML) and truncated, because inputs and replies are arbitrary text.
 
 use std::fmt::Write as _;
 
+use super::diff::{describe_change, describe_test, Change, Diff};
 use super::gate::GateOutcome;
 use super::{EvalReport, ExampleResult};
+
+/// How many changed examples a list shows (the JSON has them all).
+const CHANGES: usize = 50;
 
 /// How many of the lowest-scoring examples to list.
 const WORST: usize = 10;
@@ -126,6 +132,14 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
             let mark = if c.passed { "✅" } else { "❌" };
             let _ = writeln!(m, "- {mark} **{}**: {}", c.name, cell(&c.detail, 400));
         }
+        if !g.regressed.is_empty() {
+            let _ = writeln!(
+                m,
+                "\n### Regressed against the baseline ({} examples)\n",
+                g.regressed.len()
+            );
+            changes_table(&g.regressed, "Baseline", "Now", &mut m);
+        }
     }
     let worst = worst(report, WORST);
     if !worst.is_empty() {
@@ -156,6 +170,88 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         }
     }
     m
+}
+
+/// A table of changed examples: row, scores, inputs, expected, and what
+/// each run produced.
+fn changes_table(changes: &[Change], before: &str, after: &str, m: &mut String) {
+    let _ = writeln!(
+        m,
+        "| Row | Score | Inputs | Expected | {before} got | {after} got |\n|---:|---|---|---|---|---|"
+    );
+    for c in changes.iter().take(CHANGES) {
+        let _ = writeln!(
+            m,
+            "| {} | {:.2} → {:.2} | {} | {} | {} | {} |",
+            c.row,
+            c.before,
+            c.after,
+            cell(&compact(&c.inputs), 80),
+            cell(&compact(&c.expected), 40),
+            cell(&c.before_got, 60),
+            cell(&c.after_got, 60)
+        );
+    }
+    if changes.len() > CHANGES {
+        let _ = writeln!(
+            m,
+            "\n{} more: see `lmc diff --json`.",
+            changes.len() - CHANGES
+        );
+    }
+}
+
+/// `lmc diff --markdown`: the change of mean, the paired test, then the
+/// regressed and improved examples.
+pub fn render_diff(d: &Diff, before: &str, after: &str) -> String {
+    let c = &d.comparison;
+    let mut m = String::new();
+    let _ = writeln!(
+        m,
+        "## lmc diff: `{}` → `{}`\n",
+        cell(before, 120),
+        cell(after, 120)
+    );
+    let _ = writeln!(
+        m,
+        "- **{}** on {} paired examples{}",
+        describe_change(c.baseline_mean, c.current_mean),
+        d.paired,
+        unpaired_note(d)
+    );
+    let _ = writeln!(m, "- {}", cell(&describe_test(c), 300));
+    let _ = writeln!(
+        m,
+        "- {} regressed, {} improved, {} unchanged",
+        d.regressed.len(),
+        d.improved.len(),
+        d.paired - d.regressed.len() - d.improved.len()
+    );
+    for (title, list) in [("Regressed", &d.regressed), ("Improved", &d.improved)] {
+        let _ = writeln!(m, "\n### {title} ({})\n", list.len());
+        if list.is_empty() {
+            m.push_str("None.\n");
+        } else {
+            changes_table(list, "Before", "After", &mut m);
+        }
+    }
+    m
+}
+
+/// `; 3 rows only in the first report, ...` when the runs differ in rows.
+pub fn unpaired_note(d: &Diff) -> String {
+    let mut parts = Vec::new();
+    if d.only_before > 0 {
+        parts.push(format!("{} rows only in the first report", d.only_before));
+    }
+    if d.only_after > 0 {
+        parts.push(format!("{} rows only in the second", d.only_after));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({}, left out)", parts.join(", "))
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use crate::lm::Usage;
 use crate::trace::Trace;
 
+pub mod diff;
 pub mod gate;
 pub mod html;
 pub mod junit;
@@ -332,6 +333,21 @@ impl EvalError {
             EvalError::Empty => None,
         }
     }
+}
+
+/// A path as reports show it: relative to the working directory when it
+/// lies under it (reports are shared and committed, and an absolute local
+/// path says nothing to the reader and leaks the runner's layout), as
+/// given otherwise.
+pub fn report_path(p: &std::path::Path) -> PathBuf {
+    let stripped = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| p.strip_prefix(&cwd).ok().map(std::path::Path::to_path_buf));
+    let p = stripped.unwrap_or_else(|| p.to_path_buf());
+    // `./x.csv` and `x.csv` are the same file: show the shorter.
+    p.strip_prefix(".")
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or(p)
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ mod multichain;
 mod optimizer_registry;
 mod optimizer_snapshots;
 mod parse_cases;
+
+mod reports;
 mod run_cmd;
 mod tools;
 mod trust;
