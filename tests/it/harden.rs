@@ -526,8 +526,12 @@ fn sql_tool_and_metric_refuse_huge_values_without_allocating_them() {
     ] {
         let o = rt.block_on(tb.call("db", &json!({"sql": sql})));
         assert!(o.is_error, "{sql}: {}", o.observation);
+        // The cap refuses the value; on a heavily loaded machine the
+        // time limit may stop the query first, which is also a bounded
+        // refusal (the memory bound is asserted below either way).
         assert!(
-            o.observation.contains("cap") && o.observation.contains("max_value_bytes"),
+            (o.observation.contains("cap") && o.observation.contains("max_value_bytes"))
+                || o.observation.contains("time limit"),
             "{sql}: {}",
             o.observation
         );
