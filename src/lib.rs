@@ -12,6 +12,7 @@ pub mod cli;
 pub mod data;
 pub mod diag;
 pub mod eval;
+pub mod limits;
 pub mod lm;
 pub mod metric;
 pub mod optimize;
