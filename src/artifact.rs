@@ -217,14 +217,12 @@ pub fn is_artifact(path: &Path) -> bool {
     if !text.trim_start().starts_with('{') {
         return false;
     }
-    serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| {
-            v.get("format")
-                .and_then(|f| f.as_str())
-                .map(|f| f == FORMAT)
-        })
-        .unwrap_or(false)
+    match serde_json::from_str::<Value>(&text) {
+        Ok(v) => v.get("format").and_then(|f| f.as_str()) == Some(FORMAT),
+        // A damaged artifact (truncated write, bad edit) is still one: it
+        // must get JSON diagnostics, not be read as a YAML program.
+        Err(_) => text.contains(&format!("\"{FORMAT}\"")),
+    }
 }
 
 /// LM configuration safe to store: URL credentials (`user:pass@`) and query
