@@ -376,15 +376,21 @@ impl Artifact {
                                 predictors.insert(name, st);
                             }
                             Err(e) => problems.push(
-                                Problem::new(sub_path(&at, &e.path().to_string()), e.inner().to_string())
-                                    .hint("see docs/artifact.md for the predictor state layout"),
+                                Problem::new(
+                                    sub_path(&at, &e.path().to_string()),
+                                    e.inner().to_string(),
+                                )
+                                .hint("see docs/artifact.md for the predictor state layout"),
                             ),
                         }
                     }
                 }
                 Some(_) => problems.push(
-                    Problem::new("predictors", "`predictors` must be an object keyed by predictor path")
-                        .hint("e.g. `\"predictors\": {\"classify\": {\"demos\": []}}`"),
+                    Problem::new(
+                        "predictors",
+                        "`predictors` must be an object keyed by predictor path",
+                    )
+                    .hint("e.g. `\"predictors\": {\"classify\": {\"demos\": []}}`"),
                 ),
                 None => {}
             }
@@ -393,8 +399,11 @@ impl Artifact {
             Ok(a) => Some(a),
             Err(e) => {
                 problems.push(
-                    Problem::new(e.path().to_string().trim_start_matches('.'), e.inner().to_string())
-                        .hint("see docs/artifact.md for the artifact layout"),
+                    Problem::new(
+                        e.path().to_string().trim_start_matches('.'),
+                        e.inner().to_string(),
+                    )
+                    .hint("see docs/artifact.md for the artifact layout"),
                 );
                 None
             }

@@ -78,7 +78,9 @@ pub fn check_state(path: &str, st: &PredictorState, knn_key: &str) -> Vec<Proble
                     sub_path(&at, "k"),
                     format!("kNN `k` is {}; at most {MAX_KNN_K} is allowed", knn.k),
                 )
-                .hint("`k` is how many demos each call gets; compile writes a small number such as 3"),
+                .hint(
+                    "`k` is how many demos each call gets; compile writes a small number such as 3",
+                ),
             );
         }
         if knn.pool.len() > MAX_DEMOS {

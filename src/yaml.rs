@@ -620,7 +620,10 @@ mod tests {
         let mut src = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
         let mut prev = 'a';
         for c in "bcdefghij".chars() {
-            src.push_str(&format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(", ")));
+            src.push_str(&format!(
+                "{c}: &{c} [{}]\n",
+                vec![format!("*{prev}"); 9].join(", ")
+            ));
             prev = c;
         }
         let e = parse(&src).unwrap_err();
@@ -643,7 +646,9 @@ mod tests {
         let e = parse(&flow).unwrap_err();
         assert!(e.message.contains("nested more than"), "{e}");
         assert!(e.pos.is_some());
-        let block: String = (0..1000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let block: String = (0..1000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
         let e = parse(&block).unwrap_err();
         assert!(e.message.contains("nested more than"), "{e}");
         assert_eq!(e.pos.map(|p| p.line), Some(MAX_DEPTH + 1));

@@ -100,28 +100,119 @@ fn read(rel: &str) -> String {
 
 /// Tokens spliced into YAML inputs: structure, aliases, types, numbers.
 const YAML_TOKENS: &[&str] = &[
-    "&a ", "*a", "&b [*a, *a, *a]", "[", "]", "{", "}", ": ", "\n", "\n  ", "- ", "    ",
-    "list[", "enum[", "optional[", "Literal['x', 'y']", "json", "'", "\"", "# c", "!!str ", "~",
-    "---\n", "? ", "|\n  x\n", ">\n", "\t", "kind: predict", "kind: react", "signature: s",
-    "inputs:", "outputs:", "nodes:", "signatures:", "tools:", "metric:", "datasets:", " -> ",
-    "input.q", "n.a", "1e309", "-1", "99999999999999999999", "0x1F", ".nan", "\u{feff}",
-    "[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]", "a: 1\na: 2\n", "\r\n", "\u{0}", "é",
+    "&a ",
+    "*a",
+    "&b [*a, *a, *a]",
+    "[",
+    "]",
+    "{",
+    "}",
+    ": ",
+    "\n",
+    "\n  ",
+    "- ",
+    "    ",
+    "list[",
+    "enum[",
+    "optional[",
+    "Literal['x', 'y']",
+    "json",
+    "'",
+    "\"",
+    "# c",
+    "!!str ",
+    "~",
+    "---\n",
+    "? ",
+    "|\n  x\n",
+    ">\n",
+    "\t",
+    "kind: predict",
+    "kind: react",
+    "signature: s",
+    "inputs:",
+    "outputs:",
+    "nodes:",
+    "signatures:",
+    "tools:",
+    "metric:",
+    "datasets:",
+    " -> ",
+    "input.q",
+    "n.a",
+    "1e309",
+    "-1",
+    "99999999999999999999",
+    "0x1F",
+    ".nan",
+    "\u{feff}",
+    "[[[[[[[[[[[[[[[[",
+    "]]]]]]]]]]]]]]]]",
+    "a: 1\na: 2\n",
+    "\r\n",
+    "\u{0}",
+    "é",
 ];
 
 /// Tokens spliced into JSON inputs.
 const JSON_TOKENS: &[&str] = &[
-    "{", "}", "[", "]", ",", ":", "\"k\"", "\"knn\"", "\"demos\"", "\"pool\"", "\"fields\"",
-    "\"augmented\"", "\"signature\"", "\"instructions\"", "\"lmc_knn\"", "\"predictors\"",
-    "null", "true", "false", "0", "-1", "1e999", "18446744073709551616", "1000000000000000",
-    "\"\\u0000\"", "\"\\ud800\"", "\"x\"", "[[[[[[[[[[[[[[[[[[[[", "{\"a\":{\"a\":{\"a\":",
-    "\"format\": \"lmc.artifact\"", "\n", " ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"k\"",
+    "\"knn\"",
+    "\"demos\"",
+    "\"pool\"",
+    "\"fields\"",
+    "\"augmented\"",
+    "\"signature\"",
+    "\"instructions\"",
+    "\"lmc_knn\"",
+    "\"predictors\"",
+    "null",
+    "true",
+    "false",
+    "0",
+    "-1",
+    "1e999",
+    "18446744073709551616",
+    "1000000000000000",
+    "\"\\u0000\"",
+    "\"\\ud800\"",
+    "\"x\"",
+    "[[[[[[[[[[[[[[[[[[[[",
+    "{\"a\":{\"a\":{\"a\":",
+    "\"format\": \"lmc.artifact\"",
+    "\n",
+    " ",
 ];
 
 /// Tokens spliced into dataset rows.
 const ROW_TOKENS: &[&str] = &[
-    ",", "\"", "\n", "\r\n", "\t", "positive", "negative", "POSITIVE", "", "{", "}", "[", "]",
-    "{\"sentence\": \"x\", \"label\": \"positive\"}", "null", "1e999", "\u{feff}", "\u{0}",
-    "[1, 2", "\"\"", "ｘ",
+    ",",
+    "\"",
+    "\n",
+    "\r\n",
+    "\t",
+    "positive",
+    "negative",
+    "POSITIVE",
+    "",
+    "{",
+    "}",
+    "[",
+    "]",
+    "{\"sentence\": \"x\", \"label\": \"positive\"}",
+    "null",
+    "1e999",
+    "\u{feff}",
+    "\u{0}",
+    "[1, 2",
+    "\"\"",
+    "ｘ",
 ];
 
 #[derive(Debug, Clone)]
@@ -266,7 +357,11 @@ fn artifact_seed(program: &Program) -> String {
 }
 
 fn dataset_seeds() -> Vec<String> {
-    let csv: String = read("datasets/sst2/dev.csv").lines().take(12).map(|l| format!("{l}\n")).collect();
+    let csv: String = read("datasets/sst2/dev.csv")
+        .lines()
+        .take(12)
+        .map(|l| format!("{l}\n"))
+        .collect();
     let jsonl: String = csv
         .lines()
         .skip(1)
@@ -356,7 +451,13 @@ fn dataset_target(program: &Program, input: &str) -> Result<(), TestCaseError> {
 /// slowest case seen.
 fn all_targets(cases: u32, seed: u64) -> ([u32; 4], Duration) {
     let program = sentiment();
-    let (a, sa) = drive("program", inputs(program_seeds(), YAML_TOKENS), cases, seed, program_target);
+    let (a, sa) = drive(
+        "program",
+        inputs(program_seeds(), YAML_TOKENS),
+        cases,
+        seed,
+        program_target,
+    );
     let (b, sb) = drive(
         "artifact",
         inputs(vec![artifact_seed(&program)], JSON_TOKENS),
@@ -364,14 +465,19 @@ fn all_targets(cases: u32, seed: u64) -> ([u32; 4], Duration) {
         seed,
         artifact_target,
     );
-    let dspy = serde_json::to_string_pretty(&lmc::cli::export::to_dspy(&program, &sample_overlay()))
-        .expect("dspy json");
+    let dspy =
+        serde_json::to_string_pretty(&lmc::cli::export::to_dspy(&program, &sample_overlay()))
+            .expect("dspy json");
     let (c, sc) = drive("dspy", inputs(vec![dspy], JSON_TOKENS), cases, seed, |s| {
         dspy_target(&program, s)
     });
-    let (d, sd) = drive("dataset", inputs(dataset_seeds(), ROW_TOKENS), cases, seed, |s| {
-        dataset_target(&program, s)
-    });
+    let (d, sd) = drive(
+        "dataset",
+        inputs(dataset_seeds(), ROW_TOKENS),
+        cases,
+        seed,
+        |s| dataset_target(&program, s),
+    );
     ([a, b, c, d], sa.max(sb).max(sc).max(sd))
 }
 

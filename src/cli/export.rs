@@ -164,8 +164,11 @@ pub fn to_dspy(program: &Program, overlay: &Overlay) -> Value {
 /// back gives the same overlay.
 pub fn from_dspy(program: &Program, saved: &Value) -> Result<Overlay, Vec<Problem>> {
     let Some(obj) = saved.as_object() else {
-        return Err(vec![Problem::new("", "expected a JSON object of predictor states")
-            .hint("DSPy writes one with `module.save(\"program.json\")`")]);
+        return Err(vec![Problem::new(
+            "",
+            "expected a JSON object of predictor states",
+        )
+        .hint("DSPy writes one with `module.save(\"program.json\")`")]);
     };
     let mut overlay = Overlay::default();
     let mut problems = Vec::new();
@@ -333,8 +336,8 @@ pub fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let doc = JsonDoc::new(&text, &args.file);
     let saved: Value =
         serde_json::from_str(&text).map_err(|e| input_err(doc.syntax(&e).to_string()))?;
-    let overlay = from_dspy(&program, &saved)
-        .map_err(|ps| input_err(doc.diagnostics(ps).to_string()))?;
+    let overlay =
+        from_dspy(&program, &saved).map_err(|ps| input_err(doc.diagnostics(ps).to_string()))?;
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = target
             .path

@@ -62,8 +62,10 @@ fn parse_type_at(text: &str, depth: usize) -> Result<FieldType, ShorthandError> 
     let (head, args) = match t.find('[') {
         Some(open) => {
             if !t.ends_with(']') {
-                return Err(ShorthandError::new(format!("bad type `{}`: unclosed `[`", clip(t)))
-                    .hint("close the bracket, e.g. `list[str]`"));
+                return Err(
+                    ShorthandError::new(format!("bad type `{}`: unclosed `[`", clip(t)))
+                        .hint("close the bracket, e.g. `list[str]`"),
+                );
             }
             (t[..open].trim(), Some(&t[open + 1..t.len() - 1]))
         }
@@ -73,8 +75,10 @@ fn parse_type_at(text: &str, depth: usize) -> Result<FieldType, ShorthandError> 
     let need_args = |what: &str| -> Result<&str, ShorthandError> {
         match args {
             Some(a) if !a.trim().is_empty() => Ok(a),
-            _ => Err(ShorthandError::new(format!("`{}` needs {what}", clip(head)))
-                .hint(format!("e.g. `{}`", example_for(&lower)))),
+            _ => Err(
+                ShorthandError::new(format!("`{}` needs {what}", clip(head)))
+                    .hint(format!("e.g. `{}`", example_for(&lower))),
+            ),
         }
     };
     let no_args = |ty: FieldType| -> Result<FieldType, ShorthandError> {
@@ -284,7 +288,11 @@ mod tests {
 
     #[test]
     fn depth_is_bounded() {
-        let ok = format!("{}str{}", "list[".repeat(MAX_TYPE_DEPTH - 1), "]".repeat(MAX_TYPE_DEPTH - 1));
+        let ok = format!(
+            "{}str{}",
+            "list[".repeat(MAX_TYPE_DEPTH - 1),
+            "]".repeat(MAX_TYPE_DEPTH - 1)
+        );
         assert!(parse_type(&ok).is_ok());
         let deep = format!("{}str{}", "list[".repeat(20_000), "]".repeat(20_000));
         let e = parse_type(&deep).unwrap_err();

@@ -191,7 +191,10 @@ fn issue_11_huge_knn_k_artifact_exits_2_located() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("kNN `k` is 1000000000000000"), "{err}");
     assert!(err.contains("predictors.classify.knn.k"), "{err}");
-    let line = err.lines().find(|l| l.contains("--> huge.json:")).unwrap_or("");
+    let line = err
+        .lines()
+        .find(|l| l.contains("--> huge.json:"))
+        .unwrap_or("");
     let loc: Vec<&str> = line.rsplit(':').take(2).collect();
     assert!(
         loc.len() == 2 && loc.iter().all(|n| n.parse::<usize>().is_ok()),
@@ -205,7 +208,8 @@ fn issue_11_malformed_artifact_reports_every_problem_at_once() {
     let dir = tmp();
     let mut a = artifact(dir.path());
     a["predictors"]["classify"]["demos"][0]["augmented"] = "yes".into();
-    a["predictors"]["other"] = serde_json::json!({"knn": {"k": 5000, "input_fields": [], "pool": []}});
+    a["predictors"]["other"] =
+        serde_json::json!({"knn": {"k": 5000, "input_fields": [], "pool": []}});
     a["lineage"]["seed"] = "not a number".into();
     write_json(&dir.path().join("bad.json"), &a);
     let (code, err, _) = run_artifact(dir.path(), "bad.json");
@@ -220,8 +224,11 @@ fn issue_11_malformed_artifact_reports_every_problem_at_once() {
     }
     assert_eq!(err.matches("--> bad.json:").count(), 3, "{err}");
 
-    std::fs::write(dir.path().join("cut.json"), r#"{"format": "lmc.artifact", "predictors": {"#)
-        .unwrap();
+    std::fs::write(
+        dir.path().join("cut.json"),
+        r#"{"format": "lmc.artifact", "predictors": {"#,
+    )
+    .unwrap();
     let (code, err, _) = run_artifact(dir.path(), "cut.json");
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cut.json:1:"), "{err}");
@@ -301,6 +308,9 @@ fn issue_11_oversized_cassette_line_is_refused() {
     drop(f);
     let (code, err, rss) = run_measured(dir.path(), &["cache", "import", "c.jsonl"]);
     assert_ne!(code, 0, "{err}");
-    assert!(err.contains("line 1") && err.contains("longer than"), "{err}");
+    assert!(
+        err.contains("line 1") && err.contains("longer than"),
+        "{err}"
+    );
     assert!(rss.is_none_or(|kb| kb < 200 * 1024), "peak RSS {rss:?} KB");
 }
