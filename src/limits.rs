@@ -1,6 +1,6 @@
 //! Limits on what lmc reads, and located diagnostics for JSON inputs.
 //!
-//! Artifacts and DSPy imports arrive in pull requests like programs do, so
+//! Programs, artifacts and DSPy imports arrive in pull requests like programs do, so
 //! they are validated as strictly: a number that sizes an allocation (a kNN
 //! `k`, a demo count) is checked against a bound before anything uses it,
 //! and every problem is reported at once with file:line:col, the JSON path
@@ -22,6 +22,11 @@ use crate::yaml::{self, PosIndex};
 pub const MAX_DEMOS: usize = 10_000;
 /// Largest kNN `k`: demos chosen per call, each rendered into the prompt.
 pub const MAX_KNN_K: usize = 1_000;
+
+/// Largest `n` (refine, best_of_n, multi_chain_comparison) or `max_iters`
+/// (react) a program may set: each is a number of LM calls per example,
+/// and multi_chain_comparison adds one input field per attempt.
+pub const MAX_REPEAT: usize = 1_000;
 
 /// A problem found in a JSON document, before it is located.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,8 +167,8 @@ mod tests {
         let text = "{\n  \"predictors\": {\n    \"a.predict\": {\"knn\": {\"k\": 5}}\n  }\n}\n";
         let doc = JsonDoc::new(text, Path::new("x.json"));
         let d = doc.locate(Problem::new("predictors.a.predict.knn.k", "bad"));
-        assert_eq!(d.pos, Some(crate::diag::Pos::new(3, 36)));
-        assert_eq!(d.to_string().lines().nth(1), Some("  --> x.json:3:36"));
+        assert_eq!(d.pos, Some(crate::diag::Pos::new(3, 32)));
+        assert_eq!(d.to_string().lines().nth(1), Some("  --> x.json:3:32"));
     }
 
     #[test]

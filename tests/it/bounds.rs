@@ -214,6 +214,10 @@ fn issue_11_malformed_artifact_reports_every_problem_at_once() {
     write_json(&dir.path().join("bad.json"), &a);
     let (code, err, _) = run_artifact(dir.path(), "bad.json");
     assert_eq!(code, 2, "{err}");
+    // `lmc check` validates artifacts the same way.
+    let (code, _, check_err) = run(lmc().current_dir(dir.path()).args(["check", "bad.json"]));
+    assert_eq!(code, 2, "{check_err}");
+    assert!(check_err.contains("3 errors found"), "{check_err}");
     for want in [
         "predictors.classify.demos[0].augmented",
         "predictors.other.knn.k",
@@ -313,4 +317,21 @@ fn issue_11_oversized_cassette_line_is_refused() {
         "{err}"
     );
     assert!(rss.is_none_or(|kb| kb < 200 * 1024), "peak RSS {rss:?} KB");
+}
+
+#[test]
+fn issue_11_huge_attempt_counts_are_refused_at_load() {
+    // `n: 4000000000` made `lmc check` loop for minutes.
+    let dir = tmp();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        "name: m\nsignatures:\n  s: \"q -> a\"\ninputs: {q: str}\nnodes:\n  \
+         n: {kind: multi_chain_comparison, signature: s, n: 4000000000, inputs: {q: input.q}}\n\
+         outputs: {a: n.a}\n",
+    )
+    .unwrap();
+    let (code, err, _) = run_measured(dir.path(), &["check", "m.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`n` is 4000000000; at most 1000"), "{err}");
+    assert!(err.contains("m.yaml:6:"), "{err}");
 }
