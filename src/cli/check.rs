@@ -75,7 +75,8 @@ fn load(file: &std::path::Path) -> Result<Program, Diagnostics> {
     if !crate::artifact::is_artifact(file) {
         return program::load(file);
     }
-    let other = |e: ArtifactError| -> Diagnostics { Diagnostic::error(e.to_string()).file(file).into() };
+    let other =
+        |e: ArtifactError| -> Diagnostics { Diagnostic::error(e.to_string()).file(file).into() };
     let artifact = Artifact::load(file).map_err(|e| match e {
         ArtifactError::Diagnostics(ds) => ds,
         e => other(e),
