@@ -396,7 +396,16 @@ fn drive<S: Strategy<Value = String>>(
         ran.set(ran.get() + 1);
         let t = Instant::now();
         let r = check(&input);
-        slowest.set(slowest.get().max(t.elapsed()));
+        let took = t.elapsed();
+        if took > slowest.get() {
+            slowest.set(took);
+            // Keep the slowest input of each target to look at later.
+            if took > Duration::from_millis(500) {
+                let path =
+                    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-slowest-{name}.txt"));
+                let _ = std::fs::write(path, &input);
+            }
+        }
         r
     });
     if let Err(e) = result {
@@ -479,6 +488,14 @@ fn all_targets(cases: u32, seed: u64) -> ([u32; 4], Duration) {
         |s| dataset_target(&program, s),
     );
     ([a, b, c, d], sa.max(sb).max(sc).max(sd))
+}
+
+/// The memory cap is real: one case cannot reserve more than [`CASE_MEMORY`].
+#[test]
+fn allocator_caps_a_case() {
+    let mut v: Vec<u8> = Vec::new();
+    assert!(v.try_reserve(CASE_MEMORY + 1).is_err());
+    assert!(v.try_reserve(1 << 20).is_ok());
 }
 
 /// The bounded pass `cargo test` runs: a few hundred inputs per target.
