@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
+use crate::diag::Diagnostics;
+use crate::limits::{check_state, sub_path, JsonDoc, Problem};
 use crate::overlay::{Overlay, PredictorState};
 use crate::program::{LmConfig, Program};
 
@@ -37,8 +39,10 @@ pub enum ArtifactError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a valid lmc artifact: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// Everything wrong with the file, located (rendered like program
+    /// diagnostics).
+    #[error("{0}")]
+    Diagnostics(Diagnostics),
     #[error("{path}: artifact format version {found} is newer than this lmc understands ({FORMAT_VERSION}); upgrade lmc")]
     Version { path: PathBuf, found: u32 },
     #[error("the program embedded in the artifact does not load: {0}")]
@@ -235,14 +239,12 @@ pub fn is_artifact(path: &Path) -> bool {
     if !text.trim_start().starts_with('{') {
         return false;
     }
-    serde_json::from_str::<Value>(&text)
-        .ok()
-        .and_then(|v| {
-            v.get("format")
-                .and_then(|f| f.as_str())
-                .map(|f| f == FORMAT)
-        })
-        .unwrap_or(false)
+    match serde_json::from_str::<Value>(&text) {
+        Ok(v) => v.get("format").and_then(|f| f.as_str()) == Some(FORMAT),
+        // A damaged artifact (truncated write, bad edit) is still one: it
+        // must get JSON diagnostics, not be read as a YAML program.
+        Err(_) => text.contains(&format!("\"{FORMAT}\"")),
+    }
 }
 
 /// LM configuration safe to store: URL credentials (`user:pass@`) and query
@@ -349,32 +351,92 @@ impl Artifact {
         Ok(a)
     }
 
-    /// Parse artifact JSON (`origin` names it in errors).
+    /// Parse and validate artifact JSON (`origin` names it in errors).
+    /// Each predictor is read on its own and checked against the bounds in
+    /// [`crate::limits`], so every problem in the file is reported at once,
+    /// located, before anything sizes an allocation from it.
     pub fn from_json(text: &str, origin: &Path) -> Result<Artifact, ArtifactError> {
-        let invalid = |message: String| ArtifactError::Invalid {
-            path: origin.to_path_buf(),
-            message,
-        };
-        let v: Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let doc = JsonDoc::new(text, origin);
+        let fail = |ds: Diagnostics| ArtifactError::Diagnostics(ds);
+        let mut v: Value = serde_json::from_str(text).map_err(|e| fail(doc.syntax(&e).into()))?;
+        let mut problems = Vec::new();
         match v.get("format").and_then(|f| f.as_str()) {
             Some(FORMAT) => {}
             Some(other) => {
-                return Err(invalid(format!("format is `{other}`, expected `{FORMAT}`")))
+                return Err(fail(doc.diagnostics(vec![Problem::new(
+                    "format",
+                    format!("format is `{other}`, expected `{FORMAT}`"),
+                )
+                .hint("this file is not an lmc artifact")])))
             }
-            None => return Err(invalid(format!("no `\"format\": \"{FORMAT}\"` tag"))),
+            None => {
+                return Err(fail(doc.diagnostics(vec![Problem::new(
+                    "",
+                    format!("no `\"format\": \"{FORMAT}\"` tag"),
+                )
+                .hint("this file is not an lmc artifact")])))
+            }
         }
         if let Some(found) = v.get("format_version").and_then(|f| f.as_u64()) {
             if found > FORMAT_VERSION as u64 {
                 return Err(ArtifactError::Version {
                     path: origin.to_path_buf(),
-                    found: found as u32,
+                    found: u32::try_from(found).unwrap_or(u32::MAX),
                 });
             }
         }
-        serde_path_to_error::deserialize::<_, Artifact>(v).map_err(|e| {
-            let at = e.path().to_string();
-            invalid(format!("at `{at}`: {}", e.inner()))
-        })
+        // Predictors one by one (serde stops at the first error), then the rest.
+        let mut predictors = BTreeMap::new();
+        if let Some(obj) = v.as_object_mut() {
+            match obj.insert("predictors".into(), Value::Object(Default::default())) {
+                Some(Value::Object(m)) => {
+                    for (name, st) in m {
+                        let at = sub_path("predictors", &name);
+                        match serde_path_to_error::deserialize::<_, PredictorState>(st) {
+                            Ok(st) => {
+                                problems.extend(check_state(&at, &st, "knn"));
+                                predictors.insert(name, st);
+                            }
+                            Err(e) => problems.push(
+                                Problem::new(
+                                    sub_path(&at, &e.path().to_string()),
+                                    e.inner().to_string(),
+                                )
+                                .hint("see docs/artifact.md for the predictor state layout"),
+                            ),
+                        }
+                    }
+                }
+                Some(_) => problems.push(
+                    Problem::new(
+                        "predictors",
+                        "`predictors` must be an object keyed by predictor path",
+                    )
+                    .hint("e.g. `\"predictors\": {\"classify\": {\"demos\": []}}`"),
+                ),
+                None => {}
+            }
+        }
+        let artifact = match serde_path_to_error::deserialize::<_, Artifact>(v) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                problems.push(
+                    Problem::new(
+                        e.path().to_string().trim_start_matches('.'),
+                        e.inner().to_string(),
+                    )
+                    .hint("see docs/artifact.md for the artifact layout"),
+                );
+                None
+            }
+        };
+        match artifact {
+            Some(mut a) if problems.is_empty() => {
+                a.predictors = predictors;
+                Ok(a)
+            }
+            _ => Err(fail(doc.diagnostics(problems))),
+        }
     }
 
     /// The overlay to run the program with.
@@ -405,14 +467,19 @@ impl Artifact {
         let program = crate::program::load_str(&self.program.source, &path)
             .map_err(|e| ArtifactError::Program(e.to_string()))?;
         let known: Vec<String> = program.predictors().into_iter().map(|p| p.path).collect();
-        for p in self.predictors.keys() {
-            if !known.contains(p) {
-                return Err(ArtifactError::UnknownPredictor {
-                    path: p.clone(),
-                    program: program.name.clone(),
-                    known: known.join(", "),
-                });
-            }
+        let known_set: std::collections::HashSet<&String> = known.iter().collect();
+        let unknown: Vec<&str> = self
+            .predictors
+            .keys()
+            .filter(|p| !known_set.contains(p))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ArtifactError::UnknownPredictor {
+                path: unknown.join("`, `"),
+                program: program.name.clone(),
+                known: known.join(", "),
+            });
         }
         Ok(program)
     }
@@ -469,5 +536,6 @@ mod tests {
     fn rejects_other_formats() {
         let e = Artifact::from_json(r#"{"format":"x"}"#, Path::new("f.json")).unwrap_err();
         assert!(e.to_string().contains("expected `lmc.artifact`"), "{e}");
+        assert!(e.to_string().contains("f.json:1:11"), "{e}");
     }
 }

@@ -236,9 +236,21 @@ pub fn did_you_mean<'a, I>(word: &str, candidates: I) -> Option<String>
 where
     I: IntoIterator<Item = &'a str>,
 {
+    // Suggestions are for typos in names: a long word is no typo, and a
+    // huge candidate list (a file with 500k keys) must not make every
+    // error cost a pass over all of it.
+    const MAX_WORD: usize = 64;
+    const MAX_CANDIDATES: usize = 1000;
+    if word.len() > MAX_WORD {
+        return None;
+    }
+    let word = word.to_lowercase();
     let mut best: Option<(f64, &str)> = None;
-    for c in candidates {
-        let score = strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase());
+    for c in candidates.into_iter().take(MAX_CANDIDATES) {
+        if c.len() > MAX_WORD {
+            continue;
+        }
+        let score = strsim::jaro_winkler(&word, &c.to_lowercase());
         if score >= 0.8 && best.is_none_or(|(s, _)| score > s) {
             best = Some((score, c));
         }

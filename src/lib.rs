@@ -14,6 +14,7 @@ pub mod data;
 pub mod diag;
 pub mod eval;
 pub mod interrupt;
+pub mod limits;
 pub mod lm;
 pub mod metric;
 pub mod optimize;

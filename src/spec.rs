@@ -11,33 +11,47 @@
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 
 use crate::program::LmConfig;
 
-/// A YAML mapping kept in the order written (node order, field order).
+/// A YAML mapping kept in the order written (node order, field order),
+/// with a name index: lowering looks names up once per reference, and a
+/// linear scan there made loading quadratic in the number of nodes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OrderedMap<T>(pub Vec<(String, T)>);
+pub struct OrderedMap<T> {
+    entries: Vec<(String, T)>,
+    /// Name -> position of its first entry.
+    index: HashMap<String, usize>,
+}
 
 impl<T> Default for OrderedMap<T> {
     fn default() -> Self {
-        OrderedMap(Vec::new())
+        OrderedMap::from_vec(Vec::new())
     }
 }
 
 impl<T> OrderedMap<T> {
+    pub fn from_vec(entries: Vec<(String, T)>) -> Self {
+        let mut index = HashMap::with_capacity(entries.len());
+        for (i, (k, _)) in entries.iter().enumerate() {
+            index.entry(k.clone()).or_insert(i);
+        }
+        OrderedMap { entries, index }
+    }
     pub fn get(&self, key: &str) -> Option<&T> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.index.get(key).map(|&i| &self.entries[i].1)
     }
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| k.as_str())
+        self.entries.iter().map(|(k, _)| k.as_str())
     }
     pub fn iter(&self) -> impl Iterator<Item = &(String, T)> {
-        self.0.iter()
+        self.entries.iter()
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.entries.is_empty()
     }
 }
 
@@ -54,10 +68,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OrderedMap<T> {
                 while let Some((k, v)) = m.next_entry::<String, T>()? {
                     out.push((k, v));
                 }
-                Ok(OrderedMap(out))
+                Ok(OrderedMap::from_vec(out))
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(OrderedMap(Vec::new()))
+                Ok(OrderedMap::default())
             }
         }
         d.deserialize_any(V(PhantomData))
@@ -363,7 +377,7 @@ mod tests {
             assert!(v["nodes"]["n"].get(k).is_some(), "{k}");
         }
         let spec: ProgramSpec = serde_json::from_value(v).unwrap();
-        assert_eq!(spec.nodes.0[0].1.inputs.0.len(), 2);
+        assert_eq!(spec.nodes.iter().next().unwrap().1.inputs.iter().count(), 2);
         assert!(matches!(
             spec.signatures.get("t"),
             Some(SignatureSpec::Text(_))

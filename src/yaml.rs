@@ -9,6 +9,15 @@
 //! converts the tree to `serde_json::Value` plus a path → position index
 //! for the serde-based spec layer. Syntax errors (bad indentation, tabs,
 //! unclosed quotes) come back as located diagnostics, never panics.
+//!
+//! Program files arrive in pull requests, so this reader is bounded: the
+//! event loop is driven here (yaml-rust2's own `load` recurses once per
+//! nesting level), nesting deeper than [`MAX_DEPTH`] is refused, and alias
+//! expansion is charged against a node and byte budget so a "billion
+//! laughs" file fails at the first alias over budget instead of expanding
+//! exponentially. Every tree this module returns is at most [`MAX_DEPTH`]
+//! deep, which is what lets the recursive walks below (and in callers) stay
+//! recursive.
 
 use serde_json::{Map, Number, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +26,18 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 use yaml_rust2::Yaml;
 
 use crate::diag::{Diagnostic, Pos};
+
+/// Deepest nesting of mappings and sequences a YAML file may have. Program
+/// files need a handful of levels (JSON schemas a few more); serde_json
+/// stops at 128 for the same reason.
+pub const MAX_DEPTH: usize = 64;
+/// Nodes that alias expansion may add to a document, all aliases together.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+/// Scalar bytes that alias expansion may add to a document.
+pub const MAX_ALIAS_BYTES: usize = 16 << 20;
+const DEPTH_HINT: &str = "flatten the structure; no lmc file needs this much nesting";
+/// Duplicate keys reported one by one; the rest are counted.
+const MAX_DUPLICATES: usize = 100;
 
 /// A YAML node with the position where it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,14 +198,35 @@ pub fn parse(source: &str) -> Result<Document, Diagnostic> {
     let source = source.strip_prefix('\u{feff}').unwrap_or(source);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
-    if let Err(e) = parser.load(&mut builder, true) {
-        let m = e.marker();
-        return Err(Diagnostic::error(format!("invalid YAML: {}", e.info()))
-            .at(Some(pos_of(m)))
-            .maybe_hint(syntax_hint(source, m.line(), e.info())));
-    }
-    if let Some(msg) = builder.fatal {
-        return Err(Diagnostic::error(msg.0).at(Some(msg.1)));
+    // Pull events one at a time (the parser itself is an explicit state
+    // machine), so depth costs no stack and a fatal problem stops the read.
+    loop {
+        let (ev, mark) = match parser.next_token() {
+            Ok(e) => e,
+            Err(e) => {
+                let m = e.marker();
+                // The scanner stops flow nesting (`[[[...`) at 255 levels
+                // on its own, before the depth check below sees it.
+                if e.info() == "recursion limit exceeded" {
+                    return Err(Diagnostic::error(format!(
+                        "YAML nested more than {MAX_DEPTH} levels deep"
+                    ))
+                    .at(Some(pos_of(m)))
+                    .hint(DEPTH_HINT));
+                }
+                return Err(Diagnostic::error(format!("invalid YAML: {}", e.info()))
+                    .at(Some(pos_of(m)))
+                    .maybe_hint(syntax_hint(source, m.line(), e.info())));
+            }
+        };
+        let end = ev == Event::StreamEnd;
+        builder.on_event(ev, mark);
+        if let Some((msg, pos, hint)) = builder.fatal.take() {
+            return Err(Diagnostic::error(msg).at(Some(pos)).maybe_hint(hint));
+        }
+        if end {
+            break;
+        }
     }
     if builder.docs.len() > 1 {
         return Err(
@@ -200,10 +242,17 @@ pub fn parse(source: &str) -> Result<Document, Diagnostic> {
             plain: true,
         },
     });
-    Ok(Document {
-        root,
-        problems: builder.problems,
-    })
+    let mut problems = builder.problems;
+    if builder.duplicates > MAX_DUPLICATES {
+        problems.push(
+            Diagnostic::error(format!(
+                "{} more duplicate keys not listed",
+                builder.duplicates - MAX_DUPLICATES
+            ))
+            .hint("remove the repeated keys; names must be unique"),
+        );
+    }
+    Ok(Document { root, problems })
 }
 
 /// A hint for common syntax mistakes, read off the offending line.
@@ -252,9 +301,59 @@ struct Builder {
     /// Open containers: a node plus, for maps, a pending key.
     stack: Vec<Frame>,
     docs: Vec<YNode>,
-    anchors: HashMap<usize, YNode>,
+    /// Anchored nodes with their size (see [`Size`]), for aliases.
+    anchors: HashMap<usize, (YNode, Size)>,
+    /// What alias expansion has added so far.
+    expanded: Size,
     problems: Vec<Diagnostic>,
-    fatal: Option<(String, Pos)>,
+    /// Duplicate keys seen (reported up to [`MAX_DUPLICATES`]).
+    duplicates: usize,
+    /// The problem that stops reading: message, position, hint.
+    fatal: Option<(String, Pos, Option<String>)>,
+}
+
+/// What a subtree costs: nodes, scalar bytes, and height (levels of
+/// containers, 0 for a scalar).
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+    height: usize,
+}
+
+impl Size {
+    /// Measured once per anchor; nested anchors re-measure their subtrees,
+    /// which costs at most [`MAX_DEPTH`] times the document.
+    fn of(node: &YNode) -> Size {
+        match &node.value {
+            YValue::Scalar { text, .. } => Size {
+                nodes: 1,
+                bytes: text.len(),
+                height: 0,
+            },
+            YValue::Seq(items) => Size::children(items.iter()),
+            YValue::Map(entries) => {
+                let mut s = Size::children(entries.iter().map(|e| &e.value));
+                s.bytes += entries.iter().map(|e| e.key.len()).sum::<usize>();
+                s
+            }
+        }
+    }
+
+    fn children<'a>(nodes: impl Iterator<Item = &'a YNode>) -> Size {
+        let mut s = Size {
+            nodes: 1,
+            bytes: 0,
+            height: 1,
+        };
+        for n in nodes {
+            let c = Size::of(n);
+            s.nodes += c.nodes;
+            s.bytes += c.bytes;
+            s.height = s.height.max(c.height + 1);
+        }
+        s
+    }
 }
 
 struct Frame {
@@ -267,12 +366,69 @@ struct Frame {
 }
 
 impl Builder {
+    fn fail(&mut self, message: impl Into<String>, pos: Pos, hint: Option<String>) {
+        if self.fatal.is_none() {
+            self.fatal = Some((message.into(), pos, hint));
+        }
+    }
+
+    /// Open a mapping or sequence, refusing nesting beyond [`MAX_DEPTH`].
+    fn open(&mut self, node: YNode, anchor: usize) {
+        if self.stack.len() >= MAX_DEPTH {
+            self.fail(
+                format!("YAML nested more than {MAX_DEPTH} levels deep"),
+                node.pos,
+                Some(DEPTH_HINT.into()),
+            );
+            return;
+        }
+        self.stack.push(Frame {
+            node,
+            anchor,
+            key: None,
+            seen: HashMap::new(),
+        });
+    }
+
+    /// The node an alias stands for, charged against the expansion budget.
+    fn expand(&mut self, id: usize, pos: Pos) -> Option<YNode> {
+        let Some((node, size)) = self.anchors.get(&id) else {
+            self.fail("unknown YAML alias", pos, None);
+            return None;
+        };
+        let size = *size;
+        if self.stack.len() + size.height > MAX_DEPTH {
+            self.fail(
+                format!("this alias nests the YAML more than {MAX_DEPTH} levels deep"),
+                pos,
+                Some("write the value out, or alias a smaller part of it".into()),
+            );
+            return None;
+        }
+        self.expanded.nodes += size.nodes;
+        self.expanded.bytes += size.bytes;
+        if self.expanded.nodes > MAX_ALIAS_NODES || self.expanded.bytes > MAX_ALIAS_BYTES {
+            self.fail(
+                format!(
+                    "YAML aliases expand to more than {MAX_ALIAS_NODES} nodes or {} MiB",
+                    MAX_ALIAS_BYTES >> 20
+                ),
+                pos,
+                Some("aliases that refer to aliases grow exponentially; write the values out or alias less".into()),
+            );
+            return None;
+        }
+        Some(YNode {
+            pos,
+            value: node.value.clone(),
+        })
+    }
+
     fn push_value(&mut self, node: YNode, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = Size::of(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
-        // The path of the entry being completed, for duplicate-key messages.
-        let parent_path = self.path();
         let Some(top) = self.stack.last_mut() else {
             self.docs.push(node);
             return;
@@ -295,6 +451,7 @@ impl Builder {
                                     "a mapping key must be a plain name, not a list or mapping"
                                         .into(),
                                     node.pos,
+                                    None,
                                 ));
                             }
                             String::new()
@@ -303,16 +460,8 @@ impl Builder {
                     top.key = Some((key, node.pos));
                 }
                 Some((key, key_pos)) => {
-                    if let Some(first) = top.seen.get(&key) {
-                        self.problems.push(
-                            Diagnostic::error(format!("duplicate key `{key}`"))
-                                .at(Some(key_pos))
-                                .path(join(&parent_path, &key))
-                                .hint(format!(
-                                    "`{key}` is already written at line {}; names must be unique",
-                                    first.line
-                                )),
-                        );
+                    if let Some(first) = top.seen.get(&key).copied() {
+                        self.duplicate(key, key_pos, first);
                     } else {
                         top.seen.insert(key.clone(), key_pos);
                         entries.push(YEntry {
@@ -329,6 +478,26 @@ impl Builder {
 }
 
 impl Builder {
+    /// Report a duplicate key. The path is built only here, on the error
+    /// path, and the report stops at [`MAX_DUPLICATES`] so a file of
+    /// repeated keys cannot make the output grow without bound.
+    fn duplicate(&mut self, key: String, key_pos: Pos, first: Pos) {
+        self.duplicates += 1;
+        if self.duplicates > MAX_DUPLICATES {
+            return;
+        }
+        let path = join(&self.path(), &key);
+        self.problems.push(
+            Diagnostic::error(format!("duplicate key `{key}`"))
+                .at(Some(key_pos))
+                .path(path)
+                .hint(format!(
+                    "`{key}` is already written at line {}; names must be unique",
+                    first.line
+                )),
+        );
+    }
+
     /// The YAML path of the container on top of the stack.
     fn path(&self) -> String {
         let mut path = String::new();
@@ -366,49 +535,29 @@ impl MarkedEventReceiver for Builder {
                     anchor,
                 );
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame {
-                node: YNode {
+            Event::SequenceStart(anchor, _) => self.open(
+                YNode {
                     pos,
                     value: YValue::Seq(Vec::new()),
                 },
                 anchor,
-                key: None,
-                seen: HashMap::new(),
-            }),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame {
-                node: YNode {
+            ),
+            Event::MappingStart(anchor, _) => self.open(
+                YNode {
                     pos,
                     value: YValue::Map(Vec::new()),
                 },
                 anchor,
-                key: None,
-                seen: HashMap::new(),
-            }),
+            ),
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(frame) = self.stack.pop() {
                     self.push_value(frame.node, frame.anchor);
                 }
             }
             Event::Alias(id) => {
-                let node = match self.anchors.get(&id) {
-                    Some(n) => YNode {
-                        pos,
-                        value: n.value.clone(),
-                    },
-                    None => {
-                        if self.fatal.is_none() {
-                            self.fatal = Some(("unknown YAML alias".into(), pos));
-                        }
-                        YNode {
-                            pos,
-                            value: YValue::Scalar {
-                                text: String::new(),
-                                plain: true,
-                            },
-                        }
-                    }
-                };
-                self.push_value(node, 0);
+                if let Some(node) = self.expand(id, pos) {
+                    self.push_value(node, 0);
+                }
             }
             Event::Nothing
             | Event::StreamStart
@@ -464,5 +613,70 @@ mod tests {
             let e = parse(src).unwrap_err();
             assert!(e.pos.is_some(), "{src:?}: {e}");
         }
+    }
+
+    #[test]
+    fn alias_bombs_stop_at_the_budget() {
+        let mut src = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        let mut prev = 'a';
+        for c in "bcdefghij".chars() {
+            src.push_str(&format!(
+                "{c}: &{c} [{}]\n",
+                vec![format!("*{prev}"); 9].join(", ")
+            ));
+            prev = c;
+        }
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("aliases expand"), "{e}");
+        assert!(e.pos.is_some_and(|p| p.line > 1), "{e}");
+    }
+
+    #[test]
+    fn small_aliases_still_work() {
+        let doc = parse("base: &b {t: 1}\nx: *b\ny: [*b, *b]\n").unwrap();
+        assert_eq!(
+            doc.root.to_json(),
+            serde_json::json!({"base": {"t": 1}, "x": {"t": 1}, "y": [{"t": 1}, {"t": 1}]})
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursion() {
+        let flow = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let e = parse(&flow).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{e}");
+        assert!(e.pos.is_some());
+        let block: String = (0..1000)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let e = parse(&block).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{e}");
+        assert_eq!(e.pos.map(|p| p.line), Some(MAX_DEPTH + 1));
+        let e = parse(&format!("{}{}", "[".repeat(200), "]".repeat(200))).unwrap_err();
+        assert_eq!(e.pos, Some(Pos::new(1, MAX_DEPTH + 1)));
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn aliases_cannot_exceed_the_depth_limit() {
+        let half = MAX_DEPTH / 2 + 1;
+        let src = format!(
+            "a: &a {}1{}\nb: {}*a{}\n",
+            "[".repeat(half),
+            "]".repeat(half),
+            "[".repeat(half),
+            "]".repeat(half)
+        );
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("alias nests"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_reports_are_capped() {
+        let src: String = (0..500).map(|_| "a: 1\n").collect();
+        let doc = parse(&src).unwrap();
+        assert_eq!(doc.problems.len(), MAX_DUPLICATES + 1);
+        assert!(doc.problems.last().unwrap().message.contains("399 more"));
     }
 }

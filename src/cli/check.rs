@@ -1,4 +1,4 @@
-//! `lmc check`: validate program files.
+//! `lmc check`: validate program files and compiled artifacts.
 //!
 //! One line per valid file (name, predictors, content hash) on stdout; the
 //! located diagnostics of invalid files on stderr. Exit 0 when every file is
@@ -9,11 +9,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::artifact::{Artifact, ArtifactError};
+use crate::diag::{Diagnostic, Diagnostics};
 use crate::program::{self, Program};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Program files to validate (a directory means its `*.yaml` files).
+    /// Program files or artifacts to validate (a directory means its
+    /// `*.yaml` files).
     /// None: `LMC_PROGRAM`, else the `program:` of the nearest `lmc.yaml`.
     pub files: Vec<PathBuf>,
     /// Print results as JSON (an array, one object per file) on stdout.
@@ -30,7 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         expand(&args.files)
     };
     for (i, file) in files.iter().enumerate() {
-        match program::load(file) {
+        match load(file) {
             Ok(p) => {
                 if args.json {
                     reports.push(json!({
@@ -65,6 +68,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// A program file, or an artifact (validated, then its embedded program).
+fn load(file: &std::path::Path) -> Result<Program, Diagnostics> {
+    if !crate::artifact::is_artifact(file) {
+        return program::load(file);
+    }
+    let other =
+        |e: ArtifactError| -> Diagnostics { Diagnostic::error(e.to_string()).file(file).into() };
+    let artifact = Artifact::load(file).map_err(|e| match e {
+        ArtifactError::Diagnostics(ds) => ds,
+        e => other(e),
+    })?;
+    artifact.program().map_err(other)
 }
 
 /// The program a command given no file uses (as `lmc eval` finds it).

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::CliError;
-use crate::artifact::{Artifact, Lineage};
+use crate::artifact::{Artifact, ArtifactError, Lineage};
+use crate::limits::{check_state, sub_path, JsonDoc, Problem};
 use crate::overlay::{Demo, FieldOverride, KnnDemos, Overlay, PredictorState};
 use crate::program::{NodeKind, PredictorRef, Program};
 use crate::signature::{Field, Signature};
@@ -161,11 +162,16 @@ pub fn to_dspy(program: &Program, overlay: &Overlay) -> Value {
 /// The overlay a DSPy saved program gives `program`. Only state that
 /// differs from the program as written is kept, so exporting and importing
 /// back gives the same overlay.
-pub fn from_dspy(program: &Program, saved: &Value) -> Result<Overlay, String> {
-    let obj = saved
-        .as_object()
-        .ok_or("expected a JSON object of predictor states")?;
+pub fn from_dspy(program: &Program, saved: &Value) -> Result<Overlay, Vec<Problem>> {
+    let Some(obj) = saved.as_object() else {
+        return Err(vec![Problem::new(
+            "",
+            "expected a JSON object of predictor states",
+        )
+        .hint("DSPy writes one with `module.save(\"program.json\")`")]);
+    };
     let mut overlay = Overlay::default();
+    let mut problems = Vec::new();
     let known: Vec<String> = program
         .predictors()
         .iter()
@@ -175,48 +181,86 @@ pub fn from_dspy(program: &Program, saved: &Value) -> Result<Overlay, String> {
         if name == "metadata" {
             continue;
         }
-        let p = lmc_path(program, name).ok_or_else(|| {
-            format!(
-                "predictor `{name}` is not in program `{}` (its predictors, DSPy names: {})",
-                program.name,
-                known.join(", ")
-            )
-        })?;
-        let mut st = PredictorState::default();
-        if let Some(demos) = state.get("demos").and_then(|d| d.as_array()) {
-            for d in demos {
-                let Some(m) = d.as_object() else {
-                    return Err(format!("`{name}.demos`: every demo must be an object"));
-                };
-                let mut fields = m.clone();
-                let augmented = fields
-                    .remove("augmented")
-                    .and_then(|a| a.as_bool())
-                    .unwrap_or(false);
-                st.demos.push(Demo { fields, augmented });
+        match predictor_from_dspy(program, name, state) {
+            Ok(Some((path, st))) => {
+                problems.extend(check_state(name, &st, "lmc_knn"));
+                // Only state that differs from the program as written is kept.
+                if st != PredictorState::default() {
+                    overlay.predictors.insert(path, st);
+                }
+            }
+            Ok(None) => problems.push(
+                Problem::new(
+                    name.as_str(),
+                    format!("predictor `{name}` is not in program `{}`", program.name),
+                )
+                .hint(format!("its predictors, DSPy names: {}", known.join(", "))),
+            ),
+            Err(mut ps) => problems.append(&mut ps),
+        }
+    }
+    if problems.is_empty() {
+        Ok(overlay)
+    } else {
+        Err(problems)
+    }
+}
+
+/// The state one DSPy predictor entry gives (None: no such predictor).
+fn predictor_from_dspy(
+    program: &Program,
+    name: &str,
+    state: &Value,
+) -> Result<Option<(String, PredictorState)>, Vec<Problem>> {
+    let Some(p) = lmc_path(program, name) else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    let mut st = PredictorState::default();
+    if let Some(demos) = state.get("demos").and_then(|d| d.as_array()) {
+        for (i, d) in demos.iter().enumerate() {
+            let Some(m) = d.as_object() else {
+                problems.push(
+                    Problem::new(format!("{name}.demos[{i}]"), "every demo must be an object")
+                        .hint("a demo maps field names to values, e.g. `{\"question\": \"...\", \"answer\": \"...\"}`"),
+                );
+                continue;
+            };
+            let mut fields = m.clone();
+            let augmented = fields
+                .remove("augmented")
+                .and_then(|a| a.as_bool())
+                .unwrap_or(false);
+            st.demos.push(Demo { fields, augmented });
+        }
+    }
+    if let Some(sig) = state.get("signature") {
+        if let Some(i) = sig.get("instructions").and_then(|i| i.as_str()) {
+            if i != p.signature.objective() {
+                st.instructions = Some(i.to_string());
             }
         }
-        if let Some(sig) = state.get("signature") {
-            if let Some(i) = sig.get("instructions").and_then(|i| i.as_str()) {
-                if i != p.signature.objective() {
-                    st.instructions = Some(i.to_string());
-                }
-            }
-            if let Some(fields) = sig.get("fields").and_then(|f| f.as_array()) {
-                let all: Vec<&Field> = p
-                    .signature
-                    .inputs
-                    .iter()
-                    .chain(&p.signature.outputs)
-                    .collect();
-                if fields.len() != all.len() {
-                    return Err(format!(
-                        "`{name}.signature.fields` has {} fields, predictor `{}` has {}",
-                        fields.len(),
-                        p.path,
-                        all.len()
-                    ));
-                }
+        if let Some(fields) = sig.get("fields").and_then(|f| f.as_array()) {
+            let all: Vec<&Field> = p
+                .signature
+                .inputs
+                .iter()
+                .chain(&p.signature.outputs)
+                .collect();
+            if fields.len() != all.len() {
+                problems.push(
+                    Problem::new(
+                        format!("{name}.signature.fields"),
+                        format!(
+                            "{} fields here, predictor `{}` has {}",
+                            fields.len(),
+                            p.path,
+                            all.len()
+                        ),
+                    )
+                    .hint("DSPy lists the inputs then the outputs, in signature order; was the file saved from another version of the program?"),
+                );
+            } else {
                 for (f, v) in all.iter().zip(fields) {
                     let mut o = FieldOverride::default();
                     if let Some(px) = v.get("prefix").and_then(|x| x.as_str()) {
@@ -235,24 +279,37 @@ pub fn from_dspy(program: &Program, saved: &Value) -> Result<Overlay, String> {
                 }
             }
         }
-        if let Some(k) = state.get("lmc_knn").filter(|k| !k.is_null()) {
-            st.knn = Some(
-                serde_json::from_value::<KnnDemos>(k.clone())
-                    .map_err(|e| format!("`{name}.lmc_knn`: {e}"))?,
-            );
-        }
-        if st != PredictorState::default() {
-            overlay.predictors.insert(p.path.clone(), st);
+    }
+    if let Some(k) = state.get("lmc_knn").filter(|k| !k.is_null()) {
+        match serde_path_to_error::deserialize::<_, KnnDemos>(k.clone()) {
+            Ok(knn) => st.knn = Some(knn),
+            Err(e) => problems.push(
+                Problem::new(
+                    sub_path(&format!("{name}.lmc_knn"), &e.path().to_string()),
+                    e.inner().to_string(),
+                )
+                .hint("`lmc_knn` is written by `lmc export`: {k, input_fields, pool}"),
+            ),
         }
     }
-    Ok(overlay)
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Some((p.path.clone(), st)))
+}
+
+/// An artifact error as shown to the user: located diagnostics render
+/// themselves (with their own `error:`), the others get the prefix.
+fn artifact_err(e: ArtifactError) -> anyhow::Error {
+    match e {
+        ArtifactError::Diagnostics(ds) => input_err(ds.to_string()),
+        e => input_err(format!("error: {e}")),
+    }
 }
 
 pub fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let artifact = Artifact::load(&args.artifact).map_err(|e| input_err(format!("error: {e}")))?;
-    let program = artifact
-        .program()
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let artifact = Artifact::load(&args.artifact).map_err(artifact_err)?;
+    let program = artifact.program().map_err(artifact_err)?;
     let value = to_dspy(&program, &artifact.overlay());
     let mut text = serde_json::to_string_pretty(&value)?;
     text.push('\n');
@@ -276,10 +333,11 @@ pub fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let program = target.program;
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| input_err(format!("error: cannot read {}: {e}", args.file.display())))?;
-    let saved: Value = serde_json::from_str(&text)
-        .map_err(|e| input_err(format!("error: {}: not JSON: {e}", args.file.display())))?;
-    let overlay = from_dspy(&program, &saved)
-        .map_err(|e| input_err(format!("error: {}: {e}", args.file.display())))?;
+    let doc = JsonDoc::new(&text, &args.file);
+    let saved: Value =
+        serde_json::from_str(&text).map_err(|e| input_err(doc.syntax(&e).to_string()))?;
+    let overlay =
+        from_dspy(&program, &saved).map_err(|ps| input_err(doc.diagnostics(ps).to_string()))?;
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = target
             .path

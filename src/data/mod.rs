@@ -128,25 +128,36 @@ enum Target<'p> {
 
 /// Load `path` for `program`: read, type every row, then select.
 pub fn load(path: &Path, program: &Program, opts: &LoadOptions) -> Result<Dataset, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    load_bytes(&bytes, path, program, opts)
+}
+
+/// [`load`] on bytes already read; `path` names the file and decides the
+/// format by its extension. The fuzz harness (tests/fuzz.rs) drives this.
+pub fn load_bytes(
+    bytes: &[u8],
+    path: &Path,
+    program: &Program,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
     let shown = path.display().to_string();
     check_mapping(program, opts).map_err(|message| DataError::File {
         path: shown.clone(),
         message,
     })?;
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    let hash = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    let rows = if is_jsonl(path, &bytes) {
-        read::jsonl_rows(&bytes)
+    let hash = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let rows = if is_jsonl(path, bytes) {
+        read::jsonl_rows(bytes)
     } else {
         let tsv = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
         let delimiter = if tsv { b'\t' } else { b',' };
         let (header, rows) =
-            read::csv_rows(&bytes, delimiter).map_err(|message| DataError::File {
+            read::csv_rows(bytes, delimiter).map_err(|message| DataError::File {
                 path: shown.clone(),
                 message,
             })?;

@@ -780,21 +780,43 @@ impl CacheStore {
     /// cache in one transaction. Entries with a request whose key does not
     /// match are skipped and counted; a line that is not an entry is an error
     /// naming its line number (nothing is imported then).
-    pub fn import<R: std::io::BufRead>(&self, input: R) -> Result<ImportReport, CacheError> {
+    pub fn import<R: std::io::BufRead>(&self, mut input: R) -> Result<ImportReport, CacheError> {
+        use std::io::{BufRead as _, Read as _};
+        // A cassette comes from elsewhere: one line is read with a cap, so a
+        // file without newlines cannot make the reader buffer all of it.
+        const MAX_LINE: usize = 64 << 20;
         let mut entries = Vec::new();
         let mut report = ImportReport::default();
-        for (i, line) in input.lines().enumerate() {
-            let line = line.map_err(|source| CacheError::Io {
-                path: PathBuf::from("<import>"),
-                source,
-            })?;
+        let mut buf = Vec::new();
+        for i in 0.. {
+            buf.clear();
+            let n = (&mut input)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)
+                .map_err(|source| CacheError::Io {
+                    path: PathBuf::from("<import>"),
+                    source,
+                })?;
+            if n == 0 {
+                break;
+            }
+            let bad = |message: String| CacheError::Import {
+                line: i + 1,
+                message,
+            };
+            if buf.len() > MAX_LINE {
+                return Err(bad(format!(
+                    "line longer than {} MiB; a cassette holds one entry per line",
+                    MAX_LINE >> 20
+                )));
+            }
+            let line = std::str::from_utf8(&buf)
+                .map_err(|e| bad(format!("invalid UTF-8 at byte {}", e.valid_up_to() + 1)))?;
             if line.trim().is_empty() {
                 continue;
             }
-            let e: CacheEntry = serde_json::from_str(&line).map_err(|err| CacheError::Import {
-                line: i + 1,
-                message: err.to_string(),
-            })?;
+            let e: CacheEntry =
+                serde_json::from_str(line.trim_end()).map_err(|err| bad(err.to_string()))?;
             if let Some(req) = &e.request {
                 let key = serde_json::from_value::<LmRequest>(req.clone())
                     .map(|r| cache_key(&r))

@@ -37,8 +37,23 @@ pub const TYPE_NAMES: &[&str] = &[
     "str", "int", "float", "bool", "json", "enum", "list", "optional", "Literal", "Optional",
 ];
 
+/// Deepest nesting of `list[...]`/`optional[...]` a type may have. Types are
+/// walked recursively everywhere (rendering, grammars, value checks), so
+/// the bound is set here, where every type is born.
+pub const MAX_TYPE_DEPTH: usize = 32;
+
 /// Parse a type string such as `list[optional[int]]` or `Literal['a', 'b']`.
 pub fn parse_type(text: &str) -> Result<FieldType, ShorthandError> {
+    parse_type_at(text, 1)
+}
+
+fn parse_type_at(text: &str, depth: usize) -> Result<FieldType, ShorthandError> {
+    if depth > MAX_TYPE_DEPTH {
+        return Err(ShorthandError::new(format!(
+            "type nested more than {MAX_TYPE_DEPTH} levels deep"
+        ))
+        .hint("no field needs this much nesting; use `json` for deep structures"));
+    }
     let t = text.trim();
     if t.is_empty() {
         return Err(ShorthandError::new("empty type")
@@ -47,8 +62,10 @@ pub fn parse_type(text: &str) -> Result<FieldType, ShorthandError> {
     let (head, args) = match t.find('[') {
         Some(open) => {
             if !t.ends_with(']') {
-                return Err(ShorthandError::new(format!("bad type `{t}`: unclosed `[`"))
-                    .hint("close the bracket, e.g. `list[str]`"));
+                return Err(
+                    ShorthandError::new(format!("bad type `{}`: unclosed `[`", clip(t)))
+                        .hint("close the bracket, e.g. `list[str]`"),
+                );
             }
             (t[..open].trim(), Some(&t[open + 1..t.len() - 1]))
         }
@@ -58,15 +75,18 @@ pub fn parse_type(text: &str) -> Result<FieldType, ShorthandError> {
     let need_args = |what: &str| -> Result<&str, ShorthandError> {
         match args {
             Some(a) if !a.trim().is_empty() => Ok(a),
-            _ => Err(ShorthandError::new(format!("`{head}` needs {what}"))
-                .hint(format!("e.g. `{}`", example_for(&lower)))),
+            _ => Err(
+                ShorthandError::new(format!("`{}` needs {what}", clip(head)))
+                    .hint(format!("e.g. `{}`", example_for(&lower))),
+            ),
         }
     };
     let no_args = |ty: FieldType| -> Result<FieldType, ShorthandError> {
         match args {
             None => Ok(ty),
             Some(_) => Err(ShorthandError::new(format!(
-                "`{head}` takes no `[...]` parameters"
+                "`{}` takes no `[...]` parameters",
+                clip(head)
             ))),
         }
     };
@@ -80,14 +100,18 @@ pub fn parse_type(text: &str) -> Result<FieldType, ShorthandError> {
         "enum" | "literal" => {
             let a = need_args("a list of values")?;
             let mut values = Vec::new();
+            // A set, not `values.contains`: enums may be long, and the
+            // check must stay linear in the length of the type string.
+            let mut seen = std::collections::HashSet::new();
             for raw in split_top(a) {
                 let v = unquote(raw.trim());
                 if v.is_empty() {
-                    return Err(ShorthandError::new(format!("empty value in `{t}`")));
+                    return Err(ShorthandError::new(format!("empty value in `{}`", clip(t))));
                 }
-                if values.contains(&v) {
+                if !seen.insert(v.clone()) {
                     return Err(ShorthandError::new(format!(
-                        "duplicate value `{v}` in `{t}`"
+                        "duplicate value `{v}` in `{}`",
+                        clip(t)
                     )));
                 }
                 values.push(v);
@@ -97,23 +121,32 @@ pub fn parse_type(text: &str) -> Result<FieldType, ShorthandError> {
         "list" => {
             let a = need_args("an item type")?;
             Ok(FieldType::List {
-                item: Box::new(parse_type(a)?),
+                item: Box::new(parse_type_at(a, depth + 1)?),
             })
         }
         "optional" => {
             let a = need_args("an inner type")?;
             Ok(FieldType::Optional {
-                inner: Box::new(parse_type(a)?),
+                inner: Box::new(parse_type_at(a, depth + 1)?),
             })
         }
         _ => Err(ShorthandError {
-            message: format!("unknown type `{head}`"),
+            message: format!("unknown type `{}`", clip(head)),
             hint: Some(
                 did_you_mean(head, TYPE_NAMES.iter().copied()).unwrap_or_else(|| {
                     "types are str, int, float, bool, json, enum[a, b], list[T], optional[T]".into()
                 }),
             ),
         }),
+    }
+}
+
+/// A type string short enough to quote in a message.
+fn clip(t: &str) -> String {
+    const MAX: usize = 80;
+    match t.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t.to_string(),
     }
 }
 
@@ -251,6 +284,19 @@ mod tests {
         assert!(parse_type("enum[]").is_err());
         assert!(parse_type("enum[a, a]").is_err());
         assert!(parse_type("int[3]").is_err());
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let ok = format!(
+            "{}str{}",
+            "list[".repeat(MAX_TYPE_DEPTH - 1),
+            "]".repeat(MAX_TYPE_DEPTH - 1)
+        );
+        assert!(parse_type(&ok).is_ok());
+        let deep = format!("{}str{}", "list[".repeat(20_000), "]".repeat(20_000));
+        let e = parse_type(&deep).unwrap_err();
+        assert!(e.message.contains("nested more than"), "{e}");
     }
 
     proptest::proptest! {

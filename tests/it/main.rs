@@ -7,6 +7,7 @@
 mod support;
 
 mod adapter;
+mod bounds;
 mod compile;
 mod data;
 mod eval;

@@ -173,6 +173,19 @@ impl Lowerer<'_> {
                     );
                     None
                 }
+                // A count of LM calls or added fields: 4e9 made `lmc check`
+                // loop for minutes before any call was made.
+                Some(v) if v as usize > crate::limits::MAX_REPEAT => {
+                    this.cx.err(
+                        &join(p, key),
+                        format!(
+                            "`{key}` is {v}; at most {} is allowed",
+                            crate::limits::MAX_REPEAT
+                        ),
+                        Some(format!("each unit is an LM call; the default is {default}")),
+                    );
+                    None
+                }
                 Some(v) => Some(v),
                 None => Some(default),
             }

@@ -280,5 +280,5 @@ pub(super) fn de_map<T: DeserializeOwned>(
             cx.broken.insert(format!("{section}."));
         }
     }
-    OrderedMap(out)
+    OrderedMap::from_vec(out)
 }
