@@ -81,7 +81,7 @@ pub fn select(knn: &KnnDemos, inputs: &Map<String, Value>) -> Vec<Demo> {
         !fields.is_empty() && fields.iter().all(|f| d.fields.get(*f) == inputs.get(*f))
     };
     let ix = index_for(knn);
-    let mut chosen: Vec<usize> = Vec::with_capacity(knn.k);
+    let mut chosen: Vec<usize> = Vec::with_capacity(knn.k.min(knn.pool.len()));
     for (i, _) in ix.scores(&query, knn.pool.len()) {
         if chosen.len() == knn.k {
             break;
