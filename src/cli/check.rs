@@ -6,7 +6,7 @@
 
 use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::program::{self, Program};
@@ -30,7 +30,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         expand(&args.files)
     };
     for (i, file) in files.iter().enumerate() {
-        match program::load(file) {
+        if is_project_file(file) {
+            let ok = check_project(file, args.json, &mut reports, i)?;
+            all_ok &= ok;
+            continue;
+        }
+        // A program that loads but names datasets it cannot run on fails too.
+        let loaded = program::load(file).and_then(|p| {
+            let problems = super::preflight::check_program(&p);
+            if problems.is_empty() {
+                Ok(p)
+            } else {
+                Err(crate::diag::Diagnostics(problems))
+            }
+        });
+        match loaded {
             Ok(p) => {
                 if args.json {
                     reports.push(json!({
@@ -65,6 +79,65 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// `lmc.yaml` (or `lmc.yml`) is a project file, not a program.
+fn is_project_file(file: &Path) -> bool {
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == crate::settings::PROJECT_FILE || n == "lmc.yml")
+}
+
+/// Validate a project file: its keys, and that its `program:` exists and
+/// is a valid program. Returns whether it passed.
+fn check_project(
+    file: &Path,
+    json: bool,
+    reports: &mut Vec<serde_json::Value>,
+    i: usize,
+) -> anyhow::Result<bool> {
+    let problem = match crate::settings::read_project(file) {
+        Err(e) => Some(e.to_string()),
+        Ok(project) => match &project.program {
+            None => None,
+            Some(p) if !p.is_file() => Some(format!(
+                "error: `program: {}` does not exist\n  --> {}\n   | program\n   = help: the path is relative to the directory of {}",
+                p.display(),
+                file.display(),
+                file.display()
+            )),
+            Some(p) => program::load(p).err().map(|d| d.to_string()),
+        },
+    };
+    if json {
+        reports.push(match &problem {
+            None => json!({"file": file, "ok": true, "kind": "project"}),
+            Some(m) => json!({"file": file, "ok": false, "kind": "project", "message": m}),
+        });
+    } else {
+        match &problem {
+            None => {
+                let program = crate::settings::read_project(file)
+                    .ok()
+                    .and_then(|p| p.program)
+                    .map(|p| format!("  program {}", p.display()))
+                    .unwrap_or_default();
+                out(&format!("ok  {}  project file{program}", file.display()))?;
+            }
+            Some(m) => {
+                if i > 0 {
+                    eprintln!();
+                }
+                let m = if m.starts_with("error") {
+                    m.clone()
+                } else {
+                    format!("error: {m}")
+                };
+                eprintln!("{m}");
+            }
+        }
+    }
+    Ok(problem.is_none())
 }
 
 /// The program a command given no file uses (as `lmc eval` finds it).

@@ -236,8 +236,7 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 fn resolve(args: &Args) -> anyhow::Result<Setup> {
-    let target = crate::settings::load_target(args.file.as_deref())
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let target = super::target::load(args.file.as_deref(), false)?;
     if target.artifact.is_some() {
         return Err(input_err(format!(
             "error: {} is a compiled artifact; compile the program it came from{}",
@@ -300,6 +299,13 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         }
     };
     let metric = metric.map_err(|e| input_err(format!("error: metric: {e}")))?;
+    // Expected values without a column fail now, not after every LM call.
+    let train_role = args.trainset.is_none().then_some("train");
+    super::preflight::ensure_expected(&program, &metric, &train_path, &columns, train_role)?;
+    if let Some(v) = &val {
+        let role = args.valset.is_none().then_some("dev");
+        super::preflight::ensure_expected(&program, &metric, &v.path, &columns, role)?;
+    }
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = target
             .path

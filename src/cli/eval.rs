@@ -112,6 +112,10 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Fail (exit 2) instead of warning when a compiled artifact's program
+    /// file changed since it was compiled.
+    #[arg(long)]
+    pub strict: bool,
     /// LM flags; `--concurrency` also sets how many examples run at once.
     #[command(flatten)]
     pub lm: super::lm_args::LmArgs,
@@ -247,8 +251,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print_table(&report, gates.as_ref());
     }
+    // Failures are summarised by cause on stderr; a run where every
+    // example failed is broken (exit 3), whatever the gates say.
+    super::failures::print_summary(&report);
     if let Some(msg) = stopped {
         anyhow::bail!("{msg}");
+    }
+    if super::failures::all_failed(&report) {
+        anyhow::bail!(
+            "every one of the {} examples failed, so there is no score (causes above)",
+            report.results.len()
+        );
     }
     if let Some(g) = &gates {
         if !g.passed() {
@@ -388,8 +401,7 @@ struct Setup {
 }
 
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
-    let target = crate::settings::load_target(args.file.as_deref())
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let target = super::target::load(args.file.as_deref(), args.strict)?;
     let lm_config = target.lm_config();
     let crate::settings::Target {
         path: target_path,
@@ -407,9 +419,9 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         .map(Path::to_path_buf)
         .unwrap_or_default();
 
-    let dataset_path = match (&args.dataset, &program.datasets.dev) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => p.clone(),
+    let (dataset_path, role) = match (&args.dataset, &program.datasets.dev) {
+        (Some(p), _) => (p.clone(), None),
+        (None, Some(p)) => (p.clone(), Some("dev")),
         (None, None) => {
             return Err(input_err(format!(
                 "error: no dataset: pass --dataset PATH, or add `datasets: {{dev: PATH}}` to {}",
@@ -417,6 +429,17 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
             )))
         }
     };
+    if role.is_some() {
+        super::target::note(&format!(
+            "dataset {} (the program's `datasets.dev`)",
+            shown(&dataset_path)
+        ));
+    }
+    // A wrong path or a missing column fails here, before any LM call,
+    // located at the program's `datasets:` entry when it came from there.
+    if let Some(d) = super::preflight::missing_path(&program, &dataset_path, role) {
+        return Err(input_err(d.to_string()));
+    }
     let mut all_columns = program.datasets.columns.clone();
     all_columns.extend(columns);
     let split = match &args.split {
@@ -431,8 +454,10 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         seed: args.seed,
         split,
     };
-    let dataset = data::load(&dataset_path, &program, &load_opts)
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let dataset = data::load(&dataset_path, &program, &load_opts).map_err(|e| match role {
+        Some(_) => input_err(super::preflight::load_failed(&program, &e, role).to_string()),
+        None => input_err(format!("error: {e}")),
+    })?;
     // Name the first few skipped rows; the count goes into every report.
     for bad in dataset.bad_rows.iter().take(10) {
         eprintln!(
@@ -459,6 +484,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         (None, None) => Ok(Metric::default_for(&program)),
     }
     .map_err(|e| input_err(format!("error: metric: {e}")))?;
+    super::preflight::ensure_expected(&program, &metric, &dataset_path, &load_opts.columns, role)?;
 
     let (cfg, built) = args.lm.build(Some(&lm_config))?;
     // The program's tools (sqlite, retrieve, command) are opened once here.
@@ -475,4 +501,13 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         ctx,
         concurrency,
     })
+}
+
+/// `path` relative to the working directory when it lies below it.
+fn shown(path: &Path) -> String {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    path.strip_prefix(&cwd)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

@@ -11,11 +11,14 @@ pub mod check;
 pub mod compile;
 pub mod eval;
 pub mod export;
+pub mod failures;
 pub mod inspect;
 pub mod lm_args;
+pub mod preflight;
 pub mod progress;
 pub mod run;
 pub mod schema;
+pub mod target;
 pub mod trace;
 
 /// lmc compiles and evaluates LM programs declared in YAML.
