@@ -547,6 +547,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(b) = l.baseline_score {
             rows.push(("zero-shot", format!("{b:.4}")));
         }
+        if let Some(note) = super::compile_note::kept_zero_shot(&artifact, &s.program) {
+            rows.push(("result", note));
+        }
         if !l.history.is_empty() {
             rows.push(("candidates", l.history.len().to_string()));
         }

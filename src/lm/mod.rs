@@ -18,6 +18,7 @@ pub mod cache;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
+pub mod model_hash;
 pub mod usage;
 
 pub use build::{build_lm, build_lm_full, BuiltLm, LmOptions};
