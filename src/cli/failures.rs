@@ -109,9 +109,16 @@ pub fn print_summary(report: &EvalReport) {
 }
 
 /// Whether the run is broken rather than scored: there were examples and
-/// every one failed.
+/// every one failed before it could be scored (the LM unreachable, no
+/// expected value, a metric that cannot run). Unparseable replies are the
+/// model's answers, scored 0: a model that never follows the format is a
+/// quality result for the gates, not a broken run.
 pub fn all_failed(report: &EvalReport) -> bool {
-    !report.results.is_empty() && report.results.iter().all(ExampleResult::failed)
+    !report.results.is_empty()
+        && report
+            .results
+            .iter()
+            .all(|r| r.failed() && !r.parse_failure)
 }
 
 /// Errors can span lines (a server's body); the summary keeps one line each.

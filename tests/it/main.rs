@@ -10,6 +10,7 @@ mod adapter;
 mod compile;
 mod data;
 mod eval;
+mod firsthour;
 mod foundation;
 mod instruction;
 // The embedded engine is a default feature; `--no-default-features` builds
