@@ -1,7 +1,10 @@
-//! `lmc check`: validate program files.
+//! `lmc check`: validate program files, the datasets they name, and
+//! `lmc.yaml` project files.
 //!
-//! One line per valid file (name, predictors, content hash) on stdout; the
-//! located diagnostics of invalid files on stderr. Exit 0 when every file is
+//! A program passes when it lowers and every dataset it names exists, loads
+//! and feeds its metric (`super::preflight`): a program that cannot run is
+//! not "ok". One line per valid file (name, predictors, content hash) on
+//! stdout; the located diagnostics of invalid files on stderr. Exit 0 when every file is
 //! valid, 2 otherwise, so CI can run `lmc check programs/*.yaml`.
 
 use serde_json::json;
@@ -148,9 +151,14 @@ fn default_program() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir()?;
     let project = crate::settings::discover_project(&cwd)
         .map_err(|e| crate::cli::CliError::Input(format!("error: {e}")))?;
-    match project.and_then(|p| p.program) {
+    match project.and_then(|p| Some((p.program?, p.path))) {
         // Show it relative to the current directory when it is below it.
-        Some(p) => Ok(p.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(p)),
+        Some((p, from)) => {
+            let p = p.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(p);
+            let from = from.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(from);
+            super::target::note(&format!("using {} (from {})", p.display(), from.display()));
+            Ok(p)
+        }
         None => Err(crate::cli::CliError::Input(format!(
             "error: no program file given and no `{}` with `program:` in {} or its parents\n   = help: run `lmc check programs/my_program.yaml`",
             crate::settings::PROJECT_FILE,

@@ -299,12 +299,15 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         }
     };
     let metric = metric.map_err(|e| input_err(format!("error: metric: {e}")))?;
-    // Expected values without a column fail now, not after every LM call.
+    // Expected values without a column fail now, not after every LM call;
+    // datasets taken from the program are named on stderr.
     let train_role = args.trainset.is_none().then_some("train");
     super::preflight::ensure_expected(&program, &metric, &train_path, &columns, train_role)?;
+    super::preflight::note_implicit(&train_path, train_role, "trainset");
     if let Some(v) = &val {
         let role = args.valset.is_none().then_some("dev");
         super::preflight::ensure_expected(&program, &metric, &v.path, &columns, role)?;
+        super::preflight::note_implicit(&v.path, role, "valset");
     }
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = target

@@ -429,12 +429,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
             )))
         }
     };
-    if role.is_some() {
-        super::target::note(&format!(
-            "dataset {} (the program's `datasets.dev`)",
-            shown(&dataset_path)
-        ));
-    }
+    super::preflight::note_implicit(&dataset_path, role, "dataset");
     // A wrong path or a missing column fails here, before any LM call,
     // located at the program's `datasets:` entry when it came from there.
     if let Some(d) = super::preflight::missing_path(&program, &dataset_path, role) {
@@ -501,13 +496,4 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         ctx,
         concurrency,
     })
-}
-
-/// `path` relative to the working directory when it lies below it.
-fn shown(path: &Path) -> String {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    path.strip_prefix(&cwd)
-        .unwrap_or(path)
-        .display()
-        .to_string()
 }

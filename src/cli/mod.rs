@@ -37,7 +37,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate program files and print one line per file (exit 2 on errors).
+    /// Validate program files (and the datasets they name) or an lmc.yaml
+    /// project file; one line per file (exit 2 on errors).
     Check(check::Args),
     /// Print the JSON Schema of the program file format (for editors).
     Schema(schema::Args),

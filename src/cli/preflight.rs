@@ -180,6 +180,17 @@ pub fn ensure_expected(
     Err(super::CliError::Input(crate::diag::Diagnostics(problems).to_string()).into())
 }
 
+/// Say on stderr which dataset was taken from the program (`role` set)
+/// rather than named on the command line.
+pub fn note_implicit(path: &Path, role: Role, what: &str) {
+    if let Some(r) = role {
+        super::target::note(&format!(
+            "{what} {} (the program's `datasets.{r}`)",
+            shown(path)
+        ));
+    }
+}
+
 /// `path` relative to the working directory when below it (messages show
 /// the path a user can paste).
 fn shown(path: &Path) -> String {

@@ -421,3 +421,19 @@ fn issue13_compile_says_when_it_kept_the_zero_shot_program() {
     assert!(out.contains("zero-shot 1.0000"), "{out}");
     assert!(out.contains("none of 4 other candidates beat it"), "{out}");
 }
+
+#[test]
+fn issue13_readme_shows_the_shipped_sentiment_program_verbatim() {
+    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    let shipped =
+        std::fs::read_to_string(crate::support::root().join("programs/sentiment.yaml")).unwrap();
+    let marker = "(the whole of `programs/sentiment.yaml`)";
+    let after = &readme[readme.find(marker).expect("README names the file") + marker.len()..];
+    let start = after.find("```yaml\n").expect("a yaml block follows") + "```yaml\n".len();
+    let end = after[start..].find("```").expect("the block ends") + start;
+    assert_eq!(
+        &after[start..end],
+        shipped,
+        "README block differs from the shipped file"
+    );
+}
