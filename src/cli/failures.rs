@@ -44,7 +44,7 @@ pub fn causes(results: &[ExampleResult]) -> Vec<Cause> {
     }
     let mut out: Vec<Cause> = groups.into_iter().map(|(_, c)| c).collect();
     // A stable sort keeps first-seen order among equal counts.
-    out.sort_by(|a, b| b.count.cmp(&a.count));
+    out.sort_by_key(|c| std::cmp::Reverse(c.count));
     out
 }
 
