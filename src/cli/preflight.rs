@@ -194,11 +194,23 @@ pub fn note_implicit(path: &Path, role: Role, what: &str) {
 /// `path` relative to the working directory when below it (messages show
 /// the path a user can paste).
 fn shown(path: &Path) -> String {
+    use std::path::Component;
     let cwd = std::env::current_dir().unwrap_or_default();
-    path.strip_prefix(&cwd)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    let rel = path.strip_prefix(&cwd).unwrap_or(path);
+    // `programs/../datasets/x.csv` reads as `datasets/x.csv`: fold `dir/..`
+    // lexically (display only; the file is opened by the path as given).
+    let mut out = std::path::PathBuf::new();
+    for c in rel.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.display().to_string()
 }
 
 /// `lmc check`: every dataset the program names exists, loads with the
