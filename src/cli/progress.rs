@@ -88,9 +88,10 @@ pub fn eval_message(s: &RunningStats) -> String {
 }
 
 /// Eval progress on a bar: running score, rate, tokens, cost. Off a
-/// terminal (CI logs, `nohup`), where the bar is hidden, a long run prints
-/// a plain line instead every [`LINE_EVERY`] or every tenth of the run,
-/// whichever comes first, so a log shows it is alive and when it will end.
+/// terminal (CI logs, `nohup`), where the bar is hidden, a run that has
+/// lasted [`QUIET_START`] prints a plain line instead at every tenth of the
+/// run, and at least every [`LINE_EVERY`], so a log shows it is alive and
+/// when it will end; a short (or fully cached) run prints none.
 pub struct EvalProgress {
     bar: ProgressBar,
     lines: Option<Mutex<LineLog>>,
@@ -98,6 +99,9 @@ pub struct EvalProgress {
 
 /// The longest gap between two plain progress lines.
 pub const LINE_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a run goes before its first plain progress line.
+pub const QUIET_START: Duration = Duration::from_secs(5);
 
 struct LineLog {
     prefix: String,
@@ -137,7 +141,8 @@ impl EvalProgress {
         let total = running.total.max(1);
         let decile = running.done * 10 / total;
         let finished = running.done == running.total;
-        if finished || (decile == log.decile && log.last.elapsed() < LINE_EVERY) {
+        let young = running.elapsed_s < QUIET_START.as_secs_f64();
+        if finished || young || (decile == log.decile && log.last.elapsed() < LINE_EVERY) {
             return;
         }
         log.decile = decile;

@@ -353,15 +353,33 @@ fn issue13_a_changed_program_warns_when_its_artifact_is_run() {
 fn issue13_long_run_off_a_terminal_prints_progress_lines() {
     let p = Project::new("sentence,label");
     std::fs::write(p.path("dev.csv"), csv("sentence,label", 40)).unwrap();
-    let stub = oracle();
+    // 40 examples one at a time at 200 ms each: an 8 s run, past the 5 s
+    // of quiet start.
+    let stub = StubServer::builder()
+        .latency(std::time::Duration::from_millis(200))
+        .start(|req| {
+            StubReply::Ok(format!(
+                "[[ ## sentiment ## ]]\n{}\n\n[[ ## completed ## ]]",
+                label(row_of(req))
+            ))
+        });
     // Not --quiet; stderr is a pipe here, so the bar is hidden and lines print.
     let (code, out, err) = run(&mut p.cmd("eval", &stub.url(), &["--concurrency", "1"]));
     assert_eq!(code, 0, "{out}{err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("eval: ")).collect();
-    assert!(lines.len() >= 9, "one line per tenth at least: {err}");
-    assert!(lines[0].starts_with("eval: 4/40 (10%)"), "{lines:?}");
+    assert!(
+        (1..=10).contains(&lines.len()),
+        "one line per tenth once past 5 s: {err}"
+    );
+    let first = lines[0];
+    assert!(
+        first.contains("/40 (") && first.contains("%) · score 1.000"),
+        "{first}"
+    );
     assert!(lines.iter().all(|l| l.contains("s left")), "{lines:?}");
-    // --quiet silences them.
+    // A short run (here: every reply cached) prints none, nor does --quiet.
+    let (_, _, err) = run(&mut p.cmd("eval", &stub.url(), &["--concurrency", "1"]));
+    assert!(!err.contains("eval: "), "{err}");
     let (_, _, err) = run(&mut p.cmd("eval", &stub.url(), &["--quiet", "--no-cache"]));
     assert!(!err.contains("eval: "), "{err}");
 }
