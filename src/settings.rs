@@ -4,7 +4,10 @@
 //! environment, so every command (`run`, `eval`, `compile`, `inspect`) finds
 //! a program the same way: an explicit path (a program file or a compiled
 //! artifact), else `LMC_PROGRAM`, else the `program:` of the nearest
-//! `lmc.yaml` project file in the current directory or its ancestors.
+//! `lmc.yaml` project file in the current directory or its ancestors, up to
+//! the repository root (a directory holding `.git`): a project file above
+//! the checkout belongs to someone else's project, and silently running its
+//! program from an unrelated subfolder is the surprise this rule prevents.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -54,6 +57,9 @@ pub struct Target {
     pub overlay: Overlay,
     pub artifact: Option<Artifact>,
     pub project: Option<Project>,
+    /// How the file was chosen when the command line named none (`LMC_PROGRAM`
+    /// or a project file), so the CLI can say so; `None` when it was given.
+    pub chosen_by: Option<String>,
 }
 
 impl Target {
@@ -89,7 +95,9 @@ pub fn merge_lm(base: &mut LmConfig, over: &LmConfig) {
     }
 }
 
-/// Find `lmc.yaml` in `start` or its ancestors.
+/// Find `lmc.yaml` in `start` or its ancestors, stopping at the repository
+/// root: the first directory holding `.git` (a directory in a clone, a file
+/// in a worktree) is the last one searched.
 pub fn discover_project(start: &Path) -> Result<Option<Project>, SettingsError> {
     let mut dir = Some(start);
     while let Some(d) = dir {
@@ -97,12 +105,16 @@ pub fn discover_project(start: &Path) -> Result<Option<Project>, SettingsError> 
         if candidate.is_file() {
             return read_project(&candidate).map(Some);
         }
+        if d.join(".git").exists() {
+            break;
+        }
         dir = d.parent();
     }
     Ok(None)
 }
 
-fn read_project(path: &Path) -> Result<Project, SettingsError> {
+/// Read and validate a project file (`lmc check lmc.yaml` uses this too).
+pub fn read_project(path: &Path) -> Result<Project, SettingsError> {
     let err = |message: String| SettingsError::Project {
         path: path.to_path_buf(),
         message,
@@ -171,17 +183,35 @@ fn read_project(path: &Path) -> Result<Project, SettingsError> {
 pub fn load_target(path: Option<&Path>) -> Result<Target, SettingsError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let project = discover_project(&cwd)?;
+    let mut chosen_by = None;
     let path: PathBuf = match path {
         Some(p) => p.to_path_buf(),
         None => match std::env::var_os("LMC_PROGRAM") {
-            Some(p) => PathBuf::from(p),
-            None => project.as_ref().and_then(|p| p.program.clone()).ok_or_else(|| {
-                SettingsError::NotFound(format!(
-                    "no program given and no `{PROJECT_FILE}` with a `program:` key in {} or its parents\n  = help: pass a program file (e.g. `programs/sentiment.yaml`) or create {PROJECT_FILE} with `program: <path>`",
-                    cwd.display()
-                ))
-            })?,
+            Some(p) => {
+                chosen_by = Some("LMC_PROGRAM".to_string());
+                PathBuf::from(p)
+            }
+            None => {
+                let found = project
+                    .as_ref()
+                    .and_then(|p| Some((p.program.clone()?, &p.path)));
+                let (program, from) = found.ok_or_else(|| {
+                    SettingsError::NotFound(format!(
+                        "no program given and no `{PROJECT_FILE}` with a `program:` key in {} or its parents (up to the repository root)\n  = help: pass a program file (e.g. `programs/sentiment.yaml`) or create {PROJECT_FILE} with `program: <path>`",
+                        cwd.display()
+                    ))
+                })?;
+                chosen_by = Some(shown(from, &cwd));
+                program
+            }
         },
+    };
+    // Paths discovered from a project file are shown relative to the
+    // working directory when they are below it.
+    let path = if chosen_by.is_some() {
+        PathBuf::from(shown(&path, &cwd))
+    } else {
+        path
     };
     if !path.exists() {
         return Err(SettingsError::NotFound(format!(
@@ -201,6 +231,7 @@ pub fn load_target(path: Option<&Path>) -> Result<Target, SettingsError> {
             overlay,
             artifact: Some(artifact),
             project,
+            chosen_by,
         });
     }
     let program = crate::program::load(&path).map_err(|d| SettingsError::Program(d.to_string()))?;
@@ -210,7 +241,13 @@ pub fn load_target(path: Option<&Path>) -> Result<Target, SettingsError> {
         overlay: Overlay::default(),
         artifact: None,
         project,
+        chosen_by,
     })
+}
+
+/// `path` relative to `cwd` when it lies below it, else as it is.
+fn shown(path: &Path, cwd: &Path) -> String {
+    path.strip_prefix(cwd).unwrap_or(path).display().to_string()
 }
 
 /// The run context for `program` with `lm` and the program's tools opened

@@ -40,8 +40,13 @@ pub enum Command {
         #[command(flatten)]
         at: Where,
     },
-    /// Delete every recorded reply.
+    /// Delete every recorded reply, or only one model's.
     Clear {
+        /// Delete only the replies of this model (as `lmc cache stats`
+        /// lists it; an embedded model's name matches all its weights'
+        /// hashes, `NAME@…`).
+        #[arg(long, value_name = "NAME")]
+        model: Option<String>,
         #[command(flatten)]
         at: Where,
     },
@@ -82,10 +87,21 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Clear { at } => {
+        Command::Clear { model, at } => {
             let store = at.open()?;
-            let n = store.clear()?;
-            println!("cleared {n} entries from {}", store.path().display());
+            match model {
+                Some(m) => {
+                    let n = store.clear_model(&m)?;
+                    println!(
+                        "cleared {n} entries of model {m} from {}",
+                        store.path().display()
+                    );
+                }
+                None => {
+                    let n = store.clear()?;
+                    println!("cleared {n} entries from {}", store.path().display());
+                }
+            }
         }
         Command::Export { file, at } => {
             let store = at.open()?;

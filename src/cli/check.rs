@@ -1,12 +1,15 @@
-//! `lmc check`: validate program files and compiled artifacts.
+//! `lmc check`: validate program files, compiled artifacts, the datasets
+//! they name, and `lmc.yaml` project files.
 //!
-//! One line per valid file (name, predictors, content hash) on stdout; the
-//! located diagnostics of invalid files on stderr. Exit 0 when every file is
+//! A program passes when it lowers and every dataset it names exists, loads
+//! and feeds its metric (`super::preflight`): a program that cannot run is
+//! not "ok". One line per valid file (name, predictors, content hash) on
+//! stdout; the located diagnostics of invalid files on stderr. Exit 0 when every file is
 //! valid, 2 otherwise, so CI can run `lmc check programs/*.yaml`.
 
 use serde_json::json;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::artifact::{Artifact, ArtifactError};
@@ -33,7 +36,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         expand(&args.files)
     };
     for (i, file) in files.iter().enumerate() {
-        match load(file) {
+        if is_project_file(file) {
+            let ok = check_project(file, args.json, &mut reports, i)?;
+            all_ok &= ok;
+            continue;
+        }
+        // A program that loads but names datasets it cannot run on fails too.
+        let loaded = load(file).and_then(|p| {
+            let problems = super::preflight::check_program(&p);
+            if problems.is_empty() {
+                Ok(p)
+            } else {
+                Err(crate::diag::Diagnostics(problems))
+            }
+        });
+        match loaded {
             Ok(p) => {
                 if args.json {
                     reports.push(json!({
@@ -84,6 +101,65 @@ fn load(file: &std::path::Path) -> Result<Program, Diagnostics> {
     artifact.program().map_err(other)
 }
 
+/// `lmc.yaml` (or `lmc.yml`) is a project file, not a program.
+fn is_project_file(file: &Path) -> bool {
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == crate::settings::PROJECT_FILE || n == "lmc.yml")
+}
+
+/// Validate a project file: its keys, and that its `program:` exists and
+/// is a valid program. Returns whether it passed.
+fn check_project(
+    file: &Path,
+    json: bool,
+    reports: &mut Vec<serde_json::Value>,
+    i: usize,
+) -> anyhow::Result<bool> {
+    let problem = match crate::settings::read_project(file) {
+        Err(e) => Some(e.to_string()),
+        Ok(project) => match &project.program {
+            None => None,
+            Some(p) if !p.is_file() => Some(format!(
+                "error: `program: {}` does not exist\n  --> {}\n   | program\n   = help: the path is relative to the directory of {}",
+                p.display(),
+                file.display(),
+                file.display()
+            )),
+            Some(p) => program::load(p).err().map(|d| d.to_string()),
+        },
+    };
+    if json {
+        reports.push(match &problem {
+            None => json!({"file": file, "ok": true, "kind": "project"}),
+            Some(m) => json!({"file": file, "ok": false, "kind": "project", "message": m}),
+        });
+    } else {
+        match &problem {
+            None => {
+                let program = crate::settings::read_project(file)
+                    .ok()
+                    .and_then(|p| p.program)
+                    .map(|p| format!("  program {}", p.display()))
+                    .unwrap_or_default();
+                out(&format!("ok  {}  project file{program}", file.display()))?;
+            }
+            Some(m) => {
+                if i > 0 {
+                    eprintln!();
+                }
+                let m = if m.starts_with("error") {
+                    m.clone()
+                } else {
+                    format!("error: {m}")
+                };
+                eprintln!("{m}");
+            }
+        }
+    }
+    Ok(problem.is_none())
+}
+
 /// The program a command given no file uses (as `lmc eval` finds it).
 fn default_program() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("LMC_PROGRAM") {
@@ -92,9 +168,14 @@ fn default_program() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir()?;
     let project = crate::settings::discover_project(&cwd)
         .map_err(|e| crate::cli::CliError::Input(format!("error: {e}")))?;
-    match project.and_then(|p| p.program) {
+    match project.and_then(|p| Some((p.program?, p.path))) {
         // Show it relative to the current directory when it is below it.
-        Some(p) => Ok(p.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(p)),
+        Some((p, from)) => {
+            let p = p.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(p);
+            let from = from.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(from);
+            super::target::note(&format!("using {} (from {})", p.display(), from.display()));
+            Ok(p)
+        }
         None => Err(crate::cli::CliError::Input(format!(
             "error: no program file given and no `{}` with `program:` in {} or its parents\n   = help: run `lmc check programs/my_program.yaml`",
             crate::settings::PROJECT_FILE,

@@ -291,8 +291,7 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 }
 
 fn resolve(args: &Args) -> anyhow::Result<Setup> {
-    let target = crate::settings::load_target(args.file.as_deref())
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let target = super::target::load(args.file.as_deref(), false)?;
     if target.artifact.is_some() {
         return Err(input_err(format!(
             "error: {} is a compiled artifact; compile the program it came from{}",
@@ -356,6 +355,16 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         }
     };
     let metric = metric.map_err(|e| input_err(format!("error: metric: {e}")))?;
+    // Expected values without a column fail now, not after every LM call;
+    // datasets taken from the program are named on stderr.
+    let train_role = args.trainset.is_none().then_some("train");
+    super::preflight::ensure_expected(&program, &metric, &train_path, &columns, train_role)?;
+    super::preflight::note_implicit(&train_path, train_role, "trainset");
+    if let Some(v) = &val {
+        let role = args.valset.is_none().then_some("dev");
+        super::preflight::ensure_expected(&program, &metric, &v.path, &columns, role)?;
+        super::preflight::note_implicit(&v.path, role, "valset");
+    }
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = target
             .path
@@ -599,6 +608,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ];
         if let Some(b) = l.baseline_score {
             rows.push(("zero-shot", format!("{b:.4}")));
+        }
+        if let Some(note) = super::compile_note::kept_zero_shot(&artifact, &s.program) {
+            rows.push(("result", note));
         }
         if !l.history.is_empty() {
             rows.push(("candidates", l.history.len().to_string()));

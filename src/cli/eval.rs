@@ -120,6 +120,10 @@ pub struct Args {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Fail (exit 2) instead of warning when a compiled artifact's program
+    /// file changed since it was compiled.
+    #[arg(long)]
+    pub strict: bool,
     /// LM flags; `--concurrency` also sets how many examples run at once.
     #[command(flatten)]
     pub lm: super::lm_args::LmArgs,
@@ -261,6 +265,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         print_table(&report, gates.as_ref());
     }
+    // Failures are summarised by cause on stderr; a run where every
+    // example failed is broken (exit 3), whatever the gates say.
+    super::failures::print_summary(&report);
     if interrupt.is_requested() {
         let reason = interrupt.reason().unwrap_or("stop requested");
         eprintln!("{}", kept_summary(&args, &report, reason));
@@ -268,6 +275,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(msg) = stopped {
         anyhow::bail!("{msg}");
+    }
+    if super::failures::all_failed(&report) {
+        anyhow::bail!(
+            "every one of the {} examples failed, so there is no score (causes above)",
+            report.results.len()
+        );
     }
     if let Some(g) = &gates {
         if !g.passed() {
@@ -455,8 +468,7 @@ struct Setup {
 }
 
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
-    let target = crate::settings::load_target(args.file.as_deref())
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let target = super::target::load(args.file.as_deref(), args.strict)?;
     // Nothing a file asks for runs before the runner's grants are checked.
     args.lm.trust.check_exec(&target, args.metric.as_deref())?;
     let lm_config = target.lm_config();
@@ -477,9 +489,9 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         .map(Path::to_path_buf)
         .unwrap_or_default();
 
-    let dataset_path = match (&args.dataset, &program.datasets.dev) {
-        (Some(p), _) => p.clone(),
-        (None, Some(p)) => p.clone(),
+    let (dataset_path, role) = match (&args.dataset, &program.datasets.dev) {
+        (Some(p), _) => (p.clone(), None),
+        (None, Some(p)) => (p.clone(), Some("dev")),
         (None, None) => {
             return Err(input_err(format!(
                 "error: no dataset: pass --dataset PATH, or add `datasets: {{dev: PATH}}` to {}",
@@ -487,6 +499,12 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
             )))
         }
     };
+    super::preflight::note_implicit(&dataset_path, role, "dataset");
+    // A wrong path or a missing column fails here, before any LM call,
+    // located at the program's `datasets:` entry when it came from there.
+    if let Some(d) = super::preflight::missing_path(&program, &dataset_path, role) {
+        return Err(input_err(d.to_string()));
+    }
     let mut all_columns = program.datasets.columns.clone();
     all_columns.extend(columns);
     let split = match &args.split {
@@ -501,8 +519,10 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         seed: args.seed,
         split,
     };
-    let dataset = data::load(&dataset_path, &program, &load_opts)
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let dataset = data::load(&dataset_path, &program, &load_opts).map_err(|e| match role {
+        Some(_) => input_err(super::preflight::load_failed(&program, &e, role).to_string()),
+        None => input_err(format!("error: {e}")),
+    })?;
     // Name the first few skipped rows; the count goes into every report.
     for bad in dataset.bad_rows.iter().take(10) {
         eprintln!(
@@ -529,6 +549,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         (None, None) => Ok(Metric::default_for(&program)),
     }
     .map_err(|e| input_err(format!("error: metric: {e}")))?;
+    super::preflight::ensure_expected(&program, &metric, &dataset_path, &load_opts.columns, role)?;
 
     let (cfg, built) = args.lm.build(Some(&lm_config), &lm_declared)?;
     // The program's tools (sqlite, retrieve, command) are opened once here.

@@ -39,8 +39,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let target = crate::settings::load_target(args.file.as_deref())
-        .map_err(|e| CliError::Input(e.to_string()))?;
+    let target = super::target::load(args.file.as_deref(), false)?;
     let given = parse_inputs(&args.inputs)?;
     let adapter = match args.adapter {
         Some(a) => a,

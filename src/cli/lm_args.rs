@@ -198,6 +198,7 @@ impl LmArgs {
                 .into());
             }
         }
+        check_cost_budget(&build_cfg, &opts)?;
         let built = build_lm_full(&build_cfg, &opts).map_err(|e| match e {
             LmError::Fatal(msg) => anyhow::Error::new(CliError::Input(format!("error: {msg}"))),
             other => anyhow::Error::new(other),
@@ -207,6 +208,21 @@ impl LmArgs {
         }
         Ok((cfg, built))
     }
+}
+
+/// `--max-cost` can only stop a run whose calls are priced: without
+/// prices every call costs $0 and the guard would silently never fire, so
+/// asking for it without them is a usage error that names the keys.
+fn check_cost_budget(cfg: &LmConfig, opts: &LmOptions) -> Result<(), CliError> {
+    let Some(max) = opts.budgets.max_cost else {
+        return Ok(());
+    };
+    if cfg.price_prompt_per_mtok.is_some() || cfg.price_completion_per_mtok.is_some() {
+        return Ok(());
+    }
+    Err(CliError::Input(format!(
+        "error: --max-cost {max} needs prices, and the LM config has none, so no call would ever count against the budget\n  = help: set `price_prompt_per_mtok` and `price_completion_per_mtok` (USD per million tokens) under `lm:` in the program or lmc.yaml, or use --max-lm-calls / --max-tokens-budget"
+    )))
 }
 
 /// The adapter a merged config asks for (default `chat`); an unknown name

@@ -12,16 +12,20 @@ pub mod check;
 pub mod compile;
 pub mod completions;
 pub mod diff;
+pub mod compile_note;
 pub mod eval;
 pub mod examples;
 pub mod export;
 pub mod init;
+pub mod failures;
 pub mod inspect;
 pub mod lm_args;
+pub mod preflight;
 pub mod progress;
 pub mod run;
 pub mod schema;
 pub mod signals;
+pub mod target;
 pub mod trace;
 pub mod trust_args;
 
@@ -42,7 +46,8 @@ pub struct Cli {
 pub enum Command {
     /// Scaffold a program, a small dataset, an lmc.yaml and a CI workflow.
     Init(init::Args),
-    /// Validate program files and print one line per file (exit 2 on errors).
+    /// Validate program files (and the datasets they name), compiled
+    /// artifacts, or an lmc.yaml project file; one line per file (exit 2 on errors).
     #[command(after_long_help = examples::CHECK)]
     Check(check::Args),
     /// Print the JSON Schema of the program file format, or of lmc.yaml with --project.

@@ -4,10 +4,14 @@
 //! Library code reports through traits ([`crate::eval::EvalReporter`]); this
 //! module turns those callbacks into progress bars on stderr. Bars are
 //! hidden when stderr is not a terminal (CI logs, pipes) or when `--quiet`
-//! asks, so machine-readable stdout and logs stay clean.
+//! asks, so machine-readable stdout and logs stay clean; off a terminal a
+//! standalone eval prints a short plain line now and then instead, so a
+//! long run in a log is never silent.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::time::Duration;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::eval::{EvalReporter, ExampleResult, RunningStats};
 
@@ -83,23 +87,84 @@ pub fn eval_message(s: &RunningStats) -> String {
     m
 }
 
-/// Eval progress on a bar: running score, rate, tokens, cost.
+/// Eval progress on a bar: running score, rate, tokens, cost. Off a
+/// terminal (CI logs, `nohup`), where the bar is hidden, a run that has
+/// lasted [`QUIET_START`] prints a plain line instead at every tenth of the
+/// run, and at least every [`LINE_EVERY`], so a log shows it is alive and
+/// when it will end; a short (or fully cached) run prints none.
 pub struct EvalProgress {
     bar: ProgressBar,
+    lines: Option<Mutex<LineLog>>,
+}
+
+/// The longest gap between two plain progress lines.
+pub const LINE_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a run goes before its first plain progress line.
+pub const QUIET_START: Duration = Duration::from_secs(5);
+
+struct LineLog {
+    prefix: String,
+    last: Instant,
+    /// The last tenth of the run a line was printed for.
+    decile: usize,
 }
 
 impl EvalProgress {
-    /// A standalone bar on stderr.
+    /// A standalone bar on stderr (plain lines when stderr is no terminal).
     pub fn new(prefix: &str, quiet: bool) -> Self {
+        let lines = (!quiet && !std::io::stderr().is_terminal()).then(|| {
+            Mutex::new(LineLog {
+                prefix: prefix.to_string(),
+                last: Instant::now(),
+                decile: 0,
+            })
+        });
         EvalProgress {
             bar: bar(0, prefix, quiet),
+            lines,
         }
     }
 
     /// A bar inside a [`MultiProgress`] (e.g. under a compile's trial bar).
     pub fn in_multi(multi: &MultiProgress, prefix: &str) -> Self {
         let b = multi.add(bar(0, prefix, false));
-        EvalProgress { bar: b }
+        EvalProgress {
+            bar: b,
+            lines: None,
+        }
+    }
+
+    fn line(&self, running: &RunningStats) {
+        let Some(log) = &self.lines else { return };
+        let Ok(mut log) = log.lock() else { return };
+        let total = running.total.max(1);
+        let decile = running.done * 10 / total;
+        let finished = running.done == running.total;
+        let young = running.elapsed_s < QUIET_START.as_secs_f64();
+        if finished || young || (decile == log.decile && log.last.elapsed() < LINE_EVERY) {
+            return;
+        }
+        log.decile = decile;
+        log.last = Instant::now();
+        let eta = if running.done > 0 {
+            let per = running.elapsed_s / running.done as f64;
+            format!(
+                ", about {:.0} s left",
+                per * (running.total - running.done) as f64
+            )
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "{}: {}/{} ({}%) · {} · {:.0} s elapsed{eta}",
+            log.prefix,
+            running.done,
+            running.total,
+            running.done * 100 / total,
+            eval_message(running),
+            running.elapsed_s
+        );
     }
 
     pub fn bar(&self) -> &ProgressBar {
@@ -117,6 +182,7 @@ impl EvalReporter for EvalProgress {
     fn example_done(&self, _r: &ExampleResult, running: &RunningStats) {
         self.bar.set_position(running.done as u64);
         self.bar.set_message(eval_message(running));
+        self.line(running);
     }
 
     // Printed even with --quiet: the user pressed Ctrl-C and must see that

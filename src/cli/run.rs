@@ -33,13 +33,16 @@ pub struct Args {
     /// Write every step and LM call of each run as JSONL to FILE.
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
+    /// Fail (exit 2) instead of warning when a compiled artifact's program
+    /// file changed since it was compiled.
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub lm: LmArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let target = crate::settings::load_target(args.file.as_deref())
-        .map_err(|e| CliError::Input(e.to_string()))?;
+    let target = super::target::load(args.file.as_deref(), args.strict)?;
     let program = &target.program;
     let mut runs: Vec<Map<String, Value>> = Vec::new();
     if !args.inputs.is_empty() {

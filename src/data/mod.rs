@@ -202,6 +202,38 @@ pub fn load_bytes(
     })
 }
 
+/// The column names of a dataset file, without typing any row: a CSV's
+/// header, or for JSONL every key that appears, in order of first
+/// appearance. Used to check, before any LM call, that a program's mapped
+/// inputs and expected outputs are there.
+pub fn columns(path: &Path) -> Result<Vec<String>, DataError> {
+    let shown = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
+        path: shown.clone(),
+        source,
+    })?;
+    if is_jsonl(path, &bytes) {
+        let mut names: Vec<String> = Vec::new();
+        for raw in read::jsonl_rows(&bytes) {
+            for (name, _) in raw.cells.into_iter().flatten() {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        return Ok(names);
+    }
+    let tsv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
+    read::csv_rows(&bytes, if tsv { b'\t' } else { b',' })
+        .map(|(header, _)| header)
+        .map_err(|message| DataError::File {
+            path: shown,
+            message,
+        })
+}
+
 /// JSONL by extension; otherwise CSV unless the file starts with `{`.
 fn is_jsonl(path: &Path, bytes: &[u8]) -> bool {
     match path.extension().and_then(|e| e.to_str()) {

@@ -727,6 +727,25 @@ impl CacheStore {
         })
     }
 
+    /// Delete the entries of one model: recorded under exactly `model`, or
+    /// under `model@<hash>` (the embedded engine names its model with the
+    /// weights' content hash). Returns how many were deleted.
+    pub fn clear_model(&self, model: &str) -> Result<u64, CacheError> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| self.sql(rusqlite::Error::InvalidQuery))?;
+        // `substr` rather than LIKE: a model name may contain `%` or `_`.
+        let prefix = format!("{model}@");
+        let n = conn
+            .execute(
+                "DELETE FROM responses WHERE model = ?1 OR substr(model, 1, length(?2)) = ?2",
+                params![model, prefix],
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(n as u64)
+    }
+
     /// Write every verified entry as one JSON object per line, sorted by key
     /// so a committed cassette diffs cleanly. Returns (written, skipped).
     pub fn export(&self, out: &mut dyn std::io::Write) -> Result<(u64, u64), CacheError> {

@@ -19,6 +19,7 @@ mod cachefile;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
+pub mod model_hash;
 pub mod url;
 pub mod usage;
 

@@ -232,6 +232,32 @@ impl Metric {
         Ok(())
     }
 
+    /// The expected values this metric cannot score without, for checking a
+    /// dataset before any LM call: one entry per value needed, each listing
+    /// the names any one of which will do (with no `field:`, the metric
+    /// compares the first output the example has a gold value for). Metrics
+    /// whose gold is optional (a judge, a command, a regex with its own
+    /// `pattern`) need none.
+    pub fn expected_names(&self, program: &Program) -> Vec<Vec<String>> {
+        let inner = &*self.inner;
+        match &inner.kind {
+            Kind::Weighted(parts) => parts
+                .iter()
+                .flat_map(|(_, m)| m.expected_names(program))
+                .collect(),
+            Kind::Judge(_) | Kind::Command(_) => Vec::new(),
+            Kind::Regex(m) if m.has_pattern() => Vec::new(),
+            _ => match (&inner.expected, &inner.field) {
+                (Some(e), _) | (None, Some(e)) => vec![vec![e.clone()]],
+                (None, None) => vec![program
+                    .output_fields
+                    .iter()
+                    .map(|f| f.name.clone())
+                    .collect()],
+            },
+        }
+    }
+
     /// Score one example's outputs.
     pub async fn score(
         &self,

@@ -11,6 +11,7 @@ mod bounds;
 mod compile;
 mod data;
 mod eval;
+mod firsthour;
 mod foundation;
 mod harden;
 mod instruction;

@@ -148,11 +148,21 @@ impl EmbeddedLm {
                 cfg.model_path.display()
             )));
         }
-        let model = cfg
+        let stem = cfg
             .model_path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| cfg.model_path.display().to_string());
+        // The name carries the weights' content hash: it is part of every
+        // cache key, so other weights under the same file name never replay
+        // this model's answers.
+        let hash = super::model_hash::content_hash(&cfg.model_path).map_err(|e| {
+            LmError::Fatal(format!(
+                "cannot read embedded model {}: {e}",
+                cfg.model_path.display()
+            ))
+        })?;
+        let model = format!("{stem}@{}", &hash[..12]);
         let settings = engine::Settings {
             model_path: cfg.model_path.clone(),
             threads: cfg
