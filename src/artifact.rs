@@ -165,6 +165,11 @@ pub struct Lineage {
     /// Whether a budget stopped the search early.
     #[serde(default)]
     pub budget_exhausted: bool,
+    /// Why the compile was interrupted (`SIGINT`, `SIGTERM`): the artifact
+    /// holds the best candidate fully scored before the stop, not the
+    /// search's result. Absent when the search ran to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<CandidateRecord>,
 }

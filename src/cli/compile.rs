@@ -8,15 +8,17 @@
 //! `crate::optimize`; the artifact format is `crate::artifact`. Exit codes:
 //! 0 written (also when a budget stopped the search: the best candidate so
 //! far is written and a warning says so), 2 bad input, 3 nothing could be
-//! scored.
+//! scored, 130 interrupted by SIGINT/SIGTERM (the best candidate fully
+//! scored so far is written, marked `lineage.interrupted`, or nothing when
+//! none was; a second signal aborts at once).
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::progress::{bar, human_count};
 use super::CliError;
@@ -214,6 +216,21 @@ impl Bars {
         match self.best.lock().ok().and_then(|b| *b) {
             Some(b) => format!("best {b:.3}"),
             None => String::new(),
+        }
+    }
+}
+
+impl Bars {
+    /// The first SIGINT/SIGTERM, said above the bar (even with --quiet: the
+    /// user must see that lmc is winding down rather than hanging).
+    fn interrupted(&self, signal: &str) {
+        let line = format!(
+            "{signal}: stopping; no new candidates or LM calls, keeping the best scored so far \
+             (press Ctrl-C again to abort at once)"
+        );
+        match self.current.lock().ok().and_then(|c| c.clone()) {
+            Some(pb) => pb.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
         }
     }
 }
@@ -489,10 +506,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| input_err(format!("error: {e}")))?;
     super::lm_args::configure_context(&cfg, &mut ctx)?;
     let concurrency = cfg.concurrency.unwrap_or(8).max(1);
-    let bars = Bars {
+    let bars = Arc::new(Bars {
         quiet: args.quiet || args.json,
         current: Mutex::new(None),
         best: Mutex::new(None),
+    });
+    let rt = super::runtime()?;
+    // From here a first SIGINT/SIGTERM stops the search gracefully and a
+    // second one ends lmc at once (replies received are cached either way).
+    let interrupt = {
+        let bars = bars.clone();
+        super::signals::install(&rt, move |name| bars.interrupted(name))
     };
     let valset = s.val.as_ref().unwrap_or(&s.train);
     let mut engine = Engine::new(
@@ -503,20 +527,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ctx,
         concurrency,
         args.seed,
-        &bars,
-    );
+        &*bars,
+    )
+    .with_interrupt(interrupt.clone());
     if let Some(p) = prompt_context(&args, &*s.optimizer)? {
         engine = engine.with_prompt_lm(p);
     }
-    let rt = super::runtime()?;
-    let outcome = rt.block_on(optimize::compile(&engine, &*s.optimizer));
-    bars.phase_done();
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e @ (optimize::OptimizeError::Budget(_) | optimize::OptimizeError::NoPredictors)) => {
-            anyhow::bail!("{e}")
+    // Example runs honour the interrupt's grace themselves; this bound also
+    // covers an instruction proposal in flight, after which the search is
+    // abandoned and the engine's best fully scored candidate is kept.
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            o = optimize::compile(&engine, &*s.optimizer) => Some(o),
+            _ = async {
+                interrupt.requested().await;
+                tokio::time::sleep(interrupt.grace() + Duration::from_secs(1)).await
+            } => None,
         }
-        Err(e) => return Err(input_err(format!("error: {e}"))),
+    });
+    bars.phase_done();
+    let interrupted = engine.interrupted();
+    let outcome = match (outcome, &interrupted) {
+        (Some(Ok(o)), None) => o,
+        (Some(Err(e)), None) => match e {
+            optimize::OptimizeError::Budget(_) | optimize::OptimizeError::NoPredictors => {
+                anyhow::bail!("{e}")
+            }
+            e => return Err(input_err(format!("error: {e}"))),
+        },
+        // Unreachable: the timer arm only ends after an interrupt.
+        (None, None) => anyhow::bail!("the search stopped without a result"),
+        (o, Some(reason)) => match kept_on_interrupt(&engine, o) {
+            Some(o) => o,
+            None => return nothing_kept(&args, &engine, reason),
+        },
     };
     let (requests, _) = engine.usage();
     let meter = built.meter.snapshot();
@@ -546,6 +590,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
         budget_exhausted: engine.exhausted(),
+        interrupted: interrupted.clone(),
         history: outcome.history.clone(),
     };
     let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
@@ -578,6 +623,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "cost": l.run.cost,
                 "wall_time_s": l.run.wall_time_s,
                 "budget_exhausted": l.budget_exhausted,
+                "interrupted": l.interrupted,
                 "candidates": l.history,
                 "demos": artifact.predictors.iter().map(|(p, st)| (p.clone(), st.demos.len())).collect::<BTreeMap<_, _>>(),
             }))?
@@ -650,5 +696,72 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "{k:>width$}  {v}");
         }
     }
+    if let Some(reason) = &l.interrupted {
+        let score = l
+            .dev_score
+            .map(|m| format!("dev score {m:.4} on {} val examples", valset.examples.len()))
+            .unwrap_or_else(|| "score not measured".into());
+        eprintln!(
+            "interrupted ({reason}): kept the best candidate fully scored so far ({score}) in {}, \
+             marked `lineage.interrupted`\n  = help: {}",
+            s.output.display(),
+            resume_help(&args)
+        );
+        return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How an interrupted compile resumes.
+fn resume_help(args: &Args) -> &'static str {
+    if args.lm.no_cache {
+        "--no-cache: no reply was kept, a re-run starts over"
+    } else {
+        "every LM reply received is cached: re-run the same command to resume; \
+         it replays the recorded replies and pays only for new calls"
+    }
+}
+
+/// What an interrupted compile keeps: the search's own choice when it
+/// handed one back scored on the whole valset, else the best candidate the
+/// engine saw fully scored. `None` when no candidate was.
+fn kept_on_interrupt(
+    engine: &Engine<'_>,
+    searched: Option<Result<optimize::Outcome, optimize::OptimizeError>>,
+) -> Option<optimize::Outcome> {
+    let searched = searched.and_then(Result::ok);
+    if let Some(o) = searched.as_ref().filter(|o| o.best_score.is_some()) {
+        return Some(o.clone());
+    }
+    let (best, score) = engine.best_scored()?;
+    Some(optimize::Outcome {
+        best,
+        best_score: Some(score),
+        baseline_score: searched.as_ref().and_then(|o| o.baseline_score),
+        train_score: searched.as_ref().and_then(|o| o.train_score),
+        plan: searched.map(|o| o.plan).unwrap_or_default(),
+        history: engine.history(),
+    })
+}
+
+/// An interrupt before any candidate was scored on the whole valset:
+/// nothing is written (a partial score must never pose as a result).
+fn nothing_kept(args: &Args, engine: &Engine<'_>, reason: &str) -> anyhow::Result<ExitCode> {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "artifact": null,
+                "interrupted": reason,
+                "lm_requests": engine.usage().0,
+                "candidates": engine.history(),
+            }))?
+        );
+    }
+    eprintln!(
+        "interrupted ({reason}) before any candidate was scored on the whole valset: \
+         no artifact written\n  = help: {}",
+        resume_help(args)
+    );
+    Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED))
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod adapter;
 mod compile;
+mod compile_interrupt;
 mod data;
 mod eval;
 mod foundation;
