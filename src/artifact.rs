@@ -135,6 +135,11 @@ pub struct Lineage {
     pub optimizer: String,
     /// Effective optimizer settings (defaults filled in).
     pub settings: BTreeMap<String, Value>,
+    /// Where each setting given explicitly came from: `FILE:LINE:COL` of a
+    /// `compile:` section (program or `lmc.yaml`) or `--opt`. Settings not
+    /// listed are defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings_from: BTreeMap<String, String>,
     /// Figures the optimizer derived from its settings and the data
     /// (MIPRO's trial plan, demos bootstrapped, kNN similarity).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

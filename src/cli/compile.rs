@@ -26,7 +26,8 @@ use crate::artifact::{Artifact, DatasetRef, Lineage, MetricRef, RunStats};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::metric::Metric;
 use crate::optimize::{self, CompileReporter, Configured, Engine, Shape};
-use crate::program::Program;
+use crate::program::compile_section::DEFAULT_OPTIMIZER;
+use crate::program::{CompileConfig, Program};
 
 /// Optimize a program's demos (and instructions); write an artifact.
 ///
@@ -52,11 +53,11 @@ pub struct Args {
     #[arg(long, value_name = "SPEC")]
     pub metric: Option<String>,
 
-    #[arg(long, value_name = "NAME", default_value = "bootstrap_random_search",
-          help = optimizer_help())]
-    pub optimizer: String,
+    #[arg(long, value_name = "NAME", help = optimizer_help())]
+    pub optimizer: Option<String>,
 
     /// Optimizer setting (repeatable), e.g. `--opt max_bootstrapped_demos=2`;
+    /// overrides the same key of a `compile: {settings: …}` section;
     /// `--list` shows every optimizer's settings.
     #[arg(long = "opt", value_name = "KEY=VALUE")]
     pub opts: Vec<String>,
@@ -121,7 +122,8 @@ pub struct Args {
 /// `--optimizer`'s help, from the registry.
 fn optimizer_help() -> String {
     format!(
-        "Optimizer: {} (`--list` describes each)",
+        "Optimizer: {} (`--list` describes each) [default: `compile.optimizer` of lmc.yaml, \
+         else of the program, else {DEFAULT_OPTIMIZER}]",
         optimize::names().join(", ")
     )
 }
@@ -285,6 +287,8 @@ struct Setup {
     metric: Metric,
     metric_spec: Value,
     optimizer: Box<dyn Configured>,
+    /// Where each setting given explicitly came from (`FILE:LINE:COL`, `--opt`).
+    settings_from: BTreeMap<String, String>,
     output: PathBuf,
     lm_cfg: crate::program::LmConfig,
     lm_declared: crate::trust::locate::LmDeclarations,
@@ -305,6 +309,62 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         }
     }
     Ok(out)
+}
+
+/// The optimizer and its settings, in layers: the program's `compile:`
+/// section, then the project file's, then `--optimizer`/`--opt`. The
+/// optimizer is the last layer's that names one (else
+/// [`DEFAULT_OPTIMIZER`]); a section's settings apply only when it is for
+/// that optimizer (a note says when one is set aside), key by key, later
+/// layers winning. Returns it configured, with each explicit key's origin.
+fn choose_optimizer(
+    args: &Args,
+    sections: &[Option<&CompileConfig>],
+) -> anyhow::Result<(Box<dyn Configured>, BTreeMap<String, String>)> {
+    let name = args
+        .optimizer
+        .clone()
+        .or_else(|| {
+            sections
+                .iter()
+                .rev()
+                .flatten()
+                .find_map(|c| c.optimizer.clone())
+        })
+        .unwrap_or_else(|| DEFAULT_OPTIMIZER.to_string());
+    let mut raw = serde_json::Map::new();
+    let mut from = BTreeMap::new();
+    for c in sections.iter().flatten() {
+        if c.settings.is_empty() {
+            continue;
+        }
+        if c.optimizer_name() != name {
+            if !args.quiet {
+                let at = c.origins.values().next().cloned().unwrap_or_default();
+                eprintln!(
+                    "note: {at}: these `compile.settings` are for `{}`, not `{name}`: set aside",
+                    c.optimizer_name()
+                );
+            }
+            continue;
+        }
+        for (k, v) in &c.settings {
+            raw.insert(k.clone(), v.clone());
+            if let Some(at) = c.origins.get(k) {
+                from.insert(k.clone(), at.clone());
+            }
+        }
+    }
+    let pairs = crate::optimize::settings::parse_pairs(&name, &args.opts)
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    for (k, v) in pairs {
+        from.insert(k.clone(), "--opt".to_string());
+        raw.insert(k, v);
+    }
+    let optimizer = optimize::lookup(&name)
+        .and_then(|o| o.configure(&raw))
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    Ok((optimizer, from))
 }
 
 fn resolve(args: &Args) -> anyhow::Result<Setup> {
@@ -332,8 +392,11 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         .unwrap_or_default();
     // Unknown optimizers (with a did-you-mean) and settings fail here,
     // before any dataset is read or LM built.
-    let optimizer = optimize::configure(&args.optimizer, &args.opts)
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let sections = [
+        program.compile.as_ref(),
+        target.project.as_ref().and_then(|p| p.compile.as_ref()),
+    ];
+    let (optimizer, settings_from) = choose_optimizer(args, &sections)?;
     let mut columns = program.datasets.columns.clone();
     columns.extend(parse_maps(&args.map)?);
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -391,6 +454,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         metric,
         metric_spec,
         optimizer,
+        settings_from,
         output,
     })
 }
@@ -457,6 +521,8 @@ fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&json!({
                 "dry_run": true,
                 "optimizer": s.optimizer.name(),
+                "settings": effective,
+                "settings_from": s.settings_from,
                 "trainset": s.train.examples.len(),
                 "valset": n_val,
                 "calls_per_run": p.calls_per_run,
@@ -567,6 +633,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let lineage = Lineage {
         optimizer: s.optimizer.name().to_string(),
         settings: s.optimizer.settings(),
+        settings_from: s.settings_from.clone(),
         plan: outcome.plan.clone(),
         seed: args.seed,
         trainset: Some(dataset_ref(&s.train)),

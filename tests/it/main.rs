@@ -9,6 +9,7 @@ mod support;
 mod adapter;
 mod compile;
 mod compile_interrupt;
+mod compile_settings;
 mod data;
 mod eval;
 mod foundation;
