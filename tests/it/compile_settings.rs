@@ -225,3 +225,25 @@ fn a_misspelt_setting_in_lmc_yaml_is_located() {
     assert!(err.contains("num_candidate_programs"), "{err}");
     assert_eq!(stub.requests(), 0);
 }
+
+#[test]
+fn both_schemas_describe_the_compile_section_from_the_registry() {
+    for args in [&["schema"][..], &["schema", "--project"][..]] {
+        let (code, out, err) = run(lmc().args(args));
+        assert_eq!(code, 0, "{err}");
+        let schema: Value = serde_json::from_str(&out).unwrap();
+        let c = &schema["properties"]["compile"];
+        assert_eq!(c["additionalProperties"], false, "{args:?}");
+        let names = c["properties"]["optimizer"]["enum"].as_array().unwrap();
+        assert!(names.iter().any(|n| n == "mipro"), "{names:?}");
+        let mipro = c["allOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["if"]["properties"]["optimizer"]["const"] == "mipro")
+            .expect("a branch for mipro");
+        let settings = &mipro["then"]["properties"]["settings"];
+        assert_eq!(settings["additionalProperties"], false);
+        assert!(settings["properties"]["num_trials"]["description"].is_string());
+    }
+}
