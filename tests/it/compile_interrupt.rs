@@ -224,3 +224,82 @@ fn the_grace_period_bounds_a_compile_stuck_on_its_calls() {
     assert!(err.contains("no artifact written"), "{err}");
     assert_eq!(stuck.requests(), 2, "no call started after the signal");
 }
+
+#[test]
+fn an_instruction_search_stuck_on_a_proposal_still_keeps_the_scored_program() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use crate::support::stub::{StubReply, StubRequest};
+
+    // The task "model" echoes the word; the proposer never answers in time.
+    let proposals = Arc::new(AtomicUsize::new(0));
+    let seen = proposals.clone();
+    let stub = StubServer::start(move |req: &StubRequest| {
+        if req.system().contains("You improve instructions") {
+            seen.fetch_add(1, Ordering::SeqCst);
+            return StubReply::Delay(
+                Duration::from_secs(600),
+                Box::new(StubReply::Ok(String::new())),
+            );
+        }
+        let word = req
+            .last_user()
+            .split("[[ ## word ## ]]\n")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        StubReply::Ok(format!(
+            "[[ ## answer ## ]]\n{word}\n\n[[ ## completed ## ]]"
+        ))
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.json");
+    let mut cmd = lmc();
+    cmd.args(["compile", "tests/fixtures/instruction/reverse.yaml"])
+        .args(["--trainset", "tests/fixtures/instruction/words.csv"])
+        .args([
+            "--optimizer",
+            "copro",
+            "--opt",
+            "breadth=3",
+            "--opt",
+            "depth=1",
+        ])
+        .args(["--provider", "openai", "--model", "scripted", "--base-url"])
+        .arg(stub.url())
+        .args(["--quiet", "-o"])
+        .arg(&out)
+        .env("LMC_INTERRUPT_GRACE", "1")
+        .stdout(Stdio::null());
+    let mut job = Running::spawn(&mut cmd);
+    job.wait_for("a proposal request", |_| {
+        proposals.load(Ordering::SeqCst) >= 1
+    });
+    let before = stub.requests();
+    job.signal("INT");
+    let (code, secs, err) = job.exit_code(DEADLINE);
+    assert_eq!(code, 130, "{err}");
+    // The grace (1 s) bounds the proposal in flight too.
+    assert!(secs < 60.0, "waited {secs:.1} s for a stuck proposal");
+    assert!(
+        err.contains("kept the best candidate fully scored so far"),
+        "{err}"
+    );
+    assert_eq!(stub.requests(), before, "no call after the signal");
+    let art = read_json(&out);
+    assert_eq!(art["lineage"]["interrupted"], "SIGINT", "{art}");
+    // What was kept is the program as written, scored on the whole valset.
+    let dev = art["lineage"]["dev_score"].as_f64().expect("dev score");
+    assert!(
+        (0.0..1.0).contains(&dev),
+        "echo is right on palindromes only: {dev}"
+    );
+    let changed = art["predictors"]
+        .as_object()
+        .map(|m| m.values().any(|p| p.get("instructions").is_some()))
+        .unwrap_or(false);
+    assert!(!changed, "no proposal was scored: {art}");
+}
