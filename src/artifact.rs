@@ -139,6 +139,11 @@ pub struct Lineage {
     pub optimizer: String,
     /// Effective optimizer settings (defaults filled in).
     pub settings: BTreeMap<String, Value>,
+    /// Where each setting given explicitly came from: `FILE:LINE:COL` of a
+    /// `compile:` section (program or `lmc.yaml`) or `--opt`. Settings not
+    /// listed are defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings_from: BTreeMap<String, String>,
     /// Figures the optimizer derived from its settings and the data
     /// (MIPRO's trial plan, demos bootstrapped, kNN similarity).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -169,6 +174,11 @@ pub struct Lineage {
     /// Whether a budget stopped the search early.
     #[serde(default)]
     pub budget_exhausted: bool,
+    /// Why the compile was interrupted (`SIGINT`, `SIGTERM`): the artifact
+    /// holds the best candidate fully scored before the stop, not the
+    /// search's result. Absent when the search ran to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<CandidateRecord>,
 }

@@ -45,6 +45,8 @@ pub struct Project {
     pub program: Option<PathBuf>,
     /// LM settings that override the program's.
     pub lm: Option<LmConfig>,
+    /// `lmc compile`'s optimizer and settings, over the program's `compile:`.
+    pub compile: Option<crate::program::CompileConfig>,
 }
 
 /// What a command operates on.
@@ -168,9 +170,23 @@ pub fn read_project(path: &Path) -> Result<Project, SettingsError> {
                 }
                 project.lm = Some(lm);
             }
+            "compile" => {
+                let idx = doc.root.index();
+                let (c, diags) = crate::program::compile_section::check(v, &idx, "compile", path);
+                if !diags.is_empty() {
+                    return Err(SettingsError::Project {
+                        path: path.to_path_buf(),
+                        message: crate::diag::Diagnostics(
+                            diags.into_iter().map(|d| d.file(path)).collect(),
+                        )
+                        .to_string(),
+                    });
+                }
+                project.compile = c;
+            }
             other => {
                 return Err(err(format!(
-                    "unknown key `{other}` (expected `program` or `lm`)"
+                    "unknown key `{other}` (expected `program`, `lm` or `compile`)"
                 )));
             }
         }

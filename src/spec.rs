@@ -102,6 +102,10 @@ pub struct ProgramSpec {
     pub datasets: Option<DatasetsSpec>,
     #[serde(default)]
     pub tools: OrderedMap<ToolSpecIn>,
+    /// `lmc compile`'s default optimizer and settings; checked by
+    /// `program::compile_section`.
+    #[serde(default)]
+    pub compile: Option<Value>,
 }
 
 /// A signature: a named reference, a shorthand string, or written out.
@@ -256,6 +260,7 @@ pub const PROGRAM_KEYS: &[&str] = &[
     "metric",
     "datasets",
     "tools",
+    "compile",
 ];
 pub const SIGNATURE_KEYS: &[&str] = &["instructions", "inputs", "outputs"];
 pub const FIELD_KEYS: &[&str] = &["type", "description", "prefix", "schema", "default"];
@@ -368,7 +373,8 @@ mod tests {
             "outputs": {"b": "n.b"},
             "metric": {"type": "exact_match"},
             "datasets": {"train": "a", "dev": "b", "test": "c", "columns": {"x": "y"}},
-            "tools": {"t": {"kind": "sqlite", "path": "p"}}
+            "tools": {"t": {"kind": "sqlite", "path": "p"}},
+            "compile": {"optimizer": "mipro", "settings": {"num_trials": 8}}
         });
         for k in PROGRAM_KEYS {
             assert!(v.get(k).is_some(), "{k}");

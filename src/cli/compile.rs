@@ -8,15 +8,17 @@
 //! `crate::optimize`; the artifact format is `crate::artifact`. Exit codes:
 //! 0 written (also when a budget stopped the search: the best candidate so
 //! far is written and a warning says so), 2 bad input, 3 nothing could be
-//! scored.
+//! scored, 130 interrupted by SIGINT/SIGTERM (the best candidate fully
+//! scored so far is written, marked `lineage.interrupted`, or nothing when
+//! none was; a second signal aborts at once).
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::progress::{bar, human_count};
 use super::CliError;
@@ -24,7 +26,8 @@ use crate::artifact::{Artifact, DatasetRef, Lineage, MetricRef, RunStats};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::metric::Metric;
 use crate::optimize::{self, CompileReporter, Configured, Engine, Shape};
-use crate::program::Program;
+use crate::program::compile_section::DEFAULT_OPTIMIZER;
+use crate::program::{CompileConfig, Program};
 
 /// Optimize a program's demos (and instructions); write an artifact.
 ///
@@ -50,11 +53,11 @@ pub struct Args {
     #[arg(long, value_name = "SPEC")]
     pub metric: Option<String>,
 
-    #[arg(long, value_name = "NAME", default_value = "bootstrap_random_search",
-          help = optimizer_help())]
-    pub optimizer: String,
+    #[arg(long, value_name = "NAME", help = optimizer_help())]
+    pub optimizer: Option<String>,
 
     /// Optimizer setting (repeatable), e.g. `--opt max_bootstrapped_demos=2`;
+    /// overrides the same key of a `compile: {settings: …}` section;
     /// `--list` shows every optimizer's settings.
     #[arg(long = "opt", value_name = "KEY=VALUE")]
     pub opts: Vec<String>,
@@ -119,7 +122,8 @@ pub struct Args {
 /// `--optimizer`'s help, from the registry.
 fn optimizer_help() -> String {
     format!(
-        "Optimizer: {} (`--list` describes each)",
+        "Optimizer: {} (`--list` describes each) [default: `compile.optimizer` of lmc.yaml, \
+         else of the program, else {DEFAULT_OPTIMIZER}]",
         optimize::names().join(", ")
     )
 }
@@ -218,6 +222,21 @@ impl Bars {
     }
 }
 
+impl Bars {
+    /// The first SIGINT/SIGTERM, said above the bar (even with --quiet: the
+    /// user must see that lmc is winding down rather than hanging).
+    fn interrupted(&self, signal: &str) {
+        let line = format!(
+            "{signal}: stopping; no new candidates or LM calls, keeping the best scored so far \
+             (press Ctrl-C again to abort at once)"
+        );
+        match self.current.lock().ok().and_then(|c| c.clone()) {
+            Some(pb) => pb.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
 impl CompileReporter for Bars {
     fn phase(&self, name: &str, total: usize) {
         let pb = bar(total as u64, name, self.quiet);
@@ -268,6 +287,8 @@ struct Setup {
     metric: Metric,
     metric_spec: Value,
     optimizer: Box<dyn Configured>,
+    /// Where each setting given explicitly came from (`FILE:LINE:COL`, `--opt`).
+    settings_from: BTreeMap<String, String>,
     output: PathBuf,
     lm_cfg: crate::program::LmConfig,
     lm_declared: crate::trust::locate::LmDeclarations,
@@ -288,6 +309,62 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         }
     }
     Ok(out)
+}
+
+/// The optimizer and its settings, in layers: the program's `compile:`
+/// section, then the project file's, then `--optimizer`/`--opt`. The
+/// optimizer is the last layer's that names one (else
+/// [`DEFAULT_OPTIMIZER`]); a section's settings apply only when it is for
+/// that optimizer (a note says when one is set aside), key by key, later
+/// layers winning. Returns it configured, with each explicit key's origin.
+fn choose_optimizer(
+    args: &Args,
+    sections: &[Option<&CompileConfig>],
+) -> anyhow::Result<(Box<dyn Configured>, BTreeMap<String, String>)> {
+    let name = args
+        .optimizer
+        .clone()
+        .or_else(|| {
+            sections
+                .iter()
+                .rev()
+                .flatten()
+                .find_map(|c| c.optimizer.clone())
+        })
+        .unwrap_or_else(|| DEFAULT_OPTIMIZER.to_string());
+    let mut raw = serde_json::Map::new();
+    let mut from = BTreeMap::new();
+    for c in sections.iter().flatten() {
+        if c.settings.is_empty() {
+            continue;
+        }
+        if c.optimizer_name() != name {
+            if !args.quiet {
+                let at = c.origins.values().next().cloned().unwrap_or_default();
+                eprintln!(
+                    "note: {at}: these `compile.settings` are for `{}`, not `{name}`: set aside",
+                    c.optimizer_name()
+                );
+            }
+            continue;
+        }
+        for (k, v) in &c.settings {
+            raw.insert(k.clone(), v.clone());
+            if let Some(at) = c.origins.get(k) {
+                from.insert(k.clone(), at.clone());
+            }
+        }
+    }
+    let pairs = crate::optimize::settings::parse_pairs(&name, &args.opts)
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    for (k, v) in pairs {
+        from.insert(k.clone(), "--opt".to_string());
+        raw.insert(k, v);
+    }
+    let optimizer = optimize::lookup(&name)
+        .and_then(|o| o.configure(&raw))
+        .map_err(|e| input_err(format!("error: {e}")))?;
+    Ok((optimizer, from))
 }
 
 fn resolve(args: &Args) -> anyhow::Result<Setup> {
@@ -314,8 +391,11 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         .unwrap_or_default();
     // Unknown optimizers (with a did-you-mean) and settings fail here,
     // before any dataset is read or LM built.
-    let optimizer = optimize::configure(&args.optimizer, &args.opts)
-        .map_err(|e| input_err(format!("error: {e}")))?;
+    let sections = [
+        program.compile.as_ref(),
+        target.project.as_ref().and_then(|p| p.compile.as_ref()),
+    ];
+    let (optimizer, settings_from) = choose_optimizer(args, &sections)?;
     let mut columns = program.datasets.columns.clone();
     columns.extend(parse_maps(&args.map)?);
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -383,6 +463,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         metric,
         metric_spec,
         optimizer,
+        settings_from,
         output,
     })
 }
@@ -449,6 +530,8 @@ fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&json!({
                 "dry_run": true,
                 "optimizer": s.optimizer.name(),
+                "settings": effective,
+                "settings_from": s.settings_from,
                 "trainset": s.train.examples.len(),
                 "valset": n_val,
                 "calls_per_run": p.calls_per_run,
@@ -498,10 +581,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| input_err(format!("error: {e}")))?;
     super::lm_args::configure_context(&cfg, &mut ctx)?;
     let concurrency = cfg.concurrency.unwrap_or(8).max(1);
-    let bars = Bars {
+    let bars = Arc::new(Bars {
         quiet: args.quiet || args.json,
         current: Mutex::new(None),
         best: Mutex::new(None),
+    });
+    let rt = super::runtime()?;
+    // From here a first SIGINT/SIGTERM stops the search gracefully and a
+    // second one ends lmc at once (replies received are cached either way).
+    let interrupt = {
+        let bars = bars.clone();
+        super::signals::install(&rt, move |name| bars.interrupted(name))
     };
     let valset = s.val.as_ref().unwrap_or(&s.train);
     let mut engine = Engine::new(
@@ -512,26 +602,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ctx,
         concurrency,
         args.seed,
-        &bars,
-    );
+        &*bars,
+    )
+    .with_interrupt(interrupt.clone());
     if let Some(p) = prompt_context(&args, &*s.optimizer)? {
         engine = engine.with_prompt_lm(p);
     }
-    let rt = super::runtime()?;
-    let outcome = rt.block_on(optimize::compile(&engine, &*s.optimizer));
-    bars.phase_done();
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e @ (optimize::OptimizeError::Budget(_) | optimize::OptimizeError::NoPredictors)) => {
-            anyhow::bail!("{e}")
+    // Example runs honour the interrupt's grace themselves; this bound also
+    // covers an instruction proposal in flight, after which the search is
+    // abandoned and the engine's best fully scored candidate is kept.
+    let outcome = rt.block_on(async {
+        tokio::select! {
+            o = optimize::compile(&engine, &*s.optimizer) => Some(o),
+            _ = async {
+                interrupt.requested().await;
+                tokio::time::sleep(interrupt.grace() + Duration::from_secs(1)).await
+            } => None,
         }
-        Err(e) => return Err(input_err(format!("error: {e}"))),
+    });
+    bars.phase_done();
+    let interrupted = engine.interrupted();
+    let outcome = match (outcome, &interrupted) {
+        (Some(Ok(o)), None) => o,
+        (Some(Err(e)), None) => match e {
+            optimize::OptimizeError::Budget(_) | optimize::OptimizeError::NoPredictors => {
+                anyhow::bail!("{e}")
+            }
+            e => return Err(input_err(format!("error: {e}"))),
+        },
+        // Unreachable: the timer arm only ends after an interrupt.
+        (None, None) => anyhow::bail!("the search stopped without a result"),
+        (o, Some(reason)) => match kept_on_interrupt(&engine, o) {
+            Some(o) => o,
+            None => return nothing_kept(&args, &engine, reason),
+        },
     };
     let (requests, _) = engine.usage();
     let meter = built.meter.snapshot();
     let lineage = Lineage {
         optimizer: s.optimizer.name().to_string(),
         settings: s.optimizer.settings(),
+        settings_from: s.settings_from.clone(),
         plan: outcome.plan.clone(),
         seed: args.seed,
         trainset: Some(dataset_ref(&s.train)),
@@ -555,6 +666,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
         budget_exhausted: engine.exhausted(),
+        interrupted: interrupted.clone(),
         history: outcome.history.clone(),
     };
     let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
@@ -587,6 +699,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "cost": l.run.cost,
                 "wall_time_s": l.run.wall_time_s,
                 "budget_exhausted": l.budget_exhausted,
+                "interrupted": l.interrupted,
                 "candidates": l.history,
                 "demos": artifact.predictors.iter().map(|(p, st)| (p.clone(), st.demos.len())).collect::<BTreeMap<_, _>>(),
             }))?
@@ -662,5 +775,72 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "{k:>width$}  {v}");
         }
     }
+    if let Some(reason) = &l.interrupted {
+        let score = l
+            .dev_score
+            .map(|m| format!("dev score {m:.4} on {} val examples", valset.examples.len()))
+            .unwrap_or_else(|| "score not measured".into());
+        eprintln!(
+            "interrupted ({reason}): kept the best candidate fully scored so far ({score}) in {}, \
+             marked `lineage.interrupted`\n  = help: {}",
+            s.output.display(),
+            resume_help(&args)
+        );
+        return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How an interrupted compile resumes.
+fn resume_help(args: &Args) -> &'static str {
+    if args.lm.no_cache {
+        "--no-cache: no reply was kept, a re-run starts over"
+    } else {
+        "every LM reply received is cached: re-run the same command to resume; \
+         it replays the recorded replies and pays only for new calls"
+    }
+}
+
+/// What an interrupted compile keeps: the search's own choice when it
+/// handed one back scored on the whole valset, else the best candidate the
+/// engine saw fully scored. `None` when no candidate was.
+fn kept_on_interrupt(
+    engine: &Engine<'_>,
+    searched: Option<Result<optimize::Outcome, optimize::OptimizeError>>,
+) -> Option<optimize::Outcome> {
+    let searched = searched.and_then(Result::ok);
+    if let Some(o) = searched.as_ref().filter(|o| o.best_score.is_some()) {
+        return Some(o.clone());
+    }
+    let (best, score) = engine.best_scored()?;
+    Some(optimize::Outcome {
+        best,
+        best_score: Some(score),
+        baseline_score: searched.as_ref().and_then(|o| o.baseline_score),
+        train_score: searched.as_ref().and_then(|o| o.train_score),
+        plan: searched.map(|o| o.plan).unwrap_or_default(),
+        history: engine.history(),
+    })
+}
+
+/// An interrupt before any candidate was scored on the whole valset:
+/// nothing is written (a partial score must never pose as a result).
+fn nothing_kept(args: &Args, engine: &Engine<'_>, reason: &str) -> anyhow::Result<ExitCode> {
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "artifact": null,
+                "interrupted": reason,
+                "lm_requests": engine.usage().0,
+                "candidates": engine.history(),
+            }))?
+        );
+    }
+    eprintln!(
+        "interrupted ({reason}) before any candidate was scored on the whole valset: \
+         no artifact written\n  = help: {}",
+        resume_help(args)
+    );
+    Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED))
 }

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::ExitCode;
 
+use crate::optimize;
 use crate::spec;
 
 #[derive(Debug, clap::Args)]
@@ -216,7 +217,8 @@ pub fn program_schema() -> Value {
                     "columns": {"type": "object", "description": "Dataset column -> program input or output name (unmapped columns keep their name).", "additionalProperties": {"type": "string"}}
                 }
             },
-            "tools": {"type": "object", "description": "Named tools for react, retrieve and tool nodes.", "additionalProperties": {"$ref": "#/$defs/tool"}}
+            "tools": {"type": "object", "description": "Named tools for react, retrieve and tool nodes.", "additionalProperties": {"$ref": "#/$defs/tool"}},
+            "compile": compile_schema("`lmc compile`'s default optimizer and its settings. A project file's `compile` overrides it; `--optimizer` and `--opt` override both.")
         },
         "$defs": {
             "type": type_string,
@@ -260,20 +262,63 @@ fn lm_schema(description: &str) -> Value {
         })
 }
 
+/// The `compile:` mapping, shared by program files and the project file,
+/// from the optimizer registry: one `if optimizer … then settings …` per
+/// optimizer, so an editor completes and documents each one's settings.
+fn compile_schema(description: &str) -> Value {
+    use crate::program::compile_section::DEFAULT_OPTIMIZER;
+    let settings_of = |o: &dyn optimize::Registered| -> Value {
+        let props: serde_json::Map<String, Value> = o
+            .settings_docs()
+            .into_iter()
+            .map(|d| {
+                let text = format!("{} Expected: {}.", d.help, d.expected);
+                (
+                    d.key.to_string(),
+                    json!({"description": text, "default": d.default}),
+                )
+            })
+            .collect();
+        json!({"type": "object", "additionalProperties": false, "properties": props})
+    };
+    let variants: Vec<Value> = optimize::REGISTRY
+        .iter()
+        .map(|o| {
+            let mut when = json!({"properties": {"optimizer": {"const": o.name()}}, "required": ["optimizer"]});
+            if o.name() == DEFAULT_OPTIMIZER {
+                // Settings without an optimizer are the default optimizer's.
+                when = json!({"properties": {"optimizer": {"const": o.name()}}});
+            }
+            json!({"if": when, "then": {"properties": {"settings": settings_of(*o)}}})
+        })
+        .collect();
+    json!({
+        "type": "object",
+        "description": description,
+        "additionalProperties": false,
+        "properties": {
+            "optimizer": {"enum": optimize::names(), "default": DEFAULT_OPTIMIZER, "description": "The optimizer `lmc compile` runs (`lmc compile --list` describes each)."},
+            "settings": {"type": "object", "description": "Settings of the optimizer named beside them (bootstrap_random_search when none is); unknown keys and wrong types are errors."}
+        },
+        "allOf": variants
+    })
+}
+
 /// The JSON Schema (draft 2020-12) of the project file, `lmc.yaml`: which
-/// program commands use when given none, and LM settings that override the
-/// program's. Mirrors what `settings::read_project` accepts.
+/// program commands use when given none, LM settings that override the
+/// program's, and the compile section. Mirrors what `settings::read_project` accepts.
 pub fn project_schema() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://lmc.dev/schema/project.json",
         "title": "lmc project file (lmc.yaml)",
-        "description": "The project file: commands given no program file use its `program`; its `lm` keys override the program's LM settings.",
+        "description": "The project file: commands given no program file use its `program`; its `lm` keys override the program's LM settings and its `compile` section the program's.",
         "type": "object",
         "additionalProperties": false,
         "properties": {
             "program": {"type": "string", "description": "The default program file (or compiled artifact), relative to this file."},
-            "lm": lm_schema("LM settings that override the program's `lm:` for every command run in this project (only the keys given).")
+            "lm": lm_schema("LM settings that override the program's `lm:` for every command run in this project (only the keys given)."),
+            "compile": compile_schema("`lmc compile`'s optimizer and settings for this project, over the program's `compile:`; `--optimizer` and `--opt` override it.")
         }
     })
 }

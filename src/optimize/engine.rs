@@ -9,7 +9,12 @@
 //! the search history (with the best score so far, which the progress bars
 //! show), usage tallies, the prompt LM instruction searches ask for text
 //! (`--prompt-lm`, else the task LM), and the stop check every strategy
-//! consults before issuing new work ([`Engine::should_stop`]). Usage is counted from the traces
+//! consults before issuing new work ([`Engine::should_stop`]): a spent
+//! budget, a stop hook, or an [`Interrupt`] (SIGINT/SIGTERM from the CLI).
+//! An interrupt also reaches the example runs in flight, which get the
+//! interrupt's grace period to finish; the engine keeps the best candidate
+//! scored on the whole valset so far, so a caller that stops waiting for
+//! the search can still keep it ([`Engine::best_scored`]). Usage is counted from the traces
 //! (every request, cache hits included), so the lineage figures are the
 //! same when a compile is resumed from the cache. A spent budget never
 //! aborts: the engine marks itself exhausted, strategies stop proposing and
@@ -22,6 +27,7 @@ use std::sync::Mutex;
 use crate::artifact::{overlay_hash, CandidateRecord};
 use crate::data::Example;
 use crate::eval::{EvalError, EvalOptions, EvalReporter, ExampleResult, RunningStats};
+use crate::interrupt::Interrupt;
 use crate::lm::Usage;
 use crate::metric::Metric;
 use crate::overlay::Overlay;
@@ -99,6 +105,11 @@ pub struct Engine<'a> {
     best: Mutex<Option<f64>>,
     prompt: Option<RunContext>,
     stop: Option<StopHook>,
+    /// Fired by the CLI's signal handlers; never fires when none was given.
+    interrupt: Interrupt,
+    /// The best candidate scored on the whole valset so far (the earlier
+    /// one on ties, as the searches choose).
+    best_scored: Mutex<Option<(Overlay, Scored)>>,
 }
 
 /// An outside reason to stop issuing new candidates and calls (e.g. an
@@ -135,7 +146,33 @@ impl<'a> Engine<'a> {
             best: Mutex::new(None),
             prompt: None,
             stop: None,
+            interrupt: Interrupt::new(),
+            best_scored: Mutex::new(None),
         }
+    }
+
+    /// Stop issuing candidates and LM calls once `interrupt` fires; example
+    /// runs in flight get its grace period to finish.
+    pub fn with_interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// Why the search was interrupted (`SIGINT`, `SIGTERM`), once it was.
+    pub fn interrupted(&self) -> Option<String> {
+        self.interrupt.is_requested().then(|| {
+            self.interrupt
+                .reason()
+                .unwrap_or("stop requested")
+                .to_string()
+        })
+    }
+
+    /// The best candidate scored on every valset example so far, with its
+    /// score: what an interrupted compile keeps when the search itself
+    /// could not hand back its choice.
+    pub fn best_scored(&self) -> Option<(Overlay, Scored)> {
+        self.best_scored.lock().ok().and_then(|b| b.clone())
     }
 
     /// Run proposals and reflections on `ctx` instead of the task LM.
@@ -160,7 +197,7 @@ impl<'a> Engine<'a> {
     /// the budget is spent or the stop hook (interruption) says so. The
     /// best candidate scored so far still wins.
     pub fn should_stop(&self) -> bool {
-        self.exhausted() || self.stop.as_ref().is_some_and(|f| f())
+        self.exhausted() || self.interrupt.is_requested() || self.stop.as_ref().is_some_and(|f| f())
     }
 
     /// Whether an LM budget ran out; strategies stop proposing when it has.
@@ -222,7 +259,10 @@ impl<'a> Engine<'a> {
             keep_traces: true,
         };
         let ticks = Ticks(self.reporter);
-        let results = match crate::eval::evaluate(
+        // An interrupted evaluation is `Ok` with the examples that finished
+        // (fewer than asked): callers treat it like a budget stop, and
+        // `should_stop` is already true.
+        let results = match crate::eval::evaluate_until(
             ctx,
             self.program,
             overlay,
@@ -230,6 +270,7 @@ impl<'a> Engine<'a> {
             self.metric,
             &opts,
             &ticks,
+            &self.interrupt,
         )
         .await
         {
@@ -259,7 +300,16 @@ impl<'a> Engine<'a> {
         }
         let all: Vec<usize> = (0..self.valset.len()).collect();
         let results = self.evaluate(overlay, Split::Val, &all).await;
-        let scored = (results.len() == self.valset.len() && !results.is_empty()).then(|| {
+        let scored = self.full_score(&results);
+        if let Ok(mut m) = self.scores.lock() {
+            m.insert(key, scored);
+        }
+        scored
+    }
+
+    /// The valset score of `results` when they cover every valset example.
+    fn full_score(&self, results: &[ExampleResult]) -> Option<Scored> {
+        (results.len() == self.valset.len() && !results.is_empty()).then(|| {
             let scores: Vec<f64> = results.iter().map(|r| r.score).collect();
             let (lo, hi, _) = crate::eval::stats::ci95(&scores);
             Scored {
@@ -267,11 +317,20 @@ impl<'a> Engine<'a> {
                 ci95: [lo, hi],
                 n: scores.len(),
             }
-        });
-        if let Ok(mut m) = self.scores.lock() {
-            m.insert(key, scored);
+        })
+    }
+
+    /// Keep `overlay` as the best so far when `results` score it on the
+    /// whole valset higher than every earlier candidate.
+    fn consider_best(&self, overlay: &Overlay, results: &[ExampleResult]) {
+        let Some(s) = self.full_score(results) else {
+            return;
+        };
+        if let Ok(mut b) = self.best_scored.lock() {
+            if b.as_ref().is_none_or(|(_, old)| s.mean > old.mean) {
+                *b = Some((overlay.clone(), s));
+            }
         }
-        scored
     }
 
     /// Run `overlay` on examples `indices` of `split` with the task LM,
@@ -301,6 +360,9 @@ impl<'a> Engine<'a> {
             .run_examples(&self.ctx, overlay, &examples, self.concurrency)
             .await;
         if results.len() == examples.len() {
+            if split == Split::Val && indices.len() == self.valset.len() {
+                self.consider_best(overlay, &results);
+            }
             if let Ok(mut m) = self.results.lock() {
                 m.insert(key, results.clone());
             }

@@ -152,4 +152,47 @@ mod tests {
         assert_eq!(out.best.state("say").demos.len(), 2);
         assert_eq!(out.best_score.map(|s| s.mean), Some(1.0));
     }
+
+    #[tokio::test]
+    async fn an_interrupted_engine_issues_nothing_and_keeps_the_best_fully_scored() {
+        let src = "name: echo\nsignatures:\n  s: \"word -> answer\"\ninputs:\n  word: str\nnodes:\n  say: {kind: predict, signature: s}\noutputs:\n  answer: say.answer\n";
+        let program =
+            crate::program::load_str(src, std::path::Path::new("echo.yaml")).expect("program");
+        let data = vec![example(0, "abc"), example(1, "de")];
+        let metric = crate::metric::Metric::default_for(&program);
+        let interrupt = crate::interrupt::Interrupt::new();
+        let engine = Engine::new(
+            &program,
+            &metric,
+            &data,
+            &data,
+            crate::run::RunContext::new(Arc::new(Echo)),
+            2,
+            0,
+            &NoopCompileReporter,
+        )
+        .with_interrupt(interrupt.clone());
+        let zero_shot = crate::overlay::Overlay::default();
+        assert_eq!(engine.score(&zero_shot).await.map(|s| s.mean), Some(1.0));
+        assert_eq!(engine.interrupted(), None);
+        let (requests, _) = engine.usage();
+        assert_eq!(requests, 2);
+
+        interrupt.request("SIGINT");
+        assert!(engine.should_stop());
+        assert!(!engine.exhausted(), "an interrupt is not a spent budget");
+        assert_eq!(engine.interrupted().as_deref(), Some("SIGINT"));
+        let demos = labeled::overlay(&program, &labeled::pick(&data, 1, 0, false));
+        assert_eq!(
+            engine.score(&demos).await,
+            None,
+            "nothing runs after the stop"
+        );
+        assert_eq!(engine.usage().0, requests, "no request after the stop");
+        let (kept, score) = engine
+            .best_scored()
+            .expect("the zero-shot was fully scored");
+        assert_eq!(kept, zero_shot);
+        assert_eq!(score.n, 2);
+    }
 }

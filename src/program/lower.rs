@@ -398,6 +398,15 @@ impl Lowerer<'_> {
 
         self.metric(metric.as_ref(), &output_specs);
         let datasets = self.datasets(datasets_spec, &inputs, &output_specs);
+        let compile = match json.get("compile") {
+            Some(v) => {
+                let (c, diags) =
+                    crate::program::compile_section::check(v, &self.cx.idx, "compile", self.path);
+                self.cx.diags.extend(diags);
+                c
+            }
+            None => None,
+        };
 
         let name = name?;
         Some(Program {
@@ -414,6 +423,7 @@ impl Lowerer<'_> {
             metric,
             datasets,
             tools,
+            compile,
         })
     }
 

@@ -204,6 +204,9 @@ pub struct Program {
     pub datasets: DatasetsConfig,
     #[serde(default)]
     pub tools: Vec<ToolSpec>,
+    /// `lmc compile`'s default optimizer and settings (`compile:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile: Option<CompileConfig>,
 }
 
 impl Program {
@@ -277,10 +280,12 @@ impl Program {
     }
 }
 
+pub mod compile_section;
 pub mod load;
 pub mod lower;
 pub mod multichain;
 pub mod react;
 pub mod shorthand;
 
+pub use compile_section::CompileConfig;
 pub use load::{load, load_str};

@@ -46,9 +46,9 @@ datasets:
 
 const TOTAL: usize = 40;
 /// Generous: the machine running the tests may be very busy.
-const DEADLINE: Duration = Duration::from_secs(120);
+pub(super) const DEADLINE: Duration = Duration::from_secs(120);
 
-fn label(i: usize) -> &'static str {
+pub(super) fn label(i: usize) -> &'static str {
     if i.is_multiple_of(2) {
         "positive"
     } else {
@@ -71,7 +71,7 @@ fn row_of(req: &StubRequest) -> usize {
 
 /// A stub answering every row right after `latency`, recording the rows
 /// it was asked about.
-fn stub(latency: Duration) -> (StubServer, Arc<Mutex<Vec<usize>>>) {
+pub(super) fn stub(latency: Duration) -> (StubServer, Arc<Mutex<Vec<usize>>>) {
     let rows = Arc::new(Mutex::new(Vec::new()));
     let seen = rows.clone();
     let s = StubServer::builder().latency(latency).start(move |req| {
@@ -141,13 +141,13 @@ impl Project {
 }
 
 /// A running lmc whose stderr is collected as it arrives.
-struct Running {
+pub(super) struct Running {
     child: Child,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Running {
-    fn spawn(cmd: &mut Command) -> Running {
+    pub(super) fn spawn(cmd: &mut Command) -> Running {
         let mut child = cmd
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
@@ -170,12 +170,12 @@ impl Running {
         Running { child, stderr }
     }
 
-    fn stderr(&self) -> String {
+    pub(super) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Wait until `cond` holds; fail if lmc exits first or time runs out.
-    fn wait_for(&mut self, what: &str, cond: impl Fn(&Running) -> bool) {
+    pub(super) fn wait_for(&mut self, what: &str, cond: impl Fn(&Running) -> bool) {
         let start = Instant::now();
         while !cond(self) {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -190,7 +190,7 @@ impl Running {
         }
     }
 
-    fn signal(&self, name: &str) {
+    pub(super) fn signal(&self, name: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{name}"))
             .arg(self.child.id().to_string())
@@ -201,7 +201,7 @@ impl Running {
     }
 
     /// Wait for the exit within `limit`; returns (code, seconds taken).
-    fn exit_code(mut self, limit: Duration) -> (i32, f64, String) {
+    pub(super) fn exit_code(mut self, limit: Duration) -> (i32, f64, String) {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -219,7 +219,7 @@ impl Running {
     }
 }
 
-fn read_json(path: &Path) -> Value {
+pub(super) fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} not JSON ({e}):\n{text}", path.display()))

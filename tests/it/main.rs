@@ -9,6 +9,8 @@ mod support;
 mod adapter;
 mod bounds;
 mod compile;
+mod compile_interrupt;
+mod compile_settings;
 mod data;
 mod eval;
 mod firsthour;

@@ -117,6 +117,7 @@ fn program(
         metric: None,
         datasets: Default::default(),
         tools,
+        compile: None,
     }
 }
 
