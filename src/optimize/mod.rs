@@ -26,6 +26,7 @@ pub mod knn;
 pub mod labeled;
 pub mod random_search;
 pub mod settings;
+pub mod simba;
 #[cfg(test)]
 mod test_only;
 
@@ -42,6 +43,7 @@ pub static REGISTRY: &[&dyn Registered] = &[
     &instruct::copro::Copro,
     &instruct::mipro::Mipro,
     &instruct::gepa::Gepa,
+    &simba::Simba,
     #[cfg(test)]
     &test_only::FirstExample,
 ];

@@ -27,5 +27,6 @@ mod parse_cases;
 
 mod reports;
 mod run_cmd;
+mod simba;
 mod tools;
 mod trust;
