@@ -271,6 +271,8 @@ struct Setup {
     output: PathBuf,
     lm_cfg: crate::program::LmConfig,
     lm_declared: crate::trust::locate::LmDeclarations,
+    /// Compiling from an artifact: its overlay and the stages so far.
+    base: Option<(crate::overlay::Overlay, Vec<crate::artifact::Stage>)>,
 }
 
 fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -293,18 +295,19 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 fn resolve(args: &Args) -> anyhow::Result<Setup> {
     let target = crate::settings::load_target(args.file.as_deref())
         .map_err(|e| input_err(format!("error: {e}")))?;
-    if target.artifact.is_some() {
-        return Err(input_err(format!(
-            "error: {} is a compiled artifact; compile the program it came from{}",
-            target.path.display(),
-            target
-                .artifact
-                .as_ref()
-                .and_then(|a| a.program.path.clone())
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default()
-        )));
-    }
+    // An artifact is a starting point (composition): its overlay is the
+    // base the new optimizer layers over, its lineage the earlier stages.
+    let base = match &target.artifact {
+        Some(a) => {
+            let bytes = std::fs::read(&target.path)
+                .map_err(|e| input_err(format!("error: {}: {e}", target.path.display())))?;
+            Some((
+                target.overlay.clone(),
+                crate::artifact::Stage::chain(a, &bytes),
+            ))
+        }
+        None => None,
+    };
     // Nothing a file asks for runs before the runner's grants are checked.
     args.lm.trust.check_exec(&target, args.metric.as_deref())?;
     let program = target.program.clone();
@@ -375,6 +378,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         metric_spec,
         optimizer,
         output,
+        base,
     })
 }
 
@@ -508,6 +512,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(p) = prompt_context(&args, &*s.optimizer)? {
         engine = engine.with_prompt_lm(p);
     }
+    if let Some((base, _)) = &s.base {
+        engine = engine.with_base(base.clone(), s.optimizer.searches());
+    }
     let rt = super::runtime()?;
     let outcome = rt.block_on(optimize::compile(&engine, &*s.optimizer));
     bars.phase_done();
@@ -547,6 +554,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
         budget_exhausted: engine.exhausted(),
         history: outcome.history.clone(),
+        stages: s
+            .base
+            .as_ref()
+            .map(|(_, st)| st.clone())
+            .unwrap_or_default(),
     };
     let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
     artifact

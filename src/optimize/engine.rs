@@ -99,6 +99,9 @@ pub struct Engine<'a> {
     best: Mutex<Option<f64>>,
     prompt: Option<RunContext>,
     stop: Option<StopHook>,
+    /// The overlay compiled from (an artifact) and what the optimizer
+    /// searches: candidates run layered over it ([`super::compose`]).
+    base: Option<(Overlay, super::Searches)>,
 }
 
 /// An outside reason to stop issuing new candidates and calls (e.g. an
@@ -135,6 +138,31 @@ impl<'a> Engine<'a> {
             best: Mutex::new(None),
             prompt: None,
             stop: None,
+            base: None,
+        }
+    }
+
+    /// Start from `base` (an artifact's overlay): every candidate runs, and
+    /// the winner is written, layered over it; `searches` says which parts
+    /// the candidates own.
+    pub fn with_base(mut self, base: Overlay, searches: super::Searches) -> Self {
+        self.base = Some((base, searches));
+        self
+    }
+
+    /// The overlay the search starts from (empty without a base).
+    pub fn start(&self) -> Overlay {
+        self.base
+            .as_ref()
+            .map(|(b, _)| b.clone())
+            .unwrap_or_default()
+    }
+
+    /// `candidate` as it runs: layered over the base, if any.
+    pub fn layered(&self, candidate: &Overlay) -> Overlay {
+        match &self.base {
+            Some((base, searches)) => super::compose::layer(base, candidate, *searches),
+            None => candidate.clone(),
         }
     }
 
@@ -222,6 +250,7 @@ impl<'a> Engine<'a> {
             keep_traces: true,
         };
         let ticks = Ticks(self.reporter);
+        let overlay = &self.layered(overlay);
         let results = match crate::eval::evaluate(
             ctx,
             self.program,

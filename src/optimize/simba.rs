@@ -215,14 +215,15 @@ impl<'s, 'e, 'a> Search<'s, 'e, 'a> {
             s,
             engine,
             rng: ChaCha8Rng::seed_from_u64(engine.seed),
+            // Compiling from an artifact, the pool starts from its overlay.
             pool: Pool {
-                programs: vec![Overlay::default()],
+                programs: vec![engine.start()],
                 scores: vec![Vec::new()],
             },
             // History ids are pool indices: the start is record 0.
             records: vec![CandidateRecord {
                 origin: "baseline".into(),
-                overlay_hash: overlay_hash(&Overlay::default()),
+                overlay_hash: overlay_hash(&engine.start()),
                 ..Default::default()
             }],
             demos_appended: 0,

@@ -8,6 +8,7 @@ mod support;
 
 mod adapter;
 mod compile;
+mod compose;
 mod data;
 mod eval;
 mod foundation;

@@ -12,7 +12,7 @@ use crate::support::stub::{StubReply, StubRequest, StubServer};
 use crate::support::{lmc, run};
 use serde_json::Value;
 
-const RULE: &str = "If the module receives a word, then it should write it in REVERSE order.";
+pub const RULE: &str = "If the module receives a word, then it should write it in REVERSE order.";
 const HARMFUL: &str = "If the module receives a word, then it should DOUBLE it.";
 
 fn first_line(req: &StubRequest, field: &str) -> String {
@@ -35,9 +35,15 @@ fn task_answer(req: &StubRequest) -> String {
     format!("[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]")
 }
 
-/// The task model plus a feedback model that answers a contrast with `advice`.
-fn scripted(advice: &'static str) -> StubServer {
+/// The task model plus a feedback model that answers a contrast with
+/// `advice` (and a COPRO proposer that proposes it, for the composition tests).
+pub fn scripted(advice: &'static str) -> StubServer {
     StubServer::start(move |req: &StubRequest| {
+        if req.system().contains("You improve instructions") {
+            return StubReply::Ok(format!(
+                "[[ ## proposed_instruction ## ]]\n{advice}\n\n[[ ## proposed_prefix_for_output_field ## ]]\nAnswer:\n\n[[ ## completed ## ]]"
+            ));
+        }
         if !req.system().contains("You are shown two runs of a program") {
             return StubReply::Ok(task_answer(req));
         }
