@@ -34,7 +34,8 @@ use crate::program::Program;
 /// resumes without repeating calls.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Program file (default: the project's program).
+    /// Program file (default: the project's program), or an artifact to
+    /// compile further: what the optimizer does not search is kept.
     pub file: Option<PathBuf>,
 
     /// Training examples, CSV or JSONL (default: the program's `datasets.train`).
