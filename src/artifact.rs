@@ -181,6 +181,40 @@ pub struct Lineage {
     pub interrupted: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<CandidateRecord>,
+    /// Compiled from an artifact: the earlier stages, oldest first, the
+    /// last being the artifact this compile started from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Stage>,
+}
+
+/// One earlier compile a composed artifact was built on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stage {
+    pub optimizer: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, Value>,
+    /// sha256 of that stage's artifact file, as read.
+    pub artifact_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev_score: Option<f64>,
+    pub lm_calls: u64,
+}
+
+impl Stage {
+    /// The stages of a compile that starts from `parent` (file `bytes`):
+    /// the parent's own stages, then the parent.
+    pub fn chain(parent: &Artifact, bytes: &[u8]) -> Vec<Stage> {
+        let l = &parent.lineage;
+        let mut out = l.stages.clone();
+        out.push(Stage {
+            optimizer: l.optimizer.clone(),
+            settings: l.settings.clone(),
+            artifact_hash: format!("sha256:{}", sha256_hex(bytes)),
+            dev_score: l.dev_score,
+            lm_calls: l.lm_calls,
+        });
+        out
+    }
 }
 
 /// What one execution of the compile spent. With `created_at`, the only

@@ -37,7 +37,8 @@ use crate::program::{CompileConfig, Program};
 /// resumes without repeating calls.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Program file (default: the project's program).
+    /// Program file (default: the project's program), or an artifact to
+    /// compile further: what the optimizer does not search is kept.
     pub file: Option<PathBuf>,
 
     /// Training examples, CSV or JSONL (default: the program's `datasets.train`).
@@ -292,6 +293,8 @@ struct Setup {
     output: PathBuf,
     lm_cfg: crate::program::LmConfig,
     lm_declared: crate::trust::locate::LmDeclarations,
+    /// Compiling from an artifact: its overlay and the stages so far.
+    base: Option<(crate::overlay::Overlay, Vec<crate::artifact::Stage>)>,
 }
 
 fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -369,18 +372,19 @@ fn choose_optimizer(
 
 fn resolve(args: &Args) -> anyhow::Result<Setup> {
     let target = super::target::load(args.file.as_deref(), false)?;
-    if target.artifact.is_some() {
-        return Err(input_err(format!(
-            "error: {} is a compiled artifact; compile the program it came from{}",
-            target.path.display(),
-            target
-                .artifact
-                .as_ref()
-                .and_then(|a| a.program.path.clone())
-                .map(|p| format!(" ({p})"))
-                .unwrap_or_default()
-        )));
-    }
+    // An artifact is a starting point (composition): its overlay is the
+    // base the new optimizer layers over, its lineage the earlier stages.
+    let base = match &target.artifact {
+        Some(a) => {
+            let bytes = std::fs::read(&target.path)
+                .map_err(|e| input_err(format!("error: {}: {e}", target.path.display())))?;
+            Some((
+                target.overlay.clone(),
+                crate::artifact::Stage::chain(a, &bytes),
+            ))
+        }
+        None => None,
+    };
     // Nothing a file asks for runs before the runner's grants are checked.
     args.lm.trust.check_exec(&target, args.metric.as_deref())?;
     let program = target.program.clone();
@@ -465,6 +469,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         optimizer,
         settings_from,
         output,
+        base,
     })
 }
 
@@ -608,6 +613,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(p) = prompt_context(&args, &*s.optimizer)? {
         engine = engine.with_prompt_lm(p);
     }
+    if let Some((base, _)) = &s.base {
+        engine = engine.with_base(base.clone(), s.optimizer.searches());
+    }
     // Example runs honour the interrupt's grace themselves; this bound also
     // covers an instruction proposal in flight, after which the search is
     // abandoned and the engine's best fully scored candidate is kept.
@@ -668,6 +676,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         budget_exhausted: engine.exhausted(),
         interrupted: interrupted.clone(),
         history: outcome.history.clone(),
+        stages: s
+            .base
+            .as_ref()
+            .map(|(_, st)| st.clone())
+            .unwrap_or_default(),
     };
     let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
     artifact
@@ -814,7 +827,9 @@ fn kept_on_interrupt(
     }
     let (best, score) = engine.best_scored()?;
     Some(optimize::Outcome {
-        best,
+        // Candidates are scored over the base artifact (composition):
+        // written the same way, as `optimize::compile` does.
+        best: engine.layered(&best),
         best_score: Some(score),
         baseline_score: searched.as_ref().and_then(|o| o.baseline_score),
         train_score: searched.as_ref().and_then(|o| o.train_score),

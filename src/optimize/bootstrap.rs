@@ -230,6 +230,7 @@ pub struct BootstrapFewShot;
 impl Optimizer for BootstrapFewShot {
     type Settings = BootstrapSettings;
     const NAME: &'static str = "bootstrap_few_shot";
+    const SEARCHES: super::Searches = super::Searches::DEMOS;
     const DSPY: &'static str = "BootstrapFewShot";
     const ABOUT: &'static str = "demos from the program's own successful runs";
 

@@ -110,6 +110,9 @@ pub struct Engine<'a> {
     /// The best candidate scored on the whole valset so far (the earlier
     /// one on ties, as the searches choose).
     best_scored: Mutex<Option<(Overlay, Scored)>>,
+    /// The overlay compiled from (an artifact) and what the optimizer
+    /// searches: candidates run layered over it ([`super::compose`]).
+    base: Option<(Overlay, super::Searches)>,
 }
 
 /// An outside reason to stop issuing new candidates and calls (e.g. an
@@ -148,6 +151,31 @@ impl<'a> Engine<'a> {
             stop: None,
             interrupt: Interrupt::new(),
             best_scored: Mutex::new(None),
+            base: None,
+        }
+    }
+
+    /// Start from `base` (an artifact's overlay): every candidate runs, and
+    /// the winner is written, layered over it; `searches` says which parts
+    /// the candidates own.
+    pub fn with_base(mut self, base: Overlay, searches: super::Searches) -> Self {
+        self.base = Some((base, searches));
+        self
+    }
+
+    /// The overlay the search starts from (empty without a base).
+    pub fn start(&self) -> Overlay {
+        self.base
+            .as_ref()
+            .map(|(b, _)| b.clone())
+            .unwrap_or_default()
+    }
+
+    /// `candidate` as it runs: layered over the base, if any.
+    pub fn layered(&self, candidate: &Overlay) -> Overlay {
+        match &self.base {
+            Some((base, searches)) => super::compose::layer(base, candidate, *searches),
+            None => candidate.clone(),
         }
     }
 
@@ -262,6 +290,7 @@ impl<'a> Engine<'a> {
         // An interrupted evaluation is `Ok` with the examples that finished
         // (fewer than asked): callers treat it like a budget stop, and
         // `should_stop` is already true.
+        let overlay = &self.layered(overlay);
         let results = match crate::eval::evaluate_until(
             ctx,
             self.program,

@@ -172,6 +172,7 @@ pub struct KnnFewShot;
 impl super::Optimizer for KnnFewShot {
     type Settings = KnnSettings;
     const NAME: &'static str = "knn_few_shot";
+    const SEARCHES: super::Searches = super::Searches::DEMOS;
     const DSPY: &'static str = "KNNFewShot";
     const ABOUT: &'static str = "k most similar training examples as demos, per input";
 

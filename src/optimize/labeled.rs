@@ -83,6 +83,7 @@ pub struct LabeledFewShot;
 impl Optimizer for LabeledFewShot {
     type Settings = LabeledSettings;
     const NAME: &'static str = "labeled_few_shot";
+    const SEARCHES: super::Searches = super::Searches::DEMOS;
     const DSPY: &'static str = "LabeledFewShot";
     const ABOUT: &'static str = "k training examples as demos";
 

@@ -20,15 +20,18 @@ use crate::overlay::Overlay;
 use crate::program::Program;
 
 pub mod bootstrap;
+pub mod compose;
 pub mod engine;
 pub mod instruct;
 pub mod knn;
 pub mod labeled;
 pub mod random_search;
 pub mod settings;
+pub mod simba;
 #[cfg(test)]
 mod test_only;
 
+pub use compose::Searches;
 pub use engine::{CompileReporter, Engine, NoopCompileReporter, Scored};
 pub use settings::{SettingDoc, SettingsType};
 
@@ -42,6 +45,7 @@ pub static REGISTRY: &[&dyn Registered] = &[
     &instruct::copro::Copro,
     &instruct::mipro::Mipro,
     &instruct::gepa::Gepa,
+    &simba::Simba,
     #[cfg(test)]
     &test_only::FirstExample,
 ];
@@ -108,6 +112,8 @@ pub trait Optimizer: Send + Sync + 'static {
     const ABOUT: &'static str;
     /// Whether it asks a prompt LM for text (`--prompt-lm` applies).
     const PROMPT_LM: bool = false;
+    /// What its candidates own; compiling from an artifact keeps the rest.
+    const SEARCHES: Searches = Searches::BOTH;
 
     fn project(&self, settings: &Self::Settings, shape: &Shape<'_>) -> Estimate;
 
@@ -124,6 +130,7 @@ pub trait Registered: Send + Sync {
     fn dspy(&self) -> &'static str;
     fn about(&self) -> &'static str;
     fn uses_prompt_lm(&self) -> bool;
+    fn searches(&self) -> Searches;
     fn settings_docs(&self) -> Vec<SettingDoc>;
     /// Read `raw` into the typed settings (the only place they are parsed).
     fn configure(
@@ -137,6 +144,7 @@ pub trait Registered: Send + Sync {
 pub trait Configured: Send + Sync {
     fn name(&self) -> &'static str;
     fn uses_prompt_lm(&self) -> bool;
+    fn searches(&self) -> Searches;
     /// The effective settings, defaults included, for the lineage.
     fn settings(&self) -> BTreeMap<String, Value>;
     fn estimate(&self, shape: &Shape<'_>) -> Estimate;
@@ -155,6 +163,9 @@ impl<O: Optimizer> Registered for O {
     }
     fn uses_prompt_lm(&self) -> bool {
         O::PROMPT_LM
+    }
+    fn searches(&self) -> Searches {
+        O::SEARCHES
     }
     fn settings_docs(&self) -> Vec<SettingDoc> {
         O::Settings::docs()
@@ -183,6 +194,9 @@ impl<O: Optimizer> Configured for With<O> {
     }
     fn uses_prompt_lm(&self) -> bool {
         O::PROMPT_LM
+    }
+    fn searches(&self) -> Searches {
+        O::SEARCHES
     }
     fn settings(&self) -> BTreeMap<String, Value> {
         settings::to_map(&self.settings)
@@ -241,7 +255,10 @@ pub async fn compile(
     if engine.trainset.is_empty() {
         return Err(OptimizeError::EmptyTrainset(optimizer.name().to_string()));
     }
-    optimizer.run(engine).await
+    let mut outcome = optimizer.run(engine).await?;
+    // Written as it was scored: over the base overlay, if any.
+    outcome.best = engine.layered(&outcome.best);
+    Ok(outcome)
 }
 
 /// What `--dry-run` prints: the LM calls a compile would make at most.

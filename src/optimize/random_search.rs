@@ -123,6 +123,7 @@ pub struct BootstrapRandomSearch;
 impl Optimizer for BootstrapRandomSearch {
     type Settings = RandomSearchSettings;
     const NAME: &'static str = "bootstrap_random_search";
+    const SEARCHES: super::Searches = super::Searches::DEMOS;
     const DSPY: &'static str = "BootstrapFewShotWithRandomSearch";
     const ABOUT: &'static str =
         "the best of zero-shot, labeled-only and seeded bootstrap candidates";

@@ -11,6 +11,7 @@ mod bounds;
 mod compile;
 mod compile_interrupt;
 mod compile_settings;
+mod compose;
 mod data;
 mod eval;
 mod firsthour;
@@ -31,5 +32,6 @@ mod parse_cases;
 
 mod reports;
 mod run_cmd;
+mod simba;
 mod tools;
 mod trust;

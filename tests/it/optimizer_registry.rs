@@ -121,7 +121,8 @@ fn issue12_list_prints_every_optimizer_with_settings_and_dspy_name() {
             "knn_few_shot",
             "copro",
             "mipro",
-            "gepa"
+            "gepa",
+            "simba"
         ]
     );
     let (code, text, _) = run(lmc().args(["compile", "--list"]));

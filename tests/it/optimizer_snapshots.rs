@@ -102,6 +102,7 @@ pub const RUNS: &[(&str, &[&str])] = &[
     ("copro", &["breadth=3", "depth=2"]),
     ("mipro", &["auto=none", "num_candidates=3", "num_trials=4"]),
     ("gepa", &["max_metric_calls=60"]),
+    ("simba", &["bsize=4", "num_candidates=2", "max_steps=2"]),
 ];
 
 #[test]

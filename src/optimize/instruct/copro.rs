@@ -54,6 +54,7 @@ pub struct Copro;
 impl Optimizer for Copro {
     type Settings = CoproSettings;
     const NAME: &'static str = "copro";
+    const SEARCHES: crate::optimize::Searches = crate::optimize::Searches::INSTRUCTIONS;
     const DSPY: &'static str = "COPRO";
     const ABOUT: &'static str =
         "coordinate ascent over proposed instructions, one predictor at a time";
@@ -80,7 +81,8 @@ impl Optimizer for Copro {
         let examples = train_view(engine, EXAMPLES_SHOWN);
         let search = copro(
             engine.program,
-            &Overlay::default(),
+            // An artifact's overlay when composing: proposals start from its instructions.
+            &engine.start(),
             &eval,
             &examples,
             &proposer,

@@ -99,6 +99,7 @@ pub struct Gepa;
 impl Optimizer for Gepa {
     type Settings = GepaSettings;
     const NAME: &'static str = "gepa";
+    const SEARCHES: crate::optimize::Searches = crate::optimize::Searches::INSTRUCTIONS;
     const DSPY: &'static str = "GEPA";
     const ABOUT: &'static str =
         "reflective instruction evolution over a per-example Pareto frontier";
@@ -126,7 +127,8 @@ impl Optimizer for Gepa {
         let cfg = GepaConfig::new(s, engine.seed);
         let eval = EngineEvaluator { engine };
         let proposer = proposer(engine, s.temperature);
-        let search = gepa(engine.program, &Overlay::default(), &eval, &proposer, &cfg).await;
+        // An artifact's overlay when composing: reflection starts from its instructions.
+        let search = gepa(engine.program, &engine.start(), &eval, &proposer, &cfg).await;
         finish(engine, Self::NAME, search).await
     }
 }
