@@ -9,81 +9,44 @@
 //! As in `interrupt`, signals are sent on the stub's request count (or on
 //! what lmc printed), never after a sleep.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::interrupt::{label, read_json, stub, Running, DEADLINE};
+use super::interrupt::{read_json, stub, Running, DEADLINE};
 use crate::support::lmc;
+use crate::support::senti::{csv, program_with_train, SentiProject};
 use crate::support::stub::StubServer;
-
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  train: train.csv
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
 
 /// Valset size: the zero-shot candidate is fully scored after this many requests.
 const VAL: usize = 8;
 
-struct Project {
-    dir: tempfile::TempDir,
+/// The sentiment project with a 12-row trainset and a `VAL`-row valset.
+struct Project(SentiProject);
+
+impl std::ops::Deref for Project {
+    type Target = SentiProject;
+    fn deref(&self) -> &SentiProject {
+        &self.0
+    }
 }
 
 impl Project {
     fn new() -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), PROGRAM).unwrap();
-        let csv = |range: std::ops::RangeInclusive<usize>| {
-            let mut out = String::from("sentence,label\n");
-            for i in range {
-                out.push_str(&format!("review number {i},{}\n", label(i)));
-            }
-            out
-        };
-        std::fs::write(dir.path().join("train.csv"), csv(1..=12)).unwrap();
-        std::fs::write(dir.path().join("dev.csv"), csv(101..=100 + VAL)).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        let p = SentiProject::with_program(0, &program_with_train());
+        std::fs::write(p.path("train.csv"), csv(1..=12)).unwrap();
+        std::fs::write(p.path("dev.csv"), csv(101..=100 + VAL)).unwrap();
+        Project(p)
     }
 
     /// A small random search against `stub`, writing `out` with the cache
     /// in `cache`.
     fn compile(&self, stub: &StubServer, cache: &str, out: &str) -> Command {
-        let mut c = lmc();
-        c.arg("compile")
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
-            .args(["--concurrency", "2", "--quiet"])
+        let mut c = self.command("compile", &stub.url(), &self.path(cache));
+        c.args(["--concurrency", "2", "--quiet"])
             .args(["--opt", "num_candidate_programs=2"])
             .args(["--opt", "max_bootstrapped_demos=2"])
             .arg("-o")
             .arg(self.path(out))
-            .env("LMC_CACHE_DIR", self.path(cache))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER")
             .env_remove("LMC_INTERRUPT_GRACE");
         c
     }

@@ -5,48 +5,14 @@
 //! an interrupted run from the cache, `--max-errors` and exit codes.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::stub::{StubReply, StubRequest, StubServer};
+use crate::support::senti::{label, other, reply, row_of, SentiProject};
+use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
-
-/// The label of dataset row `i` (1-based).
-fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
-fn other(l: &str) -> &'static str {
-    if l == "positive" {
-        "negative"
-    } else {
-        "positive"
-    }
-}
-
-fn reply(l: &str) -> String {
-    format!("[[ ## sentiment ## ]]\n{l}\n\n[[ ## completed ## ]]")
-}
-
-/// Row number from the rendered input `review number N`.
-fn row_of(req: &StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    let digits: String = text
-        .split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap_or(0)
-}
 
 /// A stub that answers right except on the `wrong` rows, and with an
 /// unparseable reply on the `garbage` rows.
@@ -63,64 +29,27 @@ fn scripted(wrong: HashSet<usize>, garbage: HashSet<usize>) -> StubServer {
     })
 }
 
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
+/// The sentiment project; `eval` runs it against a stub.
+struct Project(SentiProject);
 
-/// A project directory with the program and an `n`-row dataset.
-struct Project {
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Project {
+    type Target = SentiProject;
+    fn deref(&self) -> &SentiProject {
+        &self.0
+    }
 }
 
 impl Project {
     fn new(n: usize) -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), PROGRAM).expect("write program");
-        let mut csv = String::from("sentence,label\n");
-        for i in 1..=n {
-            csv.push_str(&format!("review number {i},{}\n", label(i)));
-        }
-        std::fs::write(dir.path().join("dev.csv"), csv).expect("write dataset");
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Project(SentiProject::new(n))
     }
 
     /// `lmc eval prog.yaml` against `stub` with its own cache directory
     /// `cache` (the cache key ignores the base URL, so runs meant to see
     /// different stub answers use different caches).
     fn eval(&self, stub: &StubServer, cache: &str, extra: &[&str]) -> Command {
-        let mut c = lmc();
-        c.arg("eval")
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
-            .args(["--quiet"])
-            .args(extra)
-            .env("LMC_CACHE_DIR", self.path(cache))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER");
+        let mut c = self.command("eval", &stub.url(), &self.path(cache));
+        c.args(["--quiet"]).args(extra);
         c
     }
 }

@@ -9,94 +9,33 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::senti::{label, reply, row_of, SentiProject, PROGRAM};
 use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
 
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
+/// The sentiment project; `eval` runs it against a base URL.
+struct Project(SentiProject);
 
-fn reply(label: &str) -> String {
-    format!("[[ ## sentiment ## ]]\n{label}\n\n[[ ## completed ## ]]")
-}
-
-/// Row `i`'s label (1-based): even rows positive.
-fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
+impl std::ops::Deref for Project {
+    type Target = SentiProject;
+    fn deref(&self) -> &SentiProject {
+        &self.0
     }
-}
-
-/// The row number in `review number N`.
-fn row(req: &crate::support::stub::StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    let digits: String = text
-        .split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap_or(0)
-}
-
-struct Project {
-    dir: tempfile::TempDir,
 }
 
 impl Project {
     fn new(n: usize) -> Project {
-        Self::with_program(n, PROGRAM)
+        Project(SentiProject::new(n))
     }
 
     fn with_program(n: usize, program: &str) -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), program).expect("write program");
-        let mut csv = String::from("sentence,label\n");
-        for i in 1..=n {
-            csv.push_str(&format!("review number {i},{}\n", label(i)));
-        }
-        std::fs::write(dir.path().join("dev.csv"), csv).expect("write dataset");
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Project(SentiProject::with_program(n, program))
     }
 
     /// `lmc eval prog.yaml` against `base_url`, cache in `cache_dir`.
     fn eval(&self, base_url: &str, cache_dir: &Path, extra: &[&str]) -> Command {
-        let mut c = lmc();
-        c.arg("eval")
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(base_url)
-            .args(["--quiet", "--max-retries", "0"])
-            .args(extra)
-            .env("LMC_CACHE_DIR", cache_dir)
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER");
+        let mut c = self.command("eval", base_url, cache_dir);
+        c.args(["--quiet", "--max-retries", "0"]).args(extra);
         c
     }
 }
@@ -116,7 +55,7 @@ fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
     // the body echoes the credentials), rows 4-6 answer.
     let stub = StubServer::start(move |req| {
         seen.lock().unwrap().push(req.path.clone());
-        let r = row(req);
+        let r = row_of(req);
         if r <= 3 {
             // A server that echoes what it was given.
             StubReply::Raw(
@@ -195,7 +134,7 @@ fn unparseable_replies_are_asked_again_once_the_server_is_fixed() {
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f = fixed.clone();
     let stub = StubServer::start(move |req| {
-        let r = row(req);
+        let r = row_of(req);
         if !f.load(std::sync::atomic::Ordering::SeqCst) && r <= 4 {
             // Not a value of the enum: a parse failure.
             StubReply::Ok(reply("mixed"))
@@ -243,7 +182,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 fn ok_stub() -> StubServer {
-    StubServer::start(|req| StubReply::Ok(reply(label(row(req)))))
+    StubServer::start(|req| StubReply::Ok(reply(label(row_of(req)))))
 }
 
 #[test]

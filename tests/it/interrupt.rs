@@ -12,62 +12,20 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::lmc;
-use crate::support::stub::{StubReply, StubRequest, StubServer};
-
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
+pub(super) use crate::support::senti::label;
+use crate::support::senti::{reply, row_of, SentiProject};
+use crate::support::stub::{StubReply, StubServer};
 
 const TOTAL: usize = 40;
 /// Generous: the machine running the tests may be very busy.
 pub(super) const DEADLINE: Duration = Duration::from_secs(120);
-
-pub(super) fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
-/// Row number from the rendered input `review number N`.
-fn row_of(req: &StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    text.split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or(0)
-}
 
 /// A stub answering every row right after `latency`, recording the rows
 /// it was asked about.
@@ -77,46 +35,30 @@ pub(super) fn stub(latency: Duration) -> (StubServer, Arc<Mutex<Vec<usize>>>) {
     let s = StubServer::builder().latency(latency).start(move |req| {
         let row = row_of(req);
         seen.lock().unwrap().push(row);
-        StubReply::Ok(format!(
-            "[[ ## sentiment ## ]]\n{}\n\n[[ ## completed ## ]]",
-            label(row)
-        ))
+        StubReply::Ok(reply(label(row)))
     });
     (s, rows)
 }
 
-struct Project {
-    dir: tempfile::TempDir,
+/// The sentiment project with `TOTAL` rows and one cache directory.
+struct Project(SentiProject);
+
+impl std::ops::Deref for Project {
+    type Target = SentiProject;
+    fn deref(&self) -> &SentiProject {
+        &self.0
+    }
 }
 
 impl Project {
     fn new() -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), PROGRAM).unwrap();
-        let mut csv = String::from("sentence,label\n");
-        for i in 1..=TOTAL {
-            csv.push_str(&format!("review number {i},{}\n", label(i)));
-        }
-        std::fs::write(dir.path().join("dev.csv"), csv).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Project(SentiProject::new(TOTAL))
     }
 
     /// `lmc eval` against `stub` with this project's one cache directory.
     fn command(&self, sub: &str, stub: &StubServer) -> Command {
-        let mut c = lmc();
-        c.arg(sub)
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
-            .args(["--concurrency", "2"])
-            .env("LMC_CACHE_DIR", self.path("cache"))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER")
+        let mut c = self.0.command(sub, &stub.url(), &self.path("cache"));
+        c.args(["--concurrency", "2"])
             .env_remove("LMC_INTERRUPT_GRACE");
         c
     }

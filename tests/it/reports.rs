@@ -14,34 +14,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::stub::{StubReply, StubRequest, StubServer};
+use crate::support::senti::{label, other, reply, row_of, stub_lm, SentiProject};
+use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
-
-/// The label of dataset row `i` (1-based).
-fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
-fn reply(l: &str) -> String {
-    format!("[[ ## sentiment ## ]]\n{l}\n\n[[ ## completed ## ]]")
-}
-
-/// Row number from the rendered input `review number N`.
-fn row_of(req: &StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    let digits: String = text
-        .split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap_or(0)
-}
 
 /// Right except on the `wrong` rows; unparseable on the `garbage` rows.
 fn scripted(wrong: &[usize], garbage: &[usize]) -> StubServer {
@@ -52,75 +27,37 @@ fn scripted(wrong: &[usize], garbage: &[usize]) -> StubServer {
         if garbage.contains(&row) {
             StubReply::Ok("no idea <b>at all</b>".into())
         } else if wrong.contains(&row) {
-            let l = label(row);
-            StubReply::Ok(reply(if l == "positive" {
-                "negative"
-            } else {
-                "positive"
-            }))
+            StubReply::Ok(reply(other(label(row))))
         } else {
             StubReply::Ok(reply(label(row)))
         }
     })
 }
 
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
+/// The sentiment project; `eval` runs it from inside its directory.
+struct Project(SentiProject);
 
-struct Project {
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Project {
+    type Target = SentiProject;
+    fn deref(&self) -> &SentiProject {
+        &self.0
+    }
 }
 
 impl Project {
     fn new(n: usize) -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), PROGRAM).unwrap();
-        let mut csv = String::from("sentence,label\n");
-        for i in 1..=n {
-            csv.push_str(&format!("review number {i},{}\n", label(i)));
-        }
-        std::fs::write(dir.path().join("dev.csv"), csv).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Project(SentiProject::new(n))
     }
 
     /// `lmc eval prog.yaml` run from inside the project directory, against
     /// `stub`, with its own cache (the cache key ignores the base URL).
     fn eval(&self, stub: &StubServer, cache: &str, extra: &[&str]) -> Command {
         let mut c = lmc();
-        c.current_dir(self.dir.path())
-            .arg("eval")
-            .arg("prog.yaml")
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
+        c.current_dir(self.dir.path()).arg("eval").arg("prog.yaml");
+        stub_lm(&mut c, &stub.url())
             .arg("--quiet")
             .args(extra)
-            .env("LMC_CACHE_DIR", self.path(cache))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER");
+            .env("LMC_CACHE_DIR", self.path(cache));
         c
     }
 
