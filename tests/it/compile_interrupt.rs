@@ -21,43 +21,34 @@ use crate::support::stub::StubServer;
 const VAL: usize = 8;
 
 /// The sentiment project with a 12-row trainset and a `VAL`-row valset.
-struct Project(SentiProject);
-
-impl std::ops::Deref for Project {
-    type Target = SentiProject;
-    fn deref(&self) -> &SentiProject {
-        &self.0
-    }
+fn project() -> SentiProject {
+    let p = SentiProject::with_program(0, &program_with_train());
+    std::fs::write(p.path("train.csv"), csv(1..=12)).unwrap();
+    std::fs::write(p.path("dev.csv"), csv(101..=100 + VAL)).unwrap();
+    p
 }
 
-impl Project {
-    fn new() -> Project {
-        let p = SentiProject::with_program(0, &program_with_train());
-        std::fs::write(p.path("train.csv"), csv(1..=12)).unwrap();
-        std::fs::write(p.path("dev.csv"), csv(101..=100 + VAL)).unwrap();
-        Project(p)
-    }
-
-    /// A small random search against `stub`, writing `out` with the cache
-    /// in `cache`.
-    fn compile(&self, stub: &StubServer, cache: &str, out: &str) -> Command {
-        let mut c = self.command("compile", &stub.url(), &self.path(cache));
-        c.args(["--concurrency", "2", "--quiet"])
-            .args(["--opt", "num_candidate_programs=2"])
-            .args(["--opt", "max_bootstrapped_demos=2"])
-            .arg("-o")
-            .arg(self.path(out))
-            .env_remove("LMC_INTERRUPT_GRACE");
-        c
-    }
+/// A small random search against `stub`, writing `out` with the cache
+/// in `cache`.
+fn compile(p: &SentiProject, stub: &StubServer, cache: &str, out: &str) -> Command {
+    let mut c = p.command("compile", &stub.url(), &p.path(cache));
+    c.args(["--concurrency", "2", "--quiet"])
+        .args(["--opt", "num_candidate_programs=2"])
+        .args(["--opt", "max_bootstrapped_demos=2"])
+        .arg("-o")
+        .arg(p.path(out))
+        .env_remove("LMC_INTERRUPT_GRACE");
+    c
 }
 
 #[test]
 fn sigint_mid_compile_keeps_the_best_scored_candidate_and_a_rerun_repeats_no_call() {
-    let p = Project::new();
+    let p = project();
     // What one uninterrupted compile asks, on its own cold cache.
     let (cold, _) = stub(Duration::ZERO);
-    let out = p.compile(&cold, "cache-ref", "ref.json").output().unwrap();
+    let out = compile(&p, &cold, "cache-ref", "ref.json")
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -71,7 +62,7 @@ fn sigint_mid_compile_keeps_the_best_scored_candidate_and_a_rerun_repeats_no_cal
     // Interrupted once the zero-shot candidate is scored and the next one
     // is under way.
     let (slow, _) = stub(Duration::from_millis(150));
-    let mut cmd = p.compile(&slow, "cache", "out.json");
+    let mut cmd = compile(&p, &slow, "cache", "out.json");
     cmd.stdout(Stdio::null());
     let mut job = Running::spawn(&mut cmd);
     job.wait_for("the second candidate's requests", |_| {
@@ -108,7 +99,7 @@ fn sigint_mid_compile_keeps_the_best_scored_candidate_and_a_rerun_repeats_no_cal
 
     // The re-run replays every reply received and asks only for the rest.
     let (fresh, _) = stub(Duration::ZERO);
-    let out = p.compile(&fresh, "cache", "out.json").output().unwrap();
+    let out = compile(&p, &fresh, "cache", "out.json").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(
@@ -128,9 +119,9 @@ fn sigint_mid_compile_keeps_the_best_scored_candidate_and_a_rerun_repeats_no_cal
 
 #[test]
 fn sigterm_before_any_candidate_is_scored_writes_nothing_and_says_so() {
-    let p = Project::new();
+    let p = project();
     let (slow, _) = stub(Duration::from_millis(300));
-    let mut cmd = p.compile(&slow, "cache", "out.json");
+    let mut cmd = compile(&p, &slow, "cache", "out.json");
     cmd.arg("--json")
         .stdout(std::fs::File::create(p.path("summary.json")).unwrap());
     let mut job = Running::spawn(&mut cmd);
@@ -154,9 +145,9 @@ fn sigterm_before_any_candidate_is_scored_writes_nothing_and_says_so() {
 
 #[test]
 fn a_second_sigint_aborts_a_compile_at_once() {
-    let p = Project::new();
+    let p = project();
     let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = p.compile(&stuck, "cache", "out.json");
+    let mut cmd = compile(&p, &stuck, "cache", "out.json");
     cmd.env("LMC_INTERRUPT_GRACE", "300");
     let mut job = Running::spawn(&mut cmd);
     job.wait_for("2 requests", |_| stuck.requests() >= 2);
@@ -174,9 +165,9 @@ fn a_second_sigint_aborts_a_compile_at_once() {
 
 #[test]
 fn the_grace_period_bounds_a_compile_stuck_on_its_calls() {
-    let p = Project::new();
+    let p = project();
     let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = p.compile(&stuck, "cache", "out.json");
+    let mut cmd = compile(&p, &stuck, "cache", "out.json");
     cmd.env("LMC_INTERRUPT_GRACE", "1");
     let mut job = Running::spawn(&mut cmd);
     job.wait_for("2 requests", |_| stuck.requests() >= 2);

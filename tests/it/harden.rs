@@ -13,31 +13,11 @@ use crate::support::senti::{label, reply, row_of, SentiProject, PROGRAM};
 use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
 
-/// The sentiment project; `eval` runs it against a base URL.
-struct Project(SentiProject);
-
-impl std::ops::Deref for Project {
-    type Target = SentiProject;
-    fn deref(&self) -> &SentiProject {
-        &self.0
-    }
-}
-
-impl Project {
-    fn new(n: usize) -> Project {
-        Project(SentiProject::new(n))
-    }
-
-    fn with_program(n: usize, program: &str) -> Project {
-        Project(SentiProject::with_program(n, program))
-    }
-
-    /// `lmc eval prog.yaml` against `base_url`, cache in `cache_dir`.
-    fn eval(&self, base_url: &str, cache_dir: &Path, extra: &[&str]) -> Command {
-        let mut c = self.command("eval", base_url, cache_dir);
-        c.args(["--quiet", "--max-retries", "0"]).args(extra);
-        c
-    }
+/// `lmc eval prog.yaml` against `base_url`, cache in `cache_dir`.
+fn eval(p: &SentiProject, base_url: &str, cache_dir: &Path, extra: &[&str]) -> Command {
+    let mut c = p.command("eval", base_url, cache_dir);
+    c.args(["--quiet", "--max-retries", "0"]).args(extra);
+    c
 }
 
 /// `http://127.0.0.1:PORT/v1` → with user, password and a secret query.
@@ -48,7 +28,7 @@ fn secret_url(stub_url: &str) -> String {
 
 #[test]
 fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
-    let p = Project::new(6);
+    let p = SentiProject::new(6);
     let paths = Arc::new(Mutex::new(Vec::new()));
     let seen = paths.clone();
     // Rows 1-3 fail with a client error (its message names the server and
@@ -68,8 +48,7 @@ fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
     });
     let url = secret_url(&stub.url());
     let out = |n: &str| p.path(n).to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run(p
-        .eval(&url, &p.path("cache"), &["--json"])
+    let (code, stdout, stderr) = run(eval(&p, &url, &p.path("cache"), &["--json"])
         .args(["--results", &out("r.jsonl"), "--junit", &out("j.xml")])
         .args(["--markdown", &out("m.md"), "--html", &out("h.html")]));
     assert!(code == 0 || code == 1, "exit {code}\n{stderr}");
@@ -130,7 +109,7 @@ fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
 
 #[test]
 fn unparseable_replies_are_asked_again_once_the_server_is_fixed() {
-    let p = Project::new(10);
+    let p = SentiProject::new(10);
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f = fixed.clone();
     let stub = StubServer::start(move |req| {
@@ -145,19 +124,19 @@ fn unparseable_replies_are_asked_again_once_the_server_is_fixed() {
     let cache = p.path("cache");
     let json = |s: &str| -> serde_json::Value { serde_json::from_str(s).expect("json") };
 
-    let (_, out, err) = run(&mut p.eval(&stub.url(), &cache, &["--json"]));
+    let (_, out, err) = run(&mut eval(&p, &stub.url(), &cache, &["--json"]));
     let first = json(&out);
     assert_eq!(stub.requests(), 10, "{err}");
     assert_eq!(first["summary"]["parse_failures"], 4, "{out}");
 
     // Offline replays exactly what was recorded, failures included.
-    let (_, out, err) = run(&mut p.eval(&stub.url(), &cache, &["--json", "--offline"]));
+    let (_, out, err) = run(&mut eval(&p, &stub.url(), &cache, &["--json", "--offline"]));
     assert_eq!(stub.requests(), 10, "offline made calls: {err}");
     assert_eq!(json(&out)["summary"]["parse_failures"], 4, "{out}");
 
     // The server is fixed: only the four unparseable replies are asked again.
     fixed.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (code, out, err) = run(&mut p.eval(&stub.url(), &cache, &["--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub.url(), &cache, &["--json"]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 14, "{err}");
     let again = json(&out);
@@ -165,7 +144,7 @@ fn unparseable_replies_are_asked_again_once_the_server_is_fixed() {
     assert_eq!(again["summary"]["mean"], 1.0, "{out}");
 
     // And the new replies are final: a third run is all cache hits.
-    let (_, _, err) = run(&mut p.eval(&stub.url(), &cache, &["--json"]));
+    let (_, _, err) = run(&mut eval(&p, &stub.url(), &cache, &["--json"]));
     assert_eq!(stub.requests(), 14, "{err}");
 }
 
@@ -187,10 +166,10 @@ fn ok_stub() -> StubServer {
 
 #[test]
 fn truncated_cache_is_moved_aside_and_the_run_completes() {
-    let p = Project::new(40);
+    let p = SentiProject::new(40);
     let stub = ok_stub();
     let cache = p.path("cache");
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 40);
     let file = cache.join("cache.sqlite");
@@ -205,7 +184,7 @@ fn truncated_cache_is_moved_aside_and_the_run_completes() {
     f.set_len(len / 2).unwrap();
     drop(f);
 
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "the run must complete:\n{err}");
     let aside: Vec<String> = files_in(&cache)
         .into_iter()
@@ -227,7 +206,7 @@ fn truncated_cache_is_moved_aside_and_the_run_completes() {
     );
 
     // The next run pays nothing: every reply is recorded again.
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 40 + paid, "{err}");
     assert!(!err.contains("warning"), "{err}");
@@ -235,7 +214,7 @@ fn truncated_cache_is_moved_aside_and_the_run_completes() {
 
 #[test]
 fn header_damaged_cache_is_replaced_and_cache_clear_works_on_garbage() {
-    let p = Project::new(3);
+    let p = SentiProject::new(3);
     let stub = ok_stub();
     let cache = p.path("cache");
     std::fs::create_dir_all(&cache).unwrap();
@@ -250,7 +229,7 @@ fn header_damaged_cache_is_replaced_and_cache_clear_works_on_garbage() {
 
     // Garbage again, then an eval: it runs on a fresh cache.
     std::fs::write(cache.join("cache.sqlite"), b"not a database at all").unwrap();
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 3);
     let (code, out, err) = run(lmc()
@@ -263,10 +242,10 @@ fn header_damaged_cache_is_replaced_and_cache_clear_works_on_garbage() {
 
 #[test]
 fn cache_commands_work_on_a_file_with_a_damaged_page() {
-    let p = Project::new(40);
+    let p = SentiProject::new(40);
     let stub = ok_stub();
     let cache = p.path("cache");
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     let file = cache.join("cache.sqlite");
     let mut bytes = std::fs::read(&file).unwrap();
@@ -299,10 +278,10 @@ fn chattr(flag: &str, path: &Path) -> bool {
 
 #[test]
 fn read_only_cache_replays_offline_with_a_warning() {
-    let p = Project::new(5);
+    let p = SentiProject::new(5);
     let stub = ok_stub();
     let cache = p.path("cache");
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     let file = cache.join("cache.sqlite");
     let is_root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
@@ -342,20 +321,20 @@ fn read_only_cache_replays_offline_with_a_warning() {
         .append(true)
         .open(&file)
         .is_err());
-    let (code, out, err) = run(&mut p.eval(&stub.url(), &cache, &["--offline", "--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub.url(), &cache, &["--offline", "--json"]));
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["summary"]["mean"], 1.0, "{out}");
     assert!(err.contains("will not be recorded"), "{err}");
     // A read-write run works too: hits replay, nothing is written.
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 5);
 }
 
 #[test]
 fn zero_and_impossible_rate_limits_exit_2_quickly() {
-    let p = Project::new(2);
+    let p = SentiProject::new(2);
     let stub = ok_stub();
     let cache = p.path("cache");
     for (flag, value, needle) in [
@@ -364,18 +343,19 @@ fn zero_and_impossible_rate_limits_exit_2_quickly() {
         ("--tpm", "100", "100"),
     ] {
         let t = Instant::now();
-        let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[flag, value]));
+        let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[flag, value]));
         assert_eq!(code, 2, "{flag} {value}: {err}");
         assert!(err.contains(needle), "{err}");
         assert!(t.elapsed() < Duration::from_secs(10));
     }
     // tpm 100 against max_tokens 512: both numbers named.
-    let (_, _, err) = run(&mut p.eval(&stub.url(), &cache, &["--tpm", "100"]));
+    let (_, _, err) = run(&mut eval(&p, &stub.url(), &cache, &["--tpm", "100"]));
     assert!(err.contains("512"), "{err}");
     // A TPM above max_tokens but below what the prompt needs: an error
     // naming both numbers, per request, not a hang.
     let t = Instant::now();
-    let (_, out, err) = run(&mut p.eval(
+    let (_, out, err) = run(&mut eval(
+        &p,
         &stub.url(),
         &cache,
         &["--tpm", "120", "--max-tokens", "100", "--json"],
@@ -389,8 +369,8 @@ fn zero_and_impossible_rate_limits_exit_2_quickly() {
 
     // From the program file: located.
     let prog = PROGRAM.replace("metric:", "lm:\n  rpm: 0\nmetric:");
-    let q = Project::with_program(1, &prog);
-    let (code, _, err) = run(&mut q.eval(&stub.url(), &q.path("cache"), &[]));
+    let q = SentiProject::with_program(1, &prog);
+    let (code, _, err) = run(&mut eval(&q, &stub.url(), &q.path("cache"), &[]));
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("prog.yaml:") && err.contains("lm.rpm"),

@@ -40,46 +40,31 @@ pub(super) fn stub(latency: Duration) -> (StubServer, Arc<Mutex<Vec<usize>>>) {
     (s, rows)
 }
 
-/// The sentiment project with `TOTAL` rows and one cache directory.
-struct Project(SentiProject);
-
-impl std::ops::Deref for Project {
-    type Target = SentiProject;
-    fn deref(&self) -> &SentiProject {
-        &self.0
-    }
+/// `lmc <sub>` on a `TOTAL`-row sentiment project against `stub`, with
+/// the project's one cache directory.
+fn command(p: &SentiProject, sub: &str, stub: &StubServer) -> Command {
+    let mut c = p.command(sub, &stub.url(), &p.path("cache"));
+    c.args(["--concurrency", "2"])
+        .env_remove("LMC_INTERRUPT_GRACE");
+    c
 }
 
-impl Project {
-    fn new() -> Project {
-        Project(SentiProject::new(TOTAL))
-    }
-
-    /// `lmc eval` against `stub` with this project's one cache directory.
-    fn command(&self, sub: &str, stub: &StubServer) -> Command {
-        let mut c = self.0.command(sub, &stub.url(), &self.path("cache"));
-        c.args(["--concurrency", "2"])
-            .env_remove("LMC_INTERRUPT_GRACE");
-        c
-    }
-
-    /// The eval with every report asked for; `--json` goes to `out.json`.
-    fn eval_with_reports(&self, stub: &StubServer) -> Command {
-        let mut c = self.command("eval", stub);
-        c.arg("--quiet")
-            .args(["--min-score", "0.5"])
-            .arg("--junit")
-            .arg(self.path("out.xml"))
-            .arg("--results")
-            .arg(self.path("r.jsonl"))
-            .arg("--markdown")
-            .arg(self.path("out.md"))
-            .arg("--html")
-            .arg(self.path("out.html"))
-            .arg("--json")
-            .stdout(std::fs::File::create(self.path("out.json")).unwrap());
-        c
-    }
+/// The eval with every report asked for; `--json` goes to `out.json`.
+fn eval_with_reports(p: &SentiProject, stub: &StubServer) -> Command {
+    let mut c = command(p, "eval", stub);
+    c.arg("--quiet")
+        .args(["--min-score", "0.5"])
+        .arg("--junit")
+        .arg(p.path("out.xml"))
+        .arg("--results")
+        .arg(p.path("r.jsonl"))
+        .arg("--markdown")
+        .arg(p.path("out.md"))
+        .arg("--html")
+        .arg(p.path("out.html"))
+        .arg("--json")
+        .stdout(std::fs::File::create(p.path("out.json")).unwrap());
+    c
 }
 
 /// A running lmc whose stderr is collected as it arrives.
@@ -202,9 +187,9 @@ fn junit_facts(xml: &str) -> (usize, usize, bool) {
 
 #[test]
 fn sigint_mid_eval_writes_partial_reports_exits_130_and_a_rerun_resumes() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let (slow, _) = stub(Duration::from_millis(250));
-    let mut job = Running::spawn(&mut p.eval_with_reports(&slow));
+    let mut job = Running::spawn(&mut eval_with_reports(&p, &slow));
     job.wait_for("6 requests", |_| slow.requests() >= 6);
     job.signal("INT");
     let (code, secs, err) = job.exit_code(DEADLINE);
@@ -267,8 +252,7 @@ fn sigint_mid_eval_writes_partial_reports_exits_130_and_a_rerun_resumes() {
 
     // The re-run, against a fresh stub, asks only for what did not finish.
     let (fresh, rows) = stub(Duration::ZERO);
-    let out = p
-        .command("eval", &fresh)
+    let out = command(&p, "eval", &fresh)
         .args(["--quiet", "--json", "--min-score", "0.5"])
         .output()
         .unwrap();
@@ -288,9 +272,9 @@ fn sigint_mid_eval_writes_partial_reports_exits_130_and_a_rerun_resumes() {
 
 #[test]
 fn sigterm_is_a_graceful_stop_too() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let (slow, _) = stub(Duration::from_millis(250));
-    let mut job = Running::spawn(&mut p.eval_with_reports(&slow));
+    let mut job = Running::spawn(&mut eval_with_reports(&p, &slow));
     job.wait_for("4 requests", |_| slow.requests() >= 4);
     job.signal("TERM");
     let (code, _, err) = job.exit_code(DEADLINE);
@@ -303,8 +287,7 @@ fn sigterm_is_a_graceful_stop_too() {
 
     // A partial report is no baseline: it would gate on a subset.
     let (fresh, _) = stub(Duration::ZERO);
-    let out = p
-        .command("eval", &fresh)
+    let out = command(&p, "eval", &fresh)
         .arg("--quiet")
         .arg("--baseline")
         .arg(p.path("out.json"))
@@ -318,11 +301,11 @@ fn sigterm_is_a_graceful_stop_too() {
 
 #[test]
 fn a_second_sigint_aborts_at_once() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     // Replies that never come in time, and a grace period that would wait
     // for them: only the second signal can end this run quickly.
     let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = p.eval_with_reports(&stuck);
+    let mut cmd = eval_with_reports(&p, &stuck);
     cmd.env("LMC_INTERRUPT_GRACE", "300");
     let mut job = Running::spawn(&mut cmd);
     job.wait_for("2 requests", |_| stuck.requests() >= 2);
@@ -341,9 +324,9 @@ fn a_second_sigint_aborts_at_once() {
 
 #[test]
 fn the_grace_period_bounds_the_wait_for_in_flight_calls() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = p.eval_with_reports(&stuck);
+    let mut cmd = eval_with_reports(&p, &stuck);
     cmd.env("LMC_INTERRUPT_GRACE", "1");
     let mut job = Running::spawn(&mut cmd);
     job.wait_for("2 requests", |_| stuck.requests() >= 2);
@@ -362,9 +345,9 @@ fn the_grace_period_bounds_the_wait_for_in_flight_calls() {
 
 #[test]
 fn run_over_jsonl_stops_after_the_input_in_flight() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let (slow, _) = stub(Duration::from_millis(250));
-    let mut cmd = p.command("run", &slow);
+    let mut cmd = command(&p, "run", &slow);
     cmd.arg("--json")
         .arg("--trace")
         .arg(p.path("trace.jsonl"))
@@ -424,10 +407,9 @@ fn run_over_jsonl_stops_after_the_input_in_flight() {
 
 #[test]
 fn a_run_stopped_by_max_errors_is_marked_incomplete_but_not_interrupted() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let garbage = StubServer::start(|_| StubReply::Ok("no structure at all".into()));
-    let out = p
-        .command("eval", &garbage)
+    let out = command(&p, "eval", &garbage)
         .args(["--quiet", "--json", "--max-errors", "2", "--junit"])
         .arg(p.path("out.xml"))
         .output()
