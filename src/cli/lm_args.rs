@@ -200,7 +200,7 @@ impl LmArgs {
         }
         check_cost_budget(&build_cfg, &opts)?;
         let built = build_lm_full(&build_cfg, &opts).map_err(|e| match e {
-            LmError::Fatal(msg) => anyhow::Error::new(CliError::Input(format!("{msg}"))),
+            LmError::Fatal(msg) => anyhow::Error::new(CliError::Input(msg)),
             other => anyhow::Error::new(other),
         })?;
         if let Some(store) = &built.cache {
