@@ -12,7 +12,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::interrupt::{read_json, stub, Running, DEADLINE};
+use super::interrupt::{read_json, sigint_twice, stub, Running, DEADLINE};
 use crate::support::lmc;
 use crate::support::senti::{csv, program_with_train, SentiProject};
 use crate::support::stub::StubServer;
@@ -147,19 +147,7 @@ fn sigterm_before_any_candidate_is_scored_writes_nothing_and_says_so() {
 fn a_second_sigint_aborts_a_compile_at_once() {
     let p = project();
     let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = compile(&p, &stuck, "cache", "out.json");
-    cmd.env("LMC_INTERRUPT_GRACE", "300");
-    let mut job = Running::spawn(&mut cmd);
-    job.wait_for("2 requests", |_| stuck.requests() >= 2);
-    job.signal("INT");
-    job.wait_for("the first SIGINT to be handled", |r| {
-        r.stderr().contains("SIGINT: stopping")
-    });
-    job.signal("INT");
-    let (code, secs, err) = job.exit_code(DEADLINE);
-    assert_eq!(code, 130, "{err}");
-    assert!(secs < 60.0, "a second Ctrl-C must not wait ({secs:.1} s)");
-    assert!(err.contains("SIGINT again: aborting at once"), "{err}");
+    sigint_twice(&mut compile(&p, &stuck, "cache", "out.json"), &stuck);
     assert!(!p.path("out.json").exists(), "an abort writes nothing");
 }
 

@@ -299,18 +299,15 @@ fn sigterm_is_a_graceful_stop_too() {
     assert_eq!(fresh.requests(), 0, "refused before any LM call");
 }
 
-#[test]
-fn a_second_sigint_aborts_at_once() {
-    let p = SentiProject::new(TOTAL);
-    // Replies that never come in time, and a grace period that would wait
-    // for them: only the second signal can end this run quickly.
-    let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = eval_with_reports(&p, &stuck);
+/// Run `cmd` with a grace period long enough to wait for `stuck`'s
+/// replies, press Ctrl-C once two requests are in flight and again once the
+/// first was seen (signals sent back to back may be merged); the run must
+/// abort at once with 130 and say so.
+pub(super) fn sigint_twice(cmd: &mut Command, stuck: &StubServer) {
     cmd.env("LMC_INTERRUPT_GRACE", "300");
-    let mut job = Running::spawn(&mut cmd);
+    let mut job = Running::spawn(cmd);
     job.wait_for("2 requests", |_| stuck.requests() >= 2);
     job.signal("INT");
-    // Signals sent back to back may be merged: wait until the first is seen.
     job.wait_for("the first SIGINT to be handled", |r| {
         r.stderr().contains("SIGINT: stopping")
     });
@@ -319,6 +316,15 @@ fn a_second_sigint_aborts_at_once() {
     assert_eq!(code, 130, "{err}");
     assert!(secs < 60.0, "a second Ctrl-C must not wait ({secs:.1} s)");
     assert!(err.contains("SIGINT again: aborting at once"), "{err}");
+}
+
+#[test]
+fn a_second_sigint_aborts_at_once() {
+    let p = SentiProject::new(TOTAL);
+    // Replies that never come in time, and a grace period that would wait
+    // for them: only the second signal can end this run quickly.
+    let (stuck, _) = stub(Duration::from_secs(600));
+    sigint_twice(&mut eval_with_reports(&p, &stuck), &stuck);
     assert!(!p.path("out.xml").exists(), "an abort writes no report");
 }
 
