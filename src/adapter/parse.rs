@@ -86,16 +86,11 @@ pub fn parse_chat(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
         }
         if n != 1 {
             // Not a set of defaults either: the model answered something else.
-            let names: Vec<String> = sig
-                .outputs
-                .iter()
-                .map(|f| format!("`{}`", f.name))
-                .collect();
             return Err(error(
                 "*",
                 format!(
                     "the reply has no `[[ ## field ## ]]` section for any of the outputs {}",
-                    names.join(", ")
+                    output_names(sig)
                 ),
                 reply,
             ));
@@ -154,6 +149,17 @@ pub fn parse_json(sig: &Signature, reply: &str) -> Result<Map<String, Value>, Pa
     }
 }
 
+/// The signature's output names, quoted and comma-separated, for a
+/// message saying which fields the reply should have had.
+fn output_names(sig: &Signature) -> String {
+    let names: Vec<String> = sig
+        .outputs
+        .iter()
+        .map(|f| format!("`{}`", f.name))
+        .collect();
+    names.join(", ")
+}
+
 /// The output values of a JSON object keyed by output names (exact, or any
 /// case with spaces for `_`). An object naming none of the outputs is a
 /// parse failure, not a set of defaults: the model answered something else.
@@ -179,11 +185,6 @@ fn read_object(
     }
     if !sig.outputs.iter().any(|f| lookup(&f.name).is_some()) {
         let keys: Vec<String> = obj.keys().map(|k| format!("`{k}`")).collect();
-        let names: Vec<String> = sig
-            .outputs
-            .iter()
-            .map(|f| format!("`{}`", f.name))
-            .collect();
         return Err(error(
             "*",
             format!(
@@ -193,7 +194,7 @@ fn read_object(
                 } else {
                     keys.join(", ")
                 },
-                names.join(", ")
+                output_names(sig)
             ),
             reply,
         ));

@@ -23,7 +23,7 @@ impl Where {
     fn open(&self) -> anyhow::Result<CacheStore> {
         let dir = self.cache_dir.clone().unwrap_or_else(default_cache_dir);
         let store = CacheStore::open_dir(&dir)
-            .map_err(|e| anyhow::Error::new(CliError::Input(format!("error: {e}"))))?;
+            .map_err(|e| anyhow::Error::new(CliError::Input(format!("{e}"))))?;
         // A damaged file moved aside or a read-only file is said here.
         store.set_warning_callback(|msg| eprintln!("warning: {msg}"));
         Ok(store)
@@ -140,14 +140,13 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             let result = if file.as_os_str() == "-" {
                 store.import(std::io::stdin().lock())
             } else {
-                let f = std::fs::File::open(&file).map_err(|e| {
-                    CliError::Input(format!("error: cannot open {}: {e}", file.display()))
-                })?;
+                let f = std::fs::File::open(&file)
+                    .map_err(|e| CliError::Input(format!("cannot open {}: {e}", file.display())))?;
                 store.import(BufReader::new(f))
             };
             let report = result.map_err(|e| match e {
                 crate::lm::cache::CacheError::Import { .. } => {
-                    anyhow::Error::new(CliError::Input(format!("error: {}: {e}", file.display())))
+                    anyhow::Error::new(CliError::Input(format!("{}: {e}", file.display())))
                 }
                 other => other.into(),
             })?;

@@ -167,7 +167,7 @@ fn default_program() -> anyhow::Result<PathBuf> {
     }
     let cwd = std::env::current_dir()?;
     let project = crate::settings::discover_project(&cwd)
-        .map_err(|e| crate::cli::CliError::Input(format!("error: {e}")))?;
+        .map_err(|e| crate::cli::CliError::Input(format!("{e}")))?;
     match project.and_then(|p| Some((p.program?, p.path))) {
         // Show it relative to the current directory when it is below it.
         Some((p, from)) => {
@@ -177,7 +177,7 @@ fn default_program() -> anyhow::Result<PathBuf> {
             Ok(p)
         }
         None => Err(crate::cli::CliError::Input(format!(
-            "error: no program file given and no `{}` with `program:` in {} or its parents\n   = help: run `lmc check programs/my_program.yaml`",
+            "no program file given and no `{}` with `program:` in {} or its parents\n   = help: run `lmc check programs/my_program.yaml`",
             crate::settings::PROJECT_FILE,
             cwd.display()
         ))

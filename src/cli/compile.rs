@@ -174,7 +174,7 @@ fn prompt_context(
             .map(|o| o.name())
             .collect();
         return Err(input_err(format!(
-            "error: --prompt-lm applies to the instruction searches ({}), not `{}`",
+            "--prompt-lm applies to the instruction searches ({}), not `{}`",
             searches.join(", "),
             optimizer.name()
         )));
@@ -199,7 +199,7 @@ fn prompt_context(
         ..opts
     };
     let built = crate::lm::build::build_lm_full(&cfg, &opts)
-        .map_err(|e| input_err(format!("error: --prompt-lm: {e}")))?;
+        .map_err(|e| input_err(format!("--prompt-lm: {e}")))?;
     Ok(Some(crate::run::RunContext::new(built.lm)))
 }
 
@@ -306,7 +306,7 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
             }
             _ => {
                 return Err(input_err(format!(
-                    "error: --map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
+                    "--map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
                 )))
             }
         }
@@ -359,14 +359,14 @@ fn choose_optimizer(
         }
     }
     let pairs = crate::optimize::settings::parse_pairs(&name, &args.opts)
-        .map_err(|e| input_err(format!("error: {e}")))?;
+        .map_err(|e| input_err(format!("{e}")))?;
     for (k, v) in pairs {
         from.insert(k.clone(), "--opt".to_string());
         raw.insert(k, v);
     }
     let optimizer = optimize::lookup(&name)
         .and_then(|o| o.configure(&raw))
-        .map_err(|e| input_err(format!("error: {e}")))?;
+        .map_err(|e| input_err(format!("{e}")))?;
     Ok((optimizer, from))
 }
 
@@ -377,7 +377,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
     let base = match &target.artifact {
         Some(a) => {
             let bytes = std::fs::read(&target.path)
-                .map_err(|e| input_err(format!("error: {}: {e}", target.path.display())))?;
+                .map_err(|e| input_err(format!("{}: {e}", target.path.display())))?;
             Some((
                 target.overlay.clone(),
                 crate::artifact::Stage::chain(a, &bytes),
@@ -409,7 +409,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
             seed: args.seed,
             ..Default::default()
         };
-        data::load(path, &program, &opts).map_err(|e| input_err(format!("error: {e}")))
+        data::load(path, &program, &opts).map_err(|e| input_err(format!("{e}")))
     };
     let train_path = args
         .trainset
@@ -417,7 +417,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         .or_else(|| program.datasets.train.clone())
         .ok_or_else(|| {
             input_err(format!(
-                "error: no trainset: pass --trainset PATH, or add `datasets: {{train: PATH}}` to {}",
+                "no trainset: pass --trainset PATH, or add `datasets: {{train: PATH}}` to {}",
                 target.path.display()
             ))
         })?;
@@ -438,7 +438,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
             (Ok(m), name)
         }
     };
-    let metric = metric.map_err(|e| input_err(format!("error: metric: {e}")))?;
+    let metric = metric.map_err(|e| input_err(format!("metric: {e}")))?;
     // Expected values without a column fail now, not after every LM call;
     // datasets taken from the program are named on stderr.
     let train_role = args.trainset.is_none().then_some("train");
@@ -571,7 +571,7 @@ fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.lm.concurrency == Some(0) {
-        return Err(input_err("error: --concurrency must be at least 1"));
+        return Err(input_err("--concurrency must be at least 1"));
     }
     if args.list {
         return list(args.json);
@@ -583,7 +583,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let (cfg, built) = args.lm.build(Some(&s.lm_cfg), &s.lm_declared)?;
     let mut ctx = crate::settings::run_context(&s.program, built.lm.clone())
-        .map_err(|e| input_err(format!("error: {e}")))?;
+        .map_err(|e| input_err(format!("{e}")))?;
     super::lm_args::configure_context(&cfg, &mut ctx)?;
     let concurrency = cfg.concurrency.unwrap_or(8).max(1);
     let bars = Arc::new(Bars {
@@ -636,7 +636,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             optimize::OptimizeError::Budget(_) | optimize::OptimizeError::NoPredictors => {
                 anyhow::bail!("{e}")
             }
-            e => return Err(input_err(format!("error: {e}"))),
+            e => return Err(input_err(format!("{e}"))),
         },
         // Unreachable: the timer arm only ends after an interrupt.
         (None, None) => anyhow::bail!("the search stopped without a result"),

@@ -42,12 +42,11 @@ pub struct Args {
 }
 
 fn read(path: &Path) -> anyhow::Result<ReportSide> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::Input(format!("error: cannot read report {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Input(format!("cannot read report {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
         CliError::Input(format!(
-            "error: {}:{}:{}: not an `lmc eval --json` report: {e}\n   = help: make one with `lmc eval --json > {}`",
+            "{}:{}:{}: not an `lmc eval --json` report: {e}\n   = help: make one with `lmc eval --json > {}`",
             path.display(),
             e.line(),
             e.column(),
@@ -66,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &after.dataset.hash,
         &after.results,
     )
-    .map_err(|e| CliError::Input(format!("error: {e}")))?;
+    .map_err(|e| CliError::Input(format!("{e}")))?;
     let (bn, an) = (
         crate::eval::report_path(&args.before).display().to_string(),
         crate::eval::report_path(&args.after).display().to_string(),

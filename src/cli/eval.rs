@@ -139,13 +139,13 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     for m in maps {
         let Some((col, field)) = m.split_once('=') else {
             return Err(input_err(format!(
-                "error: --map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
+                "--map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
             )));
         };
         let (col, field) = (col.trim(), field.trim());
         if col.is_empty() || field.is_empty() {
             return Err(input_err(format!(
-                "error: --map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
+                "--map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
             )));
         }
         out.insert(col.to_string(), field.to_string());
@@ -156,16 +156,16 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 fn check_args(args: &Args) -> anyhow::Result<()> {
     if let Some(x) = args.min_score {
         if !x.is_finite() {
-            return Err(input_err("error: --min-score must be a number"));
+            return Err(input_err("--min-score must be a number"));
         }
     }
     if let Some(d) = args.max_drop {
         if !d.is_finite() || d < 0.0 {
-            return Err(input_err("error: --max-drop must be a number >= 0"));
+            return Err(input_err("--max-drop must be a number >= 0"));
         }
     }
     if args.lm.concurrency == Some(0) {
-        return Err(input_err("error: --concurrency must be at least 1"));
+        return Err(input_err("--concurrency must be at least 1"));
     }
     Ok(())
 }
@@ -176,12 +176,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Read the baseline first: a wrong path should fail before any LM call.
     let baseline = match &args.baseline {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| {
-                input_err(format!("error: cannot read baseline {}: {e}", p.display()))
-            })?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| input_err(format!("cannot read baseline {}: {e}", p.display())))?;
             Some(
                 Baseline::from_json(&text)
-                    .map_err(|e| input_err(format!("error: baseline {}: {e}", p.display())))?,
+                    .map_err(|e| input_err(format!("baseline {}: {e}", p.display())))?,
             )
         }
         None => None,
@@ -194,7 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 baseline: b.dataset.hash.clone(),
                 current: setup.dataset.hash.clone(),
             };
-            return Err(input_err(format!("error: {e}")));
+            return Err(input_err(format!("{e}")));
         }
     }
     let rt = super::runtime()?;
@@ -226,7 +225,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 }
                 EvalError::Empty => {
                     return Err(input_err(format!(
-                        "error: no examples to evaluate in {} (check --limit/--sample/--split)",
+                        "no examples to evaluate in {} (check --limit/--sample/--split)",
                         setup.dataset_path.display()
                     )))
                 }
@@ -248,7 +247,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if let Some(b) = &baseline {
             let (check, cmp) = gate::baseline(&report, b, args.max_drop.unwrap_or(0.0))
-                .map_err(|e| input_err(format!("error: {e}")))?;
+                .map_err(|e| input_err(format!("{e}")))?;
             g.checks.push(check);
             g.comparison = Some(cmp);
             g.regressed = gate::regressed(&report, b);
@@ -494,7 +493,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         (None, Some(p)) => (p.clone(), Some("dev")),
         (None, None) => {
             return Err(input_err(format!(
-                "error: no dataset: pass --dataset PATH, or add `datasets: {{dev: PATH}}` to {}",
+                "no dataset: pass --dataset PATH, or add `datasets: {{dev: PATH}}` to {}",
                 target_path.display()
             )))
         }
@@ -508,7 +507,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     let mut all_columns = program.datasets.columns.clone();
     all_columns.extend(columns);
     let split = match &args.split {
-        Some(s) => Some(data::parse_split(s).map_err(|e| input_err(format!("error: {e}")))?),
+        Some(s) => Some(data::parse_split(s).map_err(|e| input_err(format!("{e}")))?),
         None => None,
     };
     let load_opts = LoadOptions {
@@ -521,7 +520,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     };
     let dataset = data::load(&dataset_path, &program, &load_opts).map_err(|e| match role {
         Some(_) => input_err(super::preflight::load_failed(&program, &e, role).to_string()),
-        None => input_err(format!("error: {e}")),
+        None => input_err(format!("{e}")),
     })?;
     // Name the first few skipped rows; the count goes into every report.
     for bad in dataset.bad_rows.iter().take(10) {
@@ -548,13 +547,13 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         (None, Some(spec)) => Metric::from_spec(spec, &base_dir),
         (None, None) => Ok(Metric::default_for(&program)),
     }
-    .map_err(|e| input_err(format!("error: metric: {e}")))?;
+    .map_err(|e| input_err(format!("metric: {e}")))?;
     super::preflight::ensure_expected(&program, &metric, &dataset_path, &load_opts.columns, role)?;
 
     let (cfg, built) = args.lm.build(Some(&lm_config), &lm_declared)?;
     // The program's tools (sqlite, retrieve, command) are opened once here.
     let mut ctx = crate::settings::run_context(&program, built.lm.clone())
-        .map_err(|e| input_err(format!("error: {e}")))?;
+        .map_err(|e| input_err(format!("{e}")))?;
     super::lm_args::configure_context(&cfg, &mut ctx)?;
     let concurrency = cfg.concurrency.unwrap_or(8).max(1);
     Ok(Setup {

@@ -303,7 +303,7 @@ fn predictor_from_dspy(
 fn artifact_err(e: ArtifactError) -> anyhow::Error {
     match e {
         ArtifactError::Diagnostics(ds) => input_err(ds.to_string()),
-        e => input_err(format!("error: {e}")),
+        e => input_err(format!("{e}")),
     }
 }
 
@@ -329,10 +329,10 @@ pub fn run_export(args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 pub fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     let target = crate::settings::load_target(args.program.as_deref())
-        .map_err(|e| input_err(format!("error: {e}")))?;
+        .map_err(|e| input_err(format!("{e}")))?;
     let program = target.program;
     let text = std::fs::read_to_string(&args.file)
-        .map_err(|e| input_err(format!("error: cannot read {}: {e}", args.file.display())))?;
+        .map_err(|e| input_err(format!("cannot read {}: {e}", args.file.display())))?;
     let doc = JsonDoc::new(&text, &args.file);
     let saved: Value =
         serde_json::from_str(&text).map_err(|e| input_err(doc.syntax(&e).to_string()))?;

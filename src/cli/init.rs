@@ -191,7 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|p| format!("  {}", p.display()))
             .collect();
         return Err(CliError::Input(format!(
-            "error: lmc init would overwrite existing files:\n{}\n   = help: run it in an empty directory (`lmc init NEW_DIR`), or move these files away",
+            "lmc init would overwrite existing files:\n{}\n   = help: run it in an empty directory (`lmc init NEW_DIR`), or move these files away",
             list.join("\n")
         ))
         .into());
@@ -219,10 +219,9 @@ next:\n  {cd}lmc check program.yaml\n  lmc eval --limit 4",
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            CliError::Input(format!("error: cannot create {}: {e}", parent.display()))
-        })?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| CliError::Input(format!("cannot create {}: {e}", parent.display())))?;
     }
     std::fs::write(path, text)
-        .map_err(|e| CliError::Input(format!("error: cannot write {}: {e}", path.display())).into())
+        .map_err(|e| CliError::Input(format!("cannot write {}: {e}", path.display())).into())
 }

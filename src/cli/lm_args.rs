@@ -193,14 +193,14 @@ impl LmArgs {
         if let Some(t) = self.timeout {
             if !(t.is_finite() && t > 0.0) {
                 return Err(CliError::Input(format!(
-                    "error: --timeout must be a positive number of seconds, got {t}"
+                    "--timeout must be a positive number of seconds, got {t}"
                 ))
                 .into());
             }
         }
         check_cost_budget(&build_cfg, &opts)?;
         let built = build_lm_full(&build_cfg, &opts).map_err(|e| match e {
-            LmError::Fatal(msg) => anyhow::Error::new(CliError::Input(format!("error: {msg}"))),
+            LmError::Fatal(msg) => anyhow::Error::new(CliError::Input(msg)),
             other => anyhow::Error::new(other),
         })?;
         if let Some(store) = &built.cache {
@@ -221,7 +221,7 @@ fn check_cost_budget(cfg: &LmConfig, opts: &LmOptions) -> Result<(), CliError> {
         return Ok(());
     }
     Err(CliError::Input(format!(
-        "error: --max-cost {max} needs prices, and the LM config has none, so no call would ever count against the budget\n  = help: set `price_prompt_per_mtok` and `price_completion_per_mtok` (USD per million tokens) under `lm:` in the program or lmc.yaml, or use --max-lm-calls / --max-tokens-budget"
+        "--max-cost {max} needs prices, and the LM config has none, so no call would ever count against the budget\n  = help: set `price_prompt_per_mtok` and `price_completion_per_mtok` (USD per million tokens) under `lm:` in the program or lmc.yaml, or use --max-lm-calls / --max-tokens-budget"
     )))
 }
 
@@ -232,7 +232,7 @@ pub fn adapter_of(cfg: &LmConfig) -> Result<AdapterKind, CliError> {
         None => Ok(AdapterKind::Chat),
         Some(a) => a
             .parse()
-            .map_err(|e: String| CliError::Input(format!("error: lm.adapter: {e}"))),
+            .map_err(|e: String| CliError::Input(format!("lm.adapter: {e}"))),
     }
 }
 

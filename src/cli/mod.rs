@@ -10,14 +10,14 @@ use std::process::ExitCode;
 pub mod cache;
 pub mod check;
 pub mod compile;
+pub mod compile_note;
 pub mod completions;
 pub mod diff;
-pub mod compile_note;
 pub mod eval;
 pub mod examples;
 pub mod export;
-pub mod init;
 pub mod failures;
+pub mod init;
 pub mod inspect;
 pub mod lm_args;
 pub mod preflight;
@@ -86,7 +86,9 @@ pub enum Command {
 /// An error that maps to an exit code (used by commands through anyhow).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Usage, config or input error: exit 2. Already rendered text.
+    /// Usage, config or input error: exit 2. The message without a severity
+    /// prefix, or already rendered diagnostics (`error: …\n  --> file:l:c`):
+    /// `report` adds `error: ` to the first kind only.
     #[error("{0}")]
     Input(String),
     /// An eval gate failed: exit 1.
@@ -124,12 +126,23 @@ pub fn main() -> ExitCode {
 /// NO_COLOR: `anstream` decides) and map it to its exit code.
 fn report(err: anyhow::Error) -> ExitCode {
     let (text, code) = match err.downcast_ref::<CliError>() {
-        Some(CliError::Input(msg)) => (msg.clone(), 2),
+        Some(CliError::Input(msg)) => (with_severity(msg), 2),
         Some(CliError::Gate(msg)) => (msg.clone(), 1),
-        None => (format!("error: {err:#}"), 3),
+        None => (with_severity(&format!("{err:#}")), 3),
     };
     anstream::eprintln!("{}", crate::diag::paint(&text));
     ExitCode::from(code)
+}
+
+/// The one place an error message gets its `error: ` prefix. Text that
+/// already begins with a severity — a rendered diagnostic — is kept as it
+/// is, so a wrapped diagnostic never reads `error: error: …`.
+fn with_severity(text: &str) -> String {
+    if text.starts_with("error:") || text.starts_with("warning:") {
+        text.to_string()
+    } else {
+        format!("error: {text}")
+    }
 }
 
 /// The embedded engine's llama.cpp threads (OpenMP) spin-wait at every
@@ -160,4 +173,19 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_severity;
+
+    #[test]
+    fn severity_prefix_is_added_once() {
+        assert_eq!(with_severity("cannot read x"), "error: cannot read x");
+        assert_eq!(
+            with_severity("error: bad\n  --> a.yaml:1:1"),
+            "error: bad\n  --> a.yaml:1:1"
+        );
+        assert_eq!(with_severity("warning: odd"), "warning: odd");
+    }
 }

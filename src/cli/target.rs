@@ -18,15 +18,14 @@ use crate::settings::Target;
 /// was chosen when implicit, and check an artifact's staleness: a warning,
 /// or an input error (exit 2) when `strict`.
 pub fn load(file: Option<&Path>, strict: bool) -> anyhow::Result<Target> {
-    let target =
-        crate::settings::load_target(file).map_err(|e| CliError::Input(format!("error: {e}")))?;
+    let target = crate::settings::load_target(file).map_err(|e| CliError::Input(format!("{e}")))?;
     if let Some(by) = &target.chosen_by {
         note(&format!("using {} (from {by})", target.path.display()));
     }
     if let Some(msg) = stale_artifact(&target) {
         if strict {
             return Err(CliError::Input(format!(
-                "error: {msg}\n  = help: re-run `lmc compile`, or drop --strict to run the artifact as compiled"
+                "{msg}\n  = help: re-run `lmc compile`, or drop --strict to run the artifact as compiled"
             ))
             .into());
         }

@@ -40,7 +40,7 @@ impl TrustArgs {
             allow_hosts: self.allow_hosts.clone(),
             allow_key_envs: self.allow_key_envs.clone(),
         })
-        .map_err(|e| CliError::Input(format!("error: {e}")))
+        .map_err(CliError::Input)
     }
 
     /// Refuse (exit 2) a run whose program, or `--metric`, would start a

@@ -148,22 +148,7 @@ fn render_gates(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
     let failures = checks.iter().filter(|c| !c.1).count();
     let incomplete = !report.status.complete as usize;
     let (tests, errors) = (checks.len() + incomplete, incomplete);
-    let suite = format!("{} ({})", report.program, report.metric);
-    let mut x = String::new();
-    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<testsuites name=\"lmc eval gates\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.3}\">",
-        s.wall_s
-    );
-    let _ = writeln!(
-        x,
-        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"0\" time=\"{:.3}\">",
-        attr(&suite),
-        s.wall_s
-    );
-    properties(report, &mut x);
-    incomplete_case(report, &mut x);
+    let mut x = open(report, "lmc eval gates", tests, failures, errors);
     let summary = format!(
         "score {:.4} (95% CI {:.4} - {:.4}) on {} examples; errors {}, parse failures {}",
         s.mean, s.ci95_low, s.ci95_high, s.n, s.errors, s.parse_failures
@@ -194,22 +179,19 @@ fn render_gates(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
     x
 }
 
-/// Render the report as a JUnit XML document, one testcase per example.
-pub fn render(report: &EvalReport) -> String {
+/// The document's opening, the same for both modes: the XML declaration,
+/// `<testsuites name=ROOT>` and one `<testsuite>` named after the program
+/// and metric with the counts and wall time, its properties, and the
+/// testcase an incomplete run adds. The caller writes its testcases and
+/// closes both elements.
+fn open(report: &EvalReport, root: &str, tests: usize, failures: usize, errors: usize) -> String {
     let s = &report.summary;
-    let failures = report
-        .results
-        .iter()
-        .filter(|r| !r.failed() && r.score < 1.0)
-        .count();
     let suite = format!("{} ({})", report.program, report.metric);
-    let incomplete = !report.status.complete;
-    let (tests, errors) = (s.n + incomplete as usize, s.errors + incomplete as usize);
     let mut x = String::new();
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"lmc eval\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.3}\">",
+        "<testsuites name=\"{root}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{:.3}\">",
         s.wall_s
     );
     let _ = writeln!(
@@ -220,6 +202,20 @@ pub fn render(report: &EvalReport) -> String {
     );
     properties(report, &mut x);
     incomplete_case(report, &mut x);
+    x
+}
+
+/// Render the report as a JUnit XML document, one testcase per example.
+pub fn render(report: &EvalReport) -> String {
+    let s = &report.summary;
+    let failures = report
+        .results
+        .iter()
+        .filter(|r| !r.failed() && r.score < 1.0)
+        .count();
+    let incomplete = !report.status.complete;
+    let (tests, errors) = (s.n + incomplete as usize, s.errors + incomplete as usize);
+    let mut x = open(report, "lmc eval", tests, failures, errors);
     for r in &report.results {
         let _ = write!(
             x,

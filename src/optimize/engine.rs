@@ -413,6 +413,26 @@ impl<'a> Engine<'a> {
         s
     }
 
+    /// The outcome of a search that makes one candidate and only scores
+    /// it (labeled, kNN few-shot): `best` scored on the valset, no baseline
+    /// or teacher score, and `plan` for the lineage.
+    pub async fn score_only(
+        &self,
+        best: Overlay,
+        origin: &str,
+        plan: BTreeMap<String, serde_json::Value>,
+    ) -> super::Outcome {
+        let best_score = self.score_candidate(&best, origin, None).await;
+        super::Outcome {
+            best,
+            best_score,
+            baseline_score: None,
+            train_score: None,
+            plan,
+            history: self.history(),
+        }
+    }
+
     fn record(&self, overlay: &Overlay, origin: &str, seed: Option<i64>, score: Option<f64>) {
         let demos: BTreeMap<String, usize> = overlay
             .predictors

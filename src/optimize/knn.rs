@@ -177,11 +177,7 @@ impl super::Optimizer for KnnFewShot {
     const ABOUT: &'static str = "k most similar training examples as demos, per input";
 
     fn project(&self, _: &KnnSettings, shape: &super::Shape<'_>) -> super::Estimate {
-        super::Estimate {
-            phases: vec![("evaluating".into(), shape.n_val as u64)],
-            extra_calls: 0,
-            exact: true,
-        }
+        super::Estimate::valset_only(shape)
     }
 
     async fn compile(
@@ -225,14 +221,6 @@ impl super::Optimizer for KnnFewShot {
         }
         let mut plan = std::collections::BTreeMap::new();
         plan.insert("similarity".into(), Value::from("bm25"));
-        let best_score = engine.score_candidate(&overlay, "knn", None).await;
-        Ok(super::Outcome {
-            best: overlay,
-            best_score,
-            baseline_score: None,
-            train_score: None,
-            plan,
-            history: engine.history(),
-        })
+        Ok(engine.score_only(overlay, "knn", plan).await)
     }
 }

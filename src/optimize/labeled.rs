@@ -88,11 +88,7 @@ impl Optimizer for LabeledFewShot {
     const ABOUT: &'static str = "k training examples as demos";
 
     fn project(&self, _: &LabeledSettings, shape: &Shape<'_>) -> Estimate {
-        Estimate {
-            phases: vec![("evaluating".into(), shape.n_val as u64)],
-            extra_calls: 0,
-            exact: true,
-        }
+        Estimate::valset_only(shape)
     }
 
     async fn compile(
@@ -102,14 +98,6 @@ impl Optimizer for LabeledFewShot {
     ) -> Result<Outcome, OptimizeError> {
         let chosen = pick(engine.trainset, s.k, engine.seed, true);
         let best = overlay(engine.program, &chosen);
-        let best_score = engine.score_candidate(&best, "labeled", None).await;
-        Ok(Outcome {
-            best,
-            best_score,
-            baseline_score: None,
-            train_score: None,
-            plan: BTreeMap::new(),
-            history: engine.history(),
-        })
+        Ok(engine.score_only(best, "labeled", BTreeMap::new()).await)
     }
 }

@@ -100,6 +100,18 @@ pub struct Estimate {
     pub exact: bool,
 }
 
+impl Estimate {
+    /// One candidate scored on the valset and no other call: the exact
+    /// projection of a search that only scores what it made.
+    pub fn valset_only(shape: &Shape<'_>) -> Estimate {
+        Estimate {
+            phases: vec![("evaluating".into(), shape.n_val as u64)],
+            extra_calls: 0,
+            exact: true,
+        }
+    }
+}
+
 /// One optimizer: settings, projection and search (see the module docs).
 #[async_trait::async_trait]
 pub trait Optimizer: Send + Sync + 'static {

@@ -25,11 +25,7 @@ impl Optimizer for FirstExample {
     const ABOUT: &'static str = "the first n training examples as demos";
 
     fn project(&self, _: &FirstSettings, shape: &Shape<'_>) -> Estimate {
-        Estimate {
-            phases: vec![("evaluating".into(), shape.n_val as u64)],
-            extra_calls: 0,
-            exact: true,
-        }
+        Estimate::valset_only(shape)
     }
 
     async fn compile(
@@ -39,15 +35,7 @@ impl Optimizer for FirstExample {
     ) -> Result<Outcome, OptimizeError> {
         let chosen = labeled::pick(engine.trainset, s.n, 0, false);
         let best = labeled::overlay(engine.program, &chosen);
-        let best_score = engine.score_candidate(&best, "first", None).await;
-        Ok(Outcome {
-            best,
-            best_score,
-            baseline_score: None,
-            train_score: None,
-            plan: BTreeMap::new(),
-            history: engine.history(),
-        })
+        Ok(engine.score_only(best, "first", BTreeMap::new()).await)
     }
 }
 

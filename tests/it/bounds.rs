@@ -239,6 +239,17 @@ fn issue_11_malformed_artifact_reports_every_problem_at_once() {
     assert!(err.contains("ends early"), "{err}");
 }
 
+/// `lmc import FILE --program programs/sentiment.yaml -o OUT`.
+fn import(file: &Path, out: &Path) -> (i32, String, String) {
+    run(lmc()
+        .arg("import")
+        .arg(file)
+        .arg("--program")
+        .arg(root().join("programs/sentiment.yaml"))
+        .arg("-o")
+        .arg(out))
+}
+
 #[test]
 fn issue_11_dspy_import_reports_every_problem_located() {
     let dir = tmp();
@@ -248,13 +259,7 @@ fn issue_11_dspy_import_reports_every_problem_located() {
         "{\n  \"classify\": {\"demos\": [3], \"signature\": {\"fields\": [{}]}},\n  \"nope\": {}\n}\n",
     )
     .unwrap();
-    let (code, _, err) = run(lmc()
-        .arg("import")
-        .arg(&dspy)
-        .arg("--program")
-        .arg(root().join("programs/sentiment.yaml"))
-        .arg("-o")
-        .arg(dir.path().join("out.json")));
+    let (code, _, err) = import(&dspy, &dir.path().join("out.json"));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("saved.json:2:26"), "{err}");
     assert!(err.contains("classify.demos[0]"), "{err}");
@@ -269,13 +274,7 @@ fn issue_11_dspy_import_reports_every_problem_located() {
         r#"{"classify": {"lmc_knn": {"k": 99999999999, "input_fields": [], "pool": []}}}"#,
     )
     .unwrap();
-    let (code, _, err) = run(lmc()
-        .arg("import")
-        .arg(&knn)
-        .arg("--program")
-        .arg(root().join("programs/sentiment.yaml"))
-        .arg("-o")
-        .arg(dir.path().join("out.json")));
+    let (code, _, err) = import(&knn, &dir.path().join("out.json"));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("classify.lmc_knn.k"), "{err}");
     assert!(err.contains("knn.json:1:"), "{err}");

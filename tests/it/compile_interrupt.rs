@@ -9,92 +9,46 @@
 //! As in `interrupt`, signals are sent on the stub's request count (or on
 //! what lmc printed), never after a sleep.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::interrupt::{label, read_json, stub, Running, DEADLINE};
+use super::interrupt::{read_json, sigint_twice, stub, Running, DEADLINE};
 use crate::support::lmc;
+use crate::support::senti::{csv, program_with_train, SentiProject};
 use crate::support::stub::StubServer;
-
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  train: train.csv
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
 
 /// Valset size: the zero-shot candidate is fully scored after this many requests.
 const VAL: usize = 8;
 
-struct Project {
-    dir: tempfile::TempDir,
+/// The sentiment project with a 12-row trainset and a `VAL`-row valset.
+fn project() -> SentiProject {
+    let p = SentiProject::with_program(0, &program_with_train());
+    std::fs::write(p.path("train.csv"), csv(1..=12)).unwrap();
+    std::fs::write(p.path("dev.csv"), csv(101..=100 + VAL)).unwrap();
+    p
 }
 
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), PROGRAM).unwrap();
-        let csv = |range: std::ops::RangeInclusive<usize>| {
-            let mut out = String::from("sentence,label\n");
-            for i in range {
-                out.push_str(&format!("review number {i},{}\n", label(i)));
-            }
-            out
-        };
-        std::fs::write(dir.path().join("train.csv"), csv(1..=12)).unwrap();
-        std::fs::write(dir.path().join("dev.csv"), csv(101..=100 + VAL)).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A small random search against `stub`, writing `out` with the cache
-    /// in `cache`.
-    fn compile(&self, stub: &StubServer, cache: &str, out: &str) -> Command {
-        let mut c = lmc();
-        c.arg("compile")
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
-            .args(["--concurrency", "2", "--quiet"])
-            .args(["--opt", "num_candidate_programs=2"])
-            .args(["--opt", "max_bootstrapped_demos=2"])
-            .arg("-o")
-            .arg(self.path(out))
-            .env("LMC_CACHE_DIR", self.path(cache))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER")
-            .env_remove("LMC_INTERRUPT_GRACE");
-        c
-    }
+/// A small random search against `stub`, writing `out` with the cache
+/// in `cache`.
+fn compile(p: &SentiProject, stub: &StubServer, cache: &str, out: &str) -> Command {
+    let mut c = p.command("compile", &stub.url(), &p.path(cache));
+    c.args(["--concurrency", "2", "--quiet"])
+        .args(["--opt", "num_candidate_programs=2"])
+        .args(["--opt", "max_bootstrapped_demos=2"])
+        .arg("-o")
+        .arg(p.path(out))
+        .env_remove("LMC_INTERRUPT_GRACE");
+    c
 }
 
 #[test]
 fn sigint_mid_compile_keeps_the_best_scored_candidate_and_a_rerun_repeats_no_call() {
-    let p = Project::new();
+    let p = project();
     // What one uninterrupted compile asks, on its own cold cache.
     let (cold, _) = stub(Duration::ZERO);
-    let out = p.compile(&cold, "cache-ref", "ref.json").output().unwrap();
+    let out = compile(&p, &cold, "cache-ref", "ref.json")
+        .output()
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -108,7 +62,7 @@ fn sigint_mid_compile_keeps_the_best_scored_candidate_and_a_rerun_repeats_no_cal
     // Interrupted once the zero-shot candidate is scored and the next one
     // is under way.
     let (slow, _) = stub(Duration::from_millis(150));
-    let mut cmd = p.compile(&slow, "cache", "out.json");
+    let mut cmd = compile(&p, &slow, "cache", "out.json");
     cmd.stdout(Stdio::null());
     let mut job = Running::spawn(&mut cmd);
     job.wait_for("the second candidate's requests", |_| {
@@ -145,7 +99,7 @@ fn sigint_mid_compile_keeps_the_best_scored_candidate_and_a_rerun_repeats_no_cal
 
     // The re-run replays every reply received and asks only for the rest.
     let (fresh, _) = stub(Duration::ZERO);
-    let out = p.compile(&fresh, "cache", "out.json").output().unwrap();
+    let out = compile(&p, &fresh, "cache", "out.json").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(
@@ -165,9 +119,9 @@ fn sigint_mid_compile_keeps_the_best_scored_candidate_and_a_rerun_repeats_no_cal
 
 #[test]
 fn sigterm_before_any_candidate_is_scored_writes_nothing_and_says_so() {
-    let p = Project::new();
+    let p = project();
     let (slow, _) = stub(Duration::from_millis(300));
-    let mut cmd = p.compile(&slow, "cache", "out.json");
+    let mut cmd = compile(&p, &slow, "cache", "out.json");
     cmd.arg("--json")
         .stdout(std::fs::File::create(p.path("summary.json")).unwrap());
     let mut job = Running::spawn(&mut cmd);
@@ -191,29 +145,17 @@ fn sigterm_before_any_candidate_is_scored_writes_nothing_and_says_so() {
 
 #[test]
 fn a_second_sigint_aborts_a_compile_at_once() {
-    let p = Project::new();
+    let p = project();
     let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = p.compile(&stuck, "cache", "out.json");
-    cmd.env("LMC_INTERRUPT_GRACE", "300");
-    let mut job = Running::spawn(&mut cmd);
-    job.wait_for("2 requests", |_| stuck.requests() >= 2);
-    job.signal("INT");
-    job.wait_for("the first SIGINT to be handled", |r| {
-        r.stderr().contains("SIGINT: stopping")
-    });
-    job.signal("INT");
-    let (code, secs, err) = job.exit_code(DEADLINE);
-    assert_eq!(code, 130, "{err}");
-    assert!(secs < 60.0, "a second Ctrl-C must not wait ({secs:.1} s)");
-    assert!(err.contains("SIGINT again: aborting at once"), "{err}");
+    sigint_twice(&mut compile(&p, &stuck, "cache", "out.json"), &stuck);
     assert!(!p.path("out.json").exists(), "an abort writes nothing");
 }
 
 #[test]
 fn the_grace_period_bounds_a_compile_stuck_on_its_calls() {
-    let p = Project::new();
+    let p = project();
     let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = p.compile(&stuck, "cache", "out.json");
+    let mut cmd = compile(&p, &stuck, "cache", "out.json");
     cmd.env("LMC_INTERRUPT_GRACE", "1");
     let mut job = Running::spawn(&mut cmd);
     job.wait_for("2 requests", |_| stuck.requests() >= 2);

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::senti::stub_lm;
 use crate::support::stub::StubServer;
 use crate::support::{lmc, run};
 
@@ -54,12 +55,8 @@ impl Project {
         let mut c = lmc();
         c.current_dir(self.dir.path())
             .arg(sub)
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER");
+            .arg(self.path("prog.yaml"));
+        stub_lm(&mut c, &stub.url());
         c
     }
 

@@ -5,48 +5,14 @@
 //! an interrupted run from the cache, `--max-errors` and exit codes.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::stub::{StubReply, StubRequest, StubServer};
+use crate::support::senti::{label, other, reply, row_of, SentiProject};
+use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
-
-/// The label of dataset row `i` (1-based).
-fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
-fn other(l: &str) -> &'static str {
-    if l == "positive" {
-        "negative"
-    } else {
-        "positive"
-    }
-}
-
-fn reply(l: &str) -> String {
-    format!("[[ ## sentiment ## ]]\n{l}\n\n[[ ## completed ## ]]")
-}
-
-/// Row number from the rendered input `review number N`.
-fn row_of(req: &StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    let digits: String = text
-        .split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap_or(0)
-}
 
 /// A stub that answers right except on the `wrong` rows, and with an
 /// unparseable reply on the `garbage` rows.
@@ -63,66 +29,13 @@ fn scripted(wrong: HashSet<usize>, garbage: HashSet<usize>) -> StubServer {
     })
 }
 
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
-
-/// A project directory with the program and an `n`-row dataset.
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(n: usize) -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), PROGRAM).expect("write program");
-        let mut csv = String::from("sentence,label\n");
-        for i in 1..=n {
-            csv.push_str(&format!("review number {i},{}\n", label(i)));
-        }
-        std::fs::write(dir.path().join("dev.csv"), csv).expect("write dataset");
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `lmc eval prog.yaml` against `stub` with its own cache directory
-    /// `cache` (the cache key ignores the base URL, so runs meant to see
-    /// different stub answers use different caches).
-    fn eval(&self, stub: &StubServer, cache: &str, extra: &[&str]) -> Command {
-        let mut c = lmc();
-        c.arg("eval")
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
-            .args(["--quiet"])
-            .args(extra)
-            .env("LMC_CACHE_DIR", self.path(cache))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER");
-        c
-    }
+/// `lmc eval prog.yaml` against `stub` with its own cache directory
+/// `cache` (the cache key ignores the base URL, so runs meant to see
+/// different stub answers use different caches).
+fn eval(p: &SentiProject, stub: &StubServer, cache: &str, extra: &[&str]) -> Command {
+    let mut c = p.command("eval", &stub.url(), &p.path(cache));
+    c.args(["--quiet"]).args(extra);
+    c
 }
 
 fn json(stdout: &str) -> Value {
@@ -131,15 +44,15 @@ fn json(stdout: &str) -> Value {
 
 #[test]
 fn min_score_gate_passes_and_fails() {
-    let p = Project::new(20);
+    let p = SentiProject::new(20);
     let stub = scripted((1..=5).collect(), HashSet::new()); // 15/20 right
-    let (code, out, err) = run(p.eval(&stub, "c", &["--min-score", "0.7"]).arg("--json"));
+    let (code, out, err) = run(eval(&p, &stub, "c", &["--min-score", "0.7"]).arg("--json"));
     assert_eq!(code, 0, "{err}");
     let r = json(&out);
     assert_eq!(r["summary"]["mean"].as_f64(), Some(0.75));
     assert_eq!(r["summary"]["n"].as_u64(), Some(20));
     assert_eq!(r["gates"]["checks"][0]["passed"], Value::Bool(true));
-    let (code, out, err) = run(&mut p.eval(&stub, "c", &["--min-score", "0.8"]));
+    let (code, out, err) = run(&mut eval(&p, &stub, "c", &["--min-score", "0.8"]));
     assert_eq!(code, 1, "{out}{err}");
     assert!(err.contains("min-score") && err.contains("0.75"), "{err}");
     assert!(out.contains("score") && out.contains("0.7500"), "{out}");
@@ -149,10 +62,10 @@ fn min_score_gate_passes_and_fails() {
 
 #[test]
 fn baseline_gate_passes_noise_and_fails_significant_regressions() {
-    let p = Project::new(60);
+    let p = SentiProject::new(60);
     // Baseline: wrong on rows 1..=5.
     let base_stub = scripted((1..=5).collect(), HashSet::new());
-    let (code, out, err) = run(&mut p.eval(&base_stub, "base", &["--json"]));
+    let (code, out, err) = run(&mut eval(&p, &base_stub, "base", &["--json"]));
     assert_eq!(code, 0, "{err}");
     std::fs::write(p.path("baseline.json"), &out).unwrap();
 
@@ -166,7 +79,7 @@ fn baseline_gate_passes_noise_and_fails_significant_regressions() {
         "--max-drop",
         "0.02",
     ];
-    let (code, out, err) = run(&mut p.eval(&noisy, "noisy", &args));
+    let (code, out, err) = run(&mut eval(&p, &noisy, "noisy", &args));
     assert_eq!(code, 0, "insignificant drop must pass:\n{out}\n{err}");
     assert!(out.contains("McNemar"), "{out}");
     assert!(out.contains("p = 0.1250"), "{out}");
@@ -174,7 +87,7 @@ fn baseline_gate_passes_noise_and_fails_significant_regressions() {
 
     // Twenty more rows wrong: a significant regression.
     let bad = scripted((1..=25).collect(), HashSet::new());
-    let (code, out, err) = run(&mut p.eval(&bad, "bad", &args));
+    let (code, out, err) = run(&mut eval(&p, &bad, "bad", &args));
     assert_eq!(code, 1, "significant drop must fail:\n{out}\n{err}");
     assert!(err.contains("gate baseline failed"), "{err}");
     assert!(
@@ -183,7 +96,8 @@ fn baseline_gate_passes_noise_and_fails_significant_regressions() {
     );
 
     // A drop within --max-drop passes even when significant.
-    let (code, _, err) = run(&mut p.eval(
+    let (code, _, err) = run(&mut eval(
+        &p,
         &bad,
         "bad",
         &[
@@ -198,15 +112,16 @@ fn baseline_gate_passes_noise_and_fails_significant_regressions() {
 
 #[test]
 fn baseline_from_another_dataset_is_an_input_error() {
-    let p = Project::new(10);
+    let p = SentiProject::new(10);
     let stub = scripted(HashSet::new(), HashSet::new());
-    let (code, out, err) = run(&mut p.eval(&stub, "c", &["--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub, "c", &["--json"]));
     assert_eq!(code, 0, "{err}");
     std::fs::write(p.path("baseline.json"), out).unwrap();
     // Same program, one more row: another dataset hash.
-    let q = Project::new(11);
+    let q = SentiProject::new(11);
     let baseline = p.path("baseline.json");
-    let (code, _, err) = run(&mut q.eval(
+    let (code, _, err) = run(&mut eval(
+        &q,
         &stub,
         "c",
         &[
@@ -262,14 +177,13 @@ fn junit_counts(xml: &str) -> (usize, usize, usize, String) {
 
 #[test]
 fn reports_junit_jsonl_markdown_html_are_valid() {
-    let p = Project::new(12);
+    let p = SentiProject::new(12);
     let stub = scripted([2, 3].into(), [5].into());
     let junit = p.path("out/junit.xml");
     let results = p.path("out/results.jsonl");
     let md = p.path("out/summary.md");
     let html = p.path("out/report.html");
-    let (code, out, err) = run(p
-        .eval(&stub, "c", &["--concurrency", "4"])
+    let (code, out, err) = run(eval(&p, &stub, "c", &["--concurrency", "4"])
         .arg("--junit")
         .arg(&junit)
         .arg("--results")
@@ -333,7 +247,7 @@ fn reports_junit_jsonl_markdown_html_are_valid() {
 
 #[test]
 fn results_keep_input_order_under_concurrency() {
-    let p = Project::new(64);
+    let p = SentiProject::new(64);
     // Random delays make replies arrive out of order.
     let stub = StubServer::start(|req| {
         let row = row_of(req);
@@ -348,7 +262,12 @@ fn results_keep_input_order_under_concurrency() {
         )
     });
     let started = Instant::now();
-    let (code, out, err) = run(&mut p.eval(&stub, "c", &["--concurrency", "16", "--json"]));
+    let (code, out, err) = run(&mut eval(
+        &p,
+        &stub,
+        "c",
+        &["--concurrency", "16", "--json"],
+    ));
     assert_eq!(code, 0, "{err}");
     let r = json(&out);
     let results = r["results"].as_array().unwrap();
@@ -368,14 +287,18 @@ fn results_keep_input_order_under_concurrency() {
 
 #[test]
 fn budget_stopped_eval_resumes_without_repeated_calls() {
-    let p = Project::new(20);
+    let p = SentiProject::new(20);
     let stub = scripted(HashSet::new(), HashSet::new());
-    let (code, _, err) =
-        run(&mut p.eval(&stub, "c", &["--concurrency", "1", "--max-lm-calls", "7"]));
+    let (code, _, err) = run(&mut eval(
+        &p,
+        &stub,
+        "c",
+        &["--concurrency", "1", "--max-lm-calls", "7"],
+    ));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("re-run to resume"), "{err}");
     assert_eq!(stub.requests(), 7);
-    let (code, out, err) = run(&mut p.eval(&stub, "c", &["--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub, "c", &["--json"]));
     assert_eq!(code, 0, "{err}");
     // Only the 13 missing examples reached the server.
     assert_eq!(stub.requests(), 20);
@@ -387,12 +310,11 @@ fn budget_stopped_eval_resumes_without_repeated_calls() {
 
 #[test]
 fn killed_eval_resumes_from_the_cache() {
-    let p = Project::new(30);
+    let p = SentiProject::new(30);
     let stub = StubServer::builder()
         .latency(Duration::from_millis(60))
         .start(|req| StubReply::Ok(reply(label(row_of(req)))));
-    let mut child = p
-        .eval(&stub, "c", &["--concurrency", "2"])
+    let mut child = eval(&p, &stub, "c", &["--concurrency", "2"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -405,7 +327,7 @@ fn killed_eval_resumes_from_the_cache() {
     let _ = child.wait();
     let before = stub.requests();
     assert!(before < 30, "killed too late: {before}");
-    let (code, out, err) = run(&mut p.eval(&stub, "c", &["--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub, "c", &["--json"]));
     assert_eq!(code, 0, "{err}");
     let r = json(&out);
     let cache_hits = r["summary"]["cache_hits"].as_u64().unwrap() as usize;
@@ -421,13 +343,14 @@ fn killed_eval_resumes_from_the_cache() {
 
 #[test]
 fn max_errors_aborts_cleanly_with_partial_results() {
-    let p = Project::new(20);
+    let p = SentiProject::new(20);
     let stub = scripted(HashSet::new(), (1..=20).collect());
     let results = p.path("r.jsonl");
-    let (code, _, err) = run(p
-        .eval(&stub, "c", &["--concurrency", "1", "--max-errors", "3"])
-        .arg("--results")
-        .arg(&results));
+    let (code, _, err) = run(
+        eval(&p, &stub, "c", &["--concurrency", "1", "--max-errors", "3"])
+            .arg("--results")
+            .arg(&results),
+    );
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("--max-errors 3"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -436,7 +359,7 @@ fn max_errors_aborts_cleanly_with_partial_results() {
     assert_eq!(n, 4, "partial results written");
 
     // Without a budget every failure is recorded and the run completes.
-    let (code, out, err) = run(&mut p.eval(&stub, "c", &["--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub, "c", &["--json"]));
     assert_eq!(code, 0, "{err}");
     let r = json(&out);
     assert_eq!(r["summary"]["errors"].as_u64(), Some(20));
@@ -446,7 +369,7 @@ fn max_errors_aborts_cleanly_with_partial_results() {
 
 #[test]
 fn bad_input_exits_2() {
-    let p = Project::new(5);
+    let p = SentiProject::new(5);
     let stub = scripted(HashSet::new(), HashSet::new());
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--dataset", "/nonexistent/dev.csv"], "dev.csv"),
@@ -456,13 +379,18 @@ fn bad_input_exits_2() {
         (vec!["--metric", "no_such_metric"], "no_such_metric"),
     ];
     for (args, needle) in cases {
-        let (code, out, err) = run(&mut p.eval(&stub, "c", &args));
+        let (code, out, err) = run(&mut eval(&p, &stub, "c", &args));
         assert_eq!(code, 2, "{args:?}: {out}{err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     }
     std::fs::write(p.path("b.json"), "not json").unwrap();
     let b = p.path("b.json");
-    let (code, _, err) = run(&mut p.eval(&stub, "c", &["--baseline", b.to_str().unwrap()]));
+    let (code, _, err) = run(&mut eval(
+        &p,
+        &stub,
+        "c",
+        &["--baseline", b.to_str().unwrap()],
+    ));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not an `lmc eval --json` report"), "{err}");
     assert_eq!(stub.requests(), 0, "no LM call on bad input");
@@ -470,7 +398,7 @@ fn bad_input_exits_2() {
 
 #[test]
 fn project_file_supplies_program_dataset_and_lm() {
-    let p = Project::new(6);
+    let p = SentiProject::new(6);
     let stub = scripted(HashSet::new(), HashSet::new());
     std::fs::write(
         p.path("lmc.yaml"),
@@ -494,15 +422,15 @@ fn project_file_supplies_program_dataset_and_lm() {
 
 #[test]
 fn skipped_bad_rows_are_counted_in_the_report() {
-    let p = Project::new(4);
+    let p = SentiProject::new(4);
     let mut csv = std::fs::read_to_string(p.path("dev.csv")).unwrap();
     csv.push_str("review number 5,neutral\n");
     std::fs::write(p.path("dev.csv"), csv).unwrap();
     let stub = scripted(HashSet::new(), HashSet::new());
-    let (code, _, err) = run(&mut p.eval(&stub, "c", &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub, "c", &[]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("dev.csv") && err.contains("5"), "{err}");
-    let (code, out, err) = run(&mut p.eval(&stub, "c", &["--skip-bad-rows", "--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub, "c", &["--skip-bad-rows", "--json"]));
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("row 5"), "{err}");
     let r = json(&out);

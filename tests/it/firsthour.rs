@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::stub::{StubReply, StubRequest, StubServer};
+use crate::support::senti::{label, reply, row_of, stub_lm};
+use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
 
 const PROGRAM: &str = r#"name: senti
@@ -30,14 +31,6 @@ datasets:
   columns: {label: sentiment}
 "#;
 
-fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
 fn csv(header: &str, n: usize) -> String {
     let mut s = format!("{header}\n");
     for i in 1..=n {
@@ -46,27 +39,11 @@ fn csv(header: &str, n: usize) -> String {
     s
 }
 
-/// The row number in a request's `review number N` input.
-fn row_of(req: &StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    let digits: String = text
-        .split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap_or(0)
-}
-
 /// A stub that answers every request with the right label of its row.
 fn oracle() -> StubServer {
     StubServer::start(|req| {
         let row = row_of(req);
-        StubReply::Ok(format!(
-            "[[ ## sentiment ## ]]\n{}\n\n[[ ## completed ## ]]",
-            label(row)
-        ))
+        StubReply::Ok(reply(label(row)))
     })
 }
 
@@ -95,15 +72,10 @@ impl Project {
     /// `lmc SUBCOMMAND FILE` against `url`, in the project directory.
     fn cmd_on(&self, sub: &str, file: &str, url: &str, extra: &[&str]) -> Command {
         let mut c = lmc();
-        c.current_dir(self.dir.path())
-            .arg(sub)
-            .arg(file)
-            .args(["--provider", "openai", "--model", "stub", "--base-url", url])
+        c.current_dir(self.dir.path()).arg(sub).arg(file);
+        stub_lm(&mut c, url)
             .args(extra)
-            .env("LMC_CACHE_DIR", self.path("cache"))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER");
+            .env("LMC_CACHE_DIR", self.path("cache"));
         c
     }
 }
@@ -179,7 +151,7 @@ fn issue13_errors_are_summarised_by_cause() {
         if row_of(req) <= 2 {
             StubReply::Status(500, None)
         } else {
-            StubReply::Ok("[[ ## sentiment ## ]]\npositive\n\n[[ ## completed ## ]]".into())
+            StubReply::Ok(reply("positive"))
         }
     });
     let (code, out, err) = run(&mut p.cmd("eval", &stub.url(), &["--quiet", "--max-retries", "0"]));
@@ -357,12 +329,7 @@ fn issue13_long_run_off_a_terminal_prints_progress_lines() {
     // of quiet start.
     let stub = StubServer::builder()
         .latency(std::time::Duration::from_millis(200))
-        .start(|req| {
-            StubReply::Ok(format!(
-                "[[ ## sentiment ## ]]\n{}\n\n[[ ## completed ## ]]",
-                label(row_of(req))
-            ))
-        });
+        .start(|req| StubReply::Ok(reply(label(row_of(req)))));
     // Not --quiet; stderr is a pipe here, so the bar is hidden and lines print.
     let (code, out, err) = run(&mut p.cmd("eval", &stub.url(), &["--concurrency", "1"]));
     assert_eq!(code, 0, "{out}{err}");

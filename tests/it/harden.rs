@@ -9,96 +9,15 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::senti::{label, reply, row_of, SentiProject, PROGRAM};
 use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
 
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
-
-fn reply(label: &str) -> String {
-    format!("[[ ## sentiment ## ]]\n{label}\n\n[[ ## completed ## ]]")
-}
-
-/// Row `i`'s label (1-based): even rows positive.
-fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
-/// The row number in `review number N`.
-fn row(req: &crate::support::stub::StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    let digits: String = text
-        .split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap_or(0)
-}
-
-struct Project {
-    dir: tempfile::TempDir,
-}
-
-impl Project {
-    fn new(n: usize) -> Project {
-        Self::with_program(n, PROGRAM)
-    }
-
-    fn with_program(n: usize, program: &str) -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), program).expect("write program");
-        let mut csv = String::from("sentence,label\n");
-        for i in 1..=n {
-            csv.push_str(&format!("review number {i},{}\n", label(i)));
-        }
-        std::fs::write(dir.path().join("dev.csv"), csv).expect("write dataset");
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `lmc eval prog.yaml` against `base_url`, cache in `cache_dir`.
-    fn eval(&self, base_url: &str, cache_dir: &Path, extra: &[&str]) -> Command {
-        let mut c = lmc();
-        c.arg("eval")
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(base_url)
-            .args(["--quiet", "--max-retries", "0"])
-            .args(extra)
-            .env("LMC_CACHE_DIR", cache_dir)
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER");
-        c
-    }
+/// `lmc eval prog.yaml` against `base_url`, cache in `cache_dir`.
+fn eval(p: &SentiProject, base_url: &str, cache_dir: &Path, extra: &[&str]) -> Command {
+    let mut c = p.command("eval", base_url, cache_dir);
+    c.args(["--quiet", "--max-retries", "0"]).args(extra);
+    c
 }
 
 /// `http://127.0.0.1:PORT/v1` → with user, password and a secret query.
@@ -109,14 +28,14 @@ fn secret_url(stub_url: &str) -> String {
 
 #[test]
 fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
-    let p = Project::new(6);
+    let p = SentiProject::new(6);
     let paths = Arc::new(Mutex::new(Vec::new()));
     let seen = paths.clone();
     // Rows 1-3 fail with a client error (its message names the server and
     // the body echoes the credentials), rows 4-6 answer.
     let stub = StubServer::start(move |req| {
         seen.lock().unwrap().push(req.path.clone());
-        let r = row(req);
+        let r = row_of(req);
         if r <= 3 {
             // A server that echoes what it was given.
             StubReply::Raw(
@@ -129,8 +48,7 @@ fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
     });
     let url = secret_url(&stub.url());
     let out = |n: &str| p.path(n).to_string_lossy().into_owned();
-    let (code, stdout, stderr) = run(p
-        .eval(&url, &p.path("cache"), &["--json"])
+    let (code, stdout, stderr) = run(eval(&p, &url, &p.path("cache"), &["--json"])
         .args(["--results", &out("r.jsonl"), "--junit", &out("j.xml")])
         .args(["--markdown", &out("m.md"), "--html", &out("h.html")]));
     assert!(code == 0 || code == 1, "exit {code}\n{stderr}");
@@ -191,11 +109,11 @@ fn url_credentials_reach_no_output_and_the_path_precedes_the_query() {
 
 #[test]
 fn unparseable_replies_are_asked_again_once_the_server_is_fixed() {
-    let p = Project::new(10);
+    let p = SentiProject::new(10);
     let fixed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let f = fixed.clone();
     let stub = StubServer::start(move |req| {
-        let r = row(req);
+        let r = row_of(req);
         if !f.load(std::sync::atomic::Ordering::SeqCst) && r <= 4 {
             // Not a value of the enum: a parse failure.
             StubReply::Ok(reply("mixed"))
@@ -206,19 +124,19 @@ fn unparseable_replies_are_asked_again_once_the_server_is_fixed() {
     let cache = p.path("cache");
     let json = |s: &str| -> serde_json::Value { serde_json::from_str(s).expect("json") };
 
-    let (_, out, err) = run(&mut p.eval(&stub.url(), &cache, &["--json"]));
+    let (_, out, err) = run(&mut eval(&p, &stub.url(), &cache, &["--json"]));
     let first = json(&out);
     assert_eq!(stub.requests(), 10, "{err}");
     assert_eq!(first["summary"]["parse_failures"], 4, "{out}");
 
     // Offline replays exactly what was recorded, failures included.
-    let (_, out, err) = run(&mut p.eval(&stub.url(), &cache, &["--json", "--offline"]));
+    let (_, out, err) = run(&mut eval(&p, &stub.url(), &cache, &["--json", "--offline"]));
     assert_eq!(stub.requests(), 10, "offline made calls: {err}");
     assert_eq!(json(&out)["summary"]["parse_failures"], 4, "{out}");
 
     // The server is fixed: only the four unparseable replies are asked again.
     fixed.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (code, out, err) = run(&mut p.eval(&stub.url(), &cache, &["--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub.url(), &cache, &["--json"]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 14, "{err}");
     let again = json(&out);
@@ -226,7 +144,7 @@ fn unparseable_replies_are_asked_again_once_the_server_is_fixed() {
     assert_eq!(again["summary"]["mean"], 1.0, "{out}");
 
     // And the new replies are final: a third run is all cache hits.
-    let (_, _, err) = run(&mut p.eval(&stub.url(), &cache, &["--json"]));
+    let (_, _, err) = run(&mut eval(&p, &stub.url(), &cache, &["--json"]));
     assert_eq!(stub.requests(), 14, "{err}");
 }
 
@@ -243,15 +161,15 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 fn ok_stub() -> StubServer {
-    StubServer::start(|req| StubReply::Ok(reply(label(row(req)))))
+    StubServer::start(|req| StubReply::Ok(reply(label(row_of(req)))))
 }
 
 #[test]
 fn truncated_cache_is_moved_aside_and_the_run_completes() {
-    let p = Project::new(40);
+    let p = SentiProject::new(40);
     let stub = ok_stub();
     let cache = p.path("cache");
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 40);
     let file = cache.join("cache.sqlite");
@@ -266,7 +184,7 @@ fn truncated_cache_is_moved_aside_and_the_run_completes() {
     f.set_len(len / 2).unwrap();
     drop(f);
 
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "the run must complete:\n{err}");
     let aside: Vec<String> = files_in(&cache)
         .into_iter()
@@ -288,7 +206,7 @@ fn truncated_cache_is_moved_aside_and_the_run_completes() {
     );
 
     // The next run pays nothing: every reply is recorded again.
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 40 + paid, "{err}");
     assert!(!err.contains("warning"), "{err}");
@@ -296,7 +214,7 @@ fn truncated_cache_is_moved_aside_and_the_run_completes() {
 
 #[test]
 fn header_damaged_cache_is_replaced_and_cache_clear_works_on_garbage() {
-    let p = Project::new(3);
+    let p = SentiProject::new(3);
     let stub = ok_stub();
     let cache = p.path("cache");
     std::fs::create_dir_all(&cache).unwrap();
@@ -311,7 +229,7 @@ fn header_damaged_cache_is_replaced_and_cache_clear_works_on_garbage() {
 
     // Garbage again, then an eval: it runs on a fresh cache.
     std::fs::write(cache.join("cache.sqlite"), b"not a database at all").unwrap();
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 3);
     let (code, out, err) = run(lmc()
@@ -324,10 +242,10 @@ fn header_damaged_cache_is_replaced_and_cache_clear_works_on_garbage() {
 
 #[test]
 fn cache_commands_work_on_a_file_with_a_damaged_page() {
-    let p = Project::new(40);
+    let p = SentiProject::new(40);
     let stub = ok_stub();
     let cache = p.path("cache");
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     let file = cache.join("cache.sqlite");
     let mut bytes = std::fs::read(&file).unwrap();
@@ -360,10 +278,10 @@ fn chattr(flag: &str, path: &Path) -> bool {
 
 #[test]
 fn read_only_cache_replays_offline_with_a_warning() {
-    let p = Project::new(5);
+    let p = SentiProject::new(5);
     let stub = ok_stub();
     let cache = p.path("cache");
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     let file = cache.join("cache.sqlite");
     let is_root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
@@ -403,20 +321,20 @@ fn read_only_cache_replays_offline_with_a_warning() {
         .append(true)
         .open(&file)
         .is_err());
-    let (code, out, err) = run(&mut p.eval(&stub.url(), &cache, &["--offline", "--json"]));
+    let (code, out, err) = run(&mut eval(&p, &stub.url(), &cache, &["--offline", "--json"]));
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["summary"]["mean"], 1.0, "{out}");
     assert!(err.contains("will not be recorded"), "{err}");
     // A read-write run works too: hits replay, nothing is written.
-    let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[]));
+    let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 5);
 }
 
 #[test]
 fn zero_and_impossible_rate_limits_exit_2_quickly() {
-    let p = Project::new(2);
+    let p = SentiProject::new(2);
     let stub = ok_stub();
     let cache = p.path("cache");
     for (flag, value, needle) in [
@@ -425,18 +343,19 @@ fn zero_and_impossible_rate_limits_exit_2_quickly() {
         ("--tpm", "100", "100"),
     ] {
         let t = Instant::now();
-        let (code, _, err) = run(&mut p.eval(&stub.url(), &cache, &[flag, value]));
+        let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[flag, value]));
         assert_eq!(code, 2, "{flag} {value}: {err}");
         assert!(err.contains(needle), "{err}");
         assert!(t.elapsed() < Duration::from_secs(10));
     }
     // tpm 100 against max_tokens 512: both numbers named.
-    let (_, _, err) = run(&mut p.eval(&stub.url(), &cache, &["--tpm", "100"]));
+    let (_, _, err) = run(&mut eval(&p, &stub.url(), &cache, &["--tpm", "100"]));
     assert!(err.contains("512"), "{err}");
     // A TPM above max_tokens but below what the prompt needs: an error
     // naming both numbers, per request, not a hang.
     let t = Instant::now();
-    let (_, out, err) = run(&mut p.eval(
+    let (_, out, err) = run(&mut eval(
+        &p,
         &stub.url(),
         &cache,
         &["--tpm", "120", "--max-tokens", "100", "--json"],
@@ -450,8 +369,8 @@ fn zero_and_impossible_rate_limits_exit_2_quickly() {
 
     // From the program file: located.
     let prog = PROGRAM.replace("metric:", "lm:\n  rpm: 0\nmetric:");
-    let q = Project::with_program(1, &prog);
-    let (code, _, err) = run(&mut q.eval(&stub.url(), &q.path("cache"), &[]));
+    let q = SentiProject::with_program(1, &prog);
+    let (code, _, err) = run(&mut eval(&q, &stub.url(), &q.path("cache"), &[]));
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains("prog.yaml:") && err.contains("lm.rpm"),

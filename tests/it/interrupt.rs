@@ -12,62 +12,20 @@
 
 use std::collections::HashSet;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::lmc;
-use crate::support::stub::{StubReply, StubRequest, StubServer};
-
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
+pub(super) use crate::support::senti::label;
+use crate::support::senti::{reply, row_of, SentiProject};
+use crate::support::stub::{StubReply, StubServer};
 
 const TOTAL: usize = 40;
 /// Generous: the machine running the tests may be very busy.
 pub(super) const DEADLINE: Duration = Duration::from_secs(120);
-
-pub(super) fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
-/// Row number from the rendered input `review number N`.
-fn row_of(req: &StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    text.split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or(0)
-}
 
 /// A stub answering every row right after `latency`, recording the rows
 /// it was asked about.
@@ -77,67 +35,36 @@ pub(super) fn stub(latency: Duration) -> (StubServer, Arc<Mutex<Vec<usize>>>) {
     let s = StubServer::builder().latency(latency).start(move |req| {
         let row = row_of(req);
         seen.lock().unwrap().push(row);
-        StubReply::Ok(format!(
-            "[[ ## sentiment ## ]]\n{}\n\n[[ ## completed ## ]]",
-            label(row)
-        ))
+        StubReply::Ok(reply(label(row)))
     });
     (s, rows)
 }
 
-struct Project {
-    dir: tempfile::TempDir,
+/// `lmc <sub>` on a `TOTAL`-row sentiment project against `stub`, with
+/// the project's one cache directory.
+fn command(p: &SentiProject, sub: &str, stub: &StubServer) -> Command {
+    let mut c = p.command(sub, &stub.url(), &p.path("cache"));
+    c.args(["--concurrency", "2"])
+        .env_remove("LMC_INTERRUPT_GRACE");
+    c
 }
 
-impl Project {
-    fn new() -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), PROGRAM).unwrap();
-        let mut csv = String::from("sentence,label\n");
-        for i in 1..=TOTAL {
-            csv.push_str(&format!("review number {i},{}\n", label(i)));
-        }
-        std::fs::write(dir.path().join("dev.csv"), csv).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `lmc eval` against `stub` with this project's one cache directory.
-    fn command(&self, sub: &str, stub: &StubServer) -> Command {
-        let mut c = lmc();
-        c.arg(sub)
-            .arg(self.path("prog.yaml"))
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
-            .args(["--concurrency", "2"])
-            .env("LMC_CACHE_DIR", self.path("cache"))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER")
-            .env_remove("LMC_INTERRUPT_GRACE");
-        c
-    }
-
-    /// The eval with every report asked for; `--json` goes to `out.json`.
-    fn eval_with_reports(&self, stub: &StubServer) -> Command {
-        let mut c = self.command("eval", stub);
-        c.arg("--quiet")
-            .args(["--min-score", "0.5"])
-            .arg("--junit")
-            .arg(self.path("out.xml"))
-            .arg("--results")
-            .arg(self.path("r.jsonl"))
-            .arg("--markdown")
-            .arg(self.path("out.md"))
-            .arg("--html")
-            .arg(self.path("out.html"))
-            .arg("--json")
-            .stdout(std::fs::File::create(self.path("out.json")).unwrap());
-        c
-    }
+/// The eval with every report asked for; `--json` goes to `out.json`.
+fn eval_with_reports(p: &SentiProject, stub: &StubServer) -> Command {
+    let mut c = command(p, "eval", stub);
+    c.arg("--quiet")
+        .args(["--min-score", "0.5"])
+        .arg("--junit")
+        .arg(p.path("out.xml"))
+        .arg("--results")
+        .arg(p.path("r.jsonl"))
+        .arg("--markdown")
+        .arg(p.path("out.md"))
+        .arg("--html")
+        .arg(p.path("out.html"))
+        .arg("--json")
+        .stdout(std::fs::File::create(p.path("out.json")).unwrap());
+    c
 }
 
 /// A running lmc whose stderr is collected as it arrives.
@@ -260,9 +187,9 @@ fn junit_facts(xml: &str) -> (usize, usize, bool) {
 
 #[test]
 fn sigint_mid_eval_writes_partial_reports_exits_130_and_a_rerun_resumes() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let (slow, _) = stub(Duration::from_millis(250));
-    let mut job = Running::spawn(&mut p.eval_with_reports(&slow));
+    let mut job = Running::spawn(&mut eval_with_reports(&p, &slow));
     job.wait_for("6 requests", |_| slow.requests() >= 6);
     job.signal("INT");
     let (code, secs, err) = job.exit_code(DEADLINE);
@@ -325,8 +252,7 @@ fn sigint_mid_eval_writes_partial_reports_exits_130_and_a_rerun_resumes() {
 
     // The re-run, against a fresh stub, asks only for what did not finish.
     let (fresh, rows) = stub(Duration::ZERO);
-    let out = p
-        .command("eval", &fresh)
+    let out = command(&p, "eval", &fresh)
         .args(["--quiet", "--json", "--min-score", "0.5"])
         .output()
         .unwrap();
@@ -346,9 +272,9 @@ fn sigint_mid_eval_writes_partial_reports_exits_130_and_a_rerun_resumes() {
 
 #[test]
 fn sigterm_is_a_graceful_stop_too() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let (slow, _) = stub(Duration::from_millis(250));
-    let mut job = Running::spawn(&mut p.eval_with_reports(&slow));
+    let mut job = Running::spawn(&mut eval_with_reports(&p, &slow));
     job.wait_for("4 requests", |_| slow.requests() >= 4);
     job.signal("TERM");
     let (code, _, err) = job.exit_code(DEADLINE);
@@ -361,8 +287,7 @@ fn sigterm_is_a_graceful_stop_too() {
 
     // A partial report is no baseline: it would gate on a subset.
     let (fresh, _) = stub(Duration::ZERO);
-    let out = p
-        .command("eval", &fresh)
+    let out = command(&p, "eval", &fresh)
         .arg("--quiet")
         .arg("--baseline")
         .arg(p.path("out.json"))
@@ -374,18 +299,15 @@ fn sigterm_is_a_graceful_stop_too() {
     assert_eq!(fresh.requests(), 0, "refused before any LM call");
 }
 
-#[test]
-fn a_second_sigint_aborts_at_once() {
-    let p = Project::new();
-    // Replies that never come in time, and a grace period that would wait
-    // for them: only the second signal can end this run quickly.
-    let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = p.eval_with_reports(&stuck);
+/// Run `cmd` with a grace period long enough to wait for `stuck`'s
+/// replies, press Ctrl-C once two requests are in flight and again once the
+/// first was seen (signals sent back to back may be merged); the run must
+/// abort at once with 130 and say so.
+pub(super) fn sigint_twice(cmd: &mut Command, stuck: &StubServer) {
     cmd.env("LMC_INTERRUPT_GRACE", "300");
-    let mut job = Running::spawn(&mut cmd);
+    let mut job = Running::spawn(cmd);
     job.wait_for("2 requests", |_| stuck.requests() >= 2);
     job.signal("INT");
-    // Signals sent back to back may be merged: wait until the first is seen.
     job.wait_for("the first SIGINT to be handled", |r| {
         r.stderr().contains("SIGINT: stopping")
     });
@@ -394,14 +316,23 @@ fn a_second_sigint_aborts_at_once() {
     assert_eq!(code, 130, "{err}");
     assert!(secs < 60.0, "a second Ctrl-C must not wait ({secs:.1} s)");
     assert!(err.contains("SIGINT again: aborting at once"), "{err}");
+}
+
+#[test]
+fn a_second_sigint_aborts_at_once() {
+    let p = SentiProject::new(TOTAL);
+    // Replies that never come in time, and a grace period that would wait
+    // for them: only the second signal can end this run quickly.
+    let (stuck, _) = stub(Duration::from_secs(600));
+    sigint_twice(&mut eval_with_reports(&p, &stuck), &stuck);
     assert!(!p.path("out.xml").exists(), "an abort writes no report");
 }
 
 #[test]
 fn the_grace_period_bounds_the_wait_for_in_flight_calls() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let (stuck, _) = stub(Duration::from_secs(600));
-    let mut cmd = p.eval_with_reports(&stuck);
+    let mut cmd = eval_with_reports(&p, &stuck);
     cmd.env("LMC_INTERRUPT_GRACE", "1");
     let mut job = Running::spawn(&mut cmd);
     job.wait_for("2 requests", |_| stuck.requests() >= 2);
@@ -420,9 +351,9 @@ fn the_grace_period_bounds_the_wait_for_in_flight_calls() {
 
 #[test]
 fn run_over_jsonl_stops_after_the_input_in_flight() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let (slow, _) = stub(Duration::from_millis(250));
-    let mut cmd = p.command("run", &slow);
+    let mut cmd = command(&p, "run", &slow);
     cmd.arg("--json")
         .arg("--trace")
         .arg(p.path("trace.jsonl"))
@@ -482,10 +413,9 @@ fn run_over_jsonl_stops_after_the_input_in_flight() {
 
 #[test]
 fn a_run_stopped_by_max_errors_is_marked_incomplete_but_not_interrupted() {
-    let p = Project::new();
+    let p = SentiProject::new(TOTAL);
     let garbage = StubServer::start(|_| StubReply::Ok("no structure at all".into()));
-    let out = p
-        .command("eval", &garbage)
+    let out = command(&p, "eval", &garbage)
         .args(["--quiet", "--json", "--max-errors", "2", "--junit"])
         .arg(p.path("out.xml"))
         .output()

@@ -14,34 +14,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::stub::{StubReply, StubRequest, StubServer};
+use crate::support::senti::{label, other, reply, row_of, stub_lm, SentiProject};
+use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
-
-/// The label of dataset row `i` (1-based).
-fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
-fn reply(l: &str) -> String {
-    format!("[[ ## sentiment ## ]]\n{l}\n\n[[ ## completed ## ]]")
-}
-
-/// Row number from the rendered input `review number N`.
-fn row_of(req: &StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    let digits: String = text
-        .split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().unwrap_or(0)
-}
 
 /// Right except on the `wrong` rows; unparseable on the `garbage` rows.
 fn scripted(wrong: &[usize], garbage: &[usize]) -> StubServer {
@@ -52,87 +27,33 @@ fn scripted(wrong: &[usize], garbage: &[usize]) -> StubServer {
         if garbage.contains(&row) {
             StubReply::Ok("no idea <b>at all</b>".into())
         } else if wrong.contains(&row) {
-            let l = label(row);
-            StubReply::Ok(reply(if l == "positive" {
-                "negative"
-            } else {
-                "positive"
-            }))
+            StubReply::Ok(reply(other(label(row))))
         } else {
             StubReply::Ok(reply(label(row)))
         }
     })
 }
 
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
-
-struct Project {
-    dir: tempfile::TempDir,
+/// `lmc eval prog.yaml` run from inside the project directory, against
+/// `stub`, with its own cache (the cache key ignores the base URL).
+fn eval(p: &SentiProject, stub: &StubServer, cache: &str, extra: &[&str]) -> Command {
+    let mut c = lmc();
+    c.current_dir(p.dir.path()).arg("eval").arg("prog.yaml");
+    stub_lm(&mut c, &stub.url())
+        .arg("--quiet")
+        .args(extra)
+        .env("LMC_CACHE_DIR", p.path(cache));
+    c
 }
 
-impl Project {
-    fn new(n: usize) -> Project {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("prog.yaml"), PROGRAM).unwrap();
-        let mut csv = String::from("sentence,label\n");
-        for i in 1..=n {
-            csv.push_str(&format!("review number {i},{}\n", label(i)));
-        }
-        std::fs::write(dir.path().join("dev.csv"), csv).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `lmc eval prog.yaml` run from inside the project directory, against
-    /// `stub`, with its own cache (the cache key ignores the base URL).
-    fn eval(&self, stub: &StubServer, cache: &str, extra: &[&str]) -> Command {
-        let mut c = lmc();
-        c.current_dir(self.dir.path())
-            .arg("eval")
-            .arg("prog.yaml")
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(stub.url())
-            .arg("--quiet")
-            .args(extra)
-            .env("LMC_CACHE_DIR", self.path(cache))
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("LMC_BASE_URL")
-            .env_remove("LMC_PROVIDER");
-        c
-    }
-
-    /// Run an eval with `--json` and save the report as `name`.
-    fn report(&self, wrong: &[usize], name: &str) -> PathBuf {
-        let stub = scripted(wrong, &[]);
-        let (code, out, err) = run(&mut self.eval(&stub, &format!("cache-{name}"), &["--json"]));
-        assert_eq!(code, 0, "{err}");
-        let p = self.path(name);
-        std::fs::write(&p, out).unwrap();
-        p
-    }
+/// Run an eval with `--json` and save the report as `name`.
+fn report(p: &SentiProject, wrong: &[usize], name: &str) -> PathBuf {
+    let stub = scripted(wrong, &[]);
+    let (code, out, err) = run(&mut eval(p, &stub, &format!("cache-{name}"), &["--json"]));
+    assert_eq!(code, 0, "{err}");
+    let p = p.path(name);
+    std::fs::write(&p, out).unwrap();
+    p
 }
 
 fn read(p: &Path) -> String {
@@ -149,9 +70,9 @@ fn rows(v: &Value) -> Vec<u64> {
 
 #[test]
 fn diff_lists_exactly_the_flipped_examples() {
-    let p = Project::new(12);
-    let a = p.report(&[1, 2, 3, 7], "a.json");
-    let b = p.report(&[3, 4, 5, 7], "b.json");
+    let p = SentiProject::new(12);
+    let a = report(&p, &[1, 2, 3, 7], "a.json");
+    let b = report(&p, &[3, 4, 5, 7], "b.json");
     // Improved: 1, 2 (wrong before, right after). Regressed: 4, 5.
     let (code, out, err) = run(lmc()
         .current_dir(p.dir.path())
@@ -198,10 +119,10 @@ fn diff_lists_exactly_the_flipped_examples() {
 
 #[test]
 fn diff_refuses_other_datasets_and_non_reports() {
-    let p = Project::new(6);
-    p.report(&[], "a.json");
-    let q = Project::new(7);
-    let other = q.report(&[], "other.json");
+    let p = SentiProject::new(6);
+    report(&p, &[], "a.json");
+    let q = SentiProject::new(7);
+    let other = report(&q, &[], "other.json");
     let (code, _, err) = run(lmc()
         .current_dir(p.dir.path())
         .args(["diff", "a.json"])
@@ -221,10 +142,11 @@ fn diff_refuses_other_datasets_and_non_reports() {
 
 #[test]
 fn baseline_lists_regressions_and_says_which_way_the_score_moved() {
-    let p = Project::new(20);
-    p.report(&[1, 2, 3, 4, 5, 6], "base.json"); // 0.70
+    let p = SentiProject::new(20);
+    report(&p, &[1, 2, 3, 4, 5, 6], "base.json"); // 0.70
     let stub = scripted(&[1, 9, 10], &[]); // 0.85: rows 9 and 10 regressed
-    let (code, out, err) = run(&mut p.eval(
+    let (code, out, err) = run(&mut eval(
+        &p,
         &stub,
         "cur",
         &[
@@ -262,7 +184,8 @@ fn baseline_lists_regressions_and_says_which_way_the_score_moved() {
 
     // A loss reads as a loss.
     let worse = scripted(&(1..=12).collect::<Vec<_>>(), &[]);
-    let (code, _, err) = run(&mut p.eval(
+    let (code, _, err) = run(&mut eval(
+        &p,
         &worse,
         "worse",
         &["--baseline", "base.json", "--max-drop", "0.05"],
@@ -276,9 +199,9 @@ fn baseline_lists_regressions_and_says_which_way_the_score_moved() {
 
 #[test]
 fn html_report_rows_show_expected_vs_got_and_carry_filter_data() {
-    let p = Project::new(6);
+    let p = SentiProject::new(6);
     let stub = scripted(&[2], &[5]);
-    let (code, _, err) = run(&mut p.eval(&stub, "c", &["--html", "r.html"]));
+    let (code, _, err) = run(&mut eval(&p, &stub, "c", &["--html", "r.html"]));
     assert_eq!(code, 0, "{err}");
     let h = read(&p.path("r.html"));
     // Self-contained: an inline script and no external asset.
@@ -326,9 +249,9 @@ fn html_report_sorts_and_filters_in_chromium() {
         eprintln!("skipped: node and chromium are needed (apt-get install chromium)");
         return;
     }
-    let p = Project::new(24);
+    let p = SentiProject::new(24);
     let stub = scripted(&[3, 10, 12, 17, 21], &[14]);
-    let (code, _, err) = run(&mut p.eval(&stub, "c", &["--html", "r.html"]));
+    let (code, _, err) = run(&mut eval(&p, &stub, "c", &["--html", "r.html"]));
     assert_eq!(code, 0, "{err}");
     let shot = std::env::var("LMC_CHECK_HTML_SCREENSHOT").ok();
     let mut node = Command::new("node");
@@ -358,9 +281,10 @@ fn html_report_sorts_and_filters_in_chromium() {
 
 #[test]
 fn junit_gates_mode_has_one_testcase_per_gate() {
-    let p = Project::new(10);
+    let p = SentiProject::new(10);
     let stub = scripted(&[1, 2], &[3]); // 0.7, with wrong and failed examples
-    let (code, _, err) = run(&mut p.eval(
+    let (code, _, err) = run(&mut eval(
+        &p,
         &stub,
         "c",
         &[
@@ -382,7 +306,8 @@ fn junit_gates_mode_has_one_testcase_per_gate() {
     );
     assert!(x.contains("<property name=\"errors\" value=\"1\"/>"), "{x}");
 
-    let (code, _, _) = run(&mut p.eval(
+    let (code, _, _) = run(&mut eval(
+        &p,
         &stub,
         "c",
         &[
@@ -401,12 +326,16 @@ fn junit_gates_mode_has_one_testcase_per_gate() {
     assert!(x.contains("failures=\"1\""), "{x}");
 
     // Default: one testcase per example, as before.
-    let (code, _, err) = run(&mut p.eval(&stub, "c", &["--junit", "e.xml"]));
+    let (code, _, err) = run(&mut eval(&p, &stub, "c", &["--junit", "e.xml"]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(read(&p.path("e.xml")).matches("<testcase ").count(), 10);
     // Without a gate, gates mode records one passing `eval` testcase.
-    let (code, _, err) =
-        run(&mut p.eval(&stub, "c", &["--junit", "n.xml", "--junit-mode", "gates"]));
+    let (code, _, err) = run(&mut eval(
+        &p,
+        &stub,
+        "c",
+        &["--junit", "n.xml", "--junit-mode", "gates"],
+    ));
     assert_eq!(code, 0, "{err}");
     let x = read(&p.path("n.xml"));
     assert!(
@@ -414,7 +343,7 @@ fn junit_gates_mode_has_one_testcase_per_gate() {
         "{x}"
     );
     // A mode without a JUnit file is a usage error.
-    let (code, _, err) = run(&mut p.eval(&stub, "c", &["--junit-mode", "gates"]));
+    let (code, _, err) = run(&mut eval(&p, &stub, "c", &["--junit-mode", "gates"]));
     assert_eq!(code, 2, "{err}");
 }
 

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -188,15 +188,11 @@ fn an_enabled_command_tool_is_not_enough() {
     assert!(marker.exists());
 }
 
-/// An artifact whose embedded program was edited to add a command (hash
-/// recomputed, as an attacker would) is refused like the program itself,
-/// with the position inside the embedded source.
-#[test]
-fn an_artifact_with_an_edited_embedded_command_is_refused() {
-    let dir = project("metric: {type: exact_match, field: a}\n");
-    let (stub, _) = recording_stub();
+/// Compile `dir`'s `prog.yaml` (labeled few-shot on `dev.jsonl`) against
+/// `stub` into `prog.compiled.json`; its path and parsed JSON.
+fn compile_artifact(dir: &Path, stub: &StubServer) -> (PathBuf, Value) {
     let mut c = lmc();
-    c.current_dir(dir.path())
+    c.current_dir(dir)
         .args([
             "compile",
             "prog.yaml",
@@ -209,8 +205,19 @@ fn an_artifact_with_an_edited_embedded_command_is_refused() {
         .arg(stub.url());
     let (code, _, err) = run(&mut c);
     assert_eq!(code, 0, "{err}");
-    let path = dir.path().join("prog.compiled.json");
-    let mut art: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let path = dir.join("prog.compiled.json");
+    let art = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    (path, art)
+}
+
+/// An artifact whose embedded program was edited to add a command (hash
+/// recomputed, as an attacker would) is refused like the program itself,
+/// with the position inside the embedded source.
+#[test]
+fn an_artifact_with_an_edited_embedded_command_is_refused() {
+    let dir = project("metric: {type: exact_match, field: a}\n");
+    let (stub, _) = recording_stub();
+    let (path, mut art) = compile_artifact(dir.path(), &stub);
     let marker_dir = tempfile::tempdir().unwrap();
     let marker = marker_dir.path().join("pwned");
     let source = art["program"]["source"].as_str().unwrap().replace(
@@ -440,22 +447,7 @@ fn offline_replay_reads_no_key_and_needs_no_grant() {
 fn an_artifact_cannot_name_a_key_variable_either() {
     let dir = project("metric: {type: exact_match, field: a}\n");
     let (stub, seen) = recording_stub();
-    let mut c = lmc();
-    c.current_dir(dir.path())
-        .args([
-            "compile",
-            "prog.yaml",
-            "--optimizer",
-            "labeled_few_shot",
-            "--quiet",
-        ])
-        .args(["--trainset", "dev.jsonl", "-o", "prog.compiled.json"])
-        .args(["--provider", "openai", "--model", "stub", "--base-url"])
-        .arg(stub.url());
-    let (code, _, err) = run(&mut c);
-    assert_eq!(code, 0, "{err}");
-    let path = dir.path().join("prog.compiled.json");
-    let mut art: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (path, mut art) = compile_artifact(dir.path(), &stub);
     assert_eq!(art["lm"]["base_urls"][0], Value::from(stub.url()), "{art}");
     art["lm"]["api_key_env"] = Value::from("GH_SECRET_TOKEN");
     let text = serde_json::to_string_pretty(&art).unwrap();
