@@ -67,6 +67,9 @@ impl Lm for StopGuard {
     fn supports_grammar(&self) -> bool {
         self.inner.supports_grammar()
     }
+    fn mark_unusable(&self, req: &LmRequest) {
+        self.inner.mark_unusable(req)
+    }
 }
 
 /// Evaluate `program` + `overlay` on `examples` under `metric`.
