@@ -280,7 +280,7 @@ pub struct CacheStore {
 /// a writer stalled by another process's lock slows the callers rather
 /// than letting the unrecorded tail grow), and at most this many go into
 /// one transaction.
-pub const GROUP_MAX: usize = 1024;
+pub const GROUP_MAX: usize = 256;
 
 /// One reply on its way to the file.
 struct QueuedRow {
