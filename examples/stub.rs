@@ -11,7 +11,6 @@
 //! number of requests it served to stderr.
 
 #[path = "../tests/support/stub.rs"]
-#[allow(dead_code)]
 mod stub;
 
 use std::io::Write;
@@ -47,7 +46,11 @@ fn main() {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let mut buf = String::new();
-        while std::io::stdin().read_line(&mut buf).map(|n| n > 0).unwrap_or(false) {
+        while std::io::stdin()
+            .read_line(&mut buf)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
             buf.clear();
         }
         let _ = tx.send(());

@@ -760,7 +760,9 @@ impl CacheStore {
         };
         let (ack, done) = std::sync::mpsc::sync_channel(1);
         let sent = match w.tx.lock() {
-            Ok(tx) => tx.as_ref().is_some_and(|tx| tx.send(Job::Flush(ack)).is_ok()),
+            Ok(tx) => tx
+                .as_ref()
+                .is_some_and(|tx| tx.send(Job::Flush(ack)).is_ok()),
             Err(_) => false,
         };
         if sent {
@@ -797,7 +799,9 @@ impl CacheStore {
             created,
             seq,
         });
-        let tx = w.tx.lock().map_err(|_| "cache writer poisoned".to_string())?;
+        let tx =
+            w.tx.lock()
+                .map_err(|_| "cache writer poisoned".to_string())?;
         let Some(tx) = tx.as_ref() else {
             return Err("the cache is closing".into());
         };
@@ -821,16 +825,18 @@ impl CacheStore {
             }
         }
         if !rows.is_empty() {
-            let result = self.lock().and_then(|mut conn| match write_group(&mut conn, &rows) {
-                Err(e) if is_damage(&e) => {
-                    if self.recover(&mut conn, &e) {
-                        write_group(&mut conn, &rows).map_err(|e| e.to_string())
-                    } else {
-                        Err(e.to_string())
+            let result = self
+                .lock()
+                .and_then(|mut conn| match write_group(&mut conn, &rows) {
+                    Err(e) if is_damage(&e) => {
+                        if self.recover(&mut conn, &e) {
+                            write_group(&mut conn, &rows).map_err(|e| e.to_string())
+                        } else {
+                            Err(e.to_string())
+                        }
                     }
-                }
-                other => other.map_err(|e| e.to_string()),
-            });
+                    other => other.map_err(|e| e.to_string()),
+                });
             if let Err(e) = result {
                 self.warn(format!(
                     "could not record {} replies in the cache: {e} (they will be paid again by a re-run)",
@@ -1055,6 +1061,8 @@ impl CacheStore {
     /// Direct SQL access for tests that need to damage a row on purpose.
     #[doc(hidden)]
     pub fn execute_raw(&self, sql: &str) -> Result<usize, String> {
+        // Direct SQL sees every reply recorded so far.
+        self.flush();
         self.lock()?.execute(sql, []).map_err(|e| e.to_string())
     }
 }

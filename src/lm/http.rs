@@ -540,9 +540,10 @@ impl Balancer {
 
     /// Whether an endpoint other than `i` is in rotation.
     fn has_healthy_other(&self, i: usize) -> bool {
-        self.endpoints.iter().enumerate().any(|(k, e)| {
-            k != i && e.health.lock().is_ok_and(|h| h.ejected_until.is_none())
-        })
+        self.endpoints
+            .iter()
+            .enumerate()
+            .any(|(k, e)| k != i && e.health.lock().is_ok_and(|h| h.ejected_until.is_none()))
     }
 
     fn stats(&self) -> Vec<EndpointStats> {

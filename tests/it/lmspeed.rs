@@ -94,7 +94,10 @@ fn eval(dir: &Path, urls: &[String], cache: &Path, extra: &[&str]) -> Command {
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(120), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -144,7 +147,10 @@ fn four_replicas_one_killed_one_slow_lose_nothing() {
     // Ejected: after the kill, the dead replica got only probes, not a
     // quarter of the traffic.
     let dead_attempts = eps[3]["requests"].as_u64().unwrap() - doomed_served as u64;
-    assert!(dead_attempts < 40, "{dead_attempts} attempts at the dead replica");
+    assert!(
+        dead_attempts < 40,
+        "{dead_attempts} attempts at the dead replica"
+    );
     assert!(stderr.contains("ejected"), "{stderr}");
 }
 
@@ -185,12 +191,15 @@ fn kill_9_repeats_only_calls_in_flight_or_in_the_last_group() {
         "{lost} paid replies lost (first run {first}, committed {committed})"
     );
     // The re-run pays exactly for what is not committed, nothing twice.
-    let (code, _, err) = run(&mut eval(dir.path(), &[stub.url()], &cache, &["--quiet"])
+    let (code, _, err) = run(eval(dir.path(), &[stub.url()], &cache, &["--quiet"])
         .args(["--concurrency", &concurrency.to_string()]));
     assert_eq!(code, 0, "{err}");
     let second = stub.requests() - first;
     assert_eq!(second, n - committed, "{err}");
-    eprintln!("first run {first}, committed {committed}, repeated {}", first + second - n);
+    eprintln!(
+        "first run {first}, committed {committed}, repeated {}",
+        first + second - n
+    );
     assert_eq!(cached_rows(&cache), n);
 }
 
@@ -214,14 +223,24 @@ fn processes_sharing_one_cache_lose_nothing() {
         .collect();
     for c in children {
         let out = c.wait_with_output().expect("wait");
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // Rows 1..=600: every reply any process received is in the file.
     assert_eq!(cached_rows(&cache), 600);
     // Offline, every process's rows replay with no call.
     let before = stub.requests();
     for d in &dirs {
-        let (code, _, err) = run(&mut eval(d.path(), &[stub.url()], &cache, &["--offline", "--quiet"]));
+        let (code, _, err) = run(&mut eval(
+            d.path(),
+            &[stub.url()],
+            &cache,
+            &["--offline", "--quiet"],
+        ));
         assert_eq!(code, 0, "{err}");
     }
     assert_eq!(stub.requests(), before);
@@ -235,8 +254,13 @@ fn a_reply_is_served_from_the_queue_before_it_is_committed() {
     let csv = "sentence,label\nreview number 2,positive\nreview number 2,positive\n";
     std::fs::write(dir.path().join("dev.csv"), csv).unwrap();
     let stub = replica(Duration::ZERO);
-    let (code, _, err) = run(&mut eval(dir.path(), &[stub.url()], &dir.path().join("c"), &["--quiet"])
-        .args(["--concurrency", "1"]));
+    let (code, _, err) = run(eval(
+        dir.path(),
+        &[stub.url()],
+        &dir.path().join("c"),
+        &["--quiet"],
+    )
+    .args(["--concurrency", "1"]));
     assert_eq!(code, 0, "{err}");
     assert_eq!(stub.requests(), 1);
 }
