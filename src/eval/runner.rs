@@ -67,6 +67,8 @@ impl Lm for StopGuard {
     fn supports_grammar(&self) -> bool {
         self.inner.supports_grammar()
     }
+    // A wrapper must pass this down, or an unparseable reply is replayed
+    // from the cache as final (regression: harden::unparseable_replies_…).
     fn mark_unusable(&self, req: &LmRequest) {
         self.inner.mark_unusable(req)
     }
