@@ -158,7 +158,7 @@ impl HttpLm {
             rpm: cfg.rpm.map(|r| TokenBucket::per_minute(r as f64)),
             tpm: cfg.tpm.map(|t| TokenBucket::per_minute(t as f64)),
             permits: Semaphore::new(concurrency),
-            balancer: Balancer::new(endpoints),
+            balancer: Balancer::new(endpoints, cfg.timeout),
             secrets,
             auth,
             client,
@@ -398,8 +398,10 @@ struct Health {
     ejected_until: Option<Instant>,
     /// Consecutive ejections without a success (doubles the next one).
     strikes: u32,
-    /// One request is probing it now; the others stay away meanwhile.
-    probing: bool,
+    /// When the request probing it now was sent; the others stay away
+    /// meanwhile. A probe older than the attempt timeout was lost (its
+    /// call cancelled) and another may go.
+    probing: Option<Instant>,
 }
 
 /// Decrements an endpoint's in-flight count when the attempt ends, however
@@ -425,10 +427,12 @@ impl Drop for LoadGuard<'_> {
 struct Balancer {
     endpoints: Vec<Endpoint>,
     next: AtomicUsize,
+    /// The per-attempt timeout: a probe cannot take longer.
+    probe_timeout: Duration,
 }
 
 impl Balancer {
-    fn new(list: Vec<(reqwest::Url, String)>) -> Self {
+    fn new(list: Vec<(reqwest::Url, String)>, probe_timeout: Duration) -> Self {
         Balancer {
             endpoints: list
                 .into_iter()
@@ -443,7 +447,15 @@ impl Balancer {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
+            probe_timeout,
         }
+    }
+
+    /// Whether endpoint `h` may be probed now.
+    fn probe_due(&self, h: &Health, now: Instant) -> bool {
+        h.ejected_until.is_some_and(|t| t <= now)
+            && h.probing
+                .is_none_or(|t| now.duration_since(t) > self.probe_timeout)
     }
 
     /// The endpoint for the next attempt, avoiding `avoid` when another
@@ -474,7 +486,7 @@ impl Balancer {
                     }
                 }
                 Some(until) => {
-                    if until <= now && !h.probing && Some(i) != avoid && probe.is_none() {
+                    if self.probe_due(&h, now) && Some(i) != avoid && probe.is_none() {
                         probe = Some(i);
                     }
                     if soonest.is_none_or(|(t, _)| until < t) {
@@ -487,8 +499,8 @@ impl Balancer {
         // a recovered server back.
         if let Some(i) = probe {
             if let Ok(mut h) = self.endpoints[i].health.lock() {
-                if !h.probing {
-                    h.probing = true;
+                if self.probe_due(&h, now) {
+                    h.probing = Some(now);
                     return i;
                 }
             }
@@ -525,7 +537,7 @@ impl Balancer {
         let now = Instant::now();
         // Failures of requests sent before the ejection began do not
         // extend it; a failed probe (or a first failure) does.
-        if h.ejected_until.is_some_and(|t| t > now) && !h.probing {
+        if h.ejected_until.is_some_and(|t| t > now) && h.probing.is_none() {
             return;
         }
         let period = base
@@ -534,7 +546,7 @@ impl Balancer {
             .min(MAX_EJECTION);
         h.ejected_until = Some(now + period);
         h.strikes = h.strikes.saturating_add(1);
-        h.probing = false;
+        h.probing = None;
         self.endpoints[i].ejections.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -891,6 +903,66 @@ mod tests {
         let err = HttpLm::new(cfg).unwrap_err();
         assert!(err.to_string().contains("LMC_TEST_SURELY_UNSET_KEY_VAR"));
         assert!(HttpLm::new(HttpConfig::new("m", vec![])).is_err());
+    }
+
+    fn balancer(n: usize) -> Balancer {
+        let list = (0..n)
+            .map(|i| {
+                let u = format!("http://127.0.0.1:{}/v1/chat/completions", 9000 + i);
+                (reqwest::Url::parse(&u).unwrap(), u)
+            })
+            .collect();
+        Balancer::new(list, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn balancer_prefers_least_outstanding_and_avoids_the_failed_one() {
+        let b = balancer(3);
+        b.endpoints[0].outstanding.store(5, Ordering::Relaxed);
+        b.endpoints[1].outstanding.store(1, Ordering::Relaxed);
+        b.endpoints[2].outstanding.store(3, Ordering::Relaxed);
+        for _ in 0..6 {
+            assert_eq!(b.pick(None), 1);
+        }
+        // A retry of a call that failed on 1 goes to the next least loaded.
+        assert_eq!(b.pick(Some(1)), 2);
+        // Equal loads are taken in turn.
+        let b = balancer(3);
+        let mut seen: Vec<usize> = (0..3).map(|_| b.pick(None)).collect();
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn an_ejected_endpoint_gets_one_probe_and_returns_only_on_success() {
+        let b = balancer(2);
+        b.failed(0, Duration::ZERO);
+        assert_eq!(b.endpoints[0].ejections.load(Ordering::Relaxed), 1);
+        assert!(!b.has_healthy_other(1));
+        // Ejected: everything goes to 1 until the back-off ends.
+        for _ in 0..10 {
+            assert_eq!(b.pick(None), 1);
+        }
+        std::thread::sleep(MIN_EJECTION + Duration::from_millis(20));
+        // Due: exactly one probe, the others still go to 1.
+        assert_eq!(b.pick(None), 0);
+        for _ in 0..5 {
+            assert_eq!(b.pick(None), 1);
+        }
+        // The probe fails: ejected again, for twice as long.
+        b.failed(0, Duration::ZERO);
+        let until = b.endpoints[0].health.lock().unwrap().ejected_until.unwrap();
+        assert!(until >= Instant::now() + MIN_EJECTION + MIN_EJECTION / 2);
+        assert_eq!(b.endpoints[0].ejections.load(Ordering::Relaxed), 2);
+        // A success brings it back into rotation.
+        b.succeeded(0);
+        assert!(b.has_healthy_other(1));
+        let picks: Vec<usize> = (0..4).map(|_| b.pick(None)).collect();
+        assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");
+        // All ejected: the run is not stalled, the soonest back is used.
+        b.failed(0, Duration::ZERO);
+        b.failed(1, Duration::from_secs(10));
+        assert_eq!(b.pick(None), 0);
     }
 
     #[tokio::test]
