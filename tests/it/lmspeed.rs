@@ -133,7 +133,7 @@ fn four_replicas_one_killed_one_slow_lose_nothing() {
     eprintln!("fast {a} {b}, slow {s}, killed after {doomed_served}");
     // Least outstanding requests: the 10x slower replica holds its
     // requests 10x longer, so it is picked far less often.
-    assert!(s * 3 < a.min(b), "slow {s} vs fast {a}, {b}");
+    assert!(s * 2 < a.min(b), "slow {s} vs fast {a}, {b}");
     assert!(a + b + s + doomed_served >= n);
     // The summary names every endpoint with its counts; the killed one
     // shows errors and was ejected.
