@@ -282,6 +282,11 @@ pub struct CacheStore {
 /// one transaction.
 pub const GROUP_MAX: usize = 256;
 
+/// How long the writer gathers replies after the first of a group before
+/// committing: short beside any LM call, long enough for the replies of a
+/// busy run to share a commit.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// One reply on its way to the file.
 struct QueuedRow {
     key: String,
@@ -1109,8 +1114,13 @@ fn writer_loop(rx: &Mutex<Receiver<Job>>, store: &Weak<CacheStore>) -> Vec<Job> 
                 return Vec::new();
             };
             let mut group = vec![first];
-            while group.len() < GROUP_MAX {
-                match rx.try_recv() {
+            // Gather for a moment: replies arriving together then share one
+            // commit and one write of each page they touch. A flush needs
+            // no company.
+            let until = Instant::now() + GATHER;
+            while group.len() < GROUP_MAX && !matches!(group.last(), Some(Job::Flush(_))) {
+                let left = until.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
                     Ok(j) => group.push(j),
                     Err(_) => break,
                 }
