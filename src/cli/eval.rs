@@ -256,10 +256,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     report.gates = gates.clone();
     write_outputs(&args, &report, gates.as_ref())?;
+    // Per-endpoint counts when the run was spread over several servers.
+    let endpoints = setup
+        .http
+        .as_ref()
+        .map(|h| h.endpoint_stats())
+        .filter(|e| e.len() > 1);
+    if let (Some(eps), false) = (&endpoints, args.quiet) {
+        for e in eps {
+            eprintln!(
+                "endpoint {}: {} requests, {} errors, ejected {} times",
+                e.url, e.requests, e.errors, e.ejections
+            );
+        }
+    }
     if args.json {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        match &endpoints {
+            Some(eps) => {
+                let mut v = serde_json::to_value(&report)?;
+                v["endpoints"] = serde_json::to_value(eps)?;
+                serde_json::to_writer_pretty(&mut out, &v)?;
+            }
+            None => serde_json::to_writer_pretty(&mut out, &report)?,
+        }
         writeln!(out)?;
     } else {
         print_table(&report, gates.as_ref());
@@ -464,6 +485,8 @@ struct Setup {
     ctx: RunContext,
     /// Examples in flight: `--concurrency`, else the LM config's, else 8.
     concurrency: usize,
+    /// The HTTP backend, for its per-endpoint counts.
+    http: Option<std::sync::Arc<crate::lm::http::HttpLm>>,
 }
 
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
@@ -564,5 +587,6 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         metric,
         ctx,
         concurrency,
+        http: built.http.clone(),
     })
 }

@@ -54,6 +54,8 @@ pub fn install(
                 on_first(name);
             } else {
                 eprintln!("\n{name} again: aborting at once (replies received so far are cached)");
+                // Exiting skips destructors: commit the queued replies first.
+                crate::lm::cache::flush_all();
                 std::process::exit(EXIT_INTERRUPTED.into());
             }
         }

@@ -65,6 +65,9 @@ pub struct BuiltLm {
     pub cache: Option<Arc<CacheStore>>,
     /// `http` or `embedded`.
     pub backend: &'static str,
+    /// The HTTP backend itself, for its per-endpoint counts (`None` for
+    /// the embedded engine and offline replays).
+    pub http: Option<Arc<HttpLm>>,
 }
 
 /// Build the LM stack for a run: meter ∘ cache ∘ budget ∘ backend.
@@ -139,6 +142,7 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
         ));
     }
     let kind = backend_kind(cfg, opts)?;
+    let mut http_lm = None;
     let backend: SharedLm = match kind {
         BackendKind::Http => {
             let (http, origins) = http_config_with_origins(cfg, opts)?;
@@ -163,7 +167,9 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
                     grammar: false,
                 })
             } else {
-                Arc::new(HttpLm::new(http)?)
+                let h = Arc::new(HttpLm::new(http)?);
+                http_lm = Some(h.clone());
+                h
             }
         }
         BackendKind::Embedded => embedded(cfg, opts)?,
@@ -204,6 +210,7 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
             BackendKind::Http => "http",
             BackendKind::Embedded => "embedded",
         },
+        http: http_lm,
     })
 }
 

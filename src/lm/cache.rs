@@ -17,6 +17,20 @@
 //! connection behind a mutex (a point query is a few microseconds, cheaper
 //! than moving it to a blocking thread).
 //!
+//! Replies are written by one writer thread per store (group commit): the
+//! call path puts the reply in an in-memory `queued` map and on a bounded
+//! channel and returns at once; the writer takes everything waiting on the
+//! channel and commits it in one transaction, so a burst of replies costs
+//! one commit and one write of each touched page instead of one per reply.
+//! Lookups consult `queued` first, so a process never pays twice for its
+//! own reply while it waits to be committed. The writer never waits to
+//! fill a group: it commits as soon as it is idle, so the only replies a
+//! `kill -9` can lose are those in the group being committed and those
+//! queued behind it (at most [`GROUP_MAX`]; in practice the replies that
+//! arrived during one commit), each paid again once by the next run.
+//! Dropping the store, [`CacheStore::flush`] and [`flush_all`] (called
+//! before a forced exit) commit everything queued.
+//!
 //! A damaged file never stops work (the file handling is in `cachefile`):
 //! when SQLite reports it corrupt or not a database (on open, or on any
 //! later lookup or write), the readable rows
@@ -38,7 +52,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 use super::cachefile::{file_id, has_column, is_damage, open_read_only, open_read_write, rebuild};
@@ -252,6 +267,64 @@ pub struct CacheStore {
     /// handed to the callback when it arrives.
     pending: Mutex<Vec<String>>,
     on_warning: Mutex<Option<Arc<WarnFn>>>,
+    /// Replies handed to the writer and not yet committed, by key, with
+    /// the sequence number of the latest one (so a commit removes only
+    /// what it wrote, not a newer reply for the same key).
+    queued: Mutex<HashMap<String, (String, Usage, u64)>>,
+    seq: AtomicU64,
+    /// The group-commit writer, started by [`CacheStore::start_writer`].
+    writer: OnceLock<Writer>,
+}
+
+/// At most this many replies wait for the writer (the channel is bounded:
+/// a writer stalled by another process's lock slows the callers rather
+/// than letting the unrecorded tail grow), and at most this many go into
+/// one transaction.
+pub const GROUP_MAX: usize = 256;
+
+/// How long the writer gathers replies after the first of a group before
+/// committing: short beside any LM call, long enough for the replies of a
+/// busy run to share a commit.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// One reply on its way to the file.
+struct QueuedRow {
+    key: String,
+    model: String,
+    request: Option<String>,
+    text: String,
+    usage: Usage,
+    created: i64,
+    seq: u64,
+}
+
+enum Job {
+    Put(QueuedRow),
+    /// Answered once everything sent before it is committed.
+    Flush(SyncSender<()>),
+}
+
+/// The writer thread's handles. The sender is never cloned, so dropping it
+/// closes the channel and ends the thread.
+struct Writer {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    rx: Arc<Mutex<Receiver<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<Vec<Job>>>>,
+}
+
+/// Stores with a running writer, so a forced exit can commit their queues.
+static LIVE: Mutex<Vec<Weak<CacheStore>>> = Mutex::new(Vec::new());
+
+/// Commit every live store's queued replies (called before a forced exit,
+/// e.g. a second Ctrl-C, which skips destructors).
+pub fn flush_all() {
+    let stores: Vec<Arc<CacheStore>> = LIVE
+        .lock()
+        .map(|l| l.iter().filter_map(Weak::upgrade).collect())
+        .unwrap_or_default();
+    for s in stores {
+        s.flush();
+    }
 }
 
 /// The request (kilobytes of prompt, kept for cassettes and humans) is the
@@ -295,6 +368,9 @@ impl CacheStore {
         };
         let mut notices = Vec::new();
         let mut rebuilt = false;
+        // Another store of this process may still hold queued replies for
+        // this file: commit them so this one sees them.
+        flush_all();
         let before = file_id(path);
         let (conn, read_only) = match open_read_write(path) {
             Ok(c) => (c, false),
@@ -350,6 +426,9 @@ impl CacheStore {
             warning_log: Mutex::new(Vec::new()),
             pending: Mutex::new(Vec::new()),
             on_warning: Mutex::new(None),
+            queued: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(0),
+            writer: OnceLock::new(),
         };
         for n in notices {
             store.warn(n);
@@ -512,6 +591,11 @@ impl CacheStore {
 
     /// The stored reply for `key`, verified, with its `unusable` flag.
     pub fn get_row(&self, key: &str) -> Option<(String, Usage, bool)> {
+        // A reply still waiting for the writer is this process's own: serve
+        // it rather than pay for it again.
+        if let Some((text, usage, _)) = self.queued.lock().ok().and_then(|q| q.get(key).cloned()) {
+            return Some((text, usage, false));
+        }
         let sql = if self.has_unusable {
             "SELECT text, prompt_tokens, completion_tokens, checksum, unusable \
              FROM responses WHERE key = ?1"
@@ -633,11 +717,149 @@ impl CacheStore {
         if self.read_only || !self.has_unusable {
             return Ok(());
         }
+        // The reply may still be queued: commit it first, or the flag
+        // would land on nothing and the queued row would clear it.
+        self.flush();
         let conn = self.lock()?;
         conn.prepare_cached("UPDATE responses SET unusable = 1 WHERE key = ?1")
             .and_then(|mut s| s.execute([key]))
             .map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Start the group-commit writer (once; a read-only store records
+    /// nothing and needs none). Until it runs, replies are written inline.
+    pub fn start_writer(self: &Arc<Self>) {
+        if self.read_only || self.writer.get().is_some() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(GROUP_MAX);
+        let rx = Arc::new(Mutex::new(rx));
+        let weak = Arc::downgrade(self);
+        let thread_rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lmc-cache-writer".into())
+            .spawn(move || writer_loop(&thread_rx, &weak));
+        let thread = match spawned {
+            Ok(t) => t,
+            // No thread: replies keep being written inline.
+            Err(_) => return,
+        };
+        let w = Writer {
+            tx: Mutex::new(Some(tx)),
+            rx,
+            thread: Mutex::new(Some(thread)),
+        };
+        if self.writer.set(w).is_ok() {
+            if let Ok(mut live) = LIVE.lock() {
+                live.retain(|w| w.strong_count() > 0);
+                live.push(Arc::downgrade(self));
+            }
+        }
+    }
+
+    /// Wait until every reply queued so far is committed.
+    pub fn flush(&self) {
+        let Some(w) = self.writer.get() else {
+            return;
+        };
+        let (ack, done) = std::sync::mpsc::sync_channel(1);
+        let sent = match w.tx.lock() {
+            Ok(tx) => tx
+                .as_ref()
+                .is_some_and(|tx| tx.send(Job::Flush(ack)).is_ok()),
+            Err(_) => false,
+        };
+        if sent {
+            // An error means the writer is gone; nothing more will commit.
+            let _ = done.recv();
+        }
+    }
+
+    /// Record a reply from the call path: queued for the writer when it
+    /// runs (returns at once), else written inline.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        key: &str,
+        model: &str,
+        request: Option<String>,
+        text: &str,
+        usage: Usage,
+        created: i64,
+    ) -> Result<(), String> {
+        let Some(w) = self.writer.get() else {
+            return self.put_row(key, model, request.as_deref(), text, usage, created);
+        };
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut q) = self.queued.lock() {
+            q.insert(key.to_string(), (text.to_string(), usage, seq));
+        }
+        let job = Job::Put(QueuedRow {
+            key: key.to_string(),
+            model: model.to_string(),
+            request,
+            text: text.to_string(),
+            usage,
+            created,
+            seq,
+        });
+        let tx =
+            w.tx.lock()
+                .map_err(|_| "cache writer poisoned".to_string())?;
+        let Some(tx) = tx.as_ref() else {
+            return Err("the cache is closing".into());
+        };
+        // A full queue means the writer is behind (another process holds
+        // the lock): wait for room rather than grow the unrecorded tail.
+        match tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) => tx.send(job).map_err(|_| "cache writer stopped".into()),
+            Err(TrySendError::Disconnected(_)) => Err("cache writer stopped".into()),
+        }
+    }
+
+    /// Commit one group in a single transaction, then answer flushes.
+    fn commit_group(&self, jobs: Vec<Job>) {
+        let mut rows = Vec::new();
+        let mut acks = Vec::new();
+        for j in jobs {
+            match j {
+                Job::Put(r) => rows.push(r),
+                Job::Flush(a) => acks.push(a),
+            }
+        }
+        if !rows.is_empty() {
+            let result = self
+                .lock()
+                .and_then(|mut conn| match write_group(&mut conn, &rows) {
+                    Err(e) if is_damage(&e) => {
+                        if self.recover(&mut conn, &e) {
+                            write_group(&mut conn, &rows).map_err(|e| e.to_string())
+                        } else {
+                            Err(e.to_string())
+                        }
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                });
+            if let Err(e) = result {
+                self.warn(format!(
+                    "could not record {} replies in the cache: {e} (they will be paid again by a re-run)",
+                    rows.len()
+                ));
+            }
+            // Committed (or given up on): lookups go to the file again.
+            if let Ok(mut q) = self.queued.lock() {
+                for r in &rows {
+                    if q.get(&r.key).is_some_and(|(_, _, s)| *s == r.seq) {
+                        q.remove(&r.key);
+                    }
+                }
+            }
+        }
+        for a in acks {
+            let _ = a.send(());
+        }
     }
 
     fn sql(&self, source: rusqlite::Error) -> CacheError {
@@ -653,6 +875,7 @@ impl CacheStore {
         &self,
         f: impl Fn(&Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, CacheError> {
+        self.flush();
         let mut conn = self
             .conn
             .lock()
@@ -749,6 +972,7 @@ impl CacheStore {
     /// Write every verified entry as one JSON object per line, sorted by key
     /// so a committed cassette diffs cleanly. Returns (written, skipped).
     pub fn export(&self, out: &mut dyn std::io::Write) -> Result<(u64, u64), CacheError> {
+        self.flush();
         let conn = self
             .conn
             .lock()
@@ -847,6 +1071,7 @@ impl CacheStore {
             }
             entries.push(e);
         }
+        self.flush();
         let mut conn = self
             .conn
             .lock()
@@ -882,7 +1107,100 @@ impl CacheStore {
     /// Direct SQL access for tests that need to damage a row on purpose.
     #[doc(hidden)]
     pub fn execute_raw(&self, sql: &str) -> Result<usize, String> {
+        // Direct SQL sees every reply recorded so far.
+        self.flush();
         self.lock()?.execute(sql, []).map_err(|e| e.to_string())
+    }
+}
+
+/// Write a group of replies in one IMMEDIATE transaction (taking the write
+/// lock up front, so a second process waits in the busy handler instead of
+/// failing on a lock upgrade). A new reply always replaces the row and
+/// clears `unusable`.
+fn write_group(conn: &mut Connection, rows: &[QueuedRow]) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO responses \
+             (key, model, request, text, prompt_tokens, completion_tokens, checksum, created) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for r in rows {
+            stmt.execute(params![
+                r.key,
+                r.model,
+                r.request,
+                r.text,
+                r.usage.prompt_tokens as i64,
+                r.usage.completion_tokens as i64,
+                checksum(&r.key, &r.text, &r.usage),
+                r.created,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// The writer thread: block for one job, take whatever else is already
+/// waiting (up to [`GROUP_MAX`]), commit it as one group, repeat. It holds
+/// the store only weakly; when the store is gone it hands back what it
+/// holds for the store's `Drop` to commit.
+fn writer_loop(rx: &Mutex<Receiver<Job>>, store: &Weak<CacheStore>) -> Vec<Job> {
+    loop {
+        let group = {
+            let Ok(rx) = rx.lock() else {
+                return Vec::new();
+            };
+            let Ok(first) = rx.recv() else {
+                return Vec::new();
+            };
+            let mut group = vec![first];
+            // Gather for a moment: replies arriving together then share one
+            // commit and one write of each page they touch. A flush needs
+            // no company.
+            let until = Instant::now() + GATHER;
+            while group.len() < GROUP_MAX && !matches!(group.last(), Some(Job::Flush(_))) {
+                let left = until.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok(j) => group.push(j),
+                    Err(_) => break,
+                }
+            }
+            group
+        };
+        match store.upgrade() {
+            Some(s) => s.commit_group(group),
+            None => return group,
+        }
+    }
+}
+
+impl Drop for CacheStore {
+    /// Commit whatever is still queued before the connection closes.
+    fn drop(&mut self) {
+        let Some(w) = self.writer.get() else {
+            return;
+        };
+        if let Ok(mut tx) = w.tx.lock() {
+            tx.take();
+        }
+        let mut left = Vec::new();
+        let handle = w.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            // The writer itself may hold the last reference (it upgraded
+            // to commit); it cannot join itself.
+            if h.thread().id() != std::thread::current().id() {
+                if let Ok(held) = h.join() {
+                    left = held;
+                }
+            }
+        }
+        if let Ok(rx) = w.rx.lock() {
+            left.extend(rx.try_iter());
+        }
+        if !left.is_empty() {
+            self.commit_group(left);
+        }
     }
 }
 
@@ -904,6 +1222,9 @@ pub struct CachedLm {
 
 impl CachedLm {
     pub fn new(inner: SharedLm, store: Arc<CacheStore>, mode: CacheMode) -> Self {
+        if mode == CacheMode::ReadWrite {
+            store.start_writer();
+        }
         CachedLm {
             inner,
             store,
@@ -950,10 +1271,10 @@ impl CachedLm {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let request = canonical_request(req);
-        if let Err(e) = self.store.put_row(
+        if let Err(e) = self.store.record(
             key,
             &req.model,
-            Some(&request),
+            Some(request),
             &resp.text,
             resp.usage,
             created,
@@ -962,6 +1283,15 @@ impl CachedLm {
                 .warn(format!("could not record reply {key} in the cache: {e}"));
         }
         Ok(resp)
+    }
+}
+
+impl Drop for CachedLm {
+    /// Every queued reply came through a `CachedLm`: commit them before it
+    /// goes, on this thread, so a process that returns from `main` next
+    /// cannot exit while the writer still holds them.
+    fn drop(&mut self) {
+        self.store.flush();
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! It owns everything about talking to a server that can fail: a semaphore
 //! bounding requests in flight, RPM/TPM token buckets, a per-attempt
-//! timeout, round-robin over several base URLs, and retries with exponential
-//! backoff and full jitter that honour `Retry-After`. Failures are sorted
+//! timeout, a health-aware balancer over several base URLs (see
+//! [`Balancer`]), and retries with exponential backoff and full jitter that
+//! honour `Retry-After`. Failures are sorted
 //! once, in [`classify_status`] and [`Attempt`]: transient ones (429, 408,
 //! 409, 5xx, timeouts, connection errors, truncated or malformed bodies,
 //! empty choices) are retried; anything retrying cannot fix (other 4xx, a
@@ -19,7 +20,7 @@ use rand::Rng;
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::Semaphore;
@@ -78,13 +79,13 @@ pub struct HttpLm {
     client: reqwest::Client,
     /// `Bearer <key>`, marked sensitive so reqwest never shows it in Debug.
     auth: Option<HeaderValue>,
-    /// Chat-completions URLs, each with its redacted form: the real one is
-    /// only ever handed to reqwest, the redacted one goes into messages.
-    endpoints: Vec<(reqwest::Url, String)>,
+    /// Chat-completions URLs, each with its redacted form (the real one is
+    /// only ever handed to reqwest, the redacted one goes into messages),
+    /// their health and their counts.
+    balancer: Balancer,
     /// Passwords and query values of the base URLs, masked in any text a
     /// server sends back (an error body may echo the key it was given).
     secrets: Vec<String>,
-    next: AtomicUsize,
     permits: Semaphore,
     rpm: Option<TokenBucket>,
     tpm: Option<TokenBucket>,
@@ -96,7 +97,12 @@ impl std::fmt::Debug for HttpLm {
             .field("model", &self.cfg.model)
             .field(
                 "endpoints",
-                &self.endpoints.iter().map(|(_, r)| r).collect::<Vec<_>>(),
+                &self
+                    .balancer
+                    .endpoints
+                    .iter()
+                    .map(|e| &e.shown)
+                    .collect::<Vec<_>>(),
             )
             .field("api_key_env", &self.cfg.api_key_env)
             .finish_non_exhaustive()
@@ -152,8 +158,7 @@ impl HttpLm {
             rpm: cfg.rpm.map(|r| TokenBucket::per_minute(r as f64)),
             tpm: cfg.tpm.map(|t| TokenBucket::per_minute(t as f64)),
             permits: Semaphore::new(concurrency),
-            next: AtomicUsize::new(0),
-            endpoints,
+            balancer: Balancer::new(endpoints, cfg.timeout),
             secrets,
             auth,
             client,
@@ -165,10 +170,44 @@ impl HttpLm {
         &self.cfg
     }
 
-    /// One attempt against the next endpoint in rotation.
-    async fn attempt(&self, body: &bytes::Bytes) -> Result<(String, Usage), Attempt> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        let (target, url) = &self.endpoints[i];
+    /// Per-endpoint requests, errors and ejections so far (redacted URLs).
+    pub fn endpoint_stats(&self) -> Vec<EndpointStats> {
+        self.balancer.stats()
+    }
+
+    /// One attempt against endpoint `i`, counted in its load and health.
+    async fn attempt_on(&self, i: usize, body: &bytes::Bytes) -> Result<(String, Usage), Attempt> {
+        let ep = &self.balancer.endpoints[i];
+        ep.outstanding.fetch_add(1, Ordering::Relaxed);
+        ep.requests.fetch_add(1, Ordering::Relaxed);
+        // The guard undoes the load count even if the call is cancelled.
+        let _load = LoadGuard(&ep.outstanding);
+        let outcome = self.attempt(&ep.target, &ep.shown, body).await;
+        match &outcome {
+            Ok(_) => self.balancer.succeeded(i),
+            // A failure of the request itself (4xx) says the server is up;
+            // so does a 429 with Retry-After (it paces us; the retry waits).
+            Err(Attempt::Retry {
+                retry_after: None, ..
+            }) => {
+                ep.errors.fetch_add(1, Ordering::Relaxed);
+                self.balancer.failed(i, self.cfg.backoff_base);
+            }
+            Err(_) => {
+                ep.errors.fetch_add(1, Ordering::Relaxed);
+                self.balancer.succeeded(i);
+            }
+        }
+        outcome
+    }
+
+    /// One attempt against `target` (`url` is its redacted form).
+    async fn attempt(
+        &self,
+        target: &reqwest::Url,
+        url: &str,
+        body: &bytes::Bytes,
+    ) -> Result<(String, Usage), Attempt> {
         let mut rb = self
             .client
             .post(target.clone())
@@ -265,6 +304,8 @@ impl Lm for HttpLm {
         }
 
         let mut retries = 0u32;
+        // The endpoint the last attempt failed on: a retry goes elsewhere.
+        let mut failed_on: Option<usize> = None;
         loop {
             if let Some(b) = &self.rpm {
                 b.acquire(1.0).await;
@@ -278,8 +319,10 @@ impl Lm for HttpLm {
                     .acquire()
                     .await
                     .map_err(|_| LmError::Fatal("HTTP LM was shut down".into()))?;
-                self.attempt(&body).await
+                let i = self.balancer.pick(failed_on);
+                (i, self.attempt_on(i, &body).await)
             };
+            let (used, outcome) = outcome;
             match outcome {
                 Ok((text, usage)) => {
                     if let Some(b) = &self.tpm {
@@ -303,7 +346,13 @@ impl Lm for HttpLm {
                         });
                     }
                     retries += 1;
-                    tokio::time::sleep(self.backoff(retries, retry_after)).await;
+                    failed_on = Some(used);
+                    // A failure of one server is no reason to wait before
+                    // asking a healthy other one; pacing (Retry-After) and
+                    // a fleet with no healthy server left still back off.
+                    if retry_after.is_some() || !self.balancer.has_healthy_other(used) {
+                        tokio::time::sleep(self.backoff(retries, retry_after)).await;
+                    }
                 }
             }
         }
@@ -311,6 +360,214 @@ impl Lm for HttpLm {
 
     fn model(&self) -> String {
         self.cfg.model.clone()
+    }
+}
+
+/// Requests, errors and ejections of one endpoint, for run summaries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStats {
+    /// The base URL's chat endpoint, credentials redacted.
+    pub url: String,
+    /// Attempts sent (retries included).
+    pub requests: u64,
+    /// Attempts that failed (any status or transport error).
+    pub errors: u64,
+    /// Times it was taken out of rotation.
+    pub ejections: u64,
+}
+
+/// Longest an endpoint stays ejected between probes.
+const MAX_EJECTION: Duration = Duration::from_secs(30);
+/// Shortest ejection (a zero `backoff_base` would never eject).
+const MIN_EJECTION: Duration = Duration::from_millis(100);
+
+struct Endpoint {
+    target: reqwest::Url,
+    shown: String,
+    /// Attempts in flight now (the balancer's load signal).
+    outstanding: AtomicUsize,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    ejections: AtomicU64,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    /// Out of rotation until then (`None`: healthy).
+    ejected_until: Option<Instant>,
+    /// Consecutive ejections without a success (doubles the next one).
+    strikes: u32,
+    /// When the request probing it now was sent; the others stay away
+    /// meanwhile. A probe older than the attempt timeout was lost (its
+    /// call cancelled) and another may go.
+    probing: Option<Instant>,
+}
+
+/// Decrements an endpoint's in-flight count when the attempt ends, however
+/// it ends.
+struct LoadGuard<'a>(&'a AtomicUsize);
+
+impl Drop for LoadGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Spreads attempts over the endpoints by least outstanding requests (ties
+/// taken in rotation), so a slow server holding many requests gets fewer
+/// new ones. An endpoint whose attempt fails on the wire (connection,
+/// timeout, 5xx, a malformed body) is ejected for a back-off period that
+/// doubles with each failed probe (from the retry backoff base up to 30 s);
+/// when it ends, exactly one real request probes it, and only its success
+/// puts the endpoint back into rotation. A retry avoids the endpoint the
+/// last attempt failed on. When every endpoint is ejected, the one whose
+/// ejection ends first is used anyway: a run is never stalled by the
+/// balancer, only by retries running out.
+struct Balancer {
+    endpoints: Vec<Endpoint>,
+    next: AtomicUsize,
+    /// The per-attempt timeout: a probe cannot take longer.
+    probe_timeout: Duration,
+}
+
+impl Balancer {
+    fn new(list: Vec<(reqwest::Url, String)>, probe_timeout: Duration) -> Self {
+        Balancer {
+            endpoints: list
+                .into_iter()
+                .map(|(target, shown)| Endpoint {
+                    target,
+                    shown,
+                    outstanding: AtomicUsize::new(0),
+                    requests: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                    ejections: AtomicU64::new(0),
+                    health: Mutex::new(Health::default()),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            probe_timeout,
+        }
+    }
+
+    /// Whether endpoint `h` may be probed now.
+    fn probe_due(&self, h: &Health, now: Instant) -> bool {
+        h.ejected_until.is_some_and(|t| t <= now)
+            && h.probing
+                .is_none_or(|t| now.duration_since(t) > self.probe_timeout)
+    }
+
+    /// The endpoint for the next attempt, avoiding `avoid` when another
+    /// can serve.
+    fn pick(&self, avoid: Option<usize>) -> usize {
+        let n = self.endpoints.len();
+        if n == 1 {
+            return 0;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut best: Option<(usize, usize)> = None; // (outstanding, index)
+        let mut probe: Option<usize> = None;
+        let mut soonest: Option<(Instant, usize)> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let Ok(h) = self.endpoints[i].health.lock() else {
+                continue;
+            };
+            match h.ejected_until {
+                None => {
+                    if Some(i) == avoid {
+                        continue;
+                    }
+                    let load = self.endpoints[i].outstanding.load(Ordering::Relaxed);
+                    if best.is_none_or(|(b, _)| load < b) {
+                        best = Some((load, i));
+                    }
+                }
+                Some(until) => {
+                    if self.probe_due(&h, now) && Some(i) != avoid && probe.is_none() {
+                        probe = Some(i);
+                    }
+                    if soonest.is_none_or(|(t, _)| until < t) {
+                        soonest = Some((until, i));
+                    }
+                }
+            }
+        }
+        // A due probe goes first: it is one request, and it is what brings
+        // a recovered server back.
+        if let Some(i) = probe {
+            if let Ok(mut h) = self.endpoints[i].health.lock() {
+                if self.probe_due(&h, now) {
+                    h.probing = Some(now);
+                    return i;
+                }
+            }
+        }
+        if let Some((_, i)) = best {
+            return i;
+        }
+        // Only the avoided endpoint is healthy, or none is.
+        if let Some(i) = avoid {
+            if self.endpoints[i]
+                .health
+                .lock()
+                .is_ok_and(|h| h.ejected_until.is_none())
+            {
+                return i;
+            }
+        }
+        soonest.map(|(_, i)| i).unwrap_or(start % n)
+    }
+
+    fn succeeded(&self, i: usize) {
+        if let Ok(mut h) = self.endpoints[i].health.lock() {
+            *h = Health::default();
+        }
+    }
+
+    fn failed(&self, i: usize, base: Duration) {
+        if self.endpoints.len() == 1 {
+            return;
+        }
+        let Ok(mut h) = self.endpoints[i].health.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        // Failures of requests sent before the ejection began do not
+        // extend it; a failed probe (or a first failure) does.
+        if h.ejected_until.is_some_and(|t| t > now) && h.probing.is_none() {
+            return;
+        }
+        let period = base
+            .max(MIN_EJECTION)
+            .saturating_mul(1u32 << h.strikes.min(16))
+            .min(MAX_EJECTION);
+        h.ejected_until = Some(now + period);
+        h.strikes = h.strikes.saturating_add(1);
+        h.probing = None;
+        self.endpoints[i].ejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether an endpoint other than `i` is in rotation.
+    fn has_healthy_other(&self, i: usize) -> bool {
+        self.endpoints
+            .iter()
+            .enumerate()
+            .any(|(k, e)| k != i && e.health.lock().is_ok_and(|h| h.ejected_until.is_none()))
+    }
+
+    fn stats(&self) -> Vec<EndpointStats> {
+        self.endpoints
+            .iter()
+            .map(|e| EndpointStats {
+                url: e.shown.clone(),
+                requests: e.requests.load(Ordering::Relaxed),
+                errors: e.errors.load(Ordering::Relaxed),
+                ejections: e.ejections.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 }
 
@@ -646,6 +903,66 @@ mod tests {
         let err = HttpLm::new(cfg).unwrap_err();
         assert!(err.to_string().contains("LMC_TEST_SURELY_UNSET_KEY_VAR"));
         assert!(HttpLm::new(HttpConfig::new("m", vec![])).is_err());
+    }
+
+    fn balancer(n: usize) -> Balancer {
+        let list = (0..n)
+            .map(|i| {
+                let u = format!("http://127.0.0.1:{}/v1/chat/completions", 9000 + i);
+                (reqwest::Url::parse(&u).unwrap(), u)
+            })
+            .collect();
+        Balancer::new(list, Duration::from_secs(5))
+    }
+
+    #[test]
+    fn balancer_prefers_least_outstanding_and_avoids_the_failed_one() {
+        let b = balancer(3);
+        b.endpoints[0].outstanding.store(5, Ordering::Relaxed);
+        b.endpoints[1].outstanding.store(1, Ordering::Relaxed);
+        b.endpoints[2].outstanding.store(3, Ordering::Relaxed);
+        for _ in 0..6 {
+            assert_eq!(b.pick(None), 1);
+        }
+        // A retry of a call that failed on 1 goes to the next least loaded.
+        assert_eq!(b.pick(Some(1)), 2);
+        // Equal loads are taken in turn.
+        let b = balancer(3);
+        let mut seen: Vec<usize> = (0..3).map(|_| b.pick(None)).collect();
+        seen.sort();
+        assert_eq!(seen, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn an_ejected_endpoint_gets_one_probe_and_returns_only_on_success() {
+        let b = balancer(2);
+        b.failed(0, Duration::ZERO);
+        assert_eq!(b.endpoints[0].ejections.load(Ordering::Relaxed), 1);
+        assert!(!b.has_healthy_other(1));
+        // Ejected: everything goes to 1 until the back-off ends.
+        for _ in 0..10 {
+            assert_eq!(b.pick(None), 1);
+        }
+        std::thread::sleep(MIN_EJECTION + Duration::from_millis(20));
+        // Due: exactly one probe, the others still go to 1.
+        assert_eq!(b.pick(None), 0);
+        for _ in 0..5 {
+            assert_eq!(b.pick(None), 1);
+        }
+        // The probe fails: ejected again, for twice as long.
+        b.failed(0, Duration::ZERO);
+        let until = b.endpoints[0].health.lock().unwrap().ejected_until.unwrap();
+        assert!(until >= Instant::now() + MIN_EJECTION + MIN_EJECTION / 2);
+        assert_eq!(b.endpoints[0].ejections.load(Ordering::Relaxed), 2);
+        // A success brings it back into rotation.
+        b.succeeded(0);
+        assert!(b.has_healthy_other(1));
+        let picks: Vec<usize> = (0..4).map(|_| b.pick(None)).collect();
+        assert!(picks.contains(&0) && picks.contains(&1), "{picks:?}");
+        // All ejected: the run is not stalled, the soonest back is used.
+        b.failed(0, Duration::ZERO);
+        b.failed(1, Duration::from_secs(10));
+        assert_eq!(b.pick(None), 0);
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ mod interrupt;
 #[cfg(feature = "embedded")]
 mod lm_embedded;
 mod lm_http;
+mod lmspeed;
 mod metric;
 mod multichain;
 mod optimizer_registry;
