@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::lm::{Lm, LmError, LmRequest, LmResponse};
 
 mod engine;
+pub mod skeleton;
 
 /// The default model's file name inside `$LMC_HOME/models`.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -101,6 +102,44 @@ pub fn physical_cores() -> usize {
     }
 }
 
+/// Engine behaviours that can be switched off, for benches that compare
+/// them and for diagnosing a model they misbehave with. Everything is on by
+/// default; the replies at temperature 0 are the same either way (the
+/// bench checks the labels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Jump-forward decoding: text the grammar fixes (markers, the rest of
+    /// an enum value once its first tokens identify it) is added in one
+    /// batched step, and a reply whose remainder is fixed ends without
+    /// decoding it (see `skeleton`). `LMC_JUMP_FORWARD=0` turns it off.
+    pub jump_forward: bool,
+    /// Greedy decoding checks the grammar on the best raw token first and
+    /// masks the whole vocabulary only when that token is refused.
+    /// `LMC_GRAMMAR_FAST_PATH=0` turns it off.
+    pub greedy_fast_path: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            jump_forward: true,
+            greedy_fast_path: true,
+        }
+    }
+}
+
+impl Tuning {
+    /// The defaults, with `LMC_JUMP_FORWARD=0` / `LMC_GRAMMAR_FAST_PATH=0`
+    /// turning a behaviour off.
+    pub fn from_env() -> Tuning {
+        let on = |name: &str| std::env::var(name).map_or(true, |v| v.trim() != "0");
+        Tuning {
+            jump_forward: on("LMC_JUMP_FORWARD"),
+            greedy_fast_path: on("LMC_GRAMMAR_FAST_PATH"),
+        }
+    }
+}
+
 /// Facts about the loaded engine, for benches and diagnostics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineInfo {
@@ -119,10 +158,21 @@ pub struct EngineStats {
     pub prompt_tokens: u64,
     /// Of those, tokens whose KV was reused from the cache.
     pub reused_tokens: u64,
-    /// Tokens generated.
+    /// Tokens sampled from the model.
     pub generated_tokens: u64,
+    /// Reply tokens fixed by the grammar and decoded in batches without
+    /// sampling (jump-forward).
+    pub forced_tokens: u64,
+    /// Reply tokens fixed by the grammar at the end of a reply, appended as
+    /// text and never decoded.
+    pub skipped_tokens: u64,
+    /// Replies completed.
+    pub replies: u64,
     /// `llama_decode` calls.
     pub decode_calls: u64,
+    /// Sequence participations in those calls (a call decoding 8
+    /// sequences counts 8): the forward passes each reply needed.
+    pub sequence_steps: u64,
     /// Sequences preempted (restarted later) because the KV cache was full.
     pub preemptions: u64,
     /// Wall time inside `llama_decode` (the model's forward passes).
@@ -142,6 +192,11 @@ impl EmbeddedLm {
     /// Load the GGUF and start the engine thread. A missing model file is a
     /// fatal error that says how to get one.
     pub fn load(cfg: EmbeddedConfig) -> Result<EmbeddedLm, LmError> {
+        EmbeddedLm::load_tuned(cfg, Tuning::from_env())
+    }
+
+    /// [`EmbeddedLm::load`] with explicit [`Tuning`] (benches compare them).
+    pub fn load_tuned(cfg: EmbeddedConfig, tuning: Tuning) -> Result<EmbeddedLm, LmError> {
         if !cfg.model_path.is_file() {
             return Err(LmError::Fatal(format!(
                 "embedded model not found at {}: run `bash scripts/setup.sh` or set LMC_MODEL",
@@ -165,6 +220,7 @@ impl EmbeddedLm {
                 .filter(|&b| b > 0)
                 .unwrap_or(DEFAULT_MAX_BATCH)
                 .min(engine::MAX_SEQUENCES),
+            tuning,
         };
         let started = Instant::now();
         let jobs = engine::spawn(settings.clone())?;
