@@ -75,7 +75,7 @@ pub(super) enum Command {
 
 /// llama.cpp's backend may be initialised once per process, and several
 /// engines (tests, benches) may be loaded in one process.
-fn backend() -> Result<&'static LlamaBackend, LmError> {
+pub(super) fn backend() -> Result<&'static LlamaBackend, LmError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {

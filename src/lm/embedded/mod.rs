@@ -250,6 +250,13 @@ impl EmbeddedLm {
     }
 }
 
+/// llama.cpp's process-wide backend (initialised once), for code that
+/// drives llama.cpp directly next to the engine, such as the bench's
+/// reference loop.
+pub fn llama_backend() -> Result<&'static llama_cpp_2::llama_backend::LlamaBackend, LmError> {
+    engine::backend()
+}
+
 fn engine_gone() -> LmError {
     LmError::Fatal("the embedded engine thread stopped".into())
 }
