@@ -401,7 +401,10 @@ fn reference_part(
         })
         .collect();
 
-    for n in [1, batch] {
+    // The engine's KV cache is unified (one cell pool, so prompt prefixes
+    // can be shared between sequences); the plain loop's default is one
+    // stream per sequence. The third run shows what unification costs.
+    for (n, unified) in [(1, false), (batch, false), (batch, true)] {
         // Reference: prefill all prompts in one batch, then one token per
         // live sequence per decode.
         let params = LlamaContextParams::default()
@@ -409,7 +412,8 @@ fn reference_part(
             .with_n_batch(2048)
             .with_n_seq_max(n as u32)
             .with_n_threads(threads as i32)
-            .with_n_threads_batch(threads as i32);
+            .with_n_threads_batch(threads as i32)
+            .with_kv_unified(unified);
         let mut ctx = model.new_context(backend, params).expect("context");
         let mut b = LlamaBatch::new(2048, n as i32);
         let mut logits_at = Vec::new();
@@ -458,7 +462,10 @@ fn reference_part(
         let decode_secs = t.elapsed().as_secs_f64();
         row(
             rows,
-            format!("[llama-cpp-2 loop] {n} prompt(s): prompt / decode tok/s"),
+            format!(
+                "[llama-cpp-2 loop{}] {n} prompt(s): prompt / decode tok/s",
+                if unified { ", unified KV" } else { "" }
+            ),
             format!(
                 "{:.0} / {:.1}  ({prompt_tokens} prompt tokens in {prompt_secs:.2} s, {generated} generated in {decode_secs:.2} s)",
                 prompt_tokens as f64 / prompt_secs,
@@ -466,6 +473,9 @@ fn reference_part(
             ),
         );
         drop(ctx);
+        if unified {
+            continue;
+        }
 
         // lmc's engine, fresh (nothing cached): the prompts with one reply
         // token, then again (prompts now cached) with up to 64.
