@@ -132,7 +132,7 @@ impl Tuning {
     /// The defaults, with `LMC_JUMP_FORWARD=0` / `LMC_GRAMMAR_FAST_PATH=0`
     /// turning a behaviour off.
     pub fn from_env() -> Tuning {
-        let on = |name: &str| std::env::var(name).map_or(true, |v| v.trim() != "0");
+        let on = |name: &str| !matches!(std::env::var(name).as_deref().map(str::trim), Ok("0"));
         Tuning {
             jump_forward: on("LMC_JUMP_FORWARD"),
             greedy_fast_path: on("LMC_GRAMMAR_FAST_PATH"),
