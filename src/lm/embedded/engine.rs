@@ -2,10 +2,11 @@
 //! every request onto them.
 //!
 //! Scheduling is continuous batching over a fixed set of slots, one llama.cpp
-//! sequence id each. Every step builds one `llama_batch` holding the next
-//! token of each generating sequence plus prompt chunks of newly admitted
-//! ones, decodes it once, and samples each sequence with its own sampler
-//! chain (grammar first, then greedy or seeded sampling). The KV cache is
+//! sequence id each. Every step builds one `llama_batch` holding each
+//! sequence's queued tokens — the last sampled token plus any the grammar
+//! forces after it (jump-forward, see `skeleton`), or a chunk of a newly
+//! admitted prompt — decodes it once, and samples each sequence with its
+//! own grammar and pick (greedy or seeded). The KV cache is
 //! unified (all sequences share one cell pool) so that a prompt prefix can be
 //! shared: on admission the engine finds the slot whose cached tokens share
 //! the longest prefix with the new prompt and copies those cells into the new
