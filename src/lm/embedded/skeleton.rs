@@ -325,7 +325,6 @@ fn lex(body: &str) -> Option<Vec<Item>> {
             }
         }
     }
-    // A repetition after a literal makes it not fixed either.
     Some(items)
 }
 
