@@ -229,6 +229,7 @@ fn jump_part(
             "before",
             Tuning {
                 jump_forward: false,
+                jump_free_text: false,
                 greedy_fast_path: false,
             },
         ),

@@ -193,6 +193,7 @@ fn jump_forward_gives_the_same_replies_with_one_forward_pass_each() {
     for tuning in [
         Tuning {
             jump_forward: false,
+            jump_free_text: false,
             greedy_fast_path: false,
         },
         Tuning::default(),

@@ -351,6 +351,14 @@ impl Engine<'_> {
                 Some(g) if self.tuning.jump_forward => Skeleton::from_gbnf(g),
                 _ => Skeleton::default(),
             };
+            // Forced text is split the tokenizer's way, not always the
+            // model's, so what the model writes after it can change; free
+            // text is sensitive to that (see `Tuning::jump_free_text`).
+            let skeleton = if skeleton.has_free_text() && !self.tuning.jump_free_text {
+                Skeleton::default()
+            } else {
+                skeleton
+            };
             let (tracker, first) = Tracker::start(&skeleton);
             if let Next::Force { text, end: true } = &first {
                 // The grammar fixes the whole reply: nothing to decode.

@@ -113,6 +113,14 @@ pub struct Tuning {
     /// batched step, and a reply whose remainder is fixed ends without
     /// decoding it (see `skeleton`). `LMC_JUMP_FORWARD=0` turns it off.
     pub jump_forward: bool,
+    /// Jump forward also in replies with free text (`str`, numbers, JSON).
+    /// Off by default: forced text is split into tokens the tokenizer's
+    /// way, which is not always the model's own way, and free text written
+    /// after a differently split marker can differ from plain decoding (seen
+    /// on GSM8K: different reasoning, and once an answer that ran to
+    /// `max_tokens`). Enum and bool outputs kept identical labels on every
+    /// SST-2 sentence measured. `LMC_JUMP_FORWARD=all` turns it on.
+    pub jump_free_text: bool,
     /// Greedy decoding checks the grammar on the best raw token first and
     /// masks the whole vocabulary only when that token is refused.
     /// `LMC_GRAMMAR_FAST_PATH=0` turns it off.
@@ -123,6 +131,7 @@ impl Default for Tuning {
     fn default() -> Self {
         Tuning {
             jump_forward: true,
+            jump_free_text: false,
             greedy_fast_path: true,
         }
     }
@@ -130,12 +139,15 @@ impl Default for Tuning {
 
 impl Tuning {
     /// The defaults, with `LMC_JUMP_FORWARD=0` / `LMC_GRAMMAR_FAST_PATH=0`
-    /// turning a behaviour off.
+    /// turning a behaviour off and `LMC_JUMP_FORWARD=all` extending
+    /// jump-forward to free text.
     pub fn from_env() -> Tuning {
-        let on = |name: &str| !matches!(std::env::var(name).as_deref().map(str::trim), Ok("0"));
+        let var = |name: &str| std::env::var(name).map(|v| v.trim().to_ascii_lowercase());
+        let jump = var("LMC_JUMP_FORWARD");
         Tuning {
-            jump_forward: on("LMC_JUMP_FORWARD"),
-            greedy_fast_path: on("LMC_GRAMMAR_FAST_PATH"),
+            jump_forward: !matches!(jump.as_deref(), Ok("0")),
+            jump_free_text: matches!(jump.as_deref(), Ok("all")),
+            greedy_fast_path: !matches!(var("LMC_GRAMMAR_FAST_PATH").as_deref(), Ok("0")),
         }
     }
 }

@@ -75,6 +75,11 @@ impl Skeleton {
         Skeleton { segments }
     }
 
+    /// Whether some part of the reply is free text.
+    pub fn has_free_text(&self) -> bool {
+        self.segments.iter().any(|s| matches!(s, Segment::Free))
+    }
+
     /// Whether jumping forward can save anything (any literal at all).
     pub fn is_useful(&self) -> bool {
         self.segments
