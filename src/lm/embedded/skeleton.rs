@@ -23,7 +23,9 @@
 //! rules can never contain, so the jump cannot cut a value short. The
 //! grammar sampler still sees every token (forced ones are accepted into it
 //! and checked first), so the grammar stays the single authority on what a
-//! reply may be.
+//! reply may be. Forced text is split the tokenizer's way, which is not
+//! always the model's, so the engine by default jumps only in replies
+//! without free text (see `Tuning::jump_free_text`).
 
 use std::collections::HashMap;
 
