@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use lmc::adapter::AdapterKind;
-use lmc::lm::embedded::{EmbeddedConfig, EmbeddedLm};
+use lmc::lm::embedded::{EmbeddedConfig, EmbeddedLm, Tuning};
 use lmc::lm::{Lm, LmError, LmRequest};
 use lmc::signature::{Field, FieldType, Signature};
 use serde_json::{Map, Value};
@@ -172,6 +172,70 @@ fn unconstrained_and_sampled_requests_complete() {
             "{r:?}"
         );
     }
+}
+
+/// Jump-forward decoding (the markers and the rest of a label are forced,
+/// not sampled) gives the very same replies as sampling every token, with
+/// one forward pass per SST-2 reply instead of ~25. Own engines, so the
+/// counters are not mixed with the other tests'.
+#[test]
+fn jump_forward_gives_the_same_replies_with_one_forward_pass_each() {
+    let rt = rt();
+    let load = |tuning| {
+        EmbeddedLm::load_tuned(
+            EmbeddedConfig {
+                model_path: model_path(),
+                threads: Some(1),
+                context: Some(2048),
+                max_batch: Some(3),
+            },
+            tuning,
+        )
+        .expect("load model")
+    };
+    let mut replies = Vec::new();
+    let mut stats = Vec::new();
+    for tuning in [
+        Tuning {
+            jump_forward: false,
+            jump_free_text: false,
+            greedy_fast_path: false,
+        },
+        Tuning::default(),
+    ] {
+        let lm = load(tuning);
+        let reqs: Vec<LmRequest> = SENTENCES[..3].iter().map(|s| request(&lm, s)).collect();
+        let texts: Vec<String> = rt.block_on(async {
+            futures::future::join_all(reqs.iter().map(|r| lm.complete(r)))
+                .await
+                .into_iter()
+                .map(|r| r.expect("completion").text)
+                .collect()
+        });
+        for t in &texts {
+            AdapterKind::Chat
+                .parse(&sentiment(), t)
+                .unwrap_or_else(|e| panic!("reply not parseable: {e}\n{t}"));
+        }
+        replies.push(texts);
+        stats.push(rt.block_on(lm.stats()).expect("stats"));
+    }
+    assert_eq!(replies[0], replies[1], "jump-forward changed the replies");
+    let (off, on) = (stats[0], stats[1]);
+    assert_eq!((off.replies, on.replies), (3, 3));
+    // Without it every reply token is sampled after its own forward pass,
+    // and one more pass yields the end-of-generation token.
+    assert_eq!(off.forced_tokens + off.skipped_tokens, 0, "{off:?}");
+    assert!(off.generated_tokens >= 3 * 10, "{off:?}");
+    assert_eq!(off.sequence_steps, off.generated_tokens + 3, "{off:?}");
+    // With it the marker is prefilled with the prompt, the label is
+    // decided by its first token or two, and the closing marker is
+    // appended without decoding (no pass for end-of-generation either).
+    assert!(on.forced_tokens >= 3 * 5, "{on:?}");
+    assert!(on.skipped_tokens >= 3 * 5, "{on:?}");
+    assert!(on.generated_tokens <= 3 * 2, "{on:?}");
+    assert_eq!(on.sequence_steps, on.generated_tokens, "{on:?}");
+    assert!(on.sample_time < off.sample_time, "{on:?} vs {off:?}");
 }
 
 #[test]

@@ -2,10 +2,11 @@
 //! every request onto them.
 //!
 //! Scheduling is continuous batching over a fixed set of slots, one llama.cpp
-//! sequence id each. Every step builds one `llama_batch` holding the next
-//! token of each generating sequence plus prompt chunks of newly admitted
-//! ones, decodes it once, and samples each sequence with its own sampler
-//! chain (grammar first, then greedy or seeded sampling). The KV cache is
+//! sequence id each. Every step builds one `llama_batch` holding each
+//! sequence's queued tokens — the last sampled token plus any the grammar
+//! forces after it (jump-forward, see `skeleton`), or a chunk of a newly
+//! admitted prompt — decodes it once, and samples each sequence with its
+//! own grammar and pick (greedy or seeded). The KV cache is
 //! unified (all sequences share one cell pool) so that a prompt prefix can be
 //! shared: on admission the engine finds the slot whose cached tokens share
 //! the longest prefix with the new prompt and copies those cells into the new
@@ -29,11 +30,14 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::DecodeError;
 use tokio::sync::oneshot;
 
-use super::EngineStats;
+use super::skeleton::{Next, Skeleton, Tracker};
+use super::{EngineStats, Tuning};
 use crate::adapter::{Message, Role};
 use crate::lm::{LmError, LmRequest, Usage};
 
@@ -55,6 +59,7 @@ pub(super) struct Settings {
     pub threads: usize,
     pub context: u32,
     pub max_batch: usize,
+    pub tuning: Tuning,
 }
 
 pub(super) type Reply = Result<(String, Usage), LmError>;
@@ -71,7 +76,7 @@ pub(super) enum Command {
 
 /// llama.cpp's backend may be initialised once per process, and several
 /// engines (tests, benches) may be loaded in one process.
-fn backend() -> Result<&'static LlamaBackend, LmError> {
+pub(super) fn backend() -> Result<&'static LlamaBackend, LmError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
@@ -178,6 +183,7 @@ fn run(
         stats: EngineStats::default(),
         admitted: 0,
         hold_admission: false,
+        tuning: settings.tuning,
     };
     engine.serve(commands);
 }
@@ -197,14 +203,32 @@ struct Slot {
 
 struct Active {
     pending: Pending,
-    sampler: LlamaSampler,
-    /// Sampled, not yet decoded (its KV is not in the cache yet).
-    next: Option<LlamaToken>,
+    sampler: Sampler,
+    /// Tokens to decode next, in order, after `Slot::cached`: the rest of
+    /// the prompt, then the last sampled token and any forced ones. Logits
+    /// are read after the last of them.
+    queue: Vec<LlamaToken>,
+    /// Tokens sampled from the model.
     generated: usize,
+    /// Tokens forced by the grammar's skeleton (decoded in batches).
+    forced: usize,
     text: Vec<u8>,
     max_tokens: usize,
+    /// Where the reply is in its grammar's skeleton (jump-forward).
+    tracker: Tracker,
     /// Admission order, to preempt the youngest first.
     order: u64,
+}
+
+/// A sequence's token choice: the grammar (when given) and the pick
+/// (greedy, or temperature and a seeded draw), kept apart so that forced
+/// tokens can be checked against and accepted into the grammar alone, and
+/// so that greedy decoding can try the best raw token before masking the
+/// whole vocabulary.
+struct Sampler {
+    grammar: Option<LlamaSampler>,
+    pick: LlamaSampler,
+    greedy: bool,
 }
 
 struct Engine<'m> {
@@ -222,6 +246,7 @@ struct Engine<'m> {
     /// Set after a preemption so the preempted job does not immediately
     /// displace another; cleared when a sequence finishes.
     hold_admission: bool,
+    tuning: Tuning,
 }
 
 impl Engine<'_> {
@@ -322,21 +347,66 @@ impl Engine<'_> {
                     continue;
                 }
             };
+            let skeleton = match p.job.request.grammar.as_deref() {
+                Some(g) if self.tuning.jump_forward => Skeleton::from_gbnf(g),
+                _ => Skeleton::default(),
+            };
+            // Forced text is split the tokenizer's way, not always the
+            // model's, so what the model writes after it can change; free
+            // text is sensitive to that (see `Tuning::jump_free_text`).
+            let skeleton = if skeleton.has_free_text() && !self.tuning.jump_free_text {
+                Skeleton::default()
+            } else {
+                skeleton
+            };
+            let (tracker, first) = Tracker::start(&skeleton);
+            if let Next::Force { text, end: true } = &first {
+                // The grammar fixes the whole reply: nothing to decode.
+                self.stats.prompt_tokens += p.prompt.len() as u64;
+                self.stats.replies += 1;
+                let usage = Usage {
+                    prompt_tokens: p.prompt.len() as u64,
+                    completion_tokens: self.count_skipped(text),
+                };
+                let _ = p.job.reply.send(Ok((text.clone(), usage)));
+                continue;
+            }
             let target = self.reuse_prefix(free, &p.prompt);
             self.admitted += 1;
             self.stats.prompt_tokens += p.prompt.len() as u64;
-            self.stats.reused_tokens += self.slots[target].cached.len() as u64;
+            let reused = self.slots[target].cached.len();
+            self.stats.reused_tokens += reused as u64;
             let max_tokens = (p.job.request.max_tokens as usize).max(1);
-            self.slots[target].active = Some(Active {
+            let queue = p.prompt[reused..].to_vec();
+            let mut active = Active {
                 pending: p,
                 sampler,
-                next: None,
+                queue,
                 generated: 0,
+                forced: 0,
                 text: Vec::new(),
                 max_tokens,
+                tracker,
                 order: self.admitted,
-            });
+            };
+            if let Next::Force { text, .. } = first {
+                // The reply's leading literal is prefilled with the prompt.
+                self.stats.forced_tokens += force(self.model, &mut active, &text) as u64;
+            }
+            self.slots[target].active = Some(active);
         }
+    }
+
+    /// Tokens of fixed reply text that is appended without decoding, for
+    /// usage and the counters.
+    fn count_skipped(&mut self, text: &str) -> u64 {
+        let n = self
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .len() as u64;
+        self.stats.skipped_tokens += n;
+        n
     }
 
     /// Requests that arrive together share their prefix with each other
@@ -357,8 +427,7 @@ impl Engine<'_> {
             .iter()
             .filter_map(|s| {
                 let a = s.active.as_ref()?;
-                (s.cached.len() < a.pending.prompt.len())
-                    .then(|| common_prefix(&a.pending.prompt, prompt).min(limit))
+                prefilling(s, a).then(|| common_prefix(&a.pending.prompt, prompt).min(limit))
             })
             .max()
             .unwrap_or(0);
@@ -434,61 +503,49 @@ impl Engine<'_> {
         if self.slots.iter().all(|s| s.active.is_none()) {
             return;
         }
-        // (slot, batch index of its logits, prompt tokens added)
-        let mut plan: Vec<(usize, Option<i32>, usize)> = Vec::new();
+        // (slot, tokens added from its queue, batch index of its logits)
+        let mut plan: Vec<(usize, usize, Option<i32>)> = Vec::new();
         self.batch.clear();
         let mut room = self.n_batch;
-        // Generating sequences first: one token each keeps them moving while
-        // long prompts are prefilled in chunks.
-        for (i, slot) in self.slots.iter().enumerate() {
-            let Some(a) = &slot.active else { continue };
-            if let Some(tok) = a.next {
-                if room == 0 {
-                    break;
+        // Generating sequences first (a sampled token, perhaps with forced
+        // ones after it) keeps them moving while long prompts are
+        // prefilled in chunks.
+        for generating in [true, false] {
+            for (i, slot) in self.slots.iter().enumerate() {
+                let Some(a) = &slot.active else { continue };
+                if prefilling(slot, a) == generating || a.queue.is_empty() || room == 0 {
+                    continue;
                 }
-                let idx = self.batch.n_tokens();
-                if self
-                    .batch
-                    .add(tok, slot.cached.len() as i32, &[slot.seq], true)
-                    .is_err()
-                {
-                    break;
+                let done = slot.cached.len();
+                let take = a.queue.len().min(room);
+                let mut logits_at = None;
+                let mut added = 0;
+                for (k, tok) in a.queue[..take].iter().enumerate() {
+                    let last = k + 1 == a.queue.len();
+                    let idx = self.batch.n_tokens();
+                    if self
+                        .batch
+                        .add(*tok, (done + k) as i32, &[slot.seq], last)
+                        .is_err()
+                    {
+                        break;
+                    }
+                    if last {
+                        logits_at = Some(idx);
+                    }
+                    added += 1;
                 }
-                room -= 1;
-                plan.push((i, Some(idx), 0));
-            }
-        }
-        for (i, slot) in self.slots.iter().enumerate() {
-            let Some(a) = &slot.active else { continue };
-            if a.next.is_some() || room == 0 {
-                continue;
-            }
-            let prompt = &a.pending.prompt;
-            let done = slot.cached.len();
-            let take = (prompt.len() - done).min(room);
-            let mut logits_at = None;
-            let mut added = 0;
-            for (k, tok) in prompt[done..done + take].iter().enumerate() {
-                let pos = done + k;
-                let last = pos + 1 == prompt.len();
-                let idx = self.batch.n_tokens();
-                if self.batch.add(*tok, pos as i32, &[slot.seq], last).is_err() {
-                    break;
+                room = room.saturating_sub(added);
+                if added > 0 {
+                    plan.push((i, added, logits_at));
                 }
-                if last {
-                    logits_at = Some(idx);
-                }
-                added += 1;
-            }
-            room = room.saturating_sub(added);
-            if added > 0 {
-                plan.push((i, logits_at, added));
             }
         }
         if plan.is_empty() {
             return;
         }
         self.stats.decode_calls += 1;
+        self.stats.sequence_steps += plan.len() as u64;
         let started = Instant::now();
         let decoded = self.ctx.decode(&mut self.batch);
         self.stats.decode_time += started.elapsed();
@@ -504,51 +561,66 @@ impl Engine<'_> {
             }
         }
         let vocab = self.model.vocab();
-        for (i, logits_at, prompt_added) in plan {
+        for (i, added, logits_at) in plan {
             let slot = &mut self.slots[i];
             let Some(a) = slot.active.as_mut() else {
                 continue;
             };
-            if let Some(tok) = a.next.take() {
-                slot.cached.push(tok);
-            } else {
-                let done = slot.cached.len();
-                slot.cached
-                    .extend_from_slice(&a.pending.prompt[done..done + prompt_added]);
-            }
+            slot.cached.extend(a.queue.drain(..added));
             let Some(idx) = logits_at else { continue };
             let started = Instant::now();
-            let tok = a.sampler.sample(&self.ctx, idx);
+            let tok = a
+                .sampler
+                .sample(&self.ctx, idx, self.tuning.greedy_fast_path);
             self.stats.sample_time += started.elapsed();
-            let complete = if vocab.is_eog(tok) {
-                true
-            } else {
-                a.text
-                    .extend_from_slice(&vocab.token_to_piece(tok, false, None));
-                a.generated += 1;
-                self.stats.generated_tokens += 1;
-                a.next = Some(tok);
-                // Also complete at max_tokens, or when the context has no
-                // room for another token of this sequence.
-                a.generated >= a.max_tokens || slot.cached.len() + 1 >= self.context
+            let Some(tok) = tok.filter(|t| !vocab.is_eog(*t)) else {
+                self.finish(i, None);
+                continue;
             };
+            let piece = vocab.token_to_piece(tok, false, None);
+            a.text.extend_from_slice(&piece);
+            a.generated += 1;
+            self.stats.generated_tokens += 1;
+            a.queue.push(tok);
+            let mut tail = None;
+            match a.tracker.push(&String::from_utf8_lossy(&piece)) {
+                Next::Sample => {}
+                // Only fixed text is left: append it, decode nothing more.
+                Next::Force { text, end: true } => tail = Some(text),
+                Next::Force { text, end: false } => {
+                    self.stats.forced_tokens += force(self.model, a, &text) as u64;
+                }
+            }
+            // Also complete at max_tokens, or when the context has no room
+            // for the queued tokens and one more.
+            let complete = tail.is_some()
+                || a.generated + a.forced >= a.max_tokens
+                || slot.cached.len() + a.queue.len() + 1 >= self.context;
             if complete {
-                self.finish(i);
+                self.finish(i, tail);
             }
         }
     }
 
-    fn finish(&mut self, slot: usize) {
+    /// Reply to a finished sequence; `tail` is fixed text that ends the
+    /// reply without being decoded.
+    fn finish(&mut self, slot: usize, tail: Option<String>) {
         let Some(a) = self.slots[slot].active.take() else {
             return;
         };
         self.hold_admission = false;
+        self.stats.replies += 1;
         self.trim_finished(slot, a.pending.prompt.len());
+        let mut text = String::from_utf8_lossy(&a.text).into_owned();
+        let mut completion = (a.generated + a.forced) as u64;
+        if let Some(tail) = tail {
+            completion += self.count_skipped(&tail);
+            text.push_str(&tail);
+        }
         let usage = Usage {
             prompt_tokens: a.pending.prompt.len() as u64,
-            completion_tokens: a.generated as u64,
+            completion_tokens: completion,
         };
-        let text = String::from_utf8_lossy(&a.text).into_owned();
         let _ = a.pending.job.reply.send(Ok((text, usage)));
     }
 
@@ -631,6 +703,86 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// Whether a sequence is still computing its prompt.
+fn prefilling(slot: &Slot, a: &Active) -> bool {
+    slot.cached.len() < a.pending.prompt.len()
+}
+
+/// Append fixed reply text: its tokens are checked against and accepted
+/// into the grammar, then queued to be decoded together in the next batch
+/// (one forward pass, like prompt tokens). Returns how many were forced. A
+/// token the grammar refuses (a tokenization it cannot follow) stops
+/// jumping: the model goes on from the last accepted token, so the reply is
+/// what plain decoding allows.
+fn force(model: &LlamaModel, a: &mut Active, text: &str) -> usize {
+    let vocab = model.vocab();
+    let mut n = 0;
+    for tok in vocab.tokenize(text.as_bytes(), false, false) {
+        if !a.sampler.allows(tok) {
+            a.tracker.give_up();
+            break;
+        }
+        a.sampler.accept(tok);
+        a.queue.push(tok);
+        a.text
+            .extend_from_slice(&vocab.token_to_piece(tok, false, None));
+        n += 1;
+    }
+    a.forced += n;
+    n
+}
+
+impl Sampler {
+    /// Whether the grammar allows `tok` next (it always does without one).
+    fn allows(&mut self, tok: LlamaToken) -> bool {
+        let Some(g) = self.grammar.as_mut() else {
+            return true;
+        };
+        let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(tok, 0.0, 0.0)], false);
+        g.apply(&mut one);
+        one.data.first().is_some_and(|d| d.logit().is_finite())
+    }
+
+    fn accept(&mut self, tok: LlamaToken) {
+        if let Some(g) = self.grammar.as_mut() {
+            g.accept(tok);
+        }
+        self.pick.accept(tok);
+    }
+
+    /// Choose and accept the next token from the logits at batch index
+    /// `idx`. Greedy with `fast`: the best raw token, if the grammar allows
+    /// it, is the best allowed token, so the grammar is checked on that one
+    /// token instead of masking the whole vocabulary (llama.cpp's server
+    /// does the same); only when it is refused is the full mask applied.
+    /// The result is the same token either way.
+    fn sample(&mut self, ctx: &LlamaContext<'_>, idx: i32, fast: bool) -> Option<LlamaToken> {
+        if self.greedy && fast {
+            let logits = ctx.get_logits_ith(idx);
+            let mut best = 0;
+            for (i, l) in logits.iter().enumerate() {
+                // Strictly greater: the first maximum, as llama.cpp's greedy.
+                if *l > logits[best] {
+                    best = i;
+                }
+            }
+            let best = LlamaToken(best as i32);
+            if self.allows(best) {
+                self.accept(best);
+                return Some(best);
+            }
+        }
+        let mut candidates = ctx.token_data_array_ith(idx);
+        if let Some(g) = self.grammar.as_mut() {
+            g.apply(&mut candidates);
+        }
+        self.pick.apply(&mut candidates);
+        let tok = candidates.selected_token()?;
+        self.accept(tok);
+        Some(tok)
+    }
+}
+
 /// Grammar (when given) then greedy at temperature 0, else temperature and
 /// a seeded draw whose seed derives from the rollout id and the prompt (the
 /// draw is fixed; logits may differ in the last bits when a prefix comes from
@@ -639,23 +791,29 @@ fn build_sampler(
     model: &LlamaModel,
     req: &LmRequest,
     prompt: &[LlamaToken],
-) -> Result<LlamaSampler, LmError> {
-    let mut chain = Vec::new();
-    if let Some(g) = req.grammar.as_deref().filter(|g| !g.trim().is_empty()) {
-        let sampler = LlamaSampler::grammar(model, g, "root").map_err(|e| {
+) -> Result<Sampler, LmError> {
+    let grammar = match req.grammar.as_deref().filter(|g| !g.trim().is_empty()) {
+        Some(g) => Some(LlamaSampler::grammar(model, g, "root").map_err(|e| {
             LmError::Fatal(format!(
                 "llama.cpp rejected the output grammar ({e}); grammar:\n{g}"
             ))
-        })?;
-        chain.push(sampler);
-    }
-    if req.temperature <= 0.0 {
-        chain.push(LlamaSampler::greedy());
+        })?),
+        None => None,
+    };
+    let greedy = req.temperature <= 0.0;
+    let pick = if greedy {
+        LlamaSampler::greedy()
     } else {
-        chain.push(LlamaSampler::temp(req.temperature));
-        chain.push(LlamaSampler::dist(seed(req.rollout_id, prompt)));
-    }
-    Ok(LlamaSampler::chain_simple(chain))
+        LlamaSampler::chain_simple([
+            LlamaSampler::temp(req.temperature),
+            LlamaSampler::dist(seed(req.rollout_id, prompt)),
+        ])
+    };
+    Ok(Sampler {
+        grammar,
+        pick,
+        greedy,
+    })
 }
 
 /// FNV-1a over the rollout id and prompt tokens: stable across runs,

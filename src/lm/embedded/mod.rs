@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::lm::{Lm, LmError, LmRequest, LmResponse};
 
 mod engine;
+pub mod skeleton;
 
 /// The default model's file name inside `$LMC_HOME/models`.
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -101,6 +102,57 @@ pub fn physical_cores() -> usize {
     }
 }
 
+/// Engine behaviours that can be switched off, for benches that compare
+/// them and for diagnosing a model they misbehave with. The greedy fast
+/// path picks the same token by construction; jump-forward kept every
+/// SST-2 label identical at temperature 0 where measured (the bench
+/// compares them), and is kept out of free text by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Jump-forward decoding: text the grammar fixes (markers, the rest of
+    /// an enum value once its first tokens identify it) is added in one
+    /// batched step, and a reply whose remainder is fixed ends without
+    /// decoding it (see `skeleton`). `LMC_JUMP_FORWARD=0` turns it off.
+    pub jump_forward: bool,
+    /// Jump forward also in replies with free text (`str`, numbers, JSON).
+    /// Off by default: forced text is split into tokens the tokenizer's
+    /// way, which is not always the model's own way, and free text written
+    /// after a differently split marker can differ from plain decoding (seen
+    /// on GSM8K: different reasoning, and once an answer that ran to
+    /// `max_tokens`). Enum and bool outputs kept identical labels on every
+    /// SST-2 sentence measured. `LMC_JUMP_FORWARD=all` turns it on.
+    pub jump_free_text: bool,
+    /// Greedy decoding checks the grammar on the best raw token first and
+    /// masks the whole vocabulary only when that token is refused.
+    /// `LMC_GRAMMAR_FAST_PATH=0` turns it off.
+    pub greedy_fast_path: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            jump_forward: true,
+            jump_free_text: false,
+            greedy_fast_path: true,
+        }
+    }
+}
+
+impl Tuning {
+    /// The defaults, with `LMC_JUMP_FORWARD=0` / `LMC_GRAMMAR_FAST_PATH=0`
+    /// turning a behaviour off and `LMC_JUMP_FORWARD=all` extending
+    /// jump-forward to free text.
+    pub fn from_env() -> Tuning {
+        let var = |name: &str| std::env::var(name).map(|v| v.trim().to_ascii_lowercase());
+        let jump = var("LMC_JUMP_FORWARD");
+        Tuning {
+            jump_forward: !matches!(jump.as_deref(), Ok("0")),
+            jump_free_text: matches!(jump.as_deref(), Ok("all")),
+            greedy_fast_path: !matches!(var("LMC_GRAMMAR_FAST_PATH").as_deref(), Ok("0")),
+        }
+    }
+}
+
 /// Facts about the loaded engine, for benches and diagnostics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineInfo {
@@ -119,10 +171,21 @@ pub struct EngineStats {
     pub prompt_tokens: u64,
     /// Of those, tokens whose KV was reused from the cache.
     pub reused_tokens: u64,
-    /// Tokens generated.
+    /// Tokens sampled from the model.
     pub generated_tokens: u64,
+    /// Reply tokens fixed by the grammar and decoded in batches without
+    /// sampling (jump-forward).
+    pub forced_tokens: u64,
+    /// Reply tokens fixed by the grammar at the end of a reply, appended as
+    /// text and never decoded.
+    pub skipped_tokens: u64,
+    /// Replies completed.
+    pub replies: u64,
     /// `llama_decode` calls.
     pub decode_calls: u64,
+    /// Sequence participations in those calls (a call decoding 8
+    /// sequences counts 8): the forward passes each reply needed.
+    pub sequence_steps: u64,
     /// Sequences preempted (restarted later) because the KV cache was full.
     pub preemptions: u64,
     /// Wall time inside `llama_decode` (the model's forward passes).
@@ -142,6 +205,11 @@ impl EmbeddedLm {
     /// Load the GGUF and start the engine thread. A missing model file is a
     /// fatal error that says how to get one.
     pub fn load(cfg: EmbeddedConfig) -> Result<EmbeddedLm, LmError> {
+        EmbeddedLm::load_tuned(cfg, Tuning::from_env())
+    }
+
+    /// [`EmbeddedLm::load`] with explicit [`Tuning`] (benches compare them).
+    pub fn load_tuned(cfg: EmbeddedConfig, tuning: Tuning) -> Result<EmbeddedLm, LmError> {
         if !cfg.model_path.is_file() {
             return Err(LmError::Fatal(format!(
                 "embedded model not found at {}: run `bash scripts/setup.sh` or set LMC_MODEL",
@@ -175,6 +243,7 @@ impl EmbeddedLm {
                 .filter(|&b| b > 0)
                 .unwrap_or(DEFAULT_MAX_BATCH)
                 .min(engine::MAX_SEQUENCES),
+            tuning,
         };
         let started = Instant::now();
         let jobs = engine::spawn(settings.clone())?;
@@ -202,6 +271,13 @@ impl EmbeddedLm {
             .map_err(|_| engine_gone())?;
         rx.await.map_err(|_| engine_gone())
     }
+}
+
+/// llama.cpp's process-wide backend (initialised once), for code that
+/// drives llama.cpp directly next to the engine, such as the bench's
+/// reference loop.
+pub fn llama_backend() -> Result<&'static llama_cpp_2::llama_backend::LlamaBackend, LmError> {
+    engine::backend()
 }
 
 fn engine_gone() -> LmError {
