@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 cargo build --release --quiet
-LMC=./target/release/lmc
+LMC="${CARGO_TARGET_DIR:-target}/release/lmc"
 DEV_LIMIT="${DEV_LIMIT:-40}"
 TRAIN_LIMIT="${TRAIN_LIMIT:-8}"
 VAL_LIMIT="${VAL_LIMIT:-8}"
