@@ -467,6 +467,9 @@ outputs:
 
     #[async_trait::async_trait]
     impl Lm for Slow {
+        // Nothing recorded here, so nothing to flag (the trait makes
+        // every implementation say so: a wrapper must pass it down).
+        fn mark_unusable(&self, _req: &crate::lm::LmRequest) {}
         async fn complete(&self, _req: &LmRequest) -> Result<LmResponse, crate::lm::LmError> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
             if n == self.fire_at {

@@ -352,6 +352,9 @@ struct Unreachable {
 
 #[async_trait::async_trait]
 impl Lm for Unreachable {
+    // Nothing recorded here, so nothing to flag (the trait makes
+    // every implementation say so: a wrapper must pass it down).
+    fn mark_unusable(&self, _req: &crate::lm::LmRequest) {}
     async fn complete(&self, req: &LmRequest) -> Result<LmResponse, LmError> {
         Err(LmError::CacheMiss {
             key: super::cache::cache_key(req),

@@ -1473,6 +1473,9 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Lm for Counting {
+        // Nothing recorded here, so nothing to flag (the trait makes
+        // every implementation say so: a wrapper must pass it down).
+        fn mark_unusable(&self, _req: &crate::lm::LmRequest) {}
         async fn complete(&self, _req: &LmRequest) -> Result<LmResponse, LmError> {
             let n = self.0.fetch_add(1, Ordering::SeqCst);
             Ok(LmResponse {

@@ -264,6 +264,9 @@ impl HttpLm {
 
 #[async_trait::async_trait]
 impl Lm for HttpLm {
+    // Nothing recorded here, so nothing to flag (the trait makes
+    // every implementation say so: a wrapper must pass it down).
+    fn mark_unusable(&self, _req: &crate::lm::LmRequest) {}
     async fn complete(&self, req: &LmRequest) -> Result<LmResponse, LmError> {
         let started = Instant::now();
         let model = if req.model.is_empty() {

@@ -112,7 +112,9 @@ pub trait Lm: Send + Sync {
     /// The caller could not use the reply to `req` (it failed to parse).
     /// The cache flags it so a later read-write run asks again instead of
     /// replaying the failure; wrappers pass it down; backends ignore it.
-    fn mark_unusable(&self, _req: &LmRequest) {}
+    /// Required, not defaulted: a wrapper that forgot it once made failed
+    /// parses final again.
+    fn mark_unusable(&self, req: &LmRequest);
 }
 
 pub type SharedLm = Arc<dyn Lm>;

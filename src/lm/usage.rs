@@ -274,6 +274,9 @@ mod tests {
     struct Fixed;
     #[async_trait::async_trait]
     impl Lm for Fixed {
+        // Nothing recorded here, so nothing to flag (the trait makes
+        // every implementation say so: a wrapper must pass it down).
+        fn mark_unusable(&self, _req: &crate::lm::LmRequest) {}
         async fn complete(&self, _req: &LmRequest) -> Result<LmResponse, LmError> {
             Ok(LmResponse {
                 text: "ok".into(),

@@ -51,6 +51,9 @@ mod tests {
     struct Echo;
     #[async_trait::async_trait]
     impl Lm for Echo {
+        // Nothing recorded here, so nothing to flag (the trait makes
+        // every implementation say so: a wrapper must pass it down).
+        fn mark_unusable(&self, _req: &crate::lm::LmRequest) {}
         async fn complete(&self, req: &LmRequest) -> Result<LmResponse, LmError> {
             let last = req
                 .messages

@@ -576,6 +576,9 @@ struct ScriptedLm {
 
 #[async_trait::async_trait]
 impl Lm for ScriptedLm {
+    // Nothing recorded here, so nothing to flag (the trait makes
+    // every implementation say so: a wrapper must pass it down).
+    fn mark_unusable(&self, _req: &lmc::lm::LmRequest) {}
     async fn complete(&self, req: &LmRequest) -> Result<LmResponse, LmError> {
         self.seen.lock().unwrap().push(req.clone());
         Ok(LmResponse {

@@ -286,6 +286,9 @@ fn engine_gone() -> LmError {
 
 #[async_trait::async_trait]
 impl Lm for EmbeddedLm {
+    // Nothing recorded here, so nothing to flag (the trait makes
+    // every implementation say so: a wrapper must pass it down).
+    fn mark_unusable(&self, _req: &crate::lm::LmRequest) {}
     async fn complete(&self, req: &LmRequest) -> Result<LmResponse, LmError> {
         let started = Instant::now();
         let (tx, rx) = tokio::sync::oneshot::channel();
