@@ -8,59 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::stub::{StubReply, StubRequest, StubServer};
+use crate::support::senti::{label, reply, row_of as row, PROGRAM};
+use crate::support::stub::{StubReply, StubServer};
 use crate::support::{lmc, run};
-
-const PROGRAM: &str = r#"name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-datasets:
-  dev: dev.csv
-  columns: {label: sentiment}
-"#;
-
-fn label(i: usize) -> &'static str {
-    if i.is_multiple_of(2) {
-        "positive"
-    } else {
-        "negative"
-    }
-}
-
-fn row(req: &StubRequest) -> usize {
-    let text = req.input("sentence").unwrap_or_default();
-    text.split("review number ")
-        .nth(1)
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap_or(0)
-}
 
 /// A stub answering each row with its right label after `latency`.
 fn replica(latency: Duration) -> StubServer {
-    StubServer::builder().latency(latency).start(|req| {
-        StubReply::Ok(format!(
-            "[[ ## sentiment ## ]]\n{}\n\n[[ ## completed ## ]]",
-            label(row(req))
-        ))
-    })
+    StubServer::builder()
+        .latency(latency)
+        .start(|req| StubReply::Ok(reply(label(row(req)))))
 }
 
 /// A project directory with `n` rows (`name` is the dataset file).
