@@ -212,12 +212,18 @@ struct Bars {
     quiet: bool,
     current: Mutex<Option<indicatif::ProgressBar>>,
     best: Mutex<Option<f64>>,
+    /// Candidates recorded so far (scored, or rejected on a minibatch).
+    candidates: std::sync::atomic::AtomicUsize,
 }
 
 impl Bars {
     fn message(&self) -> String {
+        let k = self.candidates.load(std::sync::atomic::Ordering::Relaxed);
         match self.best.lock().ok().and_then(|b| *b) {
-            Some(b) => format!("best {b:.3}"),
+            Some(b) => format!(
+                "{k} candidate{} · best {b:.3}",
+                if k == 1 { "" } else { "s" }
+            ),
             None => String::new(),
         }
     }
@@ -254,6 +260,8 @@ impl CompileReporter for Bars {
         }
     }
     fn candidate(&self, _r: &crate::artifact::CandidateRecord, best: f64) {
+        self.candidates
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut b) = self.best.lock() {
             *b = Some(best);
         }
@@ -590,6 +598,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         quiet: args.quiet || args.json,
         current: Mutex::new(None),
         best: Mutex::new(None),
+        candidates: Default::default(),
     });
     let rt = super::runtime()?;
     // From here a first SIGINT/SIGTERM stops the search gracefully and a
