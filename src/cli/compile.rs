@@ -210,13 +210,33 @@ fn input_err(msg: impl Into<String>) -> anyhow::Error {
 /// Progress bars: one per phase, with the best score so far.
 struct Bars {
     quiet: bool,
-    current: Mutex<Option<indicatif::ProgressBar>>,
+    /// The bar of the phase running now, with the phase's name.
+    current: Mutex<Option<(String, indicatif::ProgressBar)>>,
     best: Mutex<Option<f64>>,
+    /// Runs per phase as the dry run projects them.
+    planned: Vec<(String, u64)>,
+    /// Where each earlier phase's bar stood when another phase started.
+    done: Mutex<std::collections::HashMap<String, u64>>,
     /// Candidates recorded so far (scored, or rejected on a minibatch).
     candidates: std::sync::atomic::AtomicUsize,
 }
 
 impl Bars {
+    /// The bar of the phase running now.
+    fn bar(&self) -> Option<indicatif::ProgressBar> {
+        self.current
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|(_, pb)| pb.clone()))
+    }
+
+    /// The search is over: clear the bar.
+    fn finish(&self) {
+        if let Some((_, pb)) = self.current.lock().ok().and_then(|mut c| c.take()) {
+            pb.finish_and_clear();
+        }
+    }
+
     fn message(&self) -> String {
         let k = self.candidates.load(std::sync::atomic::Ordering::Relaxed);
         match self.best.lock().ok().and_then(|b| *b) {
@@ -237,7 +257,7 @@ impl Bars {
             "{signal}: stopping; no new candidates or LM calls, keeping the best scored so far \
              (press Ctrl-C again to abort at once)"
         );
-        match self.current.lock().ok().and_then(|c| c.clone()) {
+        match self.bar() {
             Some(pb) => pb.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),
         }
@@ -245,17 +265,46 @@ impl Bars {
 }
 
 impl CompileReporter for Bars {
+    /// A phase the search enters again (one evaluation per candidate)
+    /// continues its bar instead of restarting it; the bar's length is the
+    /// dry run's projection for the whole phase, so its ETA is the phase's
+    /// (an upper bound when the search may stop early).
     fn phase(&self, name: &str, total: usize) {
-        let pb = bar(total as u64, name, self.quiet);
-        pb.set_message(self.message());
-        if let Ok(mut c) = self.current.lock() {
-            if let Some(old) = c.replace(pb) {
-                old.finish_and_clear();
+        let Ok(mut c) = self.current.lock() else {
+            return;
+        };
+        if let Some((current, pb)) = c.as_ref() {
+            if current == name {
+                let room = pb.length().unwrap_or(0).saturating_sub(pb.position());
+                if (total as u64) > room {
+                    pb.inc_length(total as u64 - room);
+                }
+                return;
             }
         }
+        let Ok(mut done) = self.done.lock() else {
+            return;
+        };
+        if let Some((old_name, old)) = c.take() {
+            done.insert(old_name, old.position());
+            old.finish_and_clear();
+        }
+        // A phase re-entered after another one (bootstrapping, evaluating,
+        // bootstrapping...) resumes where its bar stood.
+        let before = done.get(name).copied().unwrap_or(0);
+        let planned = self
+            .planned
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, runs)| *runs);
+        let pb = bar(planned.max(before + total as u64), name, self.quiet);
+        pb.set_position(before);
+        pb.reset_eta();
+        pb.set_message(self.message());
+        *c = Some((name.to_string(), pb));
     }
     fn tick(&self) {
-        if let Some(pb) = self.current.lock().ok().and_then(|c| c.clone()) {
+        if let Some(pb) = self.bar() {
             pb.inc(1);
         }
     }
@@ -265,18 +314,16 @@ impl CompileReporter for Bars {
         if let Ok(mut b) = self.best.lock() {
             *b = Some(best);
         }
-        if let Some(pb) = self.current.lock().ok().and_then(|c| c.clone()) {
+        if let Some(pb) = self.bar() {
             pb.set_message(self.message());
         }
     }
-    fn phase_done(&self) {
-        if let Some(pb) = self.current.lock().ok().and_then(|mut c| c.take()) {
-            pb.finish_and_clear();
-        }
-    }
+    // A phase ends once per candidate; its bar stays until another phase
+    // starts or the search ends (`finish`), so it never restarts at zero.
+    fn phase_done(&self) {}
     fn note(&self, message: &str) {
         let line = format!("note: {message}");
-        match self.current.lock().ok().and_then(|c| c.clone()) {
+        match self.bar() {
             Some(pb) if !self.quiet => pb.println(line),
             _ => {
                 if !self.quiet {
@@ -594,10 +641,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| input_err(format!("{e}")))?;
     super::lm_args::configure_context(&cfg, &mut ctx)?;
     let concurrency = cfg.concurrency.unwrap_or(8).max(1);
+    let planned = optimize::project(
+        &*s.optimizer,
+        &Shape {
+            program: &s.program,
+            n_train: s.train.examples.len(),
+            n_val: s.val.as_ref().unwrap_or(&s.train).examples.len(),
+        },
+    )
+    .phases;
     let bars = Arc::new(Bars {
         quiet: args.quiet || args.json,
         current: Mutex::new(None),
         best: Mutex::new(None),
+        planned,
+        done: Default::default(),
         candidates: Default::default(),
     });
     let rt = super::runtime()?;
@@ -637,7 +695,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             } => None,
         }
     });
-    bars.phase_done();
+    bars.finish();
     let interrupted = engine.interrupted();
     let outcome = match (outcome, &interrupted) {
         (Some(Ok(o)), None) => o,
