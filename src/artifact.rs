@@ -193,8 +193,10 @@ pub struct Stage {
     pub optimizer: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, Value>,
-    /// sha256 of that stage's artifact file, as read.
-    pub artifact_hash: String,
+    /// sha256 of that stage's artifact file, as read; `None` for a stage
+    /// of a one-command pipeline (`--then`), which never wrote a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dev_score: Option<f64>,
     pub lm_calls: u64,
@@ -209,7 +211,7 @@ impl Stage {
         out.push(Stage {
             optimizer: l.optimizer.clone(),
             settings: l.settings.clone(),
-            artifact_hash: format!("sha256:{}", sha256_hex(bytes)),
+            artifact_hash: Some(format!("sha256:{}", sha256_hex(bytes))),
             dev_score: l.dev_score,
             lm_calls: l.lm_calls,
         });

@@ -59,9 +59,17 @@ pub struct Args {
 
     /// Optimizer setting (repeatable), e.g. `--opt max_bootstrapped_demos=2`;
     /// overrides the same key of a `compile: {settings: …}` section;
-    /// `--list` shows every optimizer's settings.
+    /// `--list` shows every optimizer's settings. In a pipeline,
+    /// `--opt NAME.KEY=VALUE` sets a `--then NAME` stage's setting
+    /// (unprefixed keys are the first optimizer's).
     #[arg(long = "opt", value_name = "KEY=VALUE")]
     pub opts: Vec<String>,
+
+    /// Then run this optimizer from the previous stage's result
+    /// (repeatable, in order): one budget, one cache, one artifact whose
+    /// `lineage.stages` lists the earlier stages.
+    #[arg(long = "then", value_name = "NAME")]
+    pub then: Vec<String>,
 
     /// List the optimizers with their settings (type, default, help) and
     /// DSPy counterparts, and exit.
@@ -162,12 +170,12 @@ fn list(json: bool) -> anyhow::Result<ExitCode> {
 /// one (cache, offline and budget settings are shared with the task LM).
 fn prompt_context(
     args: &Args,
-    optimizer: &dyn Configured,
+    stages: &[&dyn Configured],
 ) -> anyhow::Result<Option<crate::run::RunContext>> {
     if args.prompt_lm.is_none() && args.prompt_base_url.is_empty() {
         return Ok(None);
     }
-    if !optimizer.uses_prompt_lm() {
+    if !stages.iter().any(|o| o.uses_prompt_lm()) {
         let searches: Vec<&str> = optimize::REGISTRY
             .iter()
             .filter(|o| o.uses_prompt_lm())
@@ -176,7 +184,7 @@ fn prompt_context(
         return Err(input_err(format!(
             "--prompt-lm applies to the instruction searches ({}), not `{}`",
             searches.join(", "),
-            optimizer.name()
+            super::pipeline::names(stages)
         )));
     }
     let cfg = crate::program::LmConfig {
@@ -213,8 +221,8 @@ struct Bars {
     /// The bar of the phase running now, with the phase's name.
     current: Mutex<Option<(String, indicatif::ProgressBar)>>,
     best: Mutex<Option<f64>>,
-    /// Runs per phase as the dry run projects them.
-    planned: Vec<(String, u64)>,
+    /// Runs per phase as the dry run projects them (for the stage running).
+    planned: Mutex<Vec<(String, u64)>>,
     /// Where each earlier phase's bar stood when another phase started.
     done: Mutex<std::collections::HashMap<String, u64>>,
     /// Candidates recorded so far (scored, or rejected on a minibatch).
@@ -228,6 +236,22 @@ impl Bars {
             .lock()
             .ok()
             .and_then(|c| c.as_ref().map(|(_, pb)| pb.clone()))
+    }
+
+    /// The next stage of a pipeline: its own phases and best score.
+    fn stage(&self, planned: Vec<(String, u64)>) {
+        self.finish();
+        if let Ok(mut p) = self.planned.lock() {
+            *p = planned;
+        }
+        if let Ok(mut d) = self.done.lock() {
+            d.clear();
+        }
+        if let Ok(mut b) = self.best.lock() {
+            *b = None;
+        }
+        self.candidates
+            .store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The search is over: clear the bar.
@@ -292,11 +316,11 @@ impl CompileReporter for Bars {
         // A phase re-entered after another one (bootstrapping, evaluating,
         // bootstrapping...) resumes where its bar stood.
         let before = done.get(name).copied().unwrap_or(0);
-        let planned = self
-            .planned
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or(0, |(_, runs)| *runs);
+        let planned = self.planned.lock().map_or(0, |p| {
+            p.iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, runs)| *runs)
+        });
         let pb = bar(planned.max(before + total as u64), name, self.quiet);
         pb.set_position(before);
         pb.reset_eta();
@@ -343,6 +367,8 @@ struct Setup {
     metric: Metric,
     metric_spec: Value,
     optimizer: Box<dyn Configured>,
+    /// The `--then` stages, run in order after `optimizer`.
+    then: Vec<Box<dyn Configured>>,
     /// Where each setting given explicitly came from (`FILE:LINE:COL`, `--opt`).
     settings_from: BTreeMap<String, String>,
     output: PathBuf,
@@ -350,6 +376,15 @@ struct Setup {
     lm_declared: crate::trust::locate::LmDeclarations,
     /// Compiling from an artifact: its overlay and the stages so far.
     base: Option<(crate::overlay::Overlay, Vec<crate::artifact::Stage>)>,
+}
+
+impl Setup {
+    /// Every stage in order: the optimizer, then the `--then` ones.
+    fn stages(&self) -> Vec<&dyn Configured> {
+        std::iter::once(&*self.optimizer)
+            .chain(self.then.iter().map(|o| &**o))
+            .collect()
+    }
 }
 
 fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -378,18 +413,9 @@ fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
 fn choose_optimizer(
     args: &Args,
     sections: &[Option<&CompileConfig>],
+    name: String,
+    opts: &[String],
 ) -> anyhow::Result<(Box<dyn Configured>, BTreeMap<String, String>)> {
-    let name = args
-        .optimizer
-        .clone()
-        .or_else(|| {
-            sections
-                .iter()
-                .rev()
-                .flatten()
-                .find_map(|c| c.optimizer.clone())
-        })
-        .unwrap_or_else(|| DEFAULT_OPTIMIZER.to_string());
     let mut raw = serde_json::Map::new();
     let mut from = BTreeMap::new();
     for c in sections.iter().flatten() {
@@ -413,7 +439,7 @@ fn choose_optimizer(
             }
         }
     }
-    let pairs = crate::optimize::settings::parse_pairs(&name, &args.opts)
+    let pairs = crate::optimize::settings::parse_pairs(&name, opts)
         .map_err(|e| input_err(format!("{e}")))?;
     for (k, v) in pairs {
         from.insert(k.clone(), "--opt".to_string());
@@ -454,7 +480,24 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         program.compile.as_ref(),
         target.project.as_ref().and_then(|p| p.compile.as_ref()),
     ];
-    let (optimizer, settings_from) = choose_optimizer(args, &sections)?;
+    let first = args
+        .optimizer
+        .clone()
+        .or_else(|| {
+            sections
+                .iter()
+                .rev()
+                .flatten()
+                .find_map(|c| c.optimizer.clone())
+        })
+        .unwrap_or_else(|| DEFAULT_OPTIMIZER.to_string());
+    let names: Vec<&str> = std::iter::once(first.as_str())
+        .chain(args.then.iter().map(String::as_str))
+        .collect();
+    let mut opts = super::pipeline::route_opts(&args.opts, &names)?;
+    let first_opts = std::mem::take(&mut opts[0]);
+    let (optimizer, settings_from) = choose_optimizer(args, &sections, first, &first_opts)?;
+    let then = super::pipeline::configure_then(&args.then, &opts[1..])?;
     let mut columns = program.datasets.columns.clone();
     columns.extend(parse_maps(&args.map)?);
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -522,6 +565,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         metric,
         metric_spec,
         optimizer,
+        then,
         settings_from,
         output,
         base,
@@ -536,7 +580,8 @@ fn dataset_ref(d: &Dataset) -> DatasetRef {
     }
 }
 
-/// `--dry-run`: projected calls (and an upper-bound cost when prices are known).
+/// `--dry-run`: projected calls (and an upper-bound cost when prices are
+/// known); for a pipeline, each stage's and their sum.
 fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
     let n_val = s.val.as_ref().unwrap_or(&s.train).examples.len();
     let shape = Shape {
@@ -544,84 +589,118 @@ fn dry_run(args: &Args, s: &Setup) -> anyhow::Result<ExitCode> {
         n_train: s.train.examples.len(),
         n_val,
     };
-    let p = optimize::project(&*s.optimizer, &shape);
-    let effective = s.optimizer.settings();
-    let (cfg, _) = args.lm.merge(Some(&s.lm_cfg));
-    // Cost: prompt size of the first example with the largest demo set the
-    // optimizer may use, and the full completion allowance: an upper bound.
-    let cost = match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
-        (None, None) => None,
-        (pp, pc) => {
-            let adapter = super::lm_args::adapter_of(&cfg)?;
-            let max_demos = effective
-                .get("max_labeled_demos")
-                .or_else(|| effective.get("k"))
-                .and_then(|v| v.as_u64())
-                .unwrap_or(16) as usize;
-            let ex = s.train.examples.first();
-            let mut prompt_tokens = 0u64;
-            for pr in s.program.predictors() {
-                let demos: Vec<_> = s
-                    .train
-                    .examples
-                    .iter()
-                    .filter_map(|e| optimize::labeled::demo_for(&pr.signature, e))
-                    .take(max_demos)
-                    .collect();
-                let inputs = ex.map(|e| e.inputs.clone()).unwrap_or_default();
-                let msgs = adapter.render(&pr.signature, &demos, &inputs);
-                let chars: usize = msgs.iter().map(|m| m.content.len()).sum();
-                prompt_tokens += (chars / 4) as u64;
-            }
-            let per_run_prompt = prompt_tokens.max(1);
-            let completion = cfg.max_tokens.unwrap_or(512) as u64 * p.calls_per_run;
-            let runs = p.lm_calls / p.calls_per_run.max(1);
-            Some(
-                runs as f64
-                    * (per_run_prompt as f64 * pp.unwrap_or(0.0)
-                        + completion as f64 * pc.unwrap_or(0.0))
-                    / 1e6,
-            )
+    let stages = s.stages();
+    let mut projections = Vec::new();
+    let mut cost: Option<f64> = None;
+    for o in &stages {
+        let p = optimize::project(*o, &shape);
+        if let Some(c) = cost_bound(args, s, *o, &p)? {
+            cost = Some(cost.unwrap_or(0.0) + c);
         }
-    };
+        projections.push(p);
+    }
+    let p = &projections[0];
+    let total: u64 = projections.iter().map(|p| p.lm_calls).sum();
+    let exact = projections.iter().all(|p| p.exact);
+    let effective = s.optimizer.settings();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
-                "dry_run": true,
-                "optimizer": s.optimizer.name(),
-                "settings": effective,
-                "settings_from": s.settings_from,
-                "trainset": s.train.examples.len(),
-                "valset": n_val,
-                "calls_per_run": p.calls_per_run,
-                "phases": p.phases.iter().map(|(n, r)| json!({"phase": n, "runs": r})).collect::<Vec<_>>(),
-                "lm_calls": p.lm_calls,
-                "exact": p.exact,
-                "cost_upper_bound": cost,
-            }))?
-        );
+        let mut out = json!({
+            "dry_run": true,
+            "optimizer": s.optimizer.name(),
+            "settings": effective,
+            "settings_from": s.settings_from,
+            "trainset": s.train.examples.len(),
+            "valset": n_val,
+            "calls_per_run": p.calls_per_run,
+            "phases": p.phases.iter().map(|(n, r)| json!({"phase": n, "runs": r})).collect::<Vec<_>>(),
+            "lm_calls": total,
+            "exact": exact,
+            "cost_upper_bound": cost,
+        });
+        if stages.len() > 1 {
+            out["stages"] = stages
+                .iter()
+                .zip(&projections)
+                .map(|(o, p)| json!(super::pipeline::dry_run_row(*o, p)))
+                .collect();
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        let bound = if p.exact { "" } else { "at most " };
+        let bound = if exact { "" } else { "at most " };
         println!(
             "dry run: {} on {} ({} train, {} val examples)",
-            s.optimizer.name(),
+            super::pipeline::names(&stages),
             s.program.name,
             s.train.examples.len(),
             n_val
         );
-        for (name, runs) in &p.phases {
-            println!("  {name:<14} {bound}{runs} program runs");
+        for (o, p) in stages.iter().zip(&projections) {
+            if stages.len() > 1 {
+                println!("  stage {}: {} LM calls", o.name(), p.lm_calls);
+            }
+            for (name, runs) in &p.phases {
+                println!("  {name:<14} {bound}{runs} program runs");
+            }
         }
         println!(
-            "  LM calls       {bound}{} ({} per run), on a cold cache",
-            p.lm_calls, p.calls_per_run
+            "  LM calls       {bound}{total} ({} per run), on a cold cache",
+            p.calls_per_run
         );
         if let Some(c) = cost {
             println!("  cost           at most ${c:.4}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Upper-bound cost of one stage when prices are known: prompt size of the
+/// first example with the largest demo set the optimizer may use, and the
+/// full completion allowance.
+fn cost_bound(
+    args: &Args,
+    s: &Setup,
+    optimizer: &dyn Configured,
+    p: &optimize::Projection,
+) -> anyhow::Result<Option<f64>> {
+    let effective = optimizer.settings();
+    let (cfg, _) = args.lm.merge(Some(&s.lm_cfg));
+    Ok(
+        match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
+            (None, None) => None,
+            (pp, pc) => {
+                let adapter = super::lm_args::adapter_of(&cfg)?;
+                let max_demos = effective
+                    .get("max_labeled_demos")
+                    .or_else(|| effective.get("k"))
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(16) as usize;
+                let ex = s.train.examples.first();
+                let mut prompt_tokens = 0u64;
+                for pr in s.program.predictors() {
+                    let demos: Vec<_> = s
+                        .train
+                        .examples
+                        .iter()
+                        .filter_map(|e| optimize::labeled::demo_for(&pr.signature, e))
+                        .take(max_demos)
+                        .collect();
+                    let inputs = ex.map(|e| e.inputs.clone()).unwrap_or_default();
+                    let msgs = adapter.render(&pr.signature, &demos, &inputs);
+                    let chars: usize = msgs.iter().map(|m| m.content.len()).sum();
+                    prompt_tokens += (chars / 4) as u64;
+                }
+                let per_run_prompt = prompt_tokens.max(1);
+                let completion = cfg.max_tokens.unwrap_or(512) as u64 * p.calls_per_run;
+                let runs = p.lm_calls / p.calls_per_run.max(1);
+                Some(
+                    runs as f64
+                        * (per_run_prompt as f64 * pp.unwrap_or(0.0)
+                            + completion as f64 * pc.unwrap_or(0.0))
+                        / 1e6,
+                )
+            }
+        },
+    )
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -641,20 +720,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .map_err(|e| input_err(format!("{e}")))?;
     super::lm_args::configure_context(&cfg, &mut ctx)?;
     let concurrency = cfg.concurrency.unwrap_or(8).max(1);
-    let planned = optimize::project(
-        &*s.optimizer,
-        &Shape {
-            program: &s.program,
-            n_train: s.train.examples.len(),
-            n_val: s.val.as_ref().unwrap_or(&s.train).examples.len(),
-        },
-    )
-    .phases;
+    let stages = s.stages();
+    let shape = Shape {
+        program: &s.program,
+        n_train: s.train.examples.len(),
+        n_val: s.val.as_ref().unwrap_or(&s.train).examples.len(),
+    };
     let bars = Arc::new(Bars {
         quiet: args.quiet || args.json,
         current: Mutex::new(None),
         best: Mutex::new(None),
-        planned,
+        planned: Mutex::new(optimize::project(stages[0], &shape).phases),
         done: Default::default(),
         candidates: Default::default(),
     });
@@ -666,58 +742,131 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         super::signals::install(&rt, move |name| bars.interrupted(name))
     };
     let valset = s.val.as_ref().unwrap_or(&s.train);
-    let mut engine = Engine::new(
-        &s.program,
-        &s.metric,
-        &s.train.examples,
-        &valset.examples,
-        ctx,
-        concurrency,
-        args.seed,
-        &*bars,
-    )
-    .with_interrupt(interrupt.clone());
-    if let Some(p) = prompt_context(&args, &*s.optimizer)? {
-        engine = engine.with_prompt_lm(p);
-    }
-    if let Some((base, _)) = &s.base {
-        engine = engine.with_base(base.clone(), s.optimizer.searches());
-    }
-    // Example runs honour the interrupt's grace themselves; this bound also
-    // covers an instruction proposal in flight, after which the search is
-    // abandoned and the engine's best fully scored candidate is kept.
-    let outcome = rt.block_on(async {
-        tokio::select! {
-            o = optimize::compile(&engine, &*s.optimizer) => Some(o),
-            _ = async {
-                interrupt.requested().await;
-                tokio::time::sleep(interrupt.grace() + Duration::from_secs(1)).await
-            } => None,
-        }
-    });
-    bars.finish();
-    let interrupted = engine.interrupted();
-    let outcome = match (outcome, &interrupted) {
-        (Some(Ok(o)), None) => o,
-        (Some(Err(e)), None) => match e {
-            optimize::OptimizeError::Budget(_) | optimize::OptimizeError::NoPredictors => {
-                anyhow::bail!("{e}")
+    let prompt = prompt_context(&args, &stages)?;
+    // The stages run in order on one LM context (one budget, one cache),
+    // each from the previous stage's overlay. A spent budget or an
+    // interrupt ends the pipeline: the last stage that kept a result wins.
+    let mut runs: Vec<(Engine<'_>, optimize::Outcome)> = Vec::new();
+    let mut skipped: Vec<&str> = Vec::new();
+    for (i, opt) in stages.iter().copied().enumerate() {
+        if let Some((prev, _)) = runs.last() {
+            if prev.exhausted() || prev.interrupted().is_some() {
+                skipped = stages[i..].iter().map(|o| o.name()).collect();
+                break;
             }
-            e => return Err(input_err(format!("{e}"))),
-        },
-        // Unreachable: the timer arm only ends after an interrupt.
-        (None, None) => anyhow::bail!("the search stopped without a result"),
-        (o, Some(reason)) => match kept_on_interrupt(&engine, o) {
-            Some(o) => o,
-            None => return nothing_kept(&args, &engine, reason),
-        },
+            bars.stage(optimize::project(opt, &shape).phases);
+        }
+        if stages.len() > 1 && !(args.quiet || args.json) {
+            eprintln!("stage {}/{}: {}", i + 1, stages.len(), opt.name());
+        }
+        let mut engine = Engine::new(
+            &s.program,
+            &s.metric,
+            &s.train.examples,
+            &valset.examples,
+            ctx.clone(),
+            concurrency,
+            args.seed,
+            &*bars,
+        )
+        .with_interrupt(interrupt.clone());
+        if let Some(p) = prompt.as_ref().filter(|_| opt.uses_prompt_lm()) {
+            engine = engine.with_prompt_lm(p.clone());
+        }
+        let start = match runs.last() {
+            Some((_, o)) => Some(o.best.clone()),
+            None => s.base.as_ref().map(|(b, _)| b.clone()),
+        };
+        if let Some(base) = start {
+            engine = engine.with_base(base, opt.searches());
+        }
+        // Example runs honour the interrupt's grace themselves; this bound also
+        // covers an instruction proposal in flight, after which the search is
+        // abandoned and the engine's best fully scored candidate is kept.
+        let outcome = rt.block_on(async {
+            tokio::select! {
+                o = optimize::compile(&engine, opt) => Some(o),
+                _ = async {
+                    interrupt.requested().await;
+                    tokio::time::sleep(interrupt.grace() + Duration::from_secs(1)).await
+                } => None,
+            }
+        });
+        bars.finish();
+        let interrupted = engine.interrupted();
+        let later = !runs.is_empty();
+        let outcome = match (outcome, &interrupted) {
+            (Some(Ok(o)), None) => o,
+            // The budget ran out at a later stage's start: the earlier
+            // stages' result stands.
+            (Some(Err(optimize::OptimizeError::Budget(_))), None) if later => {
+                skipped = stages[i..].iter().map(|o| o.name()).collect();
+                break;
+            }
+            (Some(Err(e)), None) => match e {
+                optimize::OptimizeError::Budget(_) | optimize::OptimizeError::NoPredictors => {
+                    anyhow::bail!("{e}")
+                }
+                e => return Err(input_err(format!("{e}"))),
+            },
+            // Unreachable: the timer arm only ends after an interrupt.
+            (None, None) => anyhow::bail!("the search stopped without a result"),
+            (o, Some(reason)) => match kept_on_interrupt(&engine, o) {
+                Some(o) => o,
+                None if later => {
+                    skipped = stages[i..].iter().map(|o| o.name()).collect();
+                    break;
+                }
+                None => return nothing_kept(&args, &engine, reason),
+            },
+        };
+        runs.push((engine, outcome));
+    }
+    let Some((engine, outcome)) = runs.pop() else {
+        anyhow::bail!("the pipeline ran no stage");
     };
+    let interrupted = engine.interrupted();
+    let final_stage = stages[runs.len()];
+    // Earlier stages of this command, after those of the artifact it
+    // started from.
+    let mut earlier = s
+        .base
+        .as_ref()
+        .map(|(_, st)| st.clone())
+        .unwrap_or_default();
+    for ((e, o), opt) in runs.iter().zip(&stages) {
+        earlier.push(super::pipeline::stage_record(*opt, o, e.usage().0));
+    }
+    let budget_message = runs
+        .iter()
+        .map(|(e, _)| e)
+        .chain(std::iter::once(&engine))
+        .find_map(|e| e.budget_message());
+    if !skipped.is_empty() {
+        eprintln!(
+            "warning: stage{} {} did not run ({}): the artifact holds `{}`'s result",
+            if skipped.len() == 1 { "" } else { "s" },
+            skipped.join(", "),
+            if interrupted.is_some() {
+                "interrupted"
+            } else {
+                "the LM budget is spent"
+            },
+            final_stage.name()
+        );
+    }
     let (requests, _) = engine.usage();
     let meter = built.meter.snapshot();
     let lineage = Lineage {
-        optimizer: s.optimizer.name().to_string(),
-        settings: s.optimizer.settings(),
-        settings_from: s.settings_from.clone(),
+        optimizer: final_stage.name().to_string(),
+        settings: final_stage.settings(),
+        // Where the first optimizer's settings came from (a `--then`
+        // stage's come from `--opt` only).
+        settings_from: if runs.is_empty() {
+            s.settings_from.clone()
+        } else {
+            BTreeMap::new()
+        },
         plan: outcome.plan.clone(),
         seed: args.seed,
         trainset: Some(dataset_ref(&s.train)),
@@ -740,20 +889,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             cost: meter.cost,
         },
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
-        budget_exhausted: engine.exhausted(),
+        budget_exhausted: budget_message.is_some() || engine.exhausted(),
         interrupted: interrupted.clone(),
         history: outcome.history.clone(),
-        stages: s
-            .base
-            .as_ref()
-            .map(|(_, st)| st.clone())
-            .unwrap_or_default(),
+        stages: earlier,
     };
     let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
     artifact
         .save(&s.output)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(m) = engine.budget_message() {
+    if let Some(m) = budget_message {
         eprintln!(
             "warning: {m}: the search stopped early; {} holds the best candidate scored so far (re-run with a larger budget to resume from the cache)",
             s.output.display()
@@ -781,6 +926,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "budget_exhausted": l.budget_exhausted,
                 "interrupted": l.interrupted,
                 "candidates": l.history,
+                "stages": l.stages,
                 "demos": artifact.predictors.iter().map(|(p, st)| (p.clone(), st.demos.len())).collect::<BTreeMap<_, _>>(),
             }))?
         );
@@ -807,6 +953,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if !l.history.is_empty() {
             rows.push(("candidates", l.history.len().to_string()));
+        }
+        if !runs.is_empty() {
+            let calls: Vec<String> = l.stages[l.stages.len() - runs.len()..]
+                .iter()
+                .map(|st| st.lm_calls.to_string())
+                .chain(std::iter::once(l.lm_calls.to_string()))
+                .collect();
+            rows.push((
+                "pipeline",
+                format!(
+                    "{}  (LM requests per stage {})",
+                    super::pipeline::names(&stages[..=runs.len()]),
+                    calls.join(" + ")
+                ),
+            ));
         }
         for (p, st) in &artifact.predictors {
             let n = st

@@ -20,6 +20,7 @@ pub mod failures;
 pub mod init;
 pub mod inspect;
 pub mod lm_args;
+pub mod pipeline;
 pub mod preflight;
 pub mod progress;
 pub mod run;

@@ -31,6 +31,7 @@ mod multichain;
 mod optimizer_registry;
 mod optimizer_snapshots;
 mod parse_cases;
+mod pipeline;
 
 mod reports;
 mod run_cmd;
