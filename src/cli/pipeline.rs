@@ -23,9 +23,10 @@ pub fn route_opts(opts: &[String], stages: &[&str]) -> anyhow::Result<Vec<Vec<St
     let mut out = vec![Vec::new(); stages.len()];
     for o in opts {
         let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k);
-        let Some((prefix, rest)) = o.split_once('.').filter(|(p, _)| key.contains('.') && {
-            optimize::lookup(p.trim()).is_ok()
-        }) else {
+        let Some((prefix, rest)) = o
+            .split_once('.')
+            .filter(|(p, _)| key.contains('.') && { optimize::lookup(p.trim()).is_ok() })
+        else {
             out[0].push(o.clone());
             continue;
         };

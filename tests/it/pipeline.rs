@@ -51,8 +51,12 @@ fn issue14_a_pipeline_equals_two_compiles() {
     let cache = dir.path().join("cache-two");
     let a_path = dir.path().join("a.json");
     let a = ok(
-        compile_cmd(&stub, &cache, Path::new(PROGRAM), &a_path)
-            .args(["--optimizer", "labeled_few_shot", "--opt", "k=2"]),
+        compile_cmd(&stub, &cache, Path::new(PROGRAM), &a_path).args([
+            "--optimizer",
+            "labeled_few_shot",
+            "--opt",
+            "k=2",
+        ]),
         &a_path,
     );
     let b_path = dir.path().join("b.json");
@@ -88,7 +92,10 @@ fn issue14_a_pipeline_equals_two_compiles() {
     assert_eq!(p["lineage"]["settings"], b["lineage"]["settings"]);
     assert_eq!(p["lineage"]["dev_score"], b["lineage"]["dev_score"]);
     assert_eq!(p["lineage"]["dev_score"].as_f64(), Some(1.0));
-    let stages = p["lineage"]["stages"].as_array().cloned().unwrap_or_default();
+    let stages = p["lineage"]["stages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(stages.len(), 1, "{stages:?}");
     let s = &stages[0];
     assert_eq!(s["optimizer"], "labeled_few_shot");
@@ -119,7 +126,9 @@ fn issue14_a_pipeline_shares_one_budget() {
     // The first stage's requests all reach the LM on a cold cache; the
     // second's include cache hits (its start is the first stage's result,
     // already run), so its LM calls are the rest.
-    let first = f["lineage"]["stages"][0]["lm_calls"].as_u64().expect("stage calls");
+    let first = f["lineage"]["stages"][0]["lm_calls"]
+        .as_u64()
+        .expect("stage calls");
     let second = total - first;
     assert!(first > 0 && second > 0, "{first} then {second}: {f:#}");
 
@@ -154,7 +163,14 @@ fn issue14_dry_run_sums_the_stages() {
         serde_json::from_str(&stdout).expect("dry-run json")
     };
     let a = dry(&["--optimizer", "labeled_few_shot", "--opt", "k=2"]);
-    let b = dry(&["--optimizer", "copro", "--opt", "breadth=2", "--opt", "depth=1"]);
+    let b = dry(&[
+        "--optimizer",
+        "copro",
+        "--opt",
+        "breadth=2",
+        "--opt",
+        "depth=1",
+    ]);
     let p = dry(&[
         "--optimizer",
         "labeled_few_shot",
