@@ -13,14 +13,14 @@
 # cache directory (reused by later runs; delete it to reinstall); nothing
 # is installed system-wide. The DSPy program is scripts/bench_dspy.py.
 #
-# Environment: LMC_BENCH_N (examples per run, default 3000),
+# Environment: LMC_BENCH_N (examples per run, default 5000),
 # LMC_BENCH_CONC (default "16 64"), LMC_BENCH_LATENCIES (stub latencies in
 # ms, default "0 50"), LMC_DSPY_VERSION (default 3.4.1), LMC_DSPY_VENV
 # (the virtualenv), LMC_BIN, LMC_BENCH_SKIP_BUILD=1.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-N=${LMC_BENCH_N:-3000}
+N=${LMC_BENCH_N:-5000}
 CONCS=${LMC_BENCH_CONC:-"16 64"}
 LATENCIES=${LMC_BENCH_LATENCIES:-"0 50"}
 if [[ "${1:-}" == quick ]]; then N=1000; fi
@@ -96,12 +96,13 @@ start_stub() {
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
-# timed CMD... -> prints the wall seconds of one whole process; its stderr
-# goes to $WORK/err (shown when it fails).
+# timed CMD... -> prints the wall seconds of one whole process; its output
+# goes to $WORK/out and $WORK/err. A failed run stops the script: a rate
+# of a run that did not do the work would mislead.
 timed() {
   local t0 t1
   t0=$(date +%s.%N)
-  "$@" > "$WORK/out" 2> "$WORK/err" || { echo "failed: $1" >&2; tail -n5 "$WORK/err" >&2; }
+  "$@" > "$WORK/out" 2> "$WORK/err" || { echo "failed: $*" >&2; tail -n5 "$WORK/err" >&2; exit 3; }
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'
 }
@@ -116,10 +117,14 @@ for lat in $LATENCIES; do
   for c in $CONCS; do
     l1=$(load)
     wl=$(timed "$LMC" eval "$WORK/prog.yaml" --dataset "$WORK/data.csv" \
-      --provider openai --model stub --base-url "$URL" --concurrency "$c" --no-cache --quiet)
+      --map label=sentiment --provider openai --model stub --base-url "$URL" \
+      --concurrency "$c" --no-cache --quiet)
+    grep -Eq "score +0\.5000" "$WORK/out" && grep -q "errors 0, parse failures 0" "$WORK/out" \
+      || { echo "lmc did not score 0.5 without errors:" >&2; cat "$WORK/out" >&2; exit 3; }
     l2=$(load)
     wd=$(timed timeout 600 "$VENV/bin/python" scripts/bench_dspy.py "$URL" "$WORK/data.csv" "$c")
-    grep -q "score 50" "$WORK/err" || { echo "dspy did not score 50%:" >&2; tail -n3 "$WORK/err" >&2; }
+    grep -q "score 50.0 on $N examples" "$WORK/err" \
+      || { echo "dspy did not score 50%:" >&2; tail -n3 "$WORK/err" >&2; exit 3; }
     awk -v n="$N" -v a="$wl" -v b="$wd" -v lat="${lat} ms" -v c="$c" -v l1="$l1" -v l2="$l2" 'BEGIN {
       printf "%-8s %5d %12.0f %12.0f %6.1fx   %s | %s\n", lat, c, n / a, n / b, b / a, l1, l2 }'
   done
