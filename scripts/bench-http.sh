@@ -79,7 +79,7 @@ run_eval() {
   local t0 t1
   t0=$(date +%s.%N)
   /usr/bin/time -o "$WORK/time" -f '%O' "$LMC" eval "$WORK/prog.yaml" --dataset "$WORK/$data" \
-    --provider openai --model stub --base-url "$URL" --concurrency "$conc" \
+    --map label=sentiment --provider openai --model stub --base-url "$URL" --concurrency "$conc" \
     --quiet "$@" > /dev/null 2> "$WORK/err" || { echo "lmc failed:" >&2; tail -n5 "$WORK/err" >&2; }
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" -v o="$(tail -n1 "$WORK/time")" 'BEGIN { printf "%.3f %d\n", b - a, o / 2 }'
