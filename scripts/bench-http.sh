@@ -32,6 +32,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 1' TERM
 
 cat > "$WORK/prog.yaml" <<'YAML'
 name: senti
@@ -80,7 +81,10 @@ run_eval() {
   t0=$(date +%s.%N)
   /usr/bin/time -o "$WORK/time" -f '%O' "$LMC" eval "$WORK/prog.yaml" --dataset "$WORK/$data" \
     --map label=sentiment --provider openai --model stub --base-url "$URL" --concurrency "$conc" \
-    --quiet "$@" > /dev/null 2> "$WORK/err" || { echo "lmc failed:" >&2; tail -n5 "$WORK/err" >&2; }
+    --quiet "$@" > /dev/null 2> "$WORK/err" || {
+      # A failed run has no rate worth printing: stop the whole bench
+      # (this runs in a subshell, so end the script itself; EXIT cleans up).
+      echo "lmc failed:" >&2; tail -n5 "$WORK/err" >&2; kill -TERM $$; exit 1; }
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" -v o="$(tail -n1 "$WORK/time")" 'BEGIN { printf "%.3f %d\n", b - a, o / 2 }'
 }
