@@ -540,11 +540,11 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
     // Expected values without a column fail now, not after every LM call;
     // datasets taken from the program are named on stderr.
     let train_role = args.trainset.is_none().then_some("train");
-    super::preflight::ensure_expected(&program, &metric, &train_path, &columns, train_role)?;
+    super::preflight::ensure_expected(&program, &metric, &train, &columns, train_role)?;
     super::preflight::note_implicit(&train_path, train_role, "trainset");
     if let Some(v) = &val {
         let role = args.valset.is_none().then_some("dev");
-        super::preflight::ensure_expected(&program, &metric, &v.path, &columns, role)?;
+        super::preflight::ensure_expected(&program, &metric, v, &columns, role)?;
         super::preflight::note_implicit(&v.path, role, "valset");
     }
     let output = args.output.clone().unwrap_or_else(|| {

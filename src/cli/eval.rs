@@ -571,7 +571,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         (None, None) => Ok(Metric::default_for(&program)),
     }
     .map_err(|e| input_err(format!("metric: {e}")))?;
-    super::preflight::ensure_expected(&program, &metric, &dataset_path, &load_opts.columns, role)?;
+    super::preflight::ensure_expected(&program, &metric, &dataset, &load_opts.columns, role)?;
 
     let (cfg, built) = args.lm.build(Some(&lm_config), &lm_declared)?;
     // The program's tools (sqlite, retrieve, command) are opened once here.

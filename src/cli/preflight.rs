@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::data::{self, DataError, LoadOptions};
+use crate::data::{self, DataError, Dataset, LoadOptions};
 use crate::diag::Diagnostic;
 use crate::metric::Metric;
 use crate::program::Program;
@@ -78,7 +78,7 @@ pub fn load_failed(program: &Program, err: &DataError, role: Role) -> Diagnostic
 pub fn missing_expected(
     program: &Program,
     metric: &Metric,
-    path: &Path,
+    dataset: &Dataset,
     mapping: &BTreeMap<String, String>,
     role: Role,
 ) -> Vec<Diagnostic> {
@@ -86,10 +86,8 @@ pub fn missing_expected(
     if needs.is_empty() {
         return Vec::new();
     }
-    let columns = match data::columns(path) {
-        Ok(c) => c,
-        Err(e) => return vec![load_failed(program, &e, role)],
-    };
+    // The loaded dataset's own column list: the file is not read again.
+    let (path, columns) = (dataset.path.as_path(), &dataset.columns);
     // A column reaches the metric under its mapped name, and (when renamed)
     // under its own name too, as an extra value.
     let available: Vec<&str> = columns
@@ -106,7 +104,7 @@ pub fn missing_expected(
             program,
             metric,
             path,
-            &columns,
+            columns,
             mapping,
             &alternatives,
             role,
@@ -165,15 +163,15 @@ fn missing_one(
 }
 
 /// Before a run: fail (exit 2) when the metric's expected values have no
-/// column in the dataset at `path`.
+/// column in `dataset`.
 pub fn ensure_expected(
     program: &Program,
     metric: &Metric,
-    path: &Path,
+    dataset: &Dataset,
     mapping: &BTreeMap<String, String>,
     role: Role,
 ) -> anyhow::Result<()> {
-    let problems = missing_expected(program, metric, path, mapping, role);
+    let problems = missing_expected(program, metric, dataset, mapping, role);
     if problems.is_empty() {
         return Ok(());
     }
@@ -242,12 +240,21 @@ pub fn check_program(program: &Program) -> Vec<Diagnostic> {
             columns: ds.columns.clone(),
             ..Default::default()
         };
-        if let Err(e) = data::load(path, program, &opts) {
-            out.push(load_failed(program, &e, Some(role)));
-            continue;
-        }
+        let dataset = match data::load(path, program, &opts) {
+            Ok(d) => d,
+            Err(e) => {
+                out.push(load_failed(program, &e, Some(role)));
+                continue;
+            }
+        };
         if let Some(m) = &metric {
-            out.extend(missing_expected(program, m, path, &ds.columns, Some(role)));
+            out.extend(missing_expected(
+                program,
+                m,
+                &dataset,
+                &ds.columns,
+                Some(role),
+            ));
         }
     }
     out

@@ -47,6 +47,9 @@ pub struct Dataset {
     pub examples: Vec<Example>,
     /// Rows skipped because `skip_bad_rows` was set, in file order.
     pub bad_rows: Vec<BadRow>,
+    /// The file's column names: a CSV's header, or every JSONL key in order
+    /// of first appearance (what the pre-run checks compare mappings with).
+    pub columns: Vec<String>,
 }
 
 /// A row that could not be turned into an example.
@@ -149,8 +152,10 @@ pub fn load_bytes(
         message,
     })?;
     let hash = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-    let rows = if is_jsonl(path, bytes) {
-        read::jsonl_rows(bytes)
+    let (rows, columns) = if is_jsonl(path, bytes) {
+        let rows = read::jsonl_rows(bytes);
+        let columns = jsonl_columns(&rows);
+        (rows, columns)
     } else {
         let tsv = path
             .extension()
@@ -165,7 +170,7 @@ pub fn load_bytes(
             path: shown.clone(),
             message,
         })?;
-        rows
+        (rows, header)
     };
 
     let mut typed = Vec::with_capacity(rows.len());
@@ -199,39 +204,18 @@ pub fn load_bytes(
         hash,
         examples,
         bad_rows,
+        columns,
     })
 }
 
-/// The column names of a dataset file, without typing any row: a CSV's
-/// header, or for JSONL every key that appears, in order of first
-/// appearance. Used to check, before any LM call, that a program's mapped
-/// inputs and expected outputs are there.
-pub fn columns(path: &Path) -> Result<Vec<String>, DataError> {
-    let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: shown.clone(),
-        source,
-    })?;
-    if is_jsonl(path, &bytes) {
-        let mut names: Vec<String> = Vec::new();
-        for raw in read::jsonl_rows(&bytes) {
-            for (name, _) in raw.cells.into_iter().flatten() {
-                if !names.contains(&name) {
-                    names.push(name);
-                }
-            }
-        }
-        return Ok(names);
-    }
-    let tsv = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("tsv"));
-    read::csv_rows(&bytes, if tsv { b'\t' } else { b',' })
-        .map(|(header, _)| header)
-        .map_err(|message| DataError::File {
-            path: shown,
-            message,
-        })
+/// Every key of JSONL rows, in order of first appearance.
+fn jsonl_columns(rows: &[RawRow]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    rows.iter()
+        .flat_map(|raw| raw.cells.iter().flatten())
+        .filter(|(name, _)| seen.insert(name.as_str()))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// JSONL by extension; otherwise CSV unless the file starts with `{`.
