@@ -17,61 +17,7 @@ cd "$(dirname "$0")/.."
 N=${LMC_BENCH_N:-20000}
 CONCS=${LMC_BENCH_CONC:-"16 64 256 1024"}
 if [[ "${1:-}" == quick ]]; then N=4000; CONCS="16 64 256"; fi
-TARGET=${CARGO_TARGET_DIR:-target}
-
-if [[ -z "${LMC_BENCH_SKIP_BUILD:-}" ]]; then
-  cargo build --release --no-default-features --bin lmc --example stub >&2
-fi
-LMC=${LMC_BIN:-$TARGET/release/lmc}
-STUB=$TARGET/release/examples/stub
-
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 1' TERM
-
-cat > "$WORK/prog.yaml" <<'YAML'
-name: senti
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str}
-    outputs:
-      sentiment: {type: "enum[positive, negative]"}
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-YAML
-
-# dataset NAME ROWS: distinct sentences (distinct cache keys).
-dataset() {
-  awk -v n="$2" 'BEGIN { print "sentence,label";
-    for (i = 1; i <= n; i++) printf "review number %d of a film that was %s,%s\n", i, (i % 2 ? "dull" : "moving"), (i % 2 ? "negative" : "positive") }' > "$WORK/$1"
-}
-
-# stub LATENCY_MS -> sets URL (the stub lives until the script ends).
-start_stub() {
-  local fifo=$WORK/stub-$1.out
-  mkfifo "$WORK/stub-$1.in"
-  "$STUB" --latency-ms "$1" --seconds 3600 < "$WORK/stub-$1.in" > "$fifo" 2>/dev/null &
-  PIDS+=($!)
-  exec {HOLD}>"$WORK/stub-$1.in"   # keeps the stub's stdin open
-  for _ in $(seq 100); do [[ -s $fifo ]] && break; sleep 0.05; done
-  URL=$(head -n1 "$fifo")
-}
-
-load() { cut -d' ' -f1-3 /proc/loadavg; }
+source scripts/bench-common.sh
 
 # run_eval DATA CONC ARGS... -> prints "wall_s written_kb" of one lmc
 # process (written: the kernel's block-output count, 512-byte units).

@@ -24,15 +24,8 @@ N=${LMC_BENCH_N:-5000}
 CONCS=${LMC_BENCH_CONC:-"16 64"}
 LATENCIES=${LMC_BENCH_LATENCIES:-"0 50"}
 if [[ "${1:-}" == quick ]]; then N=1000; fi
-TARGET=${CARGO_TARGET_DIR:-target}
 DSPY_VERSION=${LMC_DSPY_VERSION:-3.4.1}
 VENV=${LMC_DSPY_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/lmc/dspy-bench-venv}
-
-if [[ -z "${LMC_BENCH_SKIP_BUILD:-}" ]]; then
-  cargo build --release --no-default-features --bin lmc --example stub >&2
-fi
-LMC=${LMC_BIN:-$TARGET/release/lmc}
-STUB=$TARGET/release/examples/stub
 
 # DSPy, pinned, in its own virtualenv (PyPI is the only network use).
 if ! "$VENV/bin/python" -c "import dspy, sys; sys.exit(dspy.__version__ != '$DSPY_VERSION')" 2>/dev/null; then
@@ -41,60 +34,16 @@ if ! "$VENV/bin/python" -c "import dspy, sys; sys.exit(dspy.__version__ != '$DSP
   "$VENV/bin/pip" install -q "dspy==$DSPY_VERSION" >&2
 fi
 
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+source scripts/bench-common.sh
 
 # Keep DSPy off the network and out of the home directory: LiteLLM reads its
 # model price map from the installed package instead of fetching it, and
 # DSPy's (unused) disk cache lives in the throwaway work directory.
 export LITELLM_LOCAL_MODEL_COST_MAP=True DSPY_CACHEDIR=$WORK/dspy-cache
 
-# The lmc side: programs/sentiment.yaml's signature, datasets left out so
-# the rows come from --dataset.
-cat > "$WORK/prog.yaml" <<'YAML'
-name: sentiment
-signatures:
-  classify:
-    instructions: Classify the sentiment of a movie review sentence.
-    inputs:
-      sentence: {type: str, description: a sentence from a movie review}
-    outputs:
-      sentiment:
-        type: enum[positive, negative]
-        description: the sentiment the sentence expresses
-inputs:
-  sentence: str
-nodes:
-  classify:
-    kind: predict
-    signature: classify
-outputs:
-  sentiment: classify.sentiment
-metric: {type: exact_match, field: sentiment}
-YAML
-
 # Distinct sentences, half positive: both sides must score 0.5 against the
 # stub, which always answers "positive".
-awk -v n="$N" 'BEGIN { print "sentence,label";
-  for (i = 1; i <= n; i++) printf "review number %d of a film that was %s,%s\n", i, (i % 2 ? "dull" : "moving"), (i % 2 ? "negative" : "positive") }' > "$WORK/data.csv"
-
-# stub LATENCY_MS -> sets URL (the stub lives until the script ends).
-start_stub() {
-  local fifo=$WORK/stub-$1.out
-  mkfifo "$WORK/stub-$1.in"
-  "$STUB" --latency-ms "$1" --seconds 3600 < "$WORK/stub-$1.in" > "$fifo" 2>/dev/null &
-  PIDS+=($!)
-  exec {HOLD}>"$WORK/stub-$1.in"   # keeps the stub's stdin open
-  for _ in $(seq 100); do [[ -s $fifo ]] && break; sleep 0.05; done
-  URL=$(head -n1 "$fifo")
-}
-
-load() { cut -d' ' -f1-3 /proc/loadavg; }
+dataset data.csv "$N"
 
 # timed CMD... -> prints the wall seconds of one whole process; its output
 # goes to $WORK/out and $WORK/err. A failed run stops the script: a rate
