@@ -1055,9 +1055,7 @@ fn kept_on_interrupt(
     }
     let (best, score) = engine.best_scored()?;
     Some(optimize::Outcome {
-        // Candidates are scored over the base artifact (composition):
-        // written the same way, as `optimize::compile` does.
-        best: engine.layered(&best),
+        best,
         best_score: Some(score),
         baseline_score: searched.as_ref().and_then(|o| o.baseline_score),
         train_score: searched.as_ref().and_then(|o| o.train_score),

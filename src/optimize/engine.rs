@@ -198,7 +198,8 @@ impl<'a> Engine<'a> {
 
     /// The best candidate scored on every valset example so far, with its
     /// score: what an interrupted compile keeps when the search itself
-    /// could not hand back its choice.
+    /// could not hand back its choice. Layered over the base (as it was
+    /// scored, and as `optimize::compile` writes a winner).
     pub fn best_scored(&self) -> Option<(Overlay, Scored)> {
         self.best_scored.lock().ok().and_then(|b| b.clone())
     }
@@ -357,7 +358,7 @@ impl<'a> Engine<'a> {
         };
         if let Ok(mut b) = self.best_scored.lock() {
             if b.as_ref().is_none_or(|(_, old)| s.mean > old.mean) {
-                *b = Some((overlay.clone(), s));
+                *b = Some((self.layered(overlay), s));
             }
         }
     }
