@@ -19,6 +19,7 @@ pub mod lm;
 pub mod metric;
 pub mod optimize;
 pub mod overlay;
+pub mod predict;
 pub mod program;
 pub mod run;
 pub mod settings;

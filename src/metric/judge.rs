@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::{value_text, MetricContext, MetricError, Score};
 use crate::data::Example;
 use crate::overlay::Overlay;
-use crate::run::call_predictor;
+use crate::predict::call_predictor;
 use crate::signature::{Field, FieldType, Signature};
 use crate::trace::Trace;
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::data::Example;
 use crate::program::Program;
-use crate::run::RunContext;
+use crate::predict::RunContext;
 
 mod command;
 mod judge;

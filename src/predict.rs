@@ -1,0 +1,179 @@
+//! One predictor call: the primitive every LM-calling part of lmc uses.
+//!
+//! Rendering a signature (with its overlay state: instructions, demos) into
+//! messages, one LM request, parsing the typed reply, and recording the call
+//! as a trace step. It sits below both the graph interpreter (`run`) and the
+//! metrics (`metric`): an `llm_judge` metric calls a predictor exactly as a
+//! program node does, and `run`'s refine node scores with a metric, so this
+//! primitive lives here, where neither depends on the other through it. It
+//! imports no graph code (`run`) and no metric code.
+
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::adapter::{AdapterKind, ParseError};
+use crate::lm::{LmError, LmRequest, SharedLm};
+use crate::overlay::Overlay;
+use crate::signature::Signature;
+use crate::tools::Toolbox;
+use crate::trace::{LmCallRecord, Step, Trace};
+
+/// The completion allowance per LM call when `max_tokens` is not set.
+pub const DEFAULT_MAX_TOKENS: u32 = 512;
+
+/// Everything a run depends on besides the program and the overlay.
+#[derive(Clone)]
+pub struct RunContext {
+    pub lm: SharedLm,
+    pub adapter: AdapterKind,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    /// Distinct rollout ids make otherwise identical requests distinct
+    /// (cache key), e.g. bootstrapping rounds at higher temperature.
+    pub rollout_id: Option<u64>,
+    pub tools: Arc<Toolbox>,
+}
+
+impl RunContext {
+    pub fn new(lm: SharedLm) -> Self {
+        RunContext {
+            lm,
+            adapter: AdapterKind::Chat,
+            temperature: 0.0,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            rollout_id: None,
+            tools: Arc::new(Toolbox::default()),
+        }
+    }
+
+    /// The context of attempt `i` (0-based) of a module that samples one
+    /// predictor several times (refine, best_of_n, multi-chain comparison):
+    /// rollout id `i` offset by this context's own (so bootstrapping rounds
+    /// stay distinct), and temperature 1.0 after the first attempt, so
+    /// retries are new samples and not cache hits of the first one.
+    pub fn attempt(&self, i: u32) -> RunContext {
+        let mut ctx = self.clone();
+        ctx.rollout_id = Some(self.rollout_id.unwrap_or(0) * 1000 + i as u64);
+        if i > 0 {
+            ctx.temperature = 1.0;
+        }
+        ctx
+    }
+}
+
+/// Why a run did not produce outputs. The trace still holds every step.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum RunError {
+    #[error("{0}")]
+    Lm(LmError),
+    #[error("{0}")]
+    Parse(ParseError),
+    #[error("missing input `{0}`")]
+    MissingInput(String),
+    #[error("node `{node}`: {message}")]
+    Node { node: String, message: String },
+}
+
+impl RunError {
+    pub fn is_parse(&self) -> bool {
+        matches!(self, RunError::Parse(_))
+    }
+}
+
+/// One LM call for predictor `path` with signature `base_sig` (before the
+/// overlay), recorded as a step. Used by every LM-calling module.
+#[allow(clippy::too_many_arguments)]
+pub async fn call_predictor(
+    ctx: &RunContext,
+    overlay: &Overlay,
+    node: &str,
+    path: &str,
+    base_sig: &Signature,
+    inputs: &Map<String, Value>,
+    rollout_id: Option<u64>,
+    trace: &mut Trace,
+) -> Result<Map<String, Value>, RunError> {
+    let state = overlay.state(path);
+    let sig = state.apply(base_sig);
+    let demos = match &state.knn {
+        Some(knn) => crate::optimize::knn::select(knn, inputs),
+        None => state.demos.clone(),
+    };
+    let messages = ctx.adapter.render(&sig, &demos, inputs);
+    let req = LmRequest {
+        model: ctx.lm.model(),
+        messages: messages.clone(),
+        temperature: ctx.temperature,
+        max_tokens: ctx.max_tokens,
+        rollout_id,
+        grammar: ctx
+            .lm
+            .supports_grammar()
+            .then(|| ctx.adapter.grammar(&sig, ctx.max_tokens)),
+        response_format: ctx.adapter.response_format(&sig),
+    };
+    let started = Instant::now();
+    let mut step = Step {
+        node: node.to_string(),
+        predictor: Some(path.to_string()),
+        kind: "predict".into(),
+        inputs: inputs.clone(),
+        outputs: None,
+        lm: None,
+        tool: None,
+        parse_error: None,
+        error: None,
+    };
+    let resp = match ctx.lm.complete(&req).await {
+        Ok(r) => r,
+        Err(e) => {
+            step.lm = Some(LmCallRecord {
+                model: req.model.clone(),
+                messages,
+                reply: None,
+                reasoning: None,
+                usage: Default::default(),
+                latency_s: started.elapsed().as_secs_f64(),
+                cache_hit: false,
+                retries: 0,
+                cost: 0.0,
+                error: Some(e.to_string()),
+            });
+            step.error = Some(e.to_string());
+            trace.steps.push(step);
+            return Err(RunError::Lm(e));
+        }
+    };
+    step.lm = Some(LmCallRecord {
+        model: req.model.clone(),
+        messages,
+        reply: Some(resp.text.clone()),
+        reasoning: crate::adapter::parse::split_thinking(&resp.text)
+            .0
+            .filter(|t| !t.is_empty())
+            .map(str::to_string),
+        usage: resp.usage,
+        latency_s: resp.latency.as_secs_f64(),
+        cache_hit: resp.cache_hit,
+        retries: resp.retries,
+        cost: resp.cost,
+        error: None,
+    });
+    match ctx.adapter.parse(&sig, &resp.text) {
+        Ok(out) => {
+            step.outputs = Some(out.clone());
+            trace.steps.push(step);
+            Ok(out)
+        }
+        Err(pe) => {
+            // Keep the reply for the report, but do not let the cache
+            // replay it as final on the next run.
+            ctx.lm.mark_unusable(&req);
+            step.parse_error = Some(pe.clone());
+            step.error = Some(pe.to_string());
+            trace.steps.push(step);
+            Err(RunError::Parse(pe))
+        }
+    }
+}
