@@ -194,9 +194,19 @@ pub fn read_project(path: &Path) -> Result<Project, SettingsError> {
     Ok(project)
 }
 
-/// Load what a command should operate on: `path` if given, else
-/// `LMC_PROGRAM`, else the project's program.
-pub fn load_target(path: Option<&Path>) -> Result<Target, SettingsError> {
+/// Which file a command operates on, found but not yet read.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub path: PathBuf,
+    pub project: Option<Project>,
+    /// `LMC_PROGRAM` or the project file, when the command line named none.
+    pub chosen_by: Option<String>,
+}
+
+/// Find the file a command operates on: `path` if given, else
+/// `LMC_PROGRAM`, else the project's program. The one project lookup every
+/// command shares (`lmc check` too, which reads the file its own way).
+pub fn locate_program(path: Option<&Path>) -> Result<Located, SettingsError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
     let project = discover_project(&cwd)?;
     let mut chosen_by = None;
@@ -229,6 +239,21 @@ pub fn load_target(path: Option<&Path>) -> Result<Target, SettingsError> {
     } else {
         path
     };
+    Ok(Located {
+        path,
+        project,
+        chosen_by,
+    })
+}
+
+/// Load what a command should operate on: `path` if given, else
+/// `LMC_PROGRAM`, else the project's program.
+pub fn load_target(path: Option<&Path>) -> Result<Target, SettingsError> {
+    let Located {
+        path,
+        project,
+        chosen_by,
+    } = locate_program(path)?;
     if !path.exists() {
         return Err(SettingsError::NotFound(format!(
             "{}: no such file",

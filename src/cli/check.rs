@@ -31,7 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     let mut reports = Vec::new();
     let files = if args.files.is_empty() {
-        vec![default_program()?]
+        vec![super::common::default_program()?]
     } else {
         expand(&args.files)
     };
@@ -158,31 +158,6 @@ fn check_project(
         }
     }
     Ok(problem.is_none())
-}
-
-/// The program a command given no file uses (as `lmc eval` finds it).
-fn default_program() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("LMC_PROGRAM") {
-        return Ok(PathBuf::from(p));
-    }
-    let cwd = std::env::current_dir()?;
-    let project = crate::settings::discover_project(&cwd)
-        .map_err(|e| crate::cli::CliError::Input(format!("{e}")))?;
-    match project.and_then(|p| Some((p.program?, p.path))) {
-        // Show it relative to the current directory when it is below it.
-        Some((p, from)) => {
-            let p = p.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(p);
-            let from = from.strip_prefix(&cwd).map(PathBuf::from).unwrap_or(from);
-            super::target::note(&format!("using {} (from {})", p.display(), from.display()));
-            Ok(p)
-        }
-        None => Err(crate::cli::CliError::Input(format!(
-            "no program file given and no `{}` with `program:` in {} or its parents\n   = help: run `lmc check programs/my_program.yaml`",
-            crate::settings::PROJECT_FILE,
-            cwd.display()
-        ))
-        .into()),
-    }
 }
 
 /// Directories stand for the YAML files directly inside them, sorted.

@@ -20,8 +20,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::common::input_err;
 use super::progress::{bar, human_count};
-use super::CliError;
 use crate::artifact::{Artifact, DatasetRef, Lineage, MetricRef, RunStats};
 use crate::data::{self, Dataset, LoadOptions};
 use crate::metric::Metric;
@@ -89,8 +89,8 @@ pub struct Args {
     pub val_limit: Option<usize>,
 
     /// Map a dataset column to a program field (repeatable).
-    #[arg(long = "map", value_name = "COLUMN=FIELD")]
-    pub map: Vec<String>,
+    #[arg(long = "map", value_name = "COLUMN=FIELD", value_parser = super::common::column_field)]
+    pub map: Vec<super::common::KeyValue>,
 
     /// Artifact to write [default: <program-stem>.compiled.json in the
     /// current directory].
@@ -209,10 +209,6 @@ fn prompt_context(
     let built = crate::lm::build::build_lm_full(&cfg, &opts)
         .map_err(|e| input_err(format!("--prompt-lm: {e}")))?;
     Ok(Some(crate::run::RunContext::new(built.lm)))
-}
-
-fn input_err(msg: impl Into<String>) -> anyhow::Error {
-    CliError::Input(msg.into()).into()
 }
 
 /// Progress bars: one per phase, with the best score so far.
@@ -387,23 +383,6 @@ impl Setup {
     }
 }
 
-fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for m in maps {
-        match m.split_once('=') {
-            Some((c, f)) if !c.trim().is_empty() && !f.trim().is_empty() => {
-                out.insert(c.trim().to_string(), f.trim().to_string());
-            }
-            _ => {
-                return Err(input_err(format!(
-                    "--map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
-                )))
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// The optimizer and its settings, in layers: the program's `compile:`
 /// section, then the project file's, then `--optimizer`/`--opt`. The
 /// optimizer is the last layer's that names one (else
@@ -469,11 +448,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
     // Nothing a file asks for runs before the runner's grants are checked.
     args.lm.trust.check_exec(&target, args.metric.as_deref())?;
     let program = target.program.clone();
-    let base_dir = target
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base_dir = super::common::program_dir(&program, &target.path);
     // Unknown optimizers (with a did-you-mean) and settings fail here,
     // before any dataset is read or LM built.
     let sections = [
@@ -499,7 +474,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
     let (optimizer, settings_from) = choose_optimizer(args, &sections, first, &first_opts)?;
     let then = super::pipeline::configure_then(&args.then, &opts[1..])?;
     let mut columns = program.datasets.columns.clone();
-    columns.extend(parse_maps(&args.map)?);
+    columns.extend(super::common::column_map(&args.map));
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
         let opts = LoadOptions {
             columns: columns.clone(),
@@ -524,19 +499,8 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         Some(p) => Some(load(&p, args.val_limit)?),
         None => None,
     };
-    let (metric, metric_spec) = match (&args.metric, &program.metric) {
-        (Some(spec), _) => (
-            Metric::parse_cli(spec, Path::new(".")),
-            Value::String(spec.clone()),
-        ),
-        (None, Some(spec)) => (Metric::from_spec(spec, &base_dir), spec.clone()),
-        (None, None) => {
-            let m = Metric::default_for(&program);
-            let name = Value::String(m.name());
-            (Ok(m), name)
-        }
-    };
-    let metric = metric.map_err(|e| input_err(format!("metric: {e}")))?;
+    let (metric, metric_spec) =
+        super::common::resolve_metric(args.metric.as_deref(), &program, &base_dir)?;
     // Expected values without a column fail now, not after every LM call;
     // datasets taken from the program are named on stderr.
     let train_role = args.trainset.is_none().then_some("train");

@@ -16,6 +16,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use super::common::input_err;
 use super::progress::{human_count, EvalProgress};
 use super::CliError;
 use crate::data::{self, Dataset, LoadOptions};
@@ -48,8 +49,8 @@ pub struct Args {
 
     /// Map a dataset column to a program input or expected output
     /// (repeatable), on top of the program's `datasets.columns`.
-    #[arg(long = "map", value_name = "COLUMN=FIELD")]
-    pub map: Vec<String>,
+    #[arg(long = "map", value_name = "COLUMN=FIELD", value_parser = super::common::column_field)]
+    pub map: Vec<super::common::KeyValue>,
 
     /// Evaluate only the first N examples (after --split/--sample).
     #[arg(long, value_name = "N")]
@@ -129,30 +130,6 @@ pub struct Args {
     pub lm: super::lm_args::LmArgs,
 }
 
-fn input_err(msg: impl Into<String>) -> anyhow::Error {
-    CliError::Input(msg.into()).into()
-}
-
-/// Parse `--map col=field` flags.
-fn parse_maps(maps: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for m in maps {
-        let Some((col, field)) = m.split_once('=') else {
-            return Err(input_err(format!(
-                "--map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
-            )));
-        };
-        let (col, field) = (col.trim(), field.trim());
-        if col.is_empty() || field.is_empty() {
-            return Err(input_err(format!(
-                "--map `{m}` is not COLUMN=FIELD (e.g. --map label=sentiment)"
-            )));
-        }
-        out.insert(col.to_string(), field.to_string());
-    }
-    Ok(out)
-}
-
 fn check_args(args: &Args) -> anyhow::Result<()> {
     if let Some(x) = args.min_score {
         if !x.is_finite() {
@@ -172,7 +149,7 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_args(&args)?;
-    let columns = parse_maps(&args.map)?;
+    let columns = super::common::column_map(&args.map);
     // Read the baseline first: a wrong path should fail before any LM call.
     let baseline = match &args.baseline {
         Some(p) => {
@@ -503,13 +480,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     } = target;
     // Relative paths in a metric spec (a command script, a database
     // directory) are relative to the program file that wrote them.
-    let base_dir = program
-        .source_path
-        .as_deref()
-        .unwrap_or(&target_path)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base_dir = super::common::program_dir(&program, &target_path);
 
     let (dataset_path, role) = match (&args.dataset, &program.datasets.dev) {
         (Some(p), _) => (p.clone(), None),
@@ -562,15 +533,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         );
     }
 
-    // The metric is built relative to the directory of the file it was
-    // written in: the program for `metric:`, the working directory for
-    // `--metric`.
-    let metric = match (&args.metric, &program.metric) {
-        (Some(spec), _) => Metric::parse_cli(spec, Path::new(".")),
-        (None, Some(spec)) => Metric::from_spec(spec, &base_dir),
-        (None, None) => Ok(Metric::default_for(&program)),
-    }
-    .map_err(|e| input_err(format!("metric: {e}")))?;
+    let (metric, _) = super::common::resolve_metric(args.metric.as_deref(), &program, &base_dir)?;
     super::preflight::ensure_expected(&program, &metric, &dataset, &load_opts.columns, role)?;
 
     let (cfg, built) = args.lm.build(Some(&lm_config), &lm_declared)?;

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::CliError;
+use super::common::input_err;
 use crate::artifact::{Artifact, ArtifactError, Lineage};
 use crate::limits::{check_state, sub_path, JsonDoc, Problem};
 use crate::overlay::{Demo, FieldOverride, KnnDemos, Overlay, PredictorState};
@@ -59,10 +59,6 @@ pub struct ImportArgs {
     /// Artifact to write [default: <program-stem>.compiled.json].
     #[arg(short, long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-}
-
-fn input_err(msg: impl Into<String>) -> anyhow::Error {
-    CliError::Input(msg.into()).into()
 }
 
 /// DSPy's default prefix: words of the snake_case name, capitalized, then `:`.

@@ -15,7 +15,6 @@ use serde_json::{json, Map, Value};
 use crate::adapter::{AdapterKind, Message, Role};
 use crate::cli::CliError;
 use crate::program::{NodeKind, PredictorRef, Program};
-use crate::signature::FieldType;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -27,8 +26,8 @@ pub struct Args {
     pub node: Option<String>,
     /// An input value as NAME=VALUE (repeatable). Values of non-text fields
     /// may be JSON, e.g. `--input 'context=["a", "b"]'`.
-    #[arg(long = "input", value_name = "NAME=VALUE")]
-    pub inputs: Vec<String>,
+    #[arg(long = "input", value_name = "NAME=VALUE", value_parser = super::common::key_value)]
+    pub inputs: Vec<super::common::KeyValue>,
     /// The adapter that renders the messages: chat or json (default: the
     /// program's `lm.adapter`, else chat).
     #[arg(long, value_name = "ADAPTER")]
@@ -40,7 +39,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let target = super::target::load(args.file.as_deref(), false)?;
-    let given = parse_inputs(&args.inputs)?;
+    let given: Vec<(String, String)> = args
+        .inputs
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone()))
+        .collect();
     let adapter = match args.adapter {
         Some(a) => a,
         None => match target.lm_config().adapter.as_deref() {
@@ -117,17 +120,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_inputs(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
-    raw.iter()
-        .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-            _ => Err(CliError::Input(format!(
-                "--input `{kv}`: expected NAME=VALUE, e.g. --input sentence=\"a witty film\""
-            ))),
-        })
-        .collect()
-}
-
 /// Every `--input` must name an input of a shown predictor or of the program.
 fn check_input_names(
     program: &Program,
@@ -151,18 +143,18 @@ fn check_input_names(
     Ok(())
 }
 
-/// The predictor's inputs: given values (JSON for non-text fields when it
-/// parses), `{name}` placeholders for the rest.
+/// The predictor's inputs: given values (converted to the field's type when
+/// they convert), `{name}` placeholders for the rest.
 fn inputs_for(p: &PredictorRef, given: &[(String, String)]) -> Map<String, Value> {
     p.signature
         .inputs
         .iter()
         .map(|f| {
             let v = match given.iter().rev().find(|(k, _)| *k == f.name) {
-                Some((_, raw)) if f.ty != FieldType::String => {
-                    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.clone()))
-                }
-                Some((_, raw)) => Value::String(raw.clone()),
+                // Read the way `lmc run --input` and a CSV cell are; a value
+                // that does not convert is shown as written (this only renders).
+                Some((_, raw)) => crate::data::input_from_text(&f.ty, raw)
+                    .unwrap_or_else(|_| Value::String(raw.clone())),
                 None => Value::String(format!("{{{}}}", f.name)),
             };
             (f.name.clone(), v)

@@ -1,6 +1,7 @@
 //! `lmc run`: run a program or compiled artifact on inputs and print the
 //! outputs. Inputs come from `--input field=value` flags or, when none are
-//! given, from JSON objects on stdin (one per line). `--trace FILE` writes
+//! given, from JSON objects on stdin (one per line); both are converted to
+//! the program's input types the way dataset cells are (`cli::common`). `--trace FILE` writes
 //! every module step and LM call as JSONL for `lmc trace show`.
 //!
 //! Stdin is read and checked whole before the first LM call, so a bad line
@@ -14,19 +15,18 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::cli::common::{self, KeyValue};
 use crate::cli::lm_args::LmArgs;
 use crate::cli::CliError;
-use crate::program::Program;
-use crate::signature::FieldType;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Program file or compiled artifact (default: the project's program).
     pub file: Option<PathBuf>,
-    /// An input value, `field=value` (repeatable). Values of non-string
-    /// fields are parsed as JSON (`--input k=3`, `--input tags='["a"]'`).
-    #[arg(short, long = "input", value_name = "FIELD=VALUE")]
-    pub inputs: Vec<String>,
+    /// An input value, `field=value` (repeatable), read the way a CSV cell
+    /// is: `--input k=3`, `--input flag=yes`, `--input tags='["a"]'`.
+    #[arg(short, long = "input", value_name = "FIELD=VALUE", value_parser = common::key_value)]
+    pub inputs: Vec<KeyValue>,
     /// Print outputs as JSON (one object per run).
     #[arg(long)]
     pub json: bool,
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let program = &target.program;
     let mut runs: Vec<Map<String, Value>> = Vec::new();
     if !args.inputs.is_empty() {
-        runs.push(parse_inputs(program, &args.inputs).map_err(CliError::Input)?);
+        runs.push(common::typed_inputs(program, &args.inputs).map_err(CliError::Input)?);
     } else if !std::io::stdin().is_terminal() {
         for (i, line) in std::io::stdin().lock().lines().enumerate() {
             let line = line.context("reading stdin")?;
@@ -57,7 +57,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 CliError::Input(format!("stdin line {}: not a JSON object: {e}", i + 1))
             })?;
             match v {
-                Value::Object(m) => runs.push(m),
+                Value::Object(m) => runs.push(
+                    common::typed_input_object(program, m)
+                        .map_err(|e| CliError::Input(format!("stdin line {}: {e}", i + 1)))?,
+                ),
                 _ => {
                     return Err(CliError::Input(format!(
                         "stdin line {}: expected a JSON object of inputs",
@@ -194,48 +197,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Parse `field=value` flags against the program's typed inputs.
-pub fn parse_inputs(program: &Program, pairs: &[String]) -> Result<Map<String, Value>, String> {
-    let mut m = Map::new();
-    for pair in pairs {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("--input `{pair}`: expected FIELD=VALUE"))?;
-        let field = program.inputs.iter().find(|f| f.name == k).ok_or_else(|| {
-            let names: Vec<&str> = program.inputs.iter().map(|f| f.name.as_str()).collect();
-            format!(
-                "--input `{k}`: the program has no input `{k}` (inputs: {})",
-                names.join(", ")
-            )
-        })?;
-        m.insert(
-            k.to_string(),
-            typed_value(&field.ty, v).map_err(|e| format!("--input `{k}`: {e}"))?,
-        );
-    }
-    Ok(m)
-}
-
-fn typed_value(ty: &FieldType, raw: &str) -> Result<Value, String> {
-    match ty {
-        FieldType::String => Ok(Value::String(raw.to_string())),
-        FieldType::Enum { values } => {
-            if values.iter().any(|v| v == raw) {
-                Ok(Value::String(raw.to_string()))
-            } else {
-                Err(format!("`{raw}` is not one of {}", values.join(", ")))
-            }
-        }
-        FieldType::Optional { inner } => {
-            if raw.is_empty() || raw == "null" {
-                Ok(Value::Null)
-            } else {
-                typed_value(inner, raw)
-            }
-        }
-        _ => serde_json::from_str(raw)
-            .map_err(|e| format!("`{raw}` is not a valid {}: {e}", ty.lmc_name())),
-    }
 }

@@ -122,6 +122,19 @@ pub(crate) enum Cell {
     Json(Value),
 }
 
+/// A program input given outside a dataset, converted exactly as a dataset
+/// cell of the same form: text (a `--input` flag) as a CSV cell, JSON (a
+/// line of `lmc run`'s stdin) as a JSONL value. One conversion, so `yes`
+/// is a bool on the command line wherever a CSV accepts it.
+pub fn input_from_text(ty: &FieldType, text: &str) -> Result<Value, String> {
+    value::convert(ty, Cell::Text(text.to_string()), false)
+}
+
+/// See [`input_from_text`]: a JSON input value, checked like a JSONL cell.
+pub fn input_from_json(ty: &FieldType, v: Value) -> Result<Value, String> {
+    value::convert(ty, Cell::Json(v), false)
+}
+
 /// Where a column's values go.
 enum Target<'p> {
     Input(&'p Field),

@@ -101,7 +101,7 @@ fn check_without_files_uses_the_project_file() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, err) = run(lmc().arg("check").current_dir(dir.path()));
     assert_eq!(code, 2);
-    assert!(err.contains("no program file given"), "{err}");
+    assert!(err.contains("no program given"), "{err}");
 }
 
 #[test]

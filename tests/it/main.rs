@@ -32,6 +32,7 @@ mod optimizer_registry;
 mod optimizer_snapshots;
 mod parse_cases;
 mod pipeline;
+mod plumbing;
 
 mod reports;
 mod run_cmd;
