@@ -148,12 +148,7 @@ fn check_project(
                 if i > 0 {
                     eprintln!();
                 }
-                let m = if m.starts_with("error") {
-                    m.clone()
-                } else {
-                    format!("error: {m}")
-                };
-                eprintln!("{m}");
+                eprintln!("{}", super::with_severity(m));
             }
         }
     }

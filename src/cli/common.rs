@@ -178,13 +178,15 @@ mod tests {
 
     #[test]
     fn column_field_needs_both_sides() {
-        assert_eq!(column_field("label = sentiment").unwrap().value, "sentiment");
-        assert!(column_field("label=").unwrap_err().contains("--map label=sentiment"));
+        assert_eq!(
+            column_field("label = sentiment").unwrap().value,
+            "sentiment"
+        );
+        assert!(column_field("label=")
+            .unwrap_err()
+            .contains("--map label=sentiment"));
         assert!(column_field("label").is_err());
-        let m = column_map(&[
-            column_field("a=x").unwrap(),
-            column_field("a=y").unwrap(),
-        ]);
+        let m = column_map(&[column_field("a=x").unwrap(), column_field("a=y").unwrap()]);
         assert_eq!(m.get("a").map(String::as_str), Some("y"));
     }
 }

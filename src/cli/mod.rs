@@ -138,8 +138,11 @@ fn report(err: anyhow::Error) -> ExitCode {
 
 /// The one place an error message gets its `error: ` prefix. Text that
 /// already begins with a severity — a rendered diagnostic — is kept as it
-/// is, so a wrapped diagnostic never reads `error: error: …`.
-fn with_severity(text: &str) -> String {
+/// is, so a wrapped diagnostic never reads `error: error: …`. `report`
+/// uses it for the error that ends a command; `lmc check` (one verdict per
+/// file) and `lmc run` (one per input, the run goes on) for the errors they
+/// print and carry on after.
+pub(crate) fn with_severity(text: &str) -> String {
     if text.starts_with("error:") || text.starts_with("warning:") {
         text.to_string()
     } else {

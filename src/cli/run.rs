@@ -162,7 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     )?;
                     writeln!(out)?;
                 } else {
-                    eprintln!("error: {e}");
+                    eprintln!("{}", crate::cli::with_severity(&e.to_string()));
                     if let Some(pe) = outcome.trace.parse_error() {
                         eprintln!("raw reply:\n{}", pe.raw);
                     }

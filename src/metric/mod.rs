@@ -16,8 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::data::Example;
-use crate::program::Program;
 use crate::predict::RunContext;
+use crate::program::Program;
 
 mod command;
 mod judge;

@@ -56,10 +56,13 @@ impl Fixture {
     /// `lmc CMD flags.yaml` against the stub, with a cache of its own.
     fn cmd(&self, cmd: &str) -> std::process::Command {
         let mut c = lmc();
-        c.env("LMC_CACHE_DIR", self.dir.path().join(format!("cache-{cmd}")))
-            .args([cmd, &self.path("flags.yaml")])
-            .args(["--provider", "openai", "--model", "stub", "--base-url"])
-            .arg(self.stub.url());
+        c.env(
+            "LMC_CACHE_DIR",
+            self.dir.path().join(format!("cache-{cmd}")),
+        )
+        .args([cmd, &self.path("flags.yaml")])
+        .args(["--provider", "openai", "--model", "stub", "--base-url"])
+        .arg(self.stub.url());
         c
     }
 
@@ -96,7 +99,11 @@ fn run_input_yes_on_a_bool_field_works_like_the_csv_path() {
         "flag=yes",
     ]));
     assert_eq!(code, 0, "{err}");
-    assert_eq!(json_line(&out)["inputs"]["flag"], Value::Bool(true), "{out}");
+    assert_eq!(
+        json_line(&out)["inputs"]["flag"],
+        Value::Bool(true),
+        "{out}"
+    );
 
     // The same row from a CSV: the request the LM sees is byte-identical.
     let (code, _, err) = run(f
@@ -105,7 +112,10 @@ fn run_input_yes_on_a_bool_field_works_like_the_csv_path() {
     assert_eq!(code, 0, "{err}");
     let sent = f.user_messages();
     assert_eq!(sent.len(), 2, "one request per command: {sent:?}");
-    assert_eq!(sent[0], sent[1], "run --input and the CSV row must render alike");
+    assert_eq!(
+        sent[0], sent[1],
+        "run --input and the CSV row must render alike"
+    );
 }
 
 #[test]
