@@ -77,7 +77,8 @@ pub fn default_program() -> anyhow::Result<PathBuf> {
 
 /// The directory relative paths in a program's specs (a metric's command
 /// script or database directory) are resolved against: that of the program
-/// file that wrote them, also when it is run through an artifact.
+/// file that wrote them, also when it is run through an artifact (whose
+/// program carries its source path as found from the working directory).
 pub fn program_dir(program: &Program, target_path: &Path) -> PathBuf {
     program
         .source_path

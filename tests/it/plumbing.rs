@@ -239,3 +239,76 @@ fn trace_show_on_a_bad_file_prints_one_error_prefix() {
     assert!(first.starts_with("error: "), "{err}");
     assert_eq!(first.matches("error:").count(), 1, "{err}");
 }
+
+const SQL_PROGRAM: &str = "\
+name: sql
+signatures:
+  write: {inputs: {question: str}, outputs: {sql: str}}
+inputs: {question: str}
+nodes:
+  write: {kind: predict, signature: write, inputs: {question: input.question}}
+outputs: {sql: write.sql}
+metric: {type: sql_execution, field: sql, database: db.sqlite}
+";
+
+/// A metric's relative paths are the program file's, also through an
+/// artifact written elsewhere (it records the program relative to itself):
+/// eval and compile resolve them with the same `common::program_dir`.
+#[test]
+fn an_artifacts_metric_paths_are_relative_to_its_program_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("programs")).unwrap();
+    std::fs::write(d.join("programs/sql.yaml"), SQL_PROGRAM).unwrap();
+    std::fs::copy(
+        crate::support::root()
+            .join("datasets/spider/database/concert_singer/concert_singer.sqlite"),
+        d.join("programs/db.sqlite"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("data.csv"),
+        "question,sql\nhow many singers?,SELECT count(*) FROM singer\n",
+    )
+    .unwrap();
+    let stub =
+        StubServer::fixed("[[ ## sql ## ]]\nSELECT count(*) FROM singer\n\n[[ ## completed ## ]]");
+    let lmc_in = |args: &[&str]| {
+        let mut c = lmc();
+        c.current_dir(d)
+            .env("LMC_CACHE_DIR", d.join("cache"))
+            .args(args)
+            .args(["--provider", "openai", "--model", "stub", "--base-url"])
+            .arg(stub.url());
+        run(&mut c)
+    };
+    let compile = |from: &str, to: &str| {
+        lmc_in(&[
+            "compile",
+            from,
+            "--trainset",
+            "data.csv",
+            "--optimizer",
+            "labeled_few_shot",
+            "--quiet",
+            "-o",
+            to,
+        ])
+    };
+    let (code, _, err) = compile("programs/sql.yaml", "out/sql.compiled.json");
+    assert_eq!(code, 0, "{err}");
+    // Composing from the artifact scores with the same database.
+    let (code, _, err) = compile("out/sql.compiled.json", "out/sql2.compiled.json");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = lmc_in(&[
+        "eval",
+        "out/sql2.compiled.json",
+        "--dataset",
+        "data.csv",
+        "--json",
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["summary"]["mean"].as_f64(), Some(1.0), "{out}");
+}
