@@ -24,8 +24,8 @@ pub struct Args {
     /// Show only this node's predictors (or one predictor path, e.g. `agent.react`).
     #[arg(long, value_name = "NAME")]
     pub node: Option<String>,
-    /// An input value as NAME=VALUE (repeatable). Values of non-text fields
-    /// may be JSON, e.g. `--input 'context=["a", "b"]'`.
+    /// An input value as NAME=VALUE (repeatable), read the way a CSV cell
+    /// is, e.g. `--input 'context=["a", "b"]'`, `--input flag=yes`.
     #[arg(long = "input", value_name = "NAME=VALUE", value_parser = super::common::key_value)]
     pub inputs: Vec<super::common::KeyValue>,
     /// The adapter that renders the messages: chat or json (default: the
