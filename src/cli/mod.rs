@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 pub mod cache;
 pub mod check;
+pub mod checkpoint;
 pub mod compile;
 pub mod compile_note;
 pub mod completions;

@@ -8,6 +8,7 @@ mod support;
 
 mod adapter;
 mod bounds;
+mod checkpoint;
 mod cli_errors;
 mod compile;
 mod compile_interrupt;
