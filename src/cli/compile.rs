@@ -492,24 +492,41 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         program.compile.as_ref(),
         target.project.as_ref().and_then(|p| p.compile.as_ref()),
     ];
+    let named = sections
+        .iter()
+        .rev()
+        .flatten()
+        .find(|c| c.optimizer.is_some());
     let first = args
         .optimizer
         .clone()
-        .or_else(|| {
-            sections
-                .iter()
-                .rev()
-                .flatten()
-                .find_map(|c| c.optimizer.clone())
-        })
+        .or_else(|| named.and_then(|c| c.optimizer.clone()))
         .unwrap_or_else(|| DEFAULT_OPTIMIZER.to_string());
+    // A `compile:` list's later stages, unless the command line names the
+    // pipeline (`--optimizer` or `--then`).
+    let listed: &[CompileConfig] = match named {
+        Some(c) if args.optimizer.is_none() && args.then.is_empty() => &c.then,
+        _ => &[],
+    };
+    let then_names: Vec<String> = if listed.is_empty() {
+        args.then.clone()
+    } else {
+        listed
+            .iter()
+            .map(|c| c.optimizer_name().to_string())
+            .collect()
+    };
     let names: Vec<&str> = std::iter::once(first.as_str())
-        .chain(args.then.iter().map(String::as_str))
+        .chain(then_names.iter().map(String::as_str))
         .collect();
     let mut opts = super::pipeline::route_opts(&args.opts, &names)?;
     let first_opts = std::mem::take(&mut opts[0]);
     let (optimizer, settings_from) = choose_optimizer(args, &sections, first, &first_opts)?;
-    let then = super::pipeline::configure_then(&args.then, &opts[1..])?;
+    let then = if listed.is_empty() {
+        super::pipeline::configure_then(&args.then, &opts[1..])?
+    } else {
+        super::pipeline::configure_listed(listed, &opts[1..])?
+    };
     let mut columns = program.datasets.columns.clone();
     columns.extend(parse_maps(&args.map)?);
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {

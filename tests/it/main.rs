@@ -12,6 +12,7 @@ mod checkpoint;
 mod cli_errors;
 mod compile;
 mod compile_interrupt;
+mod compile_list;
 mod compile_settings;
 mod compose;
 mod data;
