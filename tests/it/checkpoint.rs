@@ -154,14 +154,28 @@ fn json(text: &str) -> Value {
 }
 
 /// Kill `optimizer` mid-search with SIGKILL, resume it, and compare with
-/// an uninterrupted run. Returns the resumed run's stderr.
-fn killed_and_resumed(optimizer: &str, opts: &[&str], unit: &str) -> String {
+/// an uninterrupted run. The kill comes `after` requests past the second
+/// checkpoint. `extra` goes to every run (`--no-cache`). Returns the
+/// resumed run's stderr.
+fn killed_and_resumed(
+    optimizer: &str,
+    opts: &[&str],
+    unit: &str,
+    after: usize,
+    extra: &[&str],
+) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
+    let no_cache = extra.contains(&"--no-cache");
+    let compile = |cache: &str, stub: &StubServer, optimizer: &str, opts: &[&str]| {
+        let mut c = compile(d, cache, stub, optimizer, opts);
+        c.args(extra);
+        c
+    };
 
     // One uninterrupted compile: the reference result and request count.
     let whole = scripted(None);
-    let (code, out, err) = run(&mut compile(d, "ref-cache", &whole.server, optimizer, opts));
+    let (code, out, err) = run(&mut compile("ref-cache", &whole.server, optimizer, opts));
     assert_eq!(code, 0, "{err}");
     let reference = json(&out);
     let reference_art = json(&std::fs::read_to_string(d.join("out.json")).unwrap());
@@ -175,15 +189,15 @@ fn killed_and_resumed(optimizer: &str, opts: &[&str], unit: &str) -> String {
     // The same compile, killed (SIGKILL) a few requests after its second
     // checkpoint, once every reply it received is in the cache.
     let ck = d.join("out.checkpoint.json");
-    let first = scripted(Some((ck.clone(), 2, 3)));
-    let mut child = compile(d, "cache", &first.server, optimizer, opts)
+    let first = scripted(Some((ck.clone(), 2, after)));
+    let mut child = compile("cache", &first.server, optimizer, opts)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn lmc");
     let deadline = Instant::now() + Duration::from_secs(120);
     while first.hung.load(Ordering::SeqCst) == 0
-        || committed(&d.join("cache")) < first.answered.load(Ordering::SeqCst)
+        || (!no_cache && committed(&d.join("cache")) < first.answered.load(Ordering::SeqCst))
     {
         assert!(
             Instant::now() < deadline,
@@ -206,8 +220,11 @@ fn killed_and_resumed(optimizer: &str, opts: &[&str], unit: &str) -> String {
 
     // A checkpoint of another compile is refused, naming what differs.
     let other = scripted(None);
-    let (code, _, err) =
-        run(compile_seeded(d, "cache", &other.server, optimizer, opts, 6).arg("--resume"));
+    let (code, _, err) = run(
+        compile_seeded(d, "cache", &other.server, optimizer, opts, 6)
+            .args(extra)
+            .arg("--resume"),
+    );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("taken for another compile"), "{err}");
     assert!(err.contains("seed: 5 there, 6 here"), "{err}");
@@ -215,8 +232,7 @@ fn killed_and_resumed(optimizer: &str, opts: &[&str], unit: &str) -> String {
 
     // --resume continues from the checkpoint.
     let second = scripted(None);
-    let (code, out, err) =
-        run(compile(d, "cache", &second.server, optimizer, opts).arg("--resume"));
+    let (code, out, err) = run(compile("cache", &second.server, optimizer, opts).arg("--resume"));
     assert_eq!(code, 0, "{err}");
     let resumed = json(&out);
     let after = second.answered.load(Ordering::SeqCst);
@@ -240,6 +256,11 @@ fn killed_and_resumed(optimizer: &str, opts: &[&str], unit: &str) -> String {
     assert!(
         hits < whole_hits + before,
         "{hits} cache hits: the search was replayed ({whole_hits} + {before})"
+    );
+    println!(
+        "{optimizer}{}: uninterrupted {total} requests; killed after {before}, resumed {after} \
+         ({hits} cache hits, uninterrupted {whole_hits}); {message}",
+        if no_cache { " --no-cache" } else { "" }
     );
     let art = json(&std::fs::read_to_string(d.join("out.json")).unwrap());
     assert_eq!(art["predictors"], reference_art["predictors"]);
@@ -265,13 +286,36 @@ fn a_killed_mipro_compile_resumes_from_its_checkpoint_without_repeating_a_call()
             "max_labeled_demos=1",
         ],
         "trial",
+        3,
+        &[],
+    );
+    assert!(err.contains("of 10 ("), "the trial count: {err}");
+}
+
+/// Without the response cache the checkpoint alone carries the search:
+/// killed right at a checkpoint, the resumed run asks only for what the
+/// uninterrupted one asked after it.
+#[test]
+fn a_killed_mipro_compile_resumes_from_its_checkpoint_without_the_cache() {
+    let err = killed_and_resumed(
+        "mipro",
+        &[
+            "auto=none",
+            "num_candidates=4",
+            "num_trials=10",
+            "max_bootstrapped_demos=1",
+            "max_labeled_demos=1",
+        ],
+        "trial",
+        0,
+        &["--no-cache"],
     );
     assert!(err.contains("of 10 ("), "the trial count: {err}");
 }
 
 #[test]
 fn a_killed_gepa_compile_resumes_from_its_checkpoint_without_repeating_a_call() {
-    killed_and_resumed("gepa", &["max_metric_calls=150"], "iteration");
+    killed_and_resumed("gepa", &["max_metric_calls=150"], "iteration", 3, &[]);
 }
 
 #[test]

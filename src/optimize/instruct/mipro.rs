@@ -711,6 +711,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_checkpoint_that_indexes_outside_the_search_space_is_refused() {
+        let ok = MiproState {
+            demo_sets: vec![BTreeMap::new(), BTreeMap::new()],
+            instructions: vec![vec!["a".into(), "b".into()]],
+            baseline_score: 0.0,
+            best: Overlay::default(),
+            best_score: 0.0,
+            tpe_trials: vec![(vec![1, 1], 0.5)],
+            tpe_pos: 0,
+            rng_pos: 0,
+            minibatch_scores: Vec::new(),
+            fully_evaluated: vec![(vec![0, 0], 0.0)],
+            history: Vec::new(),
+            trials_done: 1,
+        };
+        assert_eq!(ok.dims(), vec![2, 2]);
+        assert!(ok.check(1, 10).is_ok());
+        // An instruction index past the candidates would panic in `build`.
+        let bad = MiproState {
+            fully_evaluated: vec![(vec![2, 0], 0.0)],
+            ..ok.clone()
+        };
+        assert!(bad.check(1, 10).is_err());
+        // Another program (two predictors), or more trials than planned.
+        assert!(ok.check(2, 10).is_err());
+        let late = MiproState {
+            trials_done: 11,
+            ..ok.clone()
+        };
+        assert!(late.check(1, 10).is_err());
+    }
+
+    #[test]
     fn trial_formula_matches_dspy() {
         // One predictor, zero-shot, light (n=6): max(2*1*log2 6, 9) = max(5.17, 9) = 9.
         assert_eq!(num_trials(1, false, 6), 9);
