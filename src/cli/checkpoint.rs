@@ -149,6 +149,9 @@ pub struct Writer {
     key: String,
     inputs: BTreeMap<String, Value>,
     state: Mutex<(Vec<DoneStage>, bool)>,
+    /// Whether this run holds a valid checkpoint at `path` (it wrote one,
+    /// or resumed from it): what the interrupt's help may point at.
+    live: std::sync::atomic::AtomicBool,
 }
 
 impl Writer {
@@ -158,6 +161,7 @@ impl Writer {
             key: key_of(&inputs),
             inputs,
             state: Mutex::new((Vec::new(), false)),
+            live: Default::default(),
         }
     }
 
@@ -166,6 +170,15 @@ impl Writer {
         if let Ok(mut s) = self.state.lock() {
             s.0 = stages;
         }
+        self.live.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The checkpoint `--resume` would continue from, if this run has one
+    /// (a stale file from another compile does not count).
+    pub fn live(&self) -> Option<&Path> {
+        self.live
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(self.path.as_path())
     }
 
     /// A stage finished: record it (the next checkpoint has no search yet).
@@ -200,14 +213,17 @@ impl Writer {
             stages: s.0.clone(),
             current,
         };
-        if let Err(e) = write_atomic(&self.path, &file) {
-            // A compile is worth more than its checkpoint: say it once, go on.
-            if !s.1 {
-                s.1 = true;
-                eprintln!(
+        match write_atomic(&self.path, &file) {
+            Ok(()) => self.live.store(true, std::sync::atomic::Ordering::SeqCst),
+            Err(e) => {
+                // A compile is worth more than its checkpoint: say it once, go on.
+                if !s.1 {
+                    s.1 = true;
+                    eprintln!(
                     "warning: cannot write the checkpoint {}: {e}; the compile goes on without one",
                     self.path.display()
                 );
+                }
             }
         }
     }

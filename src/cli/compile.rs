@@ -10,7 +10,9 @@
 //! far is written and a warning says so), 2 bad input, 3 nothing could be
 //! scored, 130 interrupted by SIGINT/SIGTERM (the best candidate fully
 //! scored so far is written, marked `lineage.interrupted`, or nothing when
-//! none was; a second signal aborts at once).
+//! none was; a second signal aborts at once). Long searches are
+//! checkpointed next to the artifact as they go and `--resume` continues
+//! one (`super::checkpoint`).
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -806,8 +808,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(f) => (f.stages, f.current),
         None => (Vec::new(), None),
     };
-    let writer = Arc::new(super::checkpoint::Writer::new(ck_path.clone(), ck_inputs));
-    writer.restore(done_stages.clone());
+    let writer = Arc::new(super::checkpoint::Writer::new(ck_path, ck_inputs));
+    if resumed.is_some() {
+        writer.restore(done_stages.clone());
+    }
     // The stages run in order on one LM context (one budget, one cache),
     // each from the previous stage's overlay. A spent budget or an
     // interrupt ends the pipeline: the last stage that kept a result wins.
@@ -902,7 +906,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     skipped = stages[i..].iter().map(|o| o.name()).collect();
                     break;
                 }
-                None => return nothing_kept(&args, &engine, reason, &ck_path),
+                None => return nothing_kept(&args, &engine, reason, writer.live()),
             },
         };
         if interrupted.is_none() && !engine.exhausted() {
@@ -1126,7 +1130,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "interrupted ({reason}): kept the best candidate fully scored so far ({score}) in {}, \
              marked `lineage.interrupted`\n  = help: {}",
             s.output.display(),
-            resume_help(&args, &ck_path)
+            resume_help(&args, writer.live())
         );
         return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
     }
@@ -1134,8 +1138,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// How an interrupted compile resumes.
-fn resume_help(args: &Args, checkpoint: &Path) -> String {
-    if checkpoint.exists() {
+fn resume_help(args: &Args, checkpoint: Option<&Path>) -> String {
+    if let Some(checkpoint) = checkpoint {
         return format!(
             "the search state is checkpointed in {}: re-run the same command with --resume to continue from it",
             checkpoint.display()
@@ -1178,7 +1182,7 @@ fn nothing_kept(
     args: &Args,
     engine: &Engine<'_>,
     reason: &str,
-    checkpoint: &Path,
+    checkpoint: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(

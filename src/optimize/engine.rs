@@ -16,7 +16,9 @@
 //! scored on the whole valset so far, so a caller that stops waiting for
 //! the search can still keep it ([`Engine::best_scored`]). Usage is counted from the traces
 //! (every request, cache hits included), so the lineage figures are the
-//! same when a compile is resumed from the cache. A spent budget never
+//! same when a compile is resumed from the cache (or from a checkpoint,
+//! which carries the tallies: [`super::checkpoint`], taken by resumable
+//! searches through [`Engine::save_checkpoint`]). A spent budget never
 //! aborts: the engine marks itself exhausted, strategies stop proposing and
 //! the best candidate scored so far wins.
 

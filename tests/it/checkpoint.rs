@@ -343,3 +343,62 @@ fn resume_refuses_a_missing_or_corrupt_checkpoint_and_a_rerun_notes_one() {
     assert!(err.contains("pass --resume to continue from it"), "{err}");
     assert!(!d.join("out.checkpoint.json").exists());
 }
+
+/// SIGINT keeps the best candidate so far (exit 130) and its help points at
+/// the checkpoint; `--resume` then ends where an uninterrupted run does.
+#[test]
+fn an_interrupted_mipro_compile_points_at_resume_and_resumes() {
+    let opts = [
+        "auto=none",
+        "num_candidates=4",
+        "num_trials=10",
+        "max_bootstrapped_demos=1",
+        "max_labeled_demos=1",
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let whole = scripted(None);
+    let (code, _, err) = run(&mut compile(d, "ref", &whole.server, "mipro", &opts));
+    assert_eq!(code, 0, "{err}");
+    let reference = json(&std::fs::read_to_string(d.join("out.json")).unwrap());
+
+    let ck = d.join("out.checkpoint.json");
+    let first = scripted(Some((ck.clone(), 2, 0)));
+    let mut child = compile(d, "cache", &first.server, "mipro", &opts)
+        .env("LMC_INTERRUPT_GRACE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lmc");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while first.hung.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never reached the second checkpoint"
+        );
+        if let Ok(Some(s)) = child.try_wait() {
+            panic!("lmc ended before the signal: {s}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-INT", &pid]).status();
+    let out = child.wait_with_output().expect("lmc ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("the search state is checkpointed in") && err.contains("--resume"),
+        "{err}"
+    );
+    let kept = json(&std::fs::read_to_string(d.join("out.json")).unwrap());
+    assert_eq!(kept["lineage"]["interrupted"], "SIGINT");
+
+    let second = scripted(None);
+    let (code, _, err) = run(compile(d, "cache", &second.server, "mipro", &opts).arg("--resume"));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resumed mipro at trial 3 of 10"), "{err}");
+    let art = json(&std::fs::read_to_string(d.join("out.json")).unwrap());
+    assert!(art["lineage"].get("interrupted").is_none(), "{art}");
+    assert_eq!(art["predictors"], reference["predictors"]);
+    assert_eq!(art["lineage"]["history"], reference["lineage"]["history"]);
+}
