@@ -1000,8 +1000,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         writer.remove();
     }
     if let Some(m) = budget_message {
+        let how = match writer.live() {
+            Some(ck) => format!(
+                "re-run with a larger budget and --resume to continue from the checkpoint {}",
+                ck.display()
+            ),
+            None => "re-run with a larger budget to resume from the cache".to_string(),
+        };
         eprintln!(
-            "warning: {m}: the search stopped early; {} holds the best candidate scored so far (re-run with a larger budget to resume from the cache)",
+            "warning: {m}: the search stopped early; {} holds the best candidate scored so far ({how})",
             s.output.display()
         );
     }
