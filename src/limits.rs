@@ -23,6 +23,11 @@ pub const MAX_DEMOS: usize = 10_000;
 /// Largest kNN `k`: demos chosen per call, each rendered into the prompt.
 pub const MAX_KNN_K: usize = 1_000;
 
+/// Largest checkpoint file `lmc compile --resume` reads. A checkpoint
+/// holds the search's candidates and history; a long search's is a few
+/// megabytes.
+pub const MAX_CHECKPOINT_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Largest `n` (refine, best_of_n, multi_chain_comparison) or `max_iters`
 /// (react) a program may set: each is a number of LM calls per example,
 /// and multi_chain_comparison adds one input field per attempt.

@@ -10,7 +10,9 @@
 //! far is written and a warning says so), 2 bad input, 3 nothing could be
 //! scored, 130 interrupted by SIGINT/SIGTERM (the best candidate fully
 //! scored so far is written, marked `lineage.interrupted`, or nothing when
-//! none was; a second signal aborts at once).
+//! none was; a second signal aborts at once). Long searches are
+//! checkpointed next to the artifact as they go and `--resume` continues
+//! one (`super::checkpoint`).
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -101,6 +103,18 @@ pub struct Args {
     /// known) and exit without calling the LM.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Continue from the checkpoint an interrupted or killed compile left
+    /// next to the artifact (`OUT.checkpoint.json`): finished stages and
+    /// the search state (MIPROv2 trials, GEPA iterations) are restored, not
+    /// replayed. Refused when the checkpoint was taken for another compile.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Keep the checkpoint after the compile finishes (it is deleted by
+    /// default).
+    #[arg(long)]
+    pub keep_checkpoint: bool,
 
     /// Print a JSON summary on stdout.
     #[arg(long)]
@@ -455,24 +469,41 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         program.compile.as_ref(),
         target.project.as_ref().and_then(|p| p.compile.as_ref()),
     ];
+    let named = sections
+        .iter()
+        .rev()
+        .flatten()
+        .find(|c| c.optimizer.is_some());
     let first = args
         .optimizer
         .clone()
-        .or_else(|| {
-            sections
-                .iter()
-                .rev()
-                .flatten()
-                .find_map(|c| c.optimizer.clone())
-        })
+        .or_else(|| named.and_then(|c| c.optimizer.clone()))
         .unwrap_or_else(|| DEFAULT_OPTIMIZER.to_string());
+    // A `compile:` list's later stages, unless the command line names the
+    // pipeline (`--optimizer` or `--then`).
+    let listed: &[CompileConfig] = match named {
+        Some(c) if args.optimizer.is_none() && args.then.is_empty() => &c.then,
+        _ => &[],
+    };
+    let then_names: Vec<String> = if listed.is_empty() {
+        args.then.clone()
+    } else {
+        listed
+            .iter()
+            .map(|c| c.optimizer_name().to_string())
+            .collect()
+    };
     let names: Vec<&str> = std::iter::once(first.as_str())
-        .chain(args.then.iter().map(String::as_str))
+        .chain(then_names.iter().map(String::as_str))
         .collect();
     let mut opts = super::pipeline::route_opts(&args.opts, &names)?;
     let first_opts = std::mem::take(&mut opts[0]);
     let (optimizer, settings_from) = choose_optimizer(args, &sections, first, &first_opts)?;
-    let then = super::pipeline::configure_then(&args.then, &opts[1..])?;
+    let then = if listed.is_empty() {
+        super::pipeline::configure_then(&args.then, &opts[1..])?
+    } else {
+        super::pipeline::configure_listed(listed, &opts[1..])?
+    };
     let mut columns = program.datasets.columns.clone();
     columns.extend(super::common::column_map(&args.map));
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -707,6 +738,44 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let valset = s.val.as_ref().unwrap_or(&s.train);
     let prompt = prompt_context(&args, &stages)?;
+    // The search state is checkpointed next to the artifact as it goes.
+    let ck_inputs = super::checkpoint::inputs(
+        &s.program.content_hash,
+        s.base.as_ref().map(|(b, _)| b),
+        &stages,
+        &s.train.hash,
+        &valset.hash,
+        &s.metric.content_hash(),
+        args.seed,
+        &cfg,
+        args.prompt_lm.as_deref(),
+    );
+    let ck_path = super::checkpoint::path_for(&s.output);
+    let restored = if args.resume {
+        Some(super::checkpoint::load(&ck_path, &ck_inputs, &stages)?)
+    } else {
+        if ck_path.exists() {
+            eprintln!(
+                "note: {} holds the checkpoint of an earlier compile: pass --resume to continue from it (this run starts over and replaces it)",
+                ck_path.display()
+            );
+        }
+        None
+    };
+    let resumed = restored
+        .as_ref()
+        .map(|f| super::checkpoint::restored_message(f, &ck_path));
+    if let Some(m) = &resumed {
+        eprintln!("{m}");
+    }
+    let (mut done_stages, mut current) = match restored {
+        Some(f) => (f.stages, f.current),
+        None => (Vec::new(), None),
+    };
+    let writer = Arc::new(super::checkpoint::Writer::new(ck_path, ck_inputs));
+    if resumed.is_some() {
+        writer.restore(done_stages.clone());
+    }
     // The stages run in order on one LM context (one budget, one cache),
     // each from the previous stage's overlay. A spent budget or an
     // interrupt ends the pipeline: the last stage that kept a result wins.
@@ -723,6 +792,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if stages.len() > 1 && !(args.quiet || args.json) {
             eprintln!("stage {}/{}: {}", i + 1, stages.len(), opt.name());
         }
+        if i < done_stages.len() {
+            // Finished before the checkpoint: its outcome, not a re-run.
+            let d = std::mem::take(&mut done_stages[i]);
+            let engine = Engine::new(
+                &s.program,
+                &s.metric,
+                &s.train.examples,
+                &valset.examples,
+                ctx.clone(),
+                concurrency,
+                args.seed,
+                &*bars,
+            );
+            let outcome = d.outcome();
+            engine.restore_books(d.books);
+            runs.push((engine, outcome));
+            continue;
+        }
+        let resume = current.take().filter(|c| c.stage == i).map(|c| c.search);
         let mut engine = Engine::new(
             &s.program,
             &s.metric,
@@ -733,7 +821,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.seed,
             &*bars,
         )
-        .with_interrupt(interrupt.clone());
+        .with_interrupt(interrupt.clone())
+        .with_checkpoints(writer.hook(i, opt.name()), resume);
         if let Some(p) = prompt.as_ref().filter(|_| opt.uses_prompt_lm()) {
             engine = engine.with_prompt_lm(p.clone());
         }
@@ -781,9 +870,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     skipped = stages[i..].iter().map(|o| o.name()).collect();
                     break;
                 }
-                None => return nothing_kept(&args, &engine, reason),
+                None => return nothing_kept(&args, &engine, reason, writer.live()),
             },
         };
+        if interrupted.is_none() && !engine.exhausted() {
+            writer.stage_done(super::checkpoint::DoneStage::of(
+                opt.name(),
+                &outcome,
+                &engine,
+            ));
+        }
         runs.push((engine, outcome));
     }
     let Some((engine, outcome)) = runs.pop() else {
@@ -862,9 +958,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     artifact
         .save(&s.output)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A finished compile needs no checkpoint; an interrupted one, or one a
+    // budget stopped, keeps it for `--resume`.
+    if interrupted.is_none() && budget_message.is_none() && !args.keep_checkpoint {
+        writer.remove();
+    }
     if let Some(m) = budget_message {
+        let how = match writer.live() {
+            Some(ck) => format!(
+                "re-run with a larger budget and --resume to continue from the checkpoint {}",
+                ck.display()
+            ),
+            None => "re-run with a larger budget to resume from the cache".to_string(),
+        };
         eprintln!(
-            "warning: {m}: the search stopped early; {} holds the best candidate scored so far (re-run with a larger budget to resume from the cache)",
+            "warning: {m}: the search stopped early; {} holds the best candidate scored so far ({how})",
             s.output.display()
         );
     }
@@ -891,6 +999,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "interrupted": l.interrupted,
                 "candidates": l.history,
                 "stages": l.stages,
+                "resumed": resumed,
                 "demos": artifact.predictors.iter().map(|(p, st)| (p.clone(), st.demos.len())).collect::<BTreeMap<_, _>>(),
             }))?
         );
@@ -917,6 +1026,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if !l.history.is_empty() {
             rows.push(("candidates", l.history.len().to_string()));
+        }
+        if let Some(m) = &resumed {
+            rows.push(("resumed", m.clone()));
         }
         if !runs.is_empty() {
             let calls: Vec<String> = l.stages[l.stages.len() - runs.len()..]
@@ -989,7 +1101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "interrupted ({reason}): kept the best candidate fully scored so far ({score}) in {}, \
              marked `lineage.interrupted`\n  = help: {}",
             s.output.display(),
-            resume_help(&args)
+            resume_help(&args, writer.live())
         );
         return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
     }
@@ -997,12 +1109,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// How an interrupted compile resumes.
-fn resume_help(args: &Args) -> &'static str {
+fn resume_help(args: &Args, checkpoint: Option<&Path>) -> String {
+    if let Some(checkpoint) = checkpoint {
+        return format!(
+            "the search state is checkpointed in {}: re-run the same command with --resume to continue from it",
+            checkpoint.display()
+        );
+    }
     if args.lm.no_cache {
-        "--no-cache: no reply was kept, a re-run starts over"
+        "--no-cache: no reply was kept, a re-run starts over".into()
     } else {
         "every LM reply received is cached: re-run the same command to resume; \
          it replays the recorded replies and pays only for new calls"
+            .into()
     }
 }
 
@@ -1030,7 +1149,12 @@ fn kept_on_interrupt(
 
 /// An interrupt before any candidate was scored on the whole valset:
 /// nothing is written (a partial score must never pose as a result).
-fn nothing_kept(args: &Args, engine: &Engine<'_>, reason: &str) -> anyhow::Result<ExitCode> {
+fn nothing_kept(
+    args: &Args,
+    engine: &Engine<'_>,
+    reason: &str,
+    checkpoint: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
@@ -1045,7 +1169,7 @@ fn nothing_kept(args: &Args, engine: &Engine<'_>, reason: &str) -> anyhow::Resul
     eprintln!(
         "interrupted ({reason}) before any candidate was scored on the whole valset: \
          no artifact written\n  = help: {}",
-        resume_help(args)
+        resume_help(args, checkpoint)
     );
     Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED))
 }

@@ -10,6 +10,8 @@ use std::process::ExitCode;
 pub mod cache;
 pub mod check;
 pub mod common;
+
+pub mod checkpoint;
 pub mod compile;
 pub mod compile_note;
 pub mod completions;

@@ -8,7 +8,10 @@
 //! lineage record of a stage that ran in memory. The stages themselves run
 //! in `super::compile` on one LM context, so they share one budget and one
 //! response cache; each starts from the previous stage's overlay, exactly
-//! as `lmc compile PREVIOUS.json --optimizer B` would.
+//! as `lmc compile PREVIOUS.json --optimizer B` would. A `compile:` list
+//! in the program or project file is the same pipeline written down: its
+//! first stage is the optimizer, the rest run as `--then` stages with their
+//! own settings ([`configure_listed`]).
 
 use super::CliError;
 use crate::artifact::Stage;
@@ -60,6 +63,29 @@ pub fn configure_then(
         .map(|(name, pairs)| {
             optimize::configure(name, pairs)
                 .map_err(|e| CliError::Input(format!("--then {name}: {e}")).into())
+        })
+        .collect()
+}
+
+/// The later stages of a `compile:` list, each with its own settings and
+/// then its routed `--opt` pairs (which win, key by key).
+pub fn configure_listed(
+    stages: &[crate::program::CompileConfig],
+    opts: &[Vec<String>],
+) -> anyhow::Result<Vec<Box<dyn Configured>>> {
+    stages
+        .iter()
+        .zip(opts)
+        .map(|(c, pairs)| {
+            let name = c.optimizer_name();
+            let at = c.origins.values().next().cloned().unwrap_or_default();
+            let mut raw = c.settings.clone();
+            let parsed = optimize::settings::parse_pairs(name, pairs)
+                .map_err(|e| CliError::Input(format!("--opt {name}.…: {e}")))?;
+            raw.extend(parsed);
+            optimize::lookup(name)
+                .and_then(|o| o.configure(&raw))
+                .map_err(|e| CliError::Input(format!("compile stage `{name}` {at}: {e}")).into())
         })
         .collect()
 }

@@ -262,9 +262,10 @@ fn lm_schema(description: &str) -> Value {
         })
 }
 
-/// The `compile:` mapping, shared by program files and the project file,
-/// from the optimizer registry: one `if optimizer … then settings …` per
-/// optimizer, so an editor completes and documents each one's settings.
+/// The `compile:` section, shared by program files and the project file:
+/// a stage mapping or a list of them (a pipeline), from the optimizer
+/// registry: one `if optimizer … then settings …` per optimizer, so an
+/// editor completes and documents each one's settings.
 fn compile_schema(description: &str) -> Value {
     use crate::program::compile_section::DEFAULT_OPTIMIZER;
     let settings_of = |o: &dyn optimize::Registered| -> Value {
@@ -292,15 +293,28 @@ fn compile_schema(description: &str) -> Value {
             json!({"if": when, "then": {"properties": {"settings": settings_of(*o)}}})
         })
         .collect();
-    json!({
+    let stage = json!({
         "type": "object",
-        "description": description,
         "additionalProperties": false,
         "properties": {
             "optimizer": {"enum": optimize::names(), "default": DEFAULT_OPTIMIZER, "description": "The optimizer `lmc compile` runs (`lmc compile --list` describes each)."},
             "settings": {"type": "object", "description": "Settings of the optimizer named beside them (bootstrap_random_search when none is); unknown keys and wrong types are errors."}
         },
         "allOf": variants
+    });
+    let mut listed = stage.clone();
+    listed["required"] = json!(["optimizer"]);
+    json!({
+        "description": description,
+        "oneOf": [
+            stage,
+            {
+                "type": "array",
+                "minItems": 1,
+                "description": "A pipeline: the stages run in order under one budget and one cache, each from the previous stage's result, as `--optimizer A --then B`. Each stage names its optimizer.",
+                "items": listed
+            }
+        ]
     })
 }
 

@@ -16,7 +16,9 @@
 //! scored on the whole valset so far, so a caller that stops waiting for
 //! the search can still keep it ([`Engine::best_scored`]). Usage is counted from the traces
 //! (every request, cache hits included), so the lineage figures are the
-//! same when a compile is resumed from the cache. A spent budget never
+//! same when a compile is resumed from the cache (or from a checkpoint,
+//! which carries the tallies: [`super::checkpoint`], taken by resumable
+//! searches through [`Engine::save_checkpoint`]). A spent budget never
 //! aborts: the engine marks itself exhausted, strategies stop proposing and
 //! the best candidate scored so far wins.
 
@@ -62,7 +64,8 @@ pub enum Split {
 }
 
 /// A candidate's score on the valset.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Scored {
     pub mean: f64,
     pub ci95: [f64; 2],
@@ -113,6 +116,10 @@ pub struct Engine<'a> {
     /// The overlay compiled from (an artifact) and what the optimizer
     /// searches: candidates run layered over it ([`super::compose`]).
     base: Option<(Overlay, super::Searches)>,
+    /// Where a resumable search's state goes, and the state it resumes
+    /// from ([`super::checkpoint`]).
+    checkpoint: Option<super::checkpoint::Hook>,
+    resume: Mutex<Option<serde_json::Value>>,
 }
 
 /// An outside reason to stop issuing new candidates and calls (e.g. an
@@ -152,6 +159,8 @@ impl<'a> Engine<'a> {
             interrupt: Interrupt::new(),
             best_scored: Mutex::new(None),
             base: None,
+            checkpoint: None,
+            resume: Mutex::new(None),
         }
     }
 
@@ -202,6 +211,107 @@ impl<'a> Engine<'a> {
     /// scored, and as `optimize::compile` writes a winner).
     pub fn best_scored(&self) -> Option<(Overlay, Scored)> {
         self.best_scored.lock().ok().and_then(|b| b.clone())
+    }
+
+    /// Hand every checkpoint a resumable search takes to `hook`; `resume`
+    /// is a checkpoint of this stage to continue from: its books are
+    /// restored now, its search state when the search asks
+    /// ([`Engine::resume_state`]).
+    pub fn with_checkpoints(
+        mut self,
+        hook: super::checkpoint::Hook,
+        resume: Option<super::checkpoint::SearchState>,
+    ) -> Self {
+        self.checkpoint = Some(hook);
+        if let Some(r) = resume {
+            self.restore_books(r.books);
+            self.resume = Mutex::new(Some(r.state));
+        }
+        self
+    }
+
+    /// The search state a resumed compile continues from, once (a search
+    /// asks at its start). An error when it is not this search's state.
+    pub fn resume_state<T: serde::de::DeserializeOwned>(
+        &self,
+        optimizer: &str,
+    ) -> Result<Option<T>, super::OptimizeError> {
+        let Some(v) = self.resume.lock().ok().and_then(|mut r| r.take()) else {
+            return Ok(None);
+        };
+        serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| super::OptimizeError::Search {
+                optimizer: optimizer.to_string(),
+                message: format!("the checkpoint's search state does not fit: {e}"),
+            })
+    }
+
+    /// Whether checkpoints are being taken (a search skips building its
+    /// state otherwise).
+    pub fn checkpointing(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    /// Take a checkpoint: the search's `state` after `done` of `total`
+    /// steps (`unit`: trial, iteration), with the engine's books. Only
+    /// between steps, never with a step cut short: a stopped engine takes
+    /// none (the last one stands).
+    pub fn save_checkpoint(&self, unit: &str, done: usize, total: usize, state: serde_json::Value) {
+        let Some(hook) = &self.checkpoint else {
+            return;
+        };
+        if self.should_stop() {
+            return;
+        }
+        hook(super::checkpoint::SearchState {
+            unit: unit.to_string(),
+            done,
+            total,
+            state,
+            books: self.books(),
+        });
+    }
+
+    /// What the engine has counted and kept, for a checkpoint.
+    pub fn books(&self) -> super::checkpoint::Books {
+        let (requests, usage) = self.usage();
+        super::checkpoint::Books {
+            requests,
+            usage,
+            history: self.history(),
+            scores: self
+                .scores
+                .lock()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.map(|s| (k.clone(), s)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            best_scored: self.best_scored(),
+            best: self.best.lock().ok().and_then(|b| *b),
+        }
+    }
+
+    /// Continue from a checkpoint's books: counts, history, full scores.
+    pub fn restore_books(&self, b: super::checkpoint::Books) {
+        if let Ok(mut t) = self.tally.lock() {
+            t.requests = b.requests;
+            t.usage = b.usage;
+        }
+        if let Ok(mut h) = self.history.lock() {
+            *h = b.history;
+        }
+        if let Ok(mut m) = self.scores.lock() {
+            m.extend(b.scores.into_iter().map(|(k, s)| (k, Some(s))));
+        }
+        if let Ok(mut x) = self.best_scored.lock() {
+            *x = b.best_scored;
+        }
+        if let Ok(mut x) = self.best.lock() {
+            *x = b.best;
+        }
     }
 
     /// Run proposals and reflections on `ctx` instead of the task LM.
@@ -392,6 +502,15 @@ impl<'a> Engine<'a> {
         if results.len() == examples.len() {
             if split == Split::Val && indices.len() == self.valset.len() {
                 self.consider_best(overlay, &results);
+                // Kept as a score too: a checkpoint carries scores, not
+                // runs, so a resumed search still finds it scored.
+                if indices.iter().enumerate().all(|(i, &j)| i == j) {
+                    if let Some(sc) = self.full_score(&results) {
+                        if let Ok(mut m) = self.scores.lock() {
+                            m.insert(overlay_hash(overlay), Some(sc));
+                        }
+                    }
+                }
             }
             if let Ok(mut m) = self.results.lock() {
                 m.insert(key, results.clone());

@@ -20,6 +20,7 @@ use crate::overlay::Overlay;
 use crate::program::Program;
 
 pub mod bootstrap;
+pub mod checkpoint;
 pub mod compose;
 pub mod engine;
 pub mod instruct;

@@ -2,6 +2,11 @@
 //! optimizer `lmc compile` runs by default and its settings, e.g.
 //! `compile: {optimizer: mipro, settings: {num_trials: 8}}`.
 //!
+//! The section may also be a list of stages, each a mapping naming its
+//! optimizer (`compile: [{optimizer: mipro}, {optimizer: knn_few_shot,
+//! settings: {k: 3}}]`): `lmc compile` runs them in order under one budget
+//! and one cache, exactly as `--optimizer mipro --then knn_few_shot`.
+//!
 //! The section is checked where it is read, against the optimizer registry
 //! and through the optimizer's own typed settings (the same serde path as
 //! `--opt`), so a misspelt optimizer or setting, or a value of the wrong
@@ -40,6 +45,10 @@ pub struct CompileConfig {
     /// Where each setting was written, `FILE:LINE:COL`, for the lineage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub origins: BTreeMap<String, String>,
+    /// The stages after this one when the section is a list (each names
+    /// its optimizer; their own `then` is empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<CompileConfig>,
 }
 
 impl CompileConfig {
@@ -58,6 +67,45 @@ pub fn check(
     at: &str,
     file: &Path,
 ) -> (Option<CompileConfig>, Vec<Diagnostic>) {
+    let Value::Array(items) = value else {
+        return check_stage(value, idx, at, file, false);
+    };
+    let mut diags = Vec::new();
+    if items.is_empty() {
+        diags.push(
+            Diagnostic::error("`compile` is an empty list of stages".to_string())
+                .at(idx.locate(at))
+                .path(at)
+                .maybe_hint(Some(
+                    "list the stages in order, e.g. `compile: [{optimizer: mipro}, {optimizer: knn_few_shot}]`, or remove the key".into(),
+                )),
+        );
+        return (None, diags);
+    }
+    // Every stage is checked, so every mistake is reported at once.
+    let mut stages = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let (c, d) = check_stage(item, idx, &format!("{at}[{i}]"), file, true);
+        diags.extend(d);
+        stages.extend(c);
+    }
+    if stages.len() != items.len() {
+        return (None, diags);
+    }
+    let mut first = stages.remove(0);
+    first.then = stages;
+    (Some(first), diags)
+}
+
+/// One stage: the mapping `{optimizer, settings}` at `at`. In a list
+/// (`listed`) the optimizer must be named: a list has no default stage.
+fn check_stage(
+    value: &Value,
+    idx: &PosIndex,
+    at: &str,
+    file: &Path,
+    listed: bool,
+) -> (Option<CompileConfig>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
     let err = |path: &str, key: bool, message: String, hint: Option<String>| {
         let pos = if key {
@@ -70,15 +118,15 @@ pub fn check(
             .path(path)
             .maybe_hint(hint)
     };
-    let example = "write e.g. `compile: {optimizer: mipro, settings: {num_trials: 8}}`";
+    let example = "write e.g. `compile: {optimizer: mipro, settings: {num_trials: 8}}`, or a list of such stages";
     let obj = match value {
-        Value::Null => return (None, diags),
+        Value::Null if !listed => return (None, diags),
         Value::Object(o) => o,
         _ => {
             diags.push(err(
                 at,
                 false,
-                "`compile` must be a mapping with `optimizer` and `settings`".into(),
+                format!("`{at}` must be a mapping with `optimizer` and `settings`"),
                 Some(example.into()),
             ));
             return (None, diags);
@@ -101,6 +149,18 @@ pub fn check(
     }
     let opt_path = join(at, "optimizer");
     let name = match obj.get("optimizer") {
+        None | Some(Value::Null) if listed => {
+            diags.push(err(
+                at,
+                false,
+                format!("stage `{at}` names no optimizer"),
+                Some(format!(
+                    "each stage of a `compile` list names its optimizer, e.g. `{{optimizer: mipro}}`; one of {}",
+                    optimize::names().join(", ")
+                )),
+            ));
+            return (None, diags);
+        }
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
@@ -215,6 +275,7 @@ pub fn check(
             optimizer: name,
             settings,
             origins,
+            then: Vec::new(),
         }),
         diags,
     )

@@ -229,7 +229,12 @@ fn both_schemas_describe_the_compile_section_from_the_registry() {
         let (code, out, err) = run(lmc().args(args));
         assert_eq!(code, 0, "{err}");
         let schema: Value = serde_json::from_str(&out).unwrap();
-        let c = &schema["properties"]["compile"];
+        // A stage mapping, or a list of stages (a pipeline) that each name
+        // their optimizer.
+        let one_of = &schema["properties"]["compile"]["oneOf"];
+        let c = &one_of[0];
+        assert_eq!(one_of[1]["type"], "array", "{args:?}");
+        assert_eq!(one_of[1]["items"]["required"][0], "optimizer");
         assert_eq!(c["additionalProperties"], false, "{args:?}");
         let names = c["properties"]["optimizer"]["enum"].as_array().unwrap();
         assert!(names.iter().any(|n| n == "mipro"), "{names:?}");

@@ -8,9 +8,11 @@ mod support;
 
 mod adapter;
 mod bounds;
+mod checkpoint;
 mod cli_errors;
 mod compile;
 mod compile_interrupt;
+mod compile_list;
 mod compile_settings;
 mod compose;
 mod data;

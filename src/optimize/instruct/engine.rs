@@ -67,6 +67,14 @@ impl Evaluator for EngineEvaluator<'_, '_> {
     fn candidate(&self, record: &CandidateRecord) {
         self.engine.report_candidate(record);
     }
+
+    fn checkpointing(&self) -> bool {
+        self.engine.checkpointing()
+    }
+
+    fn checkpoint(&self, unit: &str, done: usize, total: usize, state: serde_json::Value) {
+        self.engine.save_checkpoint(unit, done, total, state);
+    }
 }
 
 /// The proposer on the engine's prompt LM at `temperature`.

@@ -128,7 +128,16 @@ impl Optimizer for Gepa {
         let eval = EngineEvaluator { engine };
         let proposer = proposer(engine, s.temperature);
         // An artifact's overlay when composing: reflection starts from its instructions.
-        let search = gepa(engine.program, &engine.start(), &eval, &proposer, &cfg).await;
+        let resume: Option<GepaState> = engine.resume_state(Self::NAME)?;
+        let search = gepa(
+            engine.program,
+            &engine.start(),
+            &eval,
+            &proposer,
+            &cfg,
+            resume,
+        )
+        .await;
         finish(engine, Self::NAME, search).await
     }
 }
@@ -149,7 +158,8 @@ pub fn auto_budget(num_preds: usize, n: usize, v: usize) -> usize {
     total
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Cand {
     overlay: Overlay,
     parents: Vec<usize>,
@@ -268,12 +278,57 @@ pub fn reflective_examples(path: &str, results: &[ExampleScore]) -> String {
     s
 }
 
+/// Where a GEPA search stands between two iterations: what a checkpoint
+/// holds. The pool carries each candidate's per-example valset scores (the
+/// frontier is computed from them), and the positions of the seeded stream
+/// and of the epoch-shuffled training order let the search continue with
+/// the draws an uninterrupted run would make.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GepaState {
+    pool: Vec<Cand>,
+    baseline_score: f64,
+    history: Vec<CandidateRecord>,
+    rng_pos: u64,
+    train_order: Vec<usize>,
+    cursor: usize,
+    merges_due: usize,
+    merges_done: usize,
+    rollout: u64,
+    calls: usize,
+    iterations: usize,
+}
+
+impl GepaState {
+    /// A restored state must fit the data and index only what it holds.
+    fn check(&self, n_val: usize, n_train: usize) -> Result<(), SearchError> {
+        let bad = |m: String| Err(SearchError::Config(format!("checkpoint: {m}")));
+        if self.pool.is_empty() {
+            return bad("an empty candidate pool".into());
+        }
+        for (i, c) in self.pool.iter().enumerate() {
+            if c.val.len() != n_val || c.parents.iter().any(|&p| p >= i) {
+                return bad(format!(
+                    "pool candidate {i} does not fit the valset or its parents"
+                ));
+            }
+        }
+        let mut order = self.train_order.clone();
+        order.sort_unstable();
+        if order != (0..n_train).collect::<Vec<_>>() || self.cursor > n_train {
+            return bad("the training order is not a permutation of the trainset".into());
+        }
+        Ok(())
+    }
+}
+
 pub async fn gepa(
     program: &Program,
     start: &Overlay,
     eval: &dyn Evaluator,
     proposer: &Proposer,
     cfg: &GepaConfig,
+    resume: Option<GepaState>,
 ) -> Result<SearchResult, SearchError> {
     let preds = program.predictors();
     if preds.is_empty() {
@@ -289,45 +344,94 @@ pub async fn gepa(
         ));
     }
     let budget = cfg.budget(preds.len(), v);
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let all_val: Vec<usize> = (0..v).collect();
-    let mut calls = 0usize;
-    let mut history = History::new(eval);
-
-    let base_scores: Vec<f64> = eval
-        .evaluate(start, Split::Val, &all_val)
-        .await?
-        .iter()
-        .map(|s| s.score)
-        .collect();
-    calls += v;
-    let mut pool = vec![Cand {
-        overlay: start.clone(),
-        parents: vec![],
-        val: base_scores,
-        next_pred: 0,
-    }];
-    let baseline_score = pool[0].mean();
-    history.push(CandidateRecord {
-        full_score: Some(baseline_score),
-        accepted: Some(true),
-        ..record("baseline")
-    });
-
-    let mut train_order: Vec<usize> = (0..t).collect();
-    train_order.shuffle(&mut rng);
-    let mut cursor = 0usize;
-    let mut merges_due = 0usize;
-    let mut merges_done = 0usize;
-    let mut rollout = 1u64;
     let b = cfg.reflection_minibatch_size.clamp(1, t);
+    let st = match resume {
+        Some(st) => {
+            st.check(v, t)?;
+            st
+        }
+        None => {
+            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+            let base_scores: Vec<f64> = eval
+                .evaluate(start, Split::Val, &all_val)
+                .await?
+                .iter()
+                .map(|s| s.score)
+                .collect();
+            let pool = vec![Cand {
+                overlay: start.clone(),
+                parents: vec![],
+                val: base_scores,
+                next_pred: 0,
+            }];
+            let baseline_score = pool[0].mean();
+            let mut history = History::new(eval);
+            history.push(CandidateRecord {
+                full_score: Some(baseline_score),
+                accepted: Some(true),
+                ..record("baseline")
+            });
+            let mut train_order: Vec<usize> = (0..t).collect();
+            train_order.shuffle(&mut rng);
+            GepaState {
+                pool,
+                baseline_score,
+                history: history.records,
+                rng_pos: crate::optimize::checkpoint::rng_pos(&rng),
+                train_order,
+                cursor: 0,
+                merges_due: 0,
+                merges_done: 0,
+                rollout: 1,
+                calls: v,
+                iterations: 0,
+            }
+        }
+    };
+    let mut rng = crate::optimize::checkpoint::rng_at(cfg.seed, st.rng_pos);
+    let mut pool = st.pool;
+    let baseline_score = st.baseline_score;
+    let mut history = History::resumed(eval, st.history);
+    let mut train_order = st.train_order;
+    let mut cursor = st.cursor;
+    let mut merges_due = st.merges_due;
+    let mut merges_done = st.merges_done;
+    let mut rollout = st.rollout;
+    let mut calls = st.calls;
+    let mut iterations = st.iterations;
 
     // The budget is checked at the top of an iteration, as DSPy does: an
     // iteration that starts is allowed to finish, so an accepted child is
     // always scored on the valset (the last evaluation may overshoot the
     // budget by at most one iteration's calls) and no call is spent on a
     // child that could not be kept.
-    while calls < budget && !eval.exhausted() {
+    loop {
+        // A checkpoint between iterations (never after one cut short: a
+        // stopped engine takes none).
+        if eval.checkpointing() && !eval.exhausted() {
+            let snapshot = GepaState {
+                pool: pool.clone(),
+                baseline_score,
+                history: history.records.clone(),
+                rng_pos: crate::optimize::checkpoint::rng_pos(&rng),
+                train_order: train_order.clone(),
+                cursor,
+                merges_due,
+                merges_done,
+                rollout,
+                calls,
+                iterations,
+            };
+            if let Ok(v) = serde_json::to_value(&snapshot) {
+                // The number of iterations is not known ahead (0: unknown).
+                eval.checkpoint("iteration", iterations, 0, v);
+            }
+        }
+        if calls >= budget || eval.exhausted() {
+            break;
+        }
+        iterations += 1;
         // Nothing can beat a candidate perfect on every validation example
         // (ties go to the earlier): any further call would be wasted.
         if pool

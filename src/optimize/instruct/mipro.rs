@@ -138,7 +138,8 @@ impl Optimizer for Mipro {
     ) -> Result<Outcome, OptimizeError> {
         let cfg = MiproConfig::new(s, engine.seed);
         let n_sets = cfg.demo_set_count(s);
-        let sets = if n_sets == 0 {
+        let resume: Option<MiproState> = engine.resume_state(Self::NAME)?;
+        let sets = if n_sets == 0 || resume.is_some() {
             Vec::new()
         } else {
             demo_sets(
@@ -160,6 +161,7 @@ impl Optimizer for Mipro {
             &eval,
             &proposer,
             &cfg,
+            resume,
         )
         .await;
         finish(engine, Self::NAME, search).await
@@ -259,9 +261,77 @@ pub fn plan(program: &Program, cfg: &MiproConfig, val_len: usize, demo_sets: usi
     }
 }
 
+/// Where a MIPROv2 search stands after its proposals and each trial: what
+/// a checkpoint holds. The demo sets and instruction candidates are kept
+/// verbatim (they cost bootstrapping runs and proposals); the trials, the
+/// samplers' positions and the best so far let the trial loop continue
+/// with the draws an uninterrupted run would make.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MiproState {
+    pub demo_sets: Vec<BTreeMap<String, Vec<Demo>>>,
+    pub instructions: Vec<Vec<String>>,
+    pub baseline_score: f64,
+    pub best: Overlay,
+    pub best_score: f64,
+    pub tpe_trials: Vec<(Vec<usize>, f64)>,
+    pub tpe_pos: u64,
+    pub rng_pos: u64,
+    pub minibatch_scores: Vec<(Vec<usize>, Vec<f64>)>,
+    pub fully_evaluated: Vec<(Vec<usize>, f64)>,
+    pub history: Vec<CandidateRecord>,
+    pub trials_done: usize,
+}
+
+impl MiproState {
+    /// The search dimensions (instruction and demo-set choices per predictor).
+    fn dims(&self) -> Vec<usize> {
+        let mut dims = Vec::new();
+        for list in &self.instructions {
+            dims.push(list.len());
+            if !self.demo_sets.is_empty() {
+                dims.push(self.demo_sets.len());
+            }
+        }
+        dims
+    }
+
+    /// A restored state must fit the program and index only what it holds.
+    fn check(&self, n_preds: usize, trials: usize) -> Result<(), SearchError> {
+        let bad = |m: String| Err(SearchError::Config(format!("checkpoint: {m}")));
+        if self.instructions.len() != n_preds || self.instructions.iter().any(Vec::is_empty) {
+            return bad(format!(
+                "{} instruction lists for {n_preds} predictors",
+                self.instructions.len()
+            ));
+        }
+        if self.trials_done > trials {
+            return bad(format!("{} trials done of {trials}", self.trials_done));
+        }
+        let dims = self.dims();
+        let fits =
+            |p: &Vec<usize>| p.len() == dims.len() && p.iter().zip(&dims).all(|(c, k)| c < k);
+        let all = self
+            .tpe_trials
+            .iter()
+            .map(|(p, _)| p)
+            .chain(self.minibatch_scores.iter().map(|(p, _)| p))
+            .chain(self.fully_evaluated.iter().map(|(p, _)| p));
+        for p in all {
+            if !fits(p) {
+                return bad(format!("trial {p:?} is outside the search space {dims:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Run MIPROv2. `demo_sets[j]` maps predictor path → demos for demo-set
 /// candidate j (empty: instructions only). `train_view` holds a few training
-/// examples rendered as text for the dataset summary.
+/// examples rendered as text for the dataset summary. With `resume` (a
+/// checkpoint's state) the proposals are not made again and the trials
+/// continue where they stopped.
+#[allow(clippy::too_many_arguments)]
 pub async fn mipro(
     program: &Program,
     start: &Overlay,
@@ -270,18 +340,53 @@ pub async fn mipro(
     eval: &dyn Evaluator,
     proposer: &Proposer,
     cfg: &MiproConfig,
+    resume: Option<MiproState>,
 ) -> Result<SearchResult, SearchError> {
     let preds = program.predictors();
-    let pl = plan(program, cfg, eval.len(Split::Val), demo_sets.len());
+    let n_sets = match &resume {
+        Some(st) => st.demo_sets.len(),
+        None => demo_sets.len(),
+    };
+    let pl = plan(program, cfg, eval.len(Split::Val), n_sets);
     let val = pl.val_indices.clone();
     if val.is_empty() {
         return Err(SearchError::Config(
             "mipro needs a non-empty validation set".into(),
         ));
     }
+    let st = match resume {
+        Some(st) => {
+            st.check(preds.len(), pl.trials)?;
+            st
+        }
+        None => {
+            prepare(
+                program, start, demo_sets, train_view, eval, proposer, cfg, &pl,
+            )
+            .await?
+        }
+    };
+    trials(program, start, st, eval, cfg, &pl).await
+}
+
+/// Steps 1–2 and the default trial: the baseline scored in full, the
+/// instruction candidates, and the state the trial loop starts from.
+#[allow(clippy::too_many_arguments)]
+async fn prepare(
+    program: &Program,
+    start: &Overlay,
+    demo_sets: &[BTreeMap<String, Vec<Demo>>],
+    train_view: &[String],
+    eval: &dyn Evaluator,
+    proposer: &Proposer,
+    cfg: &MiproConfig,
+    pl: &MiproPlan,
+) -> Result<MiproState, SearchError> {
+    let preds = program.predictors();
+    let val = &pl.val_indices;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_add(1));
     let mut history = History::new(eval);
-    let baseline_score = mean(&eval.evaluate(start, Split::Val, &val).await?);
+    let baseline_score = mean(&eval.evaluate(start, Split::Val, val).await?);
     history.push(CandidateRecord {
         full_score: Some(baseline_score),
         ..new_record("baseline")
@@ -332,38 +437,29 @@ pub async fn mipro(
         }
         instructions.push(list);
     }
-
-    // Step 3: TPE over (instruction, demo set) per predictor.
-    let with_demos = !demo_sets.is_empty();
-    let mut dims = Vec::new();
-    for list in &instructions {
-        dims.push(list.len());
-        if with_demos {
-            dims.push(demo_sets.len());
-        }
-    }
-    let build = |params: &[usize]| -> Overlay {
-        let mut o = start.clone();
-        let stride = if with_demos { 2 } else { 1 };
-        for (i, p) in preds.iter().enumerate() {
-            let st = o.predictors.entry(p.path.clone()).or_default();
-            st.instructions = Some(instructions[i][params[i * stride]].clone());
-            if with_demos {
-                st.demos = demo_sets[params[i * stride + 1]]
-                    .get(&p.path)
-                    .cloned()
-                    .unwrap_or_default();
-            }
-        }
-        o
+    let mut st = MiproState {
+        demo_sets: demo_sets.to_vec(),
+        instructions,
+        baseline_score,
+        best: Overlay::default(),
+        best_score,
+        tpe_trials: Vec::new(),
+        tpe_pos: 0,
+        rng_pos: crate::optimize::checkpoint::rng_pos(&rng),
+        minibatch_scores: Vec::new(),
+        fully_evaluated: Vec::new(),
+        history: Vec::new(),
+        trials_done: 0,
     };
-    let mut tpe = Tpe::new(dims.clone(), cfg.seed);
+
     // The default configuration (original instructions, first demo set) is a
     // known trial, as DSPy seeds Optuna with it.
+    let dims = st.dims();
     let default_params = vec![0; dims.len()];
-    let default_overlay = build(&default_params);
+    let default_overlay = build(&preds, start, &st, &default_params);
     // Free when it is the baseline: the engine keeps complete runs.
-    let default_score = mean(&eval.evaluate(&default_overlay, Split::Val, &val).await?);
+    let default_score = mean(&eval.evaluate(&default_overlay, Split::Val, val).await?);
+    let mut tpe = Tpe::new(dims, cfg.seed);
     tpe.observe(default_params.clone(), default_score);
     history.push(record(
         "trial",
@@ -371,7 +467,7 @@ pub async fn mipro(
         &default_overlay,
         &default_params,
         &preds,
-        with_demos,
+        !st.demo_sets.is_empty(),
         None,
         Some(default_score),
     ));
@@ -379,15 +475,81 @@ pub async fn mipro(
         best = default_overlay;
         best_score = default_score;
     }
-    let mut minibatch_scores: BTreeMap<Vec<usize>, Vec<f64>> = BTreeMap::new();
-    let mut fully_evaluated: BTreeMap<Vec<usize>, f64> = BTreeMap::new();
-    fully_evaluated.insert(default_params, default_score);
-    for trial in 1..=pl.trials {
+    st.best = best;
+    st.best_score = best_score;
+    st.tpe_pos = tpe.rng_pos();
+    st.tpe_trials = tpe.trials;
+    st.fully_evaluated.push((default_params, default_score));
+    st.history = history.records;
+    if eval.checkpointing() {
+        checkpoint(eval, &st, pl.trials);
+    }
+    Ok(st)
+}
+
+/// The candidate of `params`: per predictor, its instruction and demo set.
+fn build(
+    preds: &[crate::program::PredictorRef],
+    start: &Overlay,
+    st: &MiproState,
+    params: &[usize],
+) -> Overlay {
+    let with_demos = !st.demo_sets.is_empty();
+    let mut o = start.clone();
+    let stride = if with_demos { 2 } else { 1 };
+    for (i, p) in preds.iter().enumerate() {
+        let s = o.predictors.entry(p.path.clone()).or_default();
+        s.instructions = Some(st.instructions[i][params[i * stride]].clone());
+        if with_demos {
+            s.demos = st.demo_sets[params[i * stride + 1]]
+                .get(&p.path)
+                .cloned()
+                .unwrap_or_default();
+        }
+    }
+    o
+}
+
+fn checkpoint(eval: &dyn Evaluator, st: &MiproState, trials: usize) {
+    if let Ok(v) = serde_json::to_value(st) {
+        eval.checkpoint("trial", st.trials_done, trials, v);
+    }
+}
+
+/// Step 3: TPE over (instruction, demo set) per predictor, from `st`.
+async fn trials(
+    program: &Program,
+    start: &Overlay,
+    mut st: MiproState,
+    eval: &dyn Evaluator,
+    cfg: &MiproConfig,
+    pl: &MiproPlan,
+) -> Result<SearchResult, SearchError> {
+    let preds = program.predictors();
+    let val = pl.val_indices.clone();
+    let with_demos = !st.demo_sets.is_empty();
+    let mut rng = crate::optimize::checkpoint::rng_at(cfg.seed.wrapping_add(1), st.rng_pos);
+    let mut tpe = Tpe::resumed(
+        st.dims(),
+        cfg.seed,
+        std::mem::take(&mut st.tpe_trials),
+        st.tpe_pos,
+    );
+    let mut history = History::resumed(eval, std::mem::take(&mut st.history));
+    let mut minibatch_scores: BTreeMap<Vec<usize>, Vec<f64>> =
+        std::mem::take(&mut st.minibatch_scores)
+            .into_iter()
+            .collect();
+    let mut fully_evaluated: BTreeMap<Vec<usize>, f64> = std::mem::take(&mut st.fully_evaluated)
+        .into_iter()
+        .collect();
+    let (mut best, mut best_score) = (std::mem::take(&mut st.best), st.best_score);
+    for trial in st.trials_done + 1..=pl.trials {
         if eval.exhausted() {
             break;
         }
         let params = tpe.suggest();
-        let cand = build(&params);
+        let cand = build(&preds, start, &st, &params);
         if pl.minibatch {
             let mut batch = val.clone();
             batch.shuffle(&mut rng);
@@ -413,7 +575,7 @@ pub async fn mipro(
                     .map(|(k, v)| (k.clone(), v.iter().sum::<f64>() / v.len() as f64))
                     .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
                 if let Some((p, _)) = top {
-                    let o = build(&p);
+                    let o = build(&preds, start, &st, &p);
                     let s = mean(&eval.evaluate(&o, Split::Val, &val).await?);
                     fully_evaluated.insert(p.clone(), s);
                     tpe.observe(p.clone(), s);
@@ -455,18 +617,40 @@ pub async fn mipro(
                 best = cand;
             }
         }
+        if eval.checkpointing() && !eval.exhausted() {
+            // Between trials, the whole state: the loop resumes at trial + 1.
+            let snapshot = MiproState {
+                best: best.clone(),
+                best_score,
+                tpe_trials: tpe.trials.clone(),
+                tpe_pos: tpe.rng_pos(),
+                rng_pos: crate::optimize::checkpoint::rng_pos(&rng),
+                minibatch_scores: minibatch_scores
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                fully_evaluated: fully_evaluated
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+                history: history.records.clone(),
+                trials_done: trial,
+                ..st.clone()
+            };
+            checkpoint(eval, &snapshot, pl.trials);
+        }
     }
     Ok(SearchResult {
         best,
         best_score,
-        baseline_score,
+        baseline_score: st.baseline_score,
         history: history.records,
         plan: BTreeMap::from([
             (
                 "instruction_candidates".into(),
                 json!(pl.instruct_candidates),
             ),
-            ("demo_set_candidates".into(), json!(demo_sets.len())),
+            ("demo_set_candidates".into(), json!(st.demo_sets.len())),
             ("num_trials".into(), json!(pl.trials)),
             ("minibatch".into(), json!(pl.minibatch)),
             ("val_size".into(), json!(pl.val_indices.len())),
@@ -525,6 +709,39 @@ pub fn render_demos(demos: &[Demo]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_that_indexes_outside_the_search_space_is_refused() {
+        let ok = MiproState {
+            demo_sets: vec![BTreeMap::new(), BTreeMap::new()],
+            instructions: vec![vec!["a".into(), "b".into()]],
+            baseline_score: 0.0,
+            best: Overlay::default(),
+            best_score: 0.0,
+            tpe_trials: vec![(vec![1, 1], 0.5)],
+            tpe_pos: 0,
+            rng_pos: 0,
+            minibatch_scores: Vec::new(),
+            fully_evaluated: vec![(vec![0, 0], 0.0)],
+            history: Vec::new(),
+            trials_done: 1,
+        };
+        assert_eq!(ok.dims(), vec![2, 2]);
+        assert!(ok.check(1, 10).is_ok());
+        // An instruction index past the candidates would panic in `build`.
+        let bad = MiproState {
+            fully_evaluated: vec![(vec![2, 0], 0.0)],
+            ..ok.clone()
+        };
+        assert!(bad.check(1, 10).is_err());
+        // Another program (two predictors), or more trials than planned.
+        assert!(ok.check(2, 10).is_err());
+        let late = MiproState {
+            trials_done: 11,
+            ..ok.clone()
+        };
+        assert!(late.check(1, 10).is_err());
+    }
 
     #[test]
     fn trial_formula_matches_dspy() {

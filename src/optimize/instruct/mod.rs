@@ -71,6 +71,13 @@ pub trait Evaluator: Send + Sync {
     }
     /// A candidate was recorded (progress: the engine shows the best so far).
     fn candidate(&self, _record: &CandidateRecord) {}
+    /// Whether checkpoints are taken (a search builds its state only then).
+    fn checkpointing(&self) -> bool {
+        false
+    }
+    /// Take a checkpoint after `done` of `total` steps of `unit` with the
+    /// search's `state` ([`crate::optimize::checkpoint`]).
+    fn checkpoint(&self, _unit: &str, _done: usize, _total: usize, _state: Value) {}
 }
 
 /// Mean score of a batch (0 for an empty batch).
@@ -104,6 +111,11 @@ impl<'a> History<'a> {
         self.eval.candidate(&rec);
         self.records.push(rec);
         self.records.len() - 1
+    }
+
+    /// A history that continues `records` (a resumed search's).
+    pub fn resumed(eval: &'a dyn Evaluator, records: Vec<CandidateRecord>) -> Self {
+        History { eval, records }
     }
 
     pub fn last(&self) -> Option<&CandidateRecord> {

@@ -34,6 +34,21 @@ impl Tpe {
         }
     }
 
+    /// A sampler that continues from a checkpoint: the trials observed and
+    /// its stream's position ([`Tpe::rng_pos`]).
+    pub fn resumed(dims: Vec<usize>, seed: u64, trials: Vec<(Vec<usize>, f64)>, pos: u64) -> Self {
+        Tpe {
+            rng: crate::optimize::checkpoint::rng_at(seed, pos),
+            trials,
+            ..Tpe::new(dims, seed)
+        }
+    }
+
+    /// Where its random stream stands, for a checkpoint.
+    pub fn rng_pos(&self) -> u64 {
+        crate::optimize::checkpoint::rng_pos(&self.rng)
+    }
+
     pub fn observe(&mut self, params: Vec<usize>, value: f64) {
         self.trials.push((params, value));
     }
