@@ -11,6 +11,7 @@ pub mod cache;
 pub mod check;
 pub mod compile;
 pub mod compile_note;
+pub mod compare;
 pub mod completions;
 pub mod diff;
 pub mod eval;
@@ -65,6 +66,9 @@ pub enum Command {
     Eval(eval::Args),
     /// List the examples that improved and regressed between two `eval --json` reports.
     Diff(diff::Args),
+    /// Compare programs, artifacts and LMs on one dataset with paired tests; gate a switch.
+    #[command(after_long_help = examples::COMPARE)]
+    Compare(compare::Args),
     /// Optimize a program's instructions and demos; write an artifact.
     #[command(after_long_help = examples::COMPILE)]
     Compile(compile::Args),
@@ -115,6 +119,7 @@ pub fn main() -> ExitCode {
         Command::Cache(c) => cache::run(c),
         Command::Trace(c) => trace::run(c),
         Command::Diff(a) => diff::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Completions(a) => completions::run(a),
     };
     match result {
