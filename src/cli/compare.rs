@@ -285,6 +285,32 @@ struct Cell {
     variant: Option<String>,
     prices: Option<Prices>,
     ctx: crate::run::RunContext,
+    /// What the cache key sees of the LM, and the URLs it does not see.
+    cache_identity: String,
+    base_urls: Vec<String>,
+}
+
+/// Two cells of one target whose LMs differ only in their URL would read
+/// each other's replies from the cache (the key leaves the URL out, so a
+/// replica hits): the comparison would be silently void. Refuse it.
+fn check_cache_collisions(cells: &[Cell], no_cache: bool) -> anyhow::Result<()> {
+    if no_cache {
+        return Ok(());
+    }
+    for (i, a) in cells.iter().enumerate() {
+        for b in &cells[i + 1..] {
+            if a.target == b.target
+                && a.cache_identity == b.cache_identity
+                && a.base_urls != b.base_urls
+            {
+                return Err(input_err(format!(
+                    "cells `{}` and `{}` differ only in their base URL, and the response cache ignores the URL: they would share replies\n  = help: give each variant its own model name (model=...), or pass --no-cache",
+                    a.name, b.name
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_args(args: &Args, cells: usize) -> anyhow::Result<()> {
@@ -421,15 +447,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 Some(v) => format!("{} @ {}", labels[ti], v.name),
                 None => labels[ti].clone(),
             };
+            let cache_identity = format!(
+                "{:?}/{:?}/{:?}/{:?}/{:?}",
+                cfg.provider, cfg.model, cfg.temperature, cfg.max_tokens, cfg.adapter
+            );
             cells.push(Cell {
                 name,
                 target: ti,
                 variant: v.map(|v| v.name.clone()),
                 prices,
                 ctx,
+                cache_identity,
+                base_urls: cfg.base_urls.clone(),
             });
         }
     }
+    check_cache_collisions(&cells, args.lm.no_cache)?;
 
     let rt = super::runtime()?;
     let interrupt = super::signals::install(&rt, |_| {});

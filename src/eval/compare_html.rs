@@ -133,7 +133,7 @@ pub fn render(r: &CompareReport, gate: bool) -> String {
 }
 
 fn cells_table(r: &CompareReport, h: &mut String) {
-    h.push_str("<h2>Cells</h2><table id=cells class=sortable><thead><tr>\
+    h.push_str("<h2>Cells</h2><div style=\"overflow-x:auto\"><table id=cells class=sortable><thead><tr>\
 <th data-type=n>#</th><th>cell</th><th>model</th><th data-type=n>score</th><th>95% CI</th>\
 <th data-type=n>Δ vs reference</th><th data-type=n>p (worse)</th><th data-type=n>p (differs)</th><th>worse / better</th>\
 <th data-type=n>examples</th><th data-type=n>parse failures</th><th data-type=n>tokens</th>\
@@ -179,7 +179,7 @@ fn cells_table(r: &CompareReport, h: &mut String) {
                 .unwrap_or_else(|| "–".into()),
         );
     }
-    h.push_str("</tbody></table>");
+    h.push_str("</tbody></table></div>");
 }
 
 /// How one example looks across cells, for the outcome filter.

@@ -438,7 +438,7 @@ fn examples_table(report: &EvalReport, h: &mut String) {
             h,
             "<tr data-row={row} data-score=\"{score}\" data-kind={k} data-label=\"{label}\">\
 <td class=n>{row}</td><td class=\"n {cls}\" data-v=\"{score}\">{score:.3}</td><td class=k-{k}>{kt}</td>\
-<td class=cell>{inputs}</td><td class=cell>{expected}</td><td class=cell>{got}</td><td class=n data-v=\"{lat}\">{lat:.2}</td></tr>",
+<td class=cell>{inputs}</td><td class=cell>{expected}</td><td class=cell>{got}{raw}</td><td class=n data-v=\"{lat}\">{lat:.2}</td></tr>",
             row = r.row,
             score = r.score,
             cls = if r.score >= 1.0 { "pass" } else { "fail" },
@@ -447,6 +447,13 @@ fn examples_table(report: &EvalReport, h: &mut String) {
             inputs = esc(&diff::compact(&r.inputs)),
             expected = esc(&diff::compact(&r.expected)),
             got = esc(&diff::got(r.outputs.as_ref(), r.error.as_deref())),
+            // The reply that failed to parse, as the model wrote it.
+            raw = r
+                .raw_reply
+                .as_ref()
+                .filter(|_| r.failed())
+                .map(|raw| format!("<details><summary>raw reply</summary><pre>{}</pre></details>", esc(raw)))
+                .unwrap_or_default(),
             lat = r.latency_s,
         );
     }

@@ -146,19 +146,41 @@ pub fn cost_vs_score(points: &[CostPoint], x_label: &str) -> String {
             py(v) + 4.0
         );
     }
+    // Cells often land on the same spot (an artifact and its program under
+    // one LM): label points `#n`, stacking labels of coincident points.
+    let mut placed: Vec<(f64, f64)> = Vec::new();
     for (i, p) in points.iter().enumerate() {
+        let (cx, cy) = (px(p.x), py(p.score));
+        let stacked = placed
+            .iter()
+            .filter(|(x, y)| (x - cx).abs() < 30.0 && (y - cy).abs() < 8.0)
+            .count();
+        placed.push((cx, cy));
         let _ = write!(
             svg,
-            "<g class=\"mark\"><title>{}: score {:.4}, {} {:.4}</title><circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"7\" fill=\"{c}\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{}</text></g>",
-            esc(p.name),
+            "<g class=\"mark\"><title>#{n} {name}: score {:.4}, {} {:.4}</title><circle cx=\"{cx:.1}\" cy=\"{cy:.1}\" r=\"7\" fill=\"{c}\" opacity=\".8\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" fill=\"{c}\">#{n}</text></g>",
             p.score,
             esc(x_label),
             p.x,
-            px(p.x),
-            py(p.score),
-            px(p.x) + 10.0,
-            py(p.score) + 4.0,
+            cx + 10.0 + 24.0 * stacked as f64,
+            cy + 4.0,
+            n = i + 1,
+            name = esc(p.name),
+            c = color(i)
+        );
+    }
+    // The legend: number, color and name of every cell.
+    for (i, p) in points.iter().enumerate() {
+        let y = y0 + 16.0 * i as f64;
+        let _ = write!(
+            svg,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">#{} {}</text>",
+            x1 + 20.0,
+            y,
+            x1 + 30.0,
+            y + 4.0,
+            i + 1,
             esc(p.name),
             c = color(i)
         );

@@ -12,6 +12,7 @@ mod cli_errors;
 mod compile;
 mod compile_interrupt;
 mod compile_settings;
+mod compare;
 mod compose;
 mod data;
 mod eval;
