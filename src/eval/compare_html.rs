@@ -157,7 +157,7 @@ fn cells_table(r: &CompareReport, h: &mut String) {
         };
         let _ = write!(
             h,
-            "<tr data-row={n}><td class=n>{n}</td><td><span style=\"color:{col}\">■</span> {name}</td><td>{model}</td>\
+            "<tr data-row={n}><td class=n>{n}</td><td style=\"white-space:nowrap\"><span style=\"color:{col}\">■</span> {name}</td><td>{model}</td>\
 <td class=n data-v=\"{mean}\"><b>{mean:.4}</b></td><td>{lo:.4} – {hi:.4}</td>{cmp}\
 <td class=n>{ex}{inc}</td><td class=n>{pf}</td><td class=n>{tok}</td><td class=n>{p50:.3}</td><td class=n>{p95:.3}</td><td class=n>{cost}</td></tr>",
             n = i + 1,

@@ -112,7 +112,7 @@ pub struct CostPoint<'a> {
 
 pub fn cost_vs_score(points: &[CostPoint], x_label: &str) -> String {
     let h = 300.0;
-    let (x0, x1, y0, y1) = (70.0, WIDTH - 180.0, 20.0, h - 50.0);
+    let (x0, x1, y0, y1) = (70.0, WIDTH - 240.0, 20.0, h - 50.0);
     let xmax = points.iter().map(|p| p.x).fold(0.0f64, f64::max).max(1e-9) * 1.1;
     let ymin = points.iter().map(|p| p.score).fold(1.0f64, f64::min).min(0.0);
     let ymax = points.iter().map(|p| p.score).fold(0.0f64, f64::max).max(1.0);

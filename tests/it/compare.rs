@@ -181,6 +181,7 @@ fn a_difference_that_is_not_significant_passes_the_gate() {
     ));
     // 3 regressions, 1 improvement: P(X >= 3 | n = 4, 1/2) = 5/16.
     assert_eq!(code, 0, "not significant: the gate passes\n{out}\n{err}");
+    eprintln!("{out}");
     assert!(out.contains("p(worse)"), "{out}");
     let line = out
         .lines()
