@@ -160,7 +160,9 @@ const VARIANT_KEYS: &[&str] = &[
 pub fn parse_variant(s: &str) -> Result<LmVariant, String> {
     let usage = "write NAME=KEY=VALUE[,KEY=VALUE...], e.g. --lm-variant small=model=qwen2.5-7b,temperature=0";
     let Some((name, rest)) = s.split_once('=') else {
-        return Err(format!("--lm-variant `{s}` has no settings\n  = help: {usage}"));
+        return Err(format!(
+            "--lm-variant `{s}` has no settings\n  = help: {usage}"
+        ));
     };
     let name = name.trim();
     if name.is_empty()
@@ -217,12 +219,7 @@ fn apply_variant(
         val.parse::<f64>()
             .ok()
             .filter(|x| x.is_finite() && *x >= 0.0)
-            .ok_or_else(|| {
-                format!(
-                    "--lm-variant {}: {k}={val} is not a number >= 0",
-                    v.name
-                )
-            })
+            .ok_or_else(|| format!("--lm-variant {}: {k}={val} is not a number >= 0", v.name))
     };
     for (k, val) in &v.settings {
         match k.as_str() {
@@ -233,9 +230,10 @@ fn apply_variant(
             "temperature" => a.temperature = Some(num(k, val)? as f32),
             "max_tokens" => a.max_tokens = Some(num(k, val)? as u32),
             "adapter" => {
-                a.adapter = Some(val.parse().map_err(|e: String| {
-                    format!("--lm-variant {}: adapter: {e}", v.name)
-                })?)
+                a.adapter = Some(
+                    val.parse()
+                        .map_err(|e: String| format!("--lm-variant {}: adapter: {e}", v.name))?,
+                )
             }
             "timeout" => a.timeout = Some(num(k, val)?),
             "max_retries" => a.max_retries = Some(num(k, val)? as u32),
@@ -508,9 +506,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => {
                 stopped.push(format!("{}: {e}", c.name));
                 match e {
-                    EvalError::TooManyErrors { partial, .. } | EvalError::Budget { partial, .. } => {
-                        *partial
-                    }
+                    EvalError::TooManyErrors { partial, .. }
+                    | EvalError::Budget { partial, .. } => *partial,
                     EvalError::Empty => unreachable!("handled above"),
                 }
             }
@@ -604,7 +601,11 @@ fn write_outputs(args: &Args, report: &CompareReport) -> anyhow::Result<()> {
 const FLIPS_SHOWN: usize = 12;
 
 fn rows_list(rows: &[usize]) -> String {
-    let mut s: Vec<String> = rows.iter().take(FLIPS_SHOWN).map(|r| r.to_string()).collect();
+    let mut s: Vec<String> = rows
+        .iter()
+        .take(FLIPS_SHOWN)
+        .map(|r| r.to_string())
+        .collect();
     if rows.len() > FLIPS_SHOWN {
         s.push(format!("… {} more", rows.len() - FLIPS_SHOWN));
     }
@@ -615,8 +616,20 @@ fn rows_list(rows: &[usize]) -> String {
 /// gate verdict.
 fn print_table(r: &CompareReport, gate: bool) {
     let head = [
-        "#", "cell", "model", "score", "95% CI", "Δ vs ref", "p(worse)", "worse/better", "n",
-        "parse fail", "tokens", "p50 s", "p95 s", "$/1k",
+        "#",
+        "cell",
+        "model",
+        "score",
+        "95% CI",
+        "Δ vs ref",
+        "p(worse)",
+        "worse/better",
+        "n",
+        "parse fail",
+        "tokens",
+        "p50 s",
+        "p95 s",
+        "$/1k",
     ];
     let mut rows: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
     for (i, c) in r.cells.iter().enumerate() {
@@ -690,7 +703,10 @@ fn print_table(r: &CompareReport, gate: bool) {
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     if !r.complete {
-        let _ = writeln!(out, "* incomplete: compared on the examples the cell reached");
+        let _ = writeln!(
+            out,
+            "* incomplete: compared on the examples the cell reached"
+        );
     }
     for k in &r.comparisons {
         let name = &r.cells[k.cell].name;
@@ -730,8 +746,10 @@ mod tests {
 
     #[test]
     fn variants_parse_and_refuse_clearly() {
-        let v = parse_variant("cheap=model=m-small,temperature=0.2,base_url=http://a/v1,base_url=http://b/v1")
-            .unwrap();
+        let v = parse_variant(
+            "cheap=model=m-small,temperature=0.2,base_url=http://a/v1,base_url=http://b/v1",
+        )
+        .unwrap();
         assert_eq!(v.name, "cheap");
         assert_eq!(v.settings.len(), 4);
         let (a, _) = apply_variant(&v, &LmArgs::default(), &LmConfig::default()).unwrap();

@@ -9,9 +9,9 @@ use std::process::ExitCode;
 
 pub mod cache;
 pub mod check;
+pub mod compare;
 pub mod compile;
 pub mod compile_note;
-pub mod compare;
 pub mod completions;
 pub mod diff;
 pub mod eval;

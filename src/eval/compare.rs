@@ -289,7 +289,11 @@ pub fn markdown(r: &CompareReport, gate: bool) -> String {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let _ = writeln!(s, "## lmc compare: {} examples of `{dataset}`\n", r.dataset.n);
+    let _ = writeln!(
+        s,
+        "## lmc compare: {} examples of `{dataset}`\n",
+        r.dataset.n
+    );
     let _ = writeln!(
         s,
         "Metric: {}. Reference: **{}**. Paired tests at alpha = {}.\n",

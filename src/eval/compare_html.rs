@@ -100,7 +100,9 @@ pub fn render(r: &CompareReport, gate: bool) -> String {
     let _ = write!(h, "<h2>Cost against score</h2>");
     h.push_str(&plots::cost_vs_score(&points, label));
 
-    h.push_str("<h2>Per-example agreement (red 0 … green 1; outlined: differs from the reference)</h2>");
+    h.push_str(
+        "<h2>Per-example agreement (red 0 … green 1; outlined: differs from the reference)</h2>",
+    );
     let scores: Vec<Vec<Option<f64>>> = (0..r.cells.len())
         .map(|i| {
             r.examples
@@ -111,7 +113,9 @@ pub fn render(r: &CompareReport, gate: bool) -> String {
         .collect();
     h.push_str(&plots::agreement(&names, &scores, r.reference));
 
-    h.push_str("<h2>Latency per example (line: min–max, box: p25–p75, bar: median, diamond: p95)</h2>");
+    h.push_str(
+        "<h2>Latency per example (line: min–max, box: p25–p75, bar: median, diamond: p95)</h2>",
+    );
     let lat: Vec<Vec<f64>> = (0..r.cells.len())
         .map(|i| {
             r.examples

@@ -363,7 +363,9 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
     let scores: Vec<f64> = report.results.iter().map(|r| r.score).collect();
     h.push_str("<h2>Score distribution</h2>");
     h.push_str(&histogram_svg(&scores));
-    h.push_str("<h2>Latency per example (line: min–max, box: p25–p75, bar: median, diamond: p95)</h2>");
+    h.push_str(
+        "<h2>Latency per example (line: min–max, box: p25–p75, bar: median, diamond: p95)</h2>",
+    );
     let latencies: Vec<f64> = report.results.iter().map(|r| r.latency_s).collect();
     h.push_str(&super::plots::latency(&[&report.model], &[latencies]));
     for f in &report.label_fields {

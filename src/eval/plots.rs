@@ -114,8 +114,16 @@ pub fn cost_vs_score(points: &[CostPoint], x_label: &str) -> String {
     let h = 300.0;
     let (x0, x1, y0, y1) = (70.0, WIDTH - 240.0, 20.0, h - 50.0);
     let xmax = points.iter().map(|p| p.x).fold(0.0f64, f64::max).max(1e-9) * 1.1;
-    let ymin = points.iter().map(|p| p.score).fold(1.0f64, f64::min).min(0.0);
-    let ymax = points.iter().map(|p| p.score).fold(0.0f64, f64::max).max(1.0);
+    let ymin = points
+        .iter()
+        .map(|p| p.score)
+        .fold(1.0f64, f64::min)
+        .min(0.0);
+    let ymax = points
+        .iter()
+        .map(|p| p.score)
+        .fold(0.0f64, f64::max)
+        .max(1.0);
     let px = |v: f64| x0 + (x1 - x0) * v / xmax;
     let py = |v: f64| y1 - (y1 - y0) * (v - ymin) / (ymax - ymin).max(1e-9);
     let mut svg = open(h, "cost against score");
@@ -274,14 +282,7 @@ pub fn latency(names: &[&str], latencies: &[Vec<f64>]) -> String {
     for (i, (name, l)) in names.iter().zip(latencies).enumerate() {
         let y = 20.0 + i as f64 * ROW_H + ROW_H / 2.0 - 6.0;
         let q = |p: f64| percentile(l, p);
-        let (min, p25, p50, p75, p95, max) = (
-            q(0.0),
-            q(0.25),
-            q(0.5),
-            q(0.75),
-            q(0.95),
-            q(1.0),
-        );
+        let (min, p25, p50, p75, p95, max) = (q(0.0), q(0.25), q(0.5), q(0.75), q(0.95), q(1.0));
         let c = color(i);
         let _ = write!(
             svg,

@@ -284,7 +284,11 @@ pub fn paired_difference(reference: &[f64], candidate: &[f64]) -> PairedDifferen
             p_two_sided,
         };
     }
-    let diffs: Vec<f64> = candidate.iter().zip(reference).map(|(c, r)| c - r).collect();
+    let diffs: Vec<f64> = candidate
+        .iter()
+        .zip(reference)
+        .map(|(c, r)| c - r)
+        .collect();
     let (p_worse, p_two_sided) = paired_t(&diffs);
     PairedDifference {
         n,

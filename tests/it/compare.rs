@@ -45,7 +45,13 @@ impl Setup {
         let mut c = lmc();
         c.arg("compile")
             .arg(root().join("programs/sentiment.yaml"))
-            .args(["--optimizer", "labeled_few_shot", "--opt", "k=2", "--trainset"])
+            .args([
+                "--optimizer",
+                "labeled_few_shot",
+                "--opt",
+                "k=2",
+                "--trainset",
+            ])
             .arg(s.path("train.csv"))
             .arg("--valset")
             .arg(s.path("train.csv"))
@@ -191,8 +197,14 @@ fn a_difference_that_is_not_significant_passes_the_gate() {
     assert!(line.contains("0.3125"), "{line}");
     assert!(line.contains("3/1"), "{line}");
     assert!(!line.contains("WORSE"), "{line}");
-    assert!(out.contains("#2 vs #1: -0.0667, McNemar's exact test"), "{out}");
-    assert!(out.contains("sentiment.yaml @ b worse on rows 1, 2, 3"), "{out}");
+    assert!(
+        out.contains("#2 vs #1: -0.0667, McNemar's exact test"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sentiment.yaml @ b worse on rows 1, 2, 3"),
+        "{out}"
+    );
     assert!(out.contains("sentiment.yaml @ b better on rows 4"), "{out}");
     assert!(out.contains("gate fail-if-worse passed"), "{out}");
     let md = std::fs::read_to_string(md).unwrap();
@@ -202,16 +214,17 @@ fn a_difference_that_is_not_significant_passes_the_gate() {
 
     // The same run with the candidate as reference: cell 1 is now the
     // candidate and is better, so nothing is worse.
-    let (code, out, err) = run(&mut s.compare(
-        &sa,
-        &sb,
-        &["--fail-if-worse", "--reference", "2", "--json"],
-    ));
+    let (code, out, err) =
+        run(&mut s.compare(&sa, &sb, &["--fail-if-worse", "--reference", "2", "--json"]));
     assert_eq!(code, 0, "{err}");
     let r = json(&out);
     assert_eq!(r["reference"], 1);
     // Now 1 regression (row 4) against 3 improvements: P(X >= 1 | n = 4) = 15/16.
-    assert!(close(&r["comparisons"][0]["p_worse"], 15.0 / 16.0), "{}", r["comparisons"]);
+    assert!(
+        close(&r["comparisons"][0]["p_worse"], 15.0 / 16.0),
+        "{}",
+        r["comparisons"]
+    );
 }
 
 #[test]
@@ -224,7 +237,10 @@ fn bad_variants_and_references_are_input_errors() {
     assert!(err.contains("did you mean `model`"), "{err}");
     let (code, _, err) = run(&mut s.compare(&sa, &sb, &["--reference", "9"]));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("--reference 9 is not a cell: there are 4"), "{err}");
+    assert!(
+        err.contains("--reference 9 is not a cell: there are 4"),
+        "{err}"
+    );
     // Two variants that differ only by URL would share cached replies.
     let mut c = lmc();
     c.current_dir(s.dir.path())
@@ -239,7 +255,11 @@ fn bad_variants_and_references_are_input_errors() {
     let (code, _, err) = run(&mut c);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("differ only in their base URL"), "{err}");
-    assert_eq!(sa.requests() + sb.requests(), 0, "no LM call before the check");
+    assert_eq!(
+        sa.requests() + sb.requests(),
+        0,
+        "no LM call before the check"
+    );
 }
 
 /// The compare report in a real browser: no script error, its four plots
@@ -287,4 +307,24 @@ fn compare_html_renders_plots_in_chromium() {
     // Cells 2 and 4 differ from the reference on rows 1-4, 10, 12: 6 each.
     assert_eq!(seen["flips"], 12, "{seen}");
     assert_eq!(seen["total"], 24, "{seen}");
+
+    // The checker itself fails on a page that throws or has no plot.
+    let broken = s.path("broken.html");
+    std::fs::write(
+        &broken,
+        text.replace("</body>", "<script>throw new Error('boom')</script></body>"),
+    )
+    .unwrap();
+    let plotless = s.path("plotless.html");
+    std::fs::write(&plotless, text.replace("class=\"plot\"", "class=\"gone\"")).unwrap();
+    for (page, want) in [(&broken, "boom"), (&plotless, "rendered plot")] {
+        let (code, out, _) = run(Command::new("node")
+            .arg("--experimental-websocket")
+            .arg(root().join("scripts/check-html.mjs"))
+            .arg("--compare")
+            .arg(page)
+            .arg("number 1"));
+        assert_eq!(code, 1, "{}: the check must fail\n{out}", page.display());
+        assert!(out.contains(want), "{out}");
+    }
 }
