@@ -21,6 +21,7 @@ pub mod failures;
 pub mod init;
 pub mod inspect;
 pub mod lm_args;
+pub mod lm_variant;
 pub mod pipeline;
 pub mod preflight;
 pub mod progress;

@@ -328,3 +328,38 @@ fn compare_html_renders_plots_in_chromium() {
         assert!(out.contains(want), "{out}");
     }
 }
+
+/// All cells share one concurrency budget: with `--concurrency 2`, two
+/// cells of 12 examples against servers that take 200 ms per reply need at
+/// least 24 × 0.2 / 2 = 2.4 s. Per-cell budgets (2 each, 4 in flight) would
+/// finish in about half that.
+#[test]
+fn cells_share_one_concurrency_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dev.csv"), csv(1..=12)).unwrap();
+    let slow = || {
+        StubServer::builder()
+            .latency(std::time::Duration::from_millis(200))
+            .start(|req| StubReply::Ok(reply(label(row_of(req)))))
+    };
+    let (sa, sb) = (slow(), slow());
+    let mut c = lmc();
+    c.current_dir(dir.path())
+        .arg("compare")
+        .arg(root().join("programs/sentiment.yaml"))
+        .args(["--dataset", "dev.csv", "--quiet", "--concurrency", "2"])
+        .arg("--lm-variant")
+        .arg(format!("a=model=stub-a,base_url={}", sa.url()))
+        .arg("--lm-variant")
+        .arg(format!("b=model=stub-b,base_url={}", sb.url()));
+    stub_env(&mut c, "", &dir.path().join("cache"));
+    let started = std::time::Instant::now();
+    let (code, out, err) = run(&mut c);
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(sa.requests() + sb.requests(), 24);
+    assert!(
+        wall >= 2.4,
+        "24 calls of 200 ms, 2 at a time, took {wall:.2} s"
+    );
+}
