@@ -158,6 +158,21 @@ impl Lm for SharedBudget {
     }
 }
 
+/// A cell's progress bar, minus the interrupt notice (said once per run).
+struct CellProgress(EvalProgress);
+
+impl crate::eval::EvalReporter for CellProgress {
+    fn start(&self, total: usize) {
+        self.0.start(total)
+    }
+    fn example_done(&self, r: &crate::eval::ExampleResult, running: &crate::eval::RunningStats) {
+        self.0.example_done(r, running)
+    }
+    fn finish(&self) {
+        self.0.finish()
+    }
+}
+
 /// A cell ready to run.
 struct Cell {
     name: String,
@@ -345,10 +360,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_cache_collisions(&cells, args.lm.no_cache)?;
 
     let rt = super::runtime()?;
-    let interrupt = super::signals::install(&rt, |_| {});
+    // Said once for the run here, not once per cell by each bar (printed
+    // even with --quiet: the user must see lmc is winding down).
+    let interrupt = super::signals::install(&rt, |name| {
+        eprintln!(
+            "{name}: stopping; no new examples in any cell, waiting for those in flight \
+             (press Ctrl-C again to abort at once)"
+        )
+    });
     let multi = super::progress::multi(args.quiet);
-    let bars: Vec<EvalProgress> = (0..cells.len())
-        .map(|i| EvalProgress::in_multi(&multi, &format!("#{}", i + 1)))
+    let bars: Vec<CellProgress> = (0..cells.len())
+        .map(|i| CellProgress(EvalProgress::in_multi(&multi, &format!("#{}", i + 1))))
         .collect();
     let opts = EvalOptions {
         // Each cell may fill the whole budget; the semaphore shares it.

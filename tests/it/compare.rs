@@ -363,3 +363,55 @@ fn cells_share_one_concurrency_budget() {
         "24 calls of 200 ms, 2 at a time, took {wall:.2} s"
     );
 }
+
+/// SIGINT mid-comparison: one notice (not one per cell), exit 130 whatever
+/// the gate would say, and the reports written from what finished, marked
+/// incomplete.
+#[test]
+fn sigint_mid_compare_exits_130_with_incomplete_reports() {
+    use crate::interrupt::{Running, DEADLINE};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dev.csv"), csv(1..=40)).unwrap();
+    let slow = |wrong: bool| {
+        StubServer::builder()
+            .latency(std::time::Duration::from_millis(250))
+            .start(move |req| {
+                let l = label(row_of(req));
+                StubReply::Ok(reply(if wrong { other(l) } else { l }))
+            })
+    };
+    // b is wrong everywhere: a complete run would fail the gate (exit 1).
+    let (sa, sb) = (slow(false), slow(true));
+    let mut c = lmc();
+    c.current_dir(dir.path())
+        .arg("compare")
+        .arg(root().join("programs/sentiment.yaml"))
+        .args(["--dataset", "dev.csv", "--quiet", "--concurrency", "2"])
+        .args(["--fail-if-worse", "--json", "--html", "c.html"])
+        .arg("--lm-variant")
+        .arg(format!("a=model=stub-a,base_url={}", sa.url()))
+        .arg("--lm-variant")
+        .arg(format!("b=model=stub-b,base_url={}", sb.url()))
+        .env_remove("LMC_INTERRUPT_GRACE")
+        .stdout(std::fs::File::create(dir.path().join("out.json")).unwrap());
+    stub_env(&mut c, "", &dir.path().join("cache"));
+    let mut job = Running::spawn(&mut c);
+    job.wait_for("6 requests", |_| sa.requests() + sb.requests() >= 6);
+    job.signal("INT");
+    let (code, _, err) = job.exit_code(DEADLINE);
+    assert_eq!(code, 130, "{err}");
+    assert_eq!(err.matches("SIGINT: stopping").count(), 1, "{err}");
+    assert!(err.contains("re-running the same command resumes"), "{err}");
+    let text = std::fs::read_to_string(dir.path().join("out.json")).unwrap();
+    let r = json(&text);
+    assert_eq!(r["complete"], false, "{r}");
+    let n: u64 = r["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["summary"]["n"].as_u64().unwrap())
+        .sum();
+    assert!((1..80).contains(&n), "examples done across cells: {n}");
+    let html = std::fs::read_to_string(dir.path().join("c.html")).unwrap();
+    assert!(html.contains("<b>Incomplete</b>"), "the HTML says so");
+}
