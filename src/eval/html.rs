@@ -361,6 +361,16 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         }
     }
     let scores: Vec<f64> = report.results.iter().map(|r| r.score).collect();
+    h.push_str("<h2>Score (95% interval)</h2>");
+    h.push_str(&super::plots::scores(
+        &[super::plots::ScoreRow {
+            name: &report.model,
+            mean: s.mean,
+            low: s.ci95_low,
+            high: s.ci95_high,
+        }],
+        None,
+    ));
     h.push_str("<h2>Score distribution</h2>");
     h.push_str(&histogram_svg(&scores));
     h.push_str(
