@@ -289,6 +289,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let first = &prepared[0];
     for (p, t) in prepared.iter().zip(&args.targets).skip(1) {
+        // Scores under different metrics cannot be paired.
+        if p.metric.name() != first.metric.name() {
+            return Err(input_err(format!(
+                "{} is scored by {} but {} by {}: a comparison needs one metric\n  = help: pass --metric SPEC",
+                t.display(),
+                p.metric.name(),
+                args.targets[0].display(),
+                first.metric.name()
+            )));
+        }
         let same_rows = p.dataset.examples.len() == first.dataset.examples.len();
         if p.dataset.hash != first.dataset.hash || !same_rows {
             return Err(input_err(format!(

@@ -260,6 +260,26 @@ fn bad_variants_and_references_are_input_errors() {
         0,
         "no LM call before the check"
     );
+
+    // Two programs scored by different metrics cannot be paired.
+    let program = std::fs::read_to_string(root().join("programs/sentiment.yaml")).unwrap();
+    let f1 = program.replace(
+        "metric: {type: exact_match, field: sentiment}",
+        "metric: {type: f1, field: sentiment}",
+    );
+    assert_ne!(f1, program);
+    std::fs::write(s.path("f1.yaml"), f1.replace("../datasets/sst2/", "")).unwrap();
+    let mut c = lmc();
+    c.current_dir(s.dir.path())
+        .arg("compare")
+        .arg(root().join("programs/sentiment.yaml"))
+        .arg("f1.yaml")
+        .args(["--dataset", "dev.csv", "--quiet"]);
+    stub_env(&mut c, &sa.url(), &s.path("cache"));
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a comparison needs one metric"), "{err}");
+    assert_eq!(sa.requests(), 0);
 }
 
 /// The compare report in a real browser: no script error, its four plots
