@@ -4,8 +4,13 @@
 // in score order, click again for the reverse, type a filter into the
 // search box (real text input), check exactly the matching rows stay
 // visible, pick an outcome in the kind filter, then take a screenshot.
+// It also fails when the page throws a script error (the page is reloaded
+// once attached, so errors during load count) or has no plot
+// (`svg.plot` with drawn marks). With `--compare` it checks an
+// `lmc compare --html` report: it sorts on the second cell's score column,
+// filters on "differs from the reference", and counts the outlined flips.
 //
-// Usage: node --experimental-websocket scripts/check-html.mjs REPORT.html QUERY [OUT.png]
+// Usage: node --experimental-websocket scripts/check-html.mjs [--compare] REPORT.html QUERY [OUT.png]
 // Needs Chromium (`chromium`, or $CHROMIUM). Prints one JSON line with what
 // it saw; exits 1 when a check fails, 2 on bad usage, 3 when Chromium
 // cannot be started. Loopback only: the page is a local file.
@@ -15,9 +20,14 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const [report, query, shot] = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const compare = argv[0] === "--compare";
+const [report, query, shot] = compare ? argv.slice(1) : argv;
+// What to sort on and which outcome to filter, per report kind.
+const sortKey = compare ? "c1" : "score";
+const kindValue = compare ? "flip" : "wrong";
 if (!report || !query) {
-  console.error("usage: check-html.mjs REPORT.html QUERY [OUT.png]");
+  console.error("usage: check-html.mjs [--compare] REPORT.html QUERY [OUT.png]");
   process.exit(2);
 }
 const browser = process.env.CHROMIUM || "chromium";
@@ -64,8 +74,15 @@ const ws = new WebSocket(page.webSocketDebuggerUrl);
 await new Promise((ok) => ws.addEventListener("open", ok, { once: true }));
 let nextId = 1;
 const pending = new Map();
+const scriptErrors = [];
 ws.addEventListener("message", (ev) => {
   const msg = JSON.parse(ev.data);
+  if (msg.method === "Runtime.exceptionThrown") {
+    const d = msg.params.exceptionDetails;
+    scriptErrors.push(`${(d.exception && d.exception.description) || d.text} (line ${d.lineNumber})`);
+  } else if (msg.method === "Runtime.consoleAPICalled" && msg.params.type === "error") {
+    scriptErrors.push(`console.error: ${msg.params.args.map((a) => a.value ?? a.description).join(" ")}`);
+  }
   if (msg.id && pending.has(msg.id)) {
     pending.get(msg.id)(msg);
     pending.delete(msg.id);
@@ -90,30 +107,48 @@ async function click(selector) {
   }
 }
 // Rows as the user sees them: visible ones, in display order.
-const visible = `Array.from(document.querySelectorAll("#examples tbody tr")).filter(r => !r.hidden)
-  .map(r => ({row: +r.dataset.row, score: +r.dataset.score, kind: r.dataset.kind, text: r.textContent.toLowerCase()}))`;
+// `score` is the sorted column's value (data-v of the cell under the
+// sort header), so one check fits both report kinds.
+const visible = `(() => { const ths = Array.from(document.querySelectorAll("#examples thead th"));
+  const col = ths.findIndex(t => t.dataset.key === ${JSON.stringify(sortKey)});
+  return Array.from(document.querySelectorAll("#examples tbody tr")).filter(r => !r.hidden)
+  .map(r => ({row: +r.dataset.row, score: +r.cells[col].getAttribute("data-v"), kind: r.dataset.kind, text: r.textContent.toLowerCase()})); })()`;
 
 const problems = [];
 const check = (ok, what) => { if (!ok) problems.push(what); };
 try {
   await send("Runtime.enable");
   await send("Page.enable");
+  // Reload now that errors are being listened to: a script that throws
+  // while the page loads must fail the check too.
+  const loaded = new Promise((ok) => {
+    const on = (ev) => { if (JSON.parse(ev.data).method === "Page.loadEventFired") { ws.removeEventListener("message", on); ok(); } };
+    ws.addEventListener("message", on);
+  });
+  await send("Page.reload", { ignoreCache: true });
+  await loaded;
   for (let i = 0; i < 50 && !(await js(`document.readyState === "complete" && !!document.getElementById("f-shown")`)); i++) {
     await new Promise((r) => setTimeout(r, 100));
   }
+  // Plots: inline SVGs that were laid out with a size and hold marks.
+  const plots = await js(`Array.from(document.querySelectorAll("svg.plot")).filter(s => {
+    const b = s.getBoundingClientRect(); return b.width > 100 && b.height > 20 && s.querySelectorAll("rect,circle,path,line").length > 2; }).length`);
+  check(plots > 0, "the page has at least one rendered plot (svg.plot)");
+  const flips = await js(`document.querySelectorAll("svg.plot rect.flip").length`);
   const before = await js(visible);
   const total = before.length;
   check(total > 1, `expected several example rows, got ${total}`);
   check(before.every((r, i) => i === 0 || before[i - 1].row < r.row), "rows start in dataset order");
 
-  await click('#examples th[data-key="score"]');
+  const th = `#examples th[data-key="${sortKey}"]`;
+  await click(th);
   const asc = await js(visible);
   const ascending = asc.every((r, i) => i === 0 || asc[i - 1].score <= r.score);
-  check(ascending, "after one click on `score`, rows are in ascending score order");
+  check(ascending, `after one click on \`${sortKey}\`, rows are in ascending order`);
   check(asc.map((r) => r.row).join() !== before.map((r) => r.row).join(), "sorting changed the row order");
-  check((await js(`document.querySelector('#examples th[data-key="score"]').getAttribute("aria-sort")`)) === "ascending", "header shows ascending");
+  check((await js(`document.querySelector('${th}').getAttribute("aria-sort")`)) === "ascending", "header shows ascending");
 
-  await click('#examples th[data-key="score"]');
+  await click(th);
   const desc = await js(visible);
   check(desc.every((r, i) => i === 0 || desc[i - 1].score >= r.score), "after a second click, descending score order");
 
@@ -126,29 +161,37 @@ try {
   const shownText = await js(`document.getElementById("f-shown").textContent`);
   check(shownText.startsWith(`${filtered.length} of ${total}`), `counter says "${shownText}"`);
   const hash = await js("location.hash");
-  check(hash.includes("q=") && hash.includes("sort=score"), `the view is kept in the URL fragment (${hash})`);
+  check(hash.includes("q=") && hash.includes(`sort=${sortKey}`), `the view is kept in the URL fragment (${hash})`);
 
   // Narrow by outcome too (the kind filter is a <select>: set it as a user
   // would, then fire the input event the page listens to).
-  await js(`(() => { const s = document.getElementById("f-kind"); s.value = "wrong"; s.dispatchEvent(new Event("input")); })()`);
+  await js(`(() => { const s = document.getElementById("f-kind"); s.value = ${JSON.stringify(kindValue)}; s.dispatchEvent(new Event("input")); })()`);
   const wrong = await js(visible);
-  check(wrong.every((r) => r.kind === "wrong"), "the outcome filter keeps only wrong examples");
+  check(wrong.every((r) => r.kind === kindValue), `the outcome filter keeps only ${kindValue} examples`);
   await js(`(() => { const s = document.getElementById("f-kind"); s.value = ""; s.dispatchEvent(new Event("input")); })()`);
 
+  check(scriptErrors.length === 0, `no script error (${scriptErrors.join("; ")})`);
   if (shot) {
-    await js(`window.scrollTo(0, document.querySelector("#examples").closest("body").scrollHeight)`);
-    await js(`document.querySelector(".filters").scrollIntoView({block: "start"})`);
-    const png = await send("Page.captureScreenshot", { format: "png" });
+    // The compare report is about its plots: shoot the top of the page
+    // down to the agreement matrix; the eval report, its table.
+    if (compare) {
+      await js(`window.scrollTo(0, 0)`);
+    } else {
+      await js(`document.querySelector(".filters").scrollIntoView({block: "start"})`);
+    }
+    const png = await send("Page.captureScreenshot", compare
+      ? { format: "png", captureBeyondViewport: true, clip: { x: 0, y: 0, width: 1280, height: await js("Math.min(document.body.scrollHeight, 2400)"), scale: 1 } }
+      : { format: "png" });
     writeFileSync(shot, Buffer.from(png.data, "base64"));
   }
   console.log(JSON.stringify({
     total, sorted_ascending: asc.slice(0, 5).map((r) => [r.row, r.score]),
     filter: query, shown_after_filter: filtered.map((r) => r.row), counter: shownText, hash,
-    wrong_only: wrong.map((r) => r.row), screenshot: shot || null, problems,
+    wrong_only: wrong.map((r) => r.row), plots, flips, script_errors: scriptErrors, screenshot: shot || null, problems,
   }));
 } catch (e) {
   problems.push(String(e.message || e));
-  console.log(JSON.stringify({ problems }));
+  console.log(JSON.stringify({ problems, script_errors: scriptErrors }));
 }
 clearTimeout(deadline);
 ws.close();

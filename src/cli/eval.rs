@@ -467,9 +467,81 @@ struct Setup {
 }
 
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
-    let target = super::target::load(args.file.as_deref(), args.strict)?;
+    let p = prepare(&Selection {
+        file: args.file.as_deref(),
+        dataset: args.dataset.as_deref(),
+        metric: args.metric.as_deref(),
+        columns,
+        limit: args.limit,
+        sample: args.sample,
+        seed: args.seed,
+        split: args.split.as_deref(),
+        skip_bad_rows: args.skip_bad_rows,
+        strict: args.strict,
+        trust: &args.lm.trust,
+    })?;
+    let (cfg, built) = args.lm.build(Some(&p.lm_config), &p.lm_declared)?;
+    let ctx = context(&p.program, &cfg, built.lm.clone())?;
+    let concurrency = cfg.concurrency.unwrap_or(8).max(1);
+    Ok(Setup {
+        program: p.program,
+        overlay: p.overlay,
+        dataset: p.dataset,
+        dataset_path: p.dataset_path,
+        metric: p.metric,
+        ctx,
+        concurrency,
+        http: built.http.clone(),
+    })
+}
+
+/// What to evaluate, as the flags of `lmc eval` (and `lmc compare`, which
+/// resolves each of its targets through here) state it.
+pub(super) struct Selection<'a> {
+    pub file: Option<&'a Path>,
+    pub dataset: Option<&'a Path>,
+    pub metric: Option<&'a str>,
+    pub columns: BTreeMap<String, String>,
+    pub limit: Option<usize>,
+    pub sample: Option<usize>,
+    pub seed: u64,
+    pub split: Option<&'a str>,
+    pub skip_bad_rows: bool,
+    pub strict: bool,
+    pub trust: &'a super::trust_args::TrustArgs,
+}
+
+/// A target resolved up to its LM: program, overlay, dataset, metric, and
+/// the LM configuration the files declare (not built yet, so a caller can
+/// override it first, as `lmc compare`'s LM variants do).
+pub(super) struct Prepared {
+    pub program: Program,
+    pub overlay: Overlay,
+    pub dataset: Dataset,
+    pub dataset_path: PathBuf,
+    pub metric: Metric,
+    pub lm_config: crate::program::LmConfig,
+    pub lm_declared: crate::trust::locate::LmDeclarations,
+}
+
+/// The run context of `program` on a built LM with a merged config's
+/// sampling settings; the program's tools (sqlite, retrieve, command) are
+/// opened here.
+pub(super) fn context(
+    program: &Program,
+    cfg: &crate::program::LmConfig,
+    lm: crate::lm::SharedLm,
+) -> anyhow::Result<RunContext> {
+    let mut ctx =
+        crate::settings::run_context(program, lm).map_err(|e| input_err(format!("{e}")))?;
+    super::lm_args::configure_context(cfg, &mut ctx)?;
+    Ok(ctx)
+}
+
+pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
+    let target = super::target::load(args.file, args.strict)?;
     // Nothing a file asks for runs before the runner's grants are checked.
-    args.lm.trust.check_exec(&target, args.metric.as_deref())?;
+    args.trust.check_exec(&target, args.metric)?;
     let lm_config = target.lm_config();
     let lm_declared = crate::trust::locate::LmDeclarations::of(&target);
     let crate::settings::Target {
@@ -482,8 +554,8 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     // directory) are relative to the program file that wrote them.
     let base_dir = super::common::program_dir(&program, &target_path);
 
-    let (dataset_path, role) = match (&args.dataset, &program.datasets.dev) {
-        (Some(p), _) => (p.clone(), None),
+    let (dataset_path, role) = match (args.dataset, &program.datasets.dev) {
+        (Some(p), _) => (p.to_path_buf(), None),
         (None, Some(p)) => (p.clone(), Some("dev")),
         (None, None) => {
             return Err(input_err(format!(
@@ -499,8 +571,8 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         return Err(input_err(d.to_string()));
     }
     let mut all_columns = program.datasets.columns.clone();
-    all_columns.extend(columns);
-    let split = match &args.split {
+    all_columns.extend(args.columns.clone());
+    let split = match args.split {
         Some(s) => Some(data::parse_split(s).map_err(|e| input_err(format!("{e}")))?),
         None => None,
     };
@@ -535,21 +607,13 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
 
     let (metric, _) = super::common::resolve_metric(args.metric.as_deref(), &program, &base_dir)?;
     super::preflight::ensure_expected(&program, &metric, &dataset, &load_opts.columns, role)?;
-
-    let (cfg, built) = args.lm.build(Some(&lm_config), &lm_declared)?;
-    // The program's tools (sqlite, retrieve, command) are opened once here.
-    let mut ctx = crate::settings::run_context(&program, built.lm.clone())
-        .map_err(|e| input_err(format!("{e}")))?;
-    super::lm_args::configure_context(&cfg, &mut ctx)?;
-    let concurrency = cfg.concurrency.unwrap_or(8).max(1);
-    Ok(Setup {
+    Ok(Prepared {
         program,
         overlay,
         dataset,
         dataset_path,
         metric,
-        ctx,
-        concurrency,
-        http: built.http.clone(),
+        lm_config,
+        lm_declared,
     })
 }

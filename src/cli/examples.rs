@@ -37,6 +37,15 @@ Examples:
   lmc eval --junit junit.xml --junit-mode gates         # one JUnit testcase per gate
   lmc eval --base-url http://localhost:8080/v1 --model local --offline   # replay the cache only";
 
+pub const COMPARE: &str = "\
+Examples:
+  lmc compare programs/sentiment.yaml sentiment.compiled.json   # program vs its compiled artifact
+  lmc compare sentiment.compiled.json --dataset dev.csv \\
+      --lm-variant big=model=gpt-4o,price_prompt_per_mtok=2.5,price_completion_per_mtok=10 \\
+      --lm-variant small=model=gpt-4o-mini,price_prompt_per_mtok=0.15,price_completion_per_mtok=0.6 \\
+      --fail-if-worse --markdown \"$GITHUB_STEP_SUMMARY\" --html compare.html
+  lmc compare a.yaml b.yaml --reference 2 --alpha 0.01 --json > compare.json";
+
 pub const COMPILE: &str = "\
 Examples:
   lmc compile programs/sentiment.yaml --dry-run         # projected LM calls, no call made

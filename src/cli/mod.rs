@@ -12,6 +12,8 @@ pub mod check;
 pub mod common;
 
 pub mod checkpoint;
+
+pub mod compare;
 pub mod compile;
 pub mod compile_note;
 pub mod completions;
@@ -23,6 +25,7 @@ pub mod failures;
 pub mod init;
 pub mod inspect;
 pub mod lm_args;
+pub mod lm_variant;
 pub mod pipeline;
 pub mod preflight;
 pub mod progress;
@@ -68,6 +71,9 @@ pub enum Command {
     Eval(eval::Args),
     /// List the examples that improved and regressed between two `eval --json` reports.
     Diff(diff::Args),
+    /// Compare programs, artifacts and LMs on one dataset with paired tests; gate a switch.
+    #[command(after_long_help = examples::COMPARE)]
+    Compare(compare::Args),
     /// Optimize a program's instructions and demos; write an artifact.
     #[command(after_long_help = examples::COMPILE)]
     Compile(compile::Args),
@@ -118,6 +124,7 @@ pub fn main() -> ExitCode {
         Command::Cache(c) => cache::run(c),
         Command::Trace(c) => trace::run(c),
         Command::Diff(a) => diff::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Completions(a) => completions::run(a),
     };
     match result {

@@ -27,7 +27,7 @@ const WORST: usize = 20;
 /// Rows in the all-examples table (the JSONL results hold the rest).
 const TABLE_ROWS: usize = 2000;
 
-const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
+pub(super) const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
 th{background:#f5f5f5}td.n{text-align:right;font-variant-numeric:tabular-nums}\
@@ -40,7 +40,7 @@ table.sortable th[aria-sort=ascending]:after{content:\" \u{25B2}\";color:#222}ta
 td.cell{max-width:22em;word-break:break-word}.k-wrong{color:#b00020}.k-error,.k-parse_failure{color:#8a4b00}.k-correct{color:#176f2c}";
 
 /// Sorting and filtering (inline, so the report stays one offline file).
-const JS: &str = include_str!("report.js");
+pub(super) const JS: &str = include_str!("report.js");
 
 fn value_label(v: Option<&Value>) -> String {
     match v {
@@ -67,7 +67,7 @@ pub fn histogram_svg(scores: &[f64]) -> String {
     let (w, h, pad) = (520.0, 180.0, 30.0);
     let bw = (w - 2.0 * pad) / bins as f64;
     let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\" aria-label=\"score histogram\">",
+        "<svg class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{}\" role=\"img\" aria-label=\"score histogram\">",
         h + 20.0
     );
     for (i, c) in counts.iter().enumerate() {
@@ -361,8 +361,23 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         }
     }
     let scores: Vec<f64> = report.results.iter().map(|r| r.score).collect();
+    h.push_str("<h2>Score (95% interval)</h2>");
+    h.push_str(&super::plots::scores(
+        &[super::plots::ScoreRow {
+            name: &report.model,
+            mean: s.mean,
+            low: s.ci95_low,
+            high: s.ci95_high,
+        }],
+        None,
+    ));
     h.push_str("<h2>Score distribution</h2>");
     h.push_str(&histogram_svg(&scores));
+    h.push_str(
+        "<h2>Latency per example (line: min–max, box: p25–p75, bar: median, diamond: p95)</h2>",
+    );
+    let latencies: Vec<f64> = report.results.iter().map(|r| r.latency_s).collect();
+    h.push_str(&super::plots::latency(&[&report.model], &[latencies]));
     for f in &report.label_fields {
         label_section(report, f, &mut h);
     }
@@ -435,7 +450,7 @@ fn examples_table(report: &EvalReport, h: &mut String) {
             h,
             "<tr data-row={row} data-score=\"{score}\" data-kind={k} data-label=\"{label}\">\
 <td class=n>{row}</td><td class=\"n {cls}\" data-v=\"{score}\">{score:.3}</td><td class=k-{k}>{kt}</td>\
-<td class=cell>{inputs}</td><td class=cell>{expected}</td><td class=cell>{got}</td><td class=n data-v=\"{lat}\">{lat:.2}</td></tr>",
+<td class=cell>{inputs}</td><td class=cell>{expected}</td><td class=cell>{got}{raw}</td><td class=n data-v=\"{lat}\">{lat:.2}</td></tr>",
             row = r.row,
             score = r.score,
             cls = if r.score >= 1.0 { "pass" } else { "fail" },
@@ -444,6 +459,13 @@ fn examples_table(report: &EvalReport, h: &mut String) {
             inputs = esc(&diff::compact(&r.inputs)),
             expected = esc(&diff::compact(&r.expected)),
             got = esc(&diff::got(r.outputs.as_ref(), r.error.as_deref())),
+            // The reply that failed to parse, as the model wrote it.
+            raw = r
+                .raw_reply
+                .as_ref()
+                .filter(|_| r.failed())
+                .map(|raw| format!("<details><summary>raw reply</summary><pre>{}</pre></details>", esc(raw)))
+                .unwrap_or_default(),
             lat = r.latency_s,
         );
     }

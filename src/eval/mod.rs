@@ -7,7 +7,9 @@
 //! and program identity. The runner (`runner`) runs examples concurrently
 //! and records failures as scored-zero results instead of aborting; `stats`
 //! holds the statistics, `gate` the CI decisions, and `junit`, `markdown`,
-//! `html` and `results` write the report formats. Library code never prints:
+//! `html` and `results` write the report formats (`plots` draws their SVG);
+//! `compare` and `compare_html` fold several evaluations into `lmc compare`'s
+//! report. Library code never prints:
 //! progress goes through [`EvalReporter`], which the CLI implements.
 
 use serde::{Deserialize, Serialize};
@@ -17,11 +19,14 @@ use std::path::PathBuf;
 use crate::lm::Usage;
 use crate::trace::Trace;
 
+pub mod compare;
+pub mod compare_html;
 pub mod diff;
 pub mod gate;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod plots;
 pub mod results;
 pub mod runner;
 pub mod stats;

@@ -119,6 +119,8 @@ pub enum PairedTest {
     McNemarExact,
     /// Bootstrap of the mean per-example difference.
     PairedBootstrap,
+    /// Student's t on the per-example differences (`lmc compare`).
+    PairedT,
 }
 
 impl PairedTest {
@@ -126,6 +128,7 @@ impl PairedTest {
         match self {
             PairedTest::McNemarExact => "McNemar's exact test (one-sided)",
             PairedTest::PairedBootstrap => "paired bootstrap (one-sided, 10k resamples)",
+            PairedTest::PairedT => "paired t-test",
         }
     }
 }
@@ -232,9 +235,128 @@ pub fn paired_bootstrap_p(diffs: &[f64], resamples: usize, seed: u64) -> f64 {
     (at_least_zero as f64 + 1.0) / (resamples as f64 + 1.0)
 }
 
+/// A candidate against a reference, paired by example, both ways: what
+/// `lmc compare` reports for every cell (the eval gate above only asks
+/// "worse?", a comparison table also wants "different?").
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PairedDifference {
+    pub n: usize,
+    /// candidate mean − reference mean (negative = candidate worse).
+    pub mean_diff: f64,
+    pub test: PairedTest,
+    /// One-sided p-value for "the candidate is worse".
+    pub p_worse: f64,
+    /// Two-sided p-value for "the candidate differs".
+    pub p_two_sided: f64,
+}
+
+/// Test paired scores (same examples, same order): McNemar's exact test on
+/// the discordant pairs when every score is 0 or 1, else Student's paired
+/// t on the differences. The t-test is the textbook choice for a mean of
+/// bounded per-example scores and, unlike a bootstrap, costs nothing and
+/// needs no seed.
+pub fn paired_difference(reference: &[f64], candidate: &[f64]) -> PairedDifference {
+    let n = reference.len().min(candidate.len());
+    let (reference, candidate) = (&reference[..n], &candidate[..n]);
+    let mean_diff = mean(candidate) - mean(reference);
+    if is_binary(reference) && is_binary(candidate) {
+        let worse = reference
+            .iter()
+            .zip(candidate)
+            .filter(|(r, c)| **r == 1.0 && **c == 0.0)
+            .count();
+        let better = reference
+            .iter()
+            .zip(candidate)
+            .filter(|(r, c)| **r == 0.0 && **c == 1.0)
+            .count();
+        // Two-sided exact: double the tail of the larger count, capped at 1.
+        let p_two_sided = if worse + better == 0 {
+            1.0
+        } else {
+            (2.0 * mcnemar_exact_one_sided(worse.max(better), worse.min(better))).min(1.0)
+        };
+        return PairedDifference {
+            n,
+            mean_diff,
+            test: PairedTest::McNemarExact,
+            p_worse: mcnemar_exact_one_sided(worse, better),
+            p_two_sided,
+        };
+    }
+    let diffs: Vec<f64> = candidate
+        .iter()
+        .zip(reference)
+        .map(|(c, r)| c - r)
+        .collect();
+    let (p_worse, p_two_sided) = paired_t(&diffs);
+    PairedDifference {
+        n,
+        mean_diff,
+        test: PairedTest::PairedT,
+        p_worse,
+        p_two_sided,
+    }
+}
+
+/// Paired t-test on differences: (P(T ≤ t), two-sided p). With no spread
+/// the answer is certain: identical scores are no evidence of anything,
+/// and a constant non-zero shift is as significant as it gets.
+fn paired_t(diffs: &[f64]) -> (f64, f64) {
+    use statrs::distribution::{ContinuousCDF, StudentsT};
+    let n = diffs.len();
+    let m = mean(diffs);
+    if n < 2 {
+        return (1.0, 1.0);
+    }
+    let var = diffs.iter().map(|d| (d - m) * (d - m)).sum::<f64>() / (n - 1) as f64;
+    if var <= 1e-24 || !var.is_finite() {
+        return match m {
+            m if m < 0.0 => (0.0, 0.0),
+            m if m > 0.0 => (1.0, 0.0),
+            _ => (1.0, 1.0),
+        };
+    }
+    let t = m / (var / n as f64).sqrt();
+    let Ok(dist) = StudentsT::new(0.0, 1.0, (n - 1) as f64) else {
+        return (1.0, 1.0);
+    };
+    let lower = dist.cdf(t);
+    (lower, (2.0 * lower.min(1.0 - lower)).min(1.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_difference_known_answers() {
+        // 10 examples: reference right on all, candidate wrong on 3 of them
+        // and never better: one-sided P(X >= 3 | n=3) = 1/8, two-sided 1/4.
+        let reference = vec![1.0; 10];
+        let mut candidate = reference.clone();
+        candidate[..3].fill(0.0);
+        let d = paired_difference(&reference, &candidate);
+        assert_eq!(d.test, PairedTest::McNemarExact);
+        assert!((d.p_worse - 0.125).abs() < 1e-12, "{d:?}");
+        assert!((d.p_two_sided - 0.25).abs() < 1e-12, "{d:?}");
+        assert!((d.mean_diff + 0.3).abs() < 1e-12);
+        // Better instead: "worse" is certainly not shown.
+        let d = paired_difference(&candidate, &reference);
+        assert!((d.p_worse - 1.0).abs() < 1e-12 && (d.p_two_sided - 0.25).abs() < 1e-12);
+        // Continuous: diffs [-0.1, -0.2, -0.3, -0.4, -0.5], mean -0.3,
+        // sd 0.158114, t = -4.242641 on 4 df: scipy.stats.ttest_1samp gives
+        // two-sided p = 0.013236, one-sided (less) 0.006618.
+        let reference = vec![0.9; 5];
+        let candidate = [0.8, 0.7, 0.6, 0.5, 0.4];
+        let d = paired_difference(&reference, &candidate);
+        assert_eq!(d.test, PairedTest::PairedT);
+        assert!((d.p_two_sided - 0.013236).abs() < 5e-6, "{d:?}");
+        assert!((d.p_worse - 0.006618).abs() < 5e-6, "{d:?}");
+        // No difference at all: no evidence.
+        let d = paired_difference(&[0.5, 0.7], &[0.5, 0.7]);
+        assert_eq!((d.p_worse, d.p_two_sided), (1.0, 1.0));
+    }
 
     #[test]
     fn mcnemar_matches_binomial_tail() {

@@ -10,6 +10,7 @@ mod adapter;
 mod bounds;
 mod checkpoint;
 mod cli_errors;
+mod compare;
 mod compile;
 mod compile_interrupt;
 mod compile_list;

@@ -277,6 +277,10 @@ fn html_report_sorts_and_filters_in_chromium() {
     assert_eq!(shown, [1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
     assert_eq!(seen["total"], 24);
     assert_eq!(seen["sorted_ascending"][0][1].as_f64(), Some(0.0));
+    // Score with its interval, the histogram and the latency plot, drawn,
+    // with no script error.
+    assert_eq!(seen["plots"], 3, "{seen}");
+    assert_eq!(seen["script_errors"].as_array().map(Vec::len), Some(0));
 }
 
 #[test]

@@ -1,0 +1,158 @@
+//! `--lm-variant NAME=KEY=VALUE[,KEY=VALUE...]` of `lmc compare`: its
+//! syntax, the keys it may set, and how it lands on the LM flags and the
+//! file's LM config. Kept apart and small so a variant that names a named
+//! LM (`lms:`) is one more key in one place.
+
+use super::lm_args::LmArgs;
+use crate::program::LmConfig;
+
+/// One `--lm-variant`: a name and the settings it overrides, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LmVariant {
+    pub name: String,
+    pub settings: Vec<(String, String)>,
+}
+
+/// The keys a variant may set (the LM settings that change answers, speed
+/// or price; concurrency is the run's, shared by every cell).
+const VARIANT_KEYS: &[&str] = &[
+    "provider",
+    "model",
+    "base_url",
+    "api_key_env",
+    "temperature",
+    "max_tokens",
+    "adapter",
+    "timeout",
+    "max_retries",
+    "price_prompt_per_mtok",
+    "price_completion_per_mtok",
+];
+
+/// Parse `NAME=KEY=VALUE[,KEY=VALUE...]`. The single place a variant's
+/// syntax lives: a variant naming a named LM (`NAME=lm=fast`) would be one
+/// more key here.
+pub fn parse_variant(s: &str) -> Result<LmVariant, String> {
+    let usage = "write NAME=KEY=VALUE[,KEY=VALUE...], e.g. --lm-variant small=model=qwen2.5-7b,temperature=0";
+    let Some((name, rest)) = s.split_once('=') else {
+        return Err(format!(
+            "--lm-variant `{s}` has no settings\n  = help: {usage}"
+        ));
+    };
+    let name = name.trim();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(format!(
+            "--lm-variant `{s}`: the name `{name}` must be letters, digits, `-`, `_` or `.`\n  = help: {usage}"
+        ));
+    }
+    let mut settings = Vec::new();
+    for part in rest.split(',') {
+        let Some((k, v)) = part.split_once('=') else {
+            return Err(format!(
+                "--lm-variant `{s}`: `{part}` is not KEY=VALUE\n  = help: {usage}"
+            ));
+        };
+        let (k, v) = (k.trim().replace('-', "_"), v.trim().to_string());
+        if k == "concurrency" {
+            return Err(format!(
+                "--lm-variant `{s}`: concurrency is shared by all cells\n  = help: set it once with --concurrency N"
+            ));
+        }
+        if !VARIANT_KEYS.contains(&k.as_str()) {
+            let hint = crate::diag::did_you_mean(&k, VARIANT_KEYS.iter().copied())
+                .map(|m| format!("did you mean `{m}`? "))
+                .unwrap_or_default();
+            return Err(format!(
+                "--lm-variant `{s}`: unknown key `{k}`\n  = help: {hint}keys are {}",
+                VARIANT_KEYS.join(", ")
+            ));
+        }
+        settings.push((k, v));
+    }
+    Ok(LmVariant {
+        name: name.to_string(),
+        settings,
+    })
+}
+
+/// The LM flags and file config of one cell: the variant's settings over
+/// both. Values the runner gives (URL, key variable) travel as flags so the
+/// credential rule sees them as the runner's, not a file's.
+pub fn apply_variant(
+    v: &LmVariant,
+    flags: &LmArgs,
+    file: &LmConfig,
+) -> Result<(LmArgs, LmConfig), String> {
+    let mut a = flags.clone();
+    let mut c = file.clone();
+    let mut urls = Vec::new();
+    let num = |k: &str, val: &str| -> Result<f64, String> {
+        val.parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or_else(|| format!("--lm-variant {}: {k}={val} is not a number >= 0", v.name))
+    };
+    for (k, val) in &v.settings {
+        match k.as_str() {
+            "provider" => a.provider = Some(val.clone()),
+            "model" => a.model = Some(val.clone()),
+            "base_url" => urls.push(val.clone()),
+            "api_key_env" => a.api_key_env = Some(val.clone()),
+            "temperature" => a.temperature = Some(num(k, val)? as f32),
+            "max_tokens" => a.max_tokens = Some(num(k, val)? as u32),
+            "adapter" => {
+                a.adapter = Some(
+                    val.parse()
+                        .map_err(|e: String| format!("--lm-variant {}: adapter: {e}", v.name))?,
+                )
+            }
+            "timeout" => a.timeout = Some(num(k, val)?),
+            "max_retries" => a.max_retries = Some(num(k, val)? as u32),
+            "price_prompt_per_mtok" => c.price_prompt_per_mtok = Some(num(k, val)?),
+            "price_completion_per_mtok" => c.price_completion_per_mtok = Some(num(k, val)?),
+            other => return Err(format!("--lm-variant {}: unknown key `{other}`", v.name)),
+        }
+    }
+    if !urls.is_empty() {
+        a.base_urls = urls;
+    }
+    Ok((a, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_parse_and_refuse_clearly() {
+        let v = parse_variant(
+            "cheap=model=m-small,temperature=0.2,base_url=http://a/v1,base_url=http://b/v1",
+        )
+        .unwrap();
+        assert_eq!(v.name, "cheap");
+        assert_eq!(v.settings.len(), 4);
+        let (a, _) = apply_variant(&v, &LmArgs::default(), &LmConfig::default()).unwrap();
+        assert_eq!(a.model.as_deref(), Some("m-small"));
+        assert_eq!(a.base_urls, ["http://a/v1", "http://b/v1"]);
+        assert_eq!(a.temperature, Some(0.2));
+        let v = parse_variant("p=price_prompt_per_mtok=0.5").unwrap();
+        let (_, c) = apply_variant(&v, &LmArgs::default(), &LmConfig::default()).unwrap();
+        assert_eq!(c.price_prompt_per_mtok, Some(0.5));
+
+        let e = parse_variant("cheap").unwrap_err();
+        assert!(e.contains("no settings"), "{e}");
+        let e = parse_variant("cheap=modle=x").unwrap_err();
+        assert!(e.contains("did you mean `model`"), "{e}");
+        let e = parse_variant("cheap=concurrency=4").unwrap_err();
+        assert!(e.contains("--concurrency"), "{e}");
+        let e = parse_variant("a b=model=x").unwrap_err();
+        assert!(e.contains("must be letters"), "{e}");
+        let v = parse_variant("t=temperature=hot").unwrap();
+        let e = apply_variant(&v, &LmArgs::default(), &LmConfig::default()).unwrap_err();
+        assert!(e.contains("not a number"), "{e}");
+    }
+}
