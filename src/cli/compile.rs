@@ -76,6 +76,15 @@ pub struct Args {
     #[arg(long)]
     pub list: bool,
 
+    /// What to keep among the candidates scored on the whole valset:
+    /// `score` (the best score), `cheapest-tied` (the fewest prompt tokens
+    /// among those not significantly worse than the best, paired on the
+    /// same valset rows) or `max-prompt-tokens=N` (the best averaging at
+    /// most N prompt tokens per call).
+    #[arg(long, value_name = "OBJECTIVE", default_value = "score",
+          value_parser = |s: &str| s.parse::<optimize::Objective>())]
+    pub objective: optimize::Objective,
+
     /// Seed for every random choice (samples, shuffles, demo counts).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
@@ -348,7 +357,8 @@ impl CompileReporter for Bars {
     fn note(&self, message: &str) {
         let line = format!("note: {message}");
         match self.bar() {
-            Some(pb) if !self.quiet => pb.println(line),
+            // A hidden bar (stderr not a terminal) drops what it prints.
+            Some(pb) if !self.quiet && !pb.is_hidden() => pb.println(line),
             _ => {
                 if !self.quiet {
                     eprintln!("{line}")
@@ -769,7 +779,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.seed,
             &*bars,
         )
-        .with_interrupt(interrupt.clone());
+        .with_interrupt(interrupt.clone())
+        .with_objective(args.objective, prices(&cfg));
         if let Some(p) = prompt.as_ref().filter(|_| opt.uses_prompt_lm()) {
             engine = engine.with_prompt_lm(p.clone());
         }
@@ -893,6 +904,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         interrupted: interrupted.clone(),
         history: outcome.history.clone(),
         stages: earlier,
+        tradeoff: engine.tradeoff(),
     };
     let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
     artifact
@@ -927,6 +939,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "interrupted": l.interrupted,
                 "candidates": l.history,
                 "stages": l.stages,
+                "tradeoff": l.tradeoff,
                 "demos": artifact.predictors.iter().map(|(p, st)| (p.clone(), st.demos.len())).collect::<BTreeMap<_, _>>(),
             }))?
         );
@@ -995,6 +1008,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 rows.push(("instruction", format!("{p}: {short}{more}")));
             }
         }
+        if let Some(t) = &l.tradeoff {
+            super::compile_note::tradeoff_rows(t, &mut rows);
+        }
         rows.push((
             "LM calls",
             format!("{}  (cache hits {})", meter.calls, meter.cache_hits),
@@ -1030,6 +1046,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// USD per million prompt and completion tokens, when either is configured.
+fn prices(cfg: &crate::program::LmConfig) -> Option<(f64, f64)> {
+    match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
+        (None, None) => None,
+        (p, c) => Some((p.unwrap_or(0.0), c.unwrap_or(0.0))),
+    }
 }
 
 /// How an interrupted compile resumes.

@@ -113,6 +113,13 @@ pub struct Engine<'a> {
     /// The overlay compiled from (an artifact) and what the optimizer
     /// searches: candidates run layered over it ([`super::compose`]).
     base: Option<(Overlay, super::Searches)>,
+    /// Every candidate run on the whole valset, in order, with its
+    /// per-example scores and cost: what `--objective` chooses among.
+    measured: Mutex<Vec<super::objective::Measured>>,
+    objective: super::objective::Objective,
+    /// USD per million prompt and completion tokens, when configured.
+    prices: Option<(f64, f64)>,
+    tradeoff: Mutex<Option<crate::artifact::Tradeoff>>,
 }
 
 /// An outside reason to stop issuing new candidates and calls (e.g. an
@@ -152,6 +159,43 @@ impl<'a> Engine<'a> {
             interrupt: Interrupt::new(),
             best_scored: Mutex::new(None),
             base: None,
+            measured: Mutex::new(Vec::new()),
+            objective: Default::default(),
+            prices: None,
+            tradeoff: Mutex::new(None),
+        }
+    }
+
+    /// Choose the winner by `objective` among the candidates scored on
+    /// the whole valset ([`super::objective`]); prices (USD per million
+    /// prompt and completion tokens) give the trade-off report a cost.
+    pub fn with_objective(
+        mut self,
+        objective: super::objective::Objective,
+        prices: Option<(f64, f64)>,
+    ) -> Self {
+        self.objective = objective;
+        self.prices = prices;
+        self
+    }
+
+    pub fn objective(&self) -> &super::objective::Objective {
+        &self.objective
+    }
+
+    /// The candidates run on the whole valset so far, in order.
+    pub fn measured(&self) -> Vec<super::objective::Measured> {
+        self.measured.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The trade-off report, once `optimize::compile` chose a winner.
+    pub fn tradeoff(&self) -> Option<crate::artifact::Tradeoff> {
+        self.tradeoff.lock().ok().and_then(|t| t.clone())
+    }
+
+    pub(super) fn set_tradeoff(&self, t: crate::artifact::Tradeoff) {
+        if let Ok(mut m) = self.tradeoff.lock() {
+            *m = Some(t);
         }
     }
 
@@ -363,6 +407,17 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Keep what `overlay` scored and cost on the whole valset (once per
+    /// overlay): every optimizer's candidates reach `--objective` this way.
+    fn measure(&self, overlay: &Overlay, results: &[ExampleResult]) {
+        let m = super::objective::Measured::of(overlay, results, self.prices);
+        if let Ok(mut all) = self.measured.lock() {
+            if !all.iter().any(|x| x.hash == m.hash) {
+                all.push(m);
+            }
+        }
+    }
+
     /// Run `overlay` on examples `indices` of `split` with the task LM,
     /// results in index order. A complete run is kept for the compile, so a
     /// candidate is never run twice on the same examples (instruction
@@ -392,6 +447,7 @@ impl<'a> Engine<'a> {
         if results.len() == examples.len() {
             if split == Split::Val && indices.len() == self.valset.len() {
                 self.consider_best(overlay, &results);
+                self.measure(overlay, &results);
             }
             if let Ok(mut m) = self.results.lock() {
                 m.insert(key, results.clone());

@@ -28,6 +28,7 @@ mod lm_http;
 mod lmspeed;
 mod metric;
 mod multichain;
+mod objective;
 mod optimizer_registry;
 mod optimizer_snapshots;
 mod parse_cases;
