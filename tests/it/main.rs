@@ -20,6 +20,7 @@ mod foundation;
 mod harden;
 mod instruction;
 mod interrupt;
+mod known_optimum;
 // The embedded engine is a default feature; `--no-default-features` builds
 // an HTTP-only binary whose tests skip it.
 #[cfg(feature = "embedded")]
