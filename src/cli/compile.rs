@@ -80,10 +80,11 @@ pub struct Args {
     /// `score` (the best score), `cheapest-tied` (the fewest prompt tokens
     /// among those not significantly worse than the best, paired on the
     /// same valset rows) or `max-prompt-tokens=N` (the best averaging at
-    /// most N prompt tokens per call).
-    #[arg(long, value_name = "OBJECTIVE", default_value = "score",
+    /// most N prompt tokens per call) [default: `compile.objective` of
+    /// lmc.yaml, else of the program, else score].
+    #[arg(long, value_name = "OBJECTIVE",
           value_parser = |s: &str| s.parse::<optimize::Objective>())]
-    pub objective: optimize::Objective,
+    pub objective: Option<optimize::Objective>,
 
     /// Seed for every random choice (samples, shuffles, demo counts).
     #[arg(long, value_name = "S", default_value_t = 0)]
@@ -386,6 +387,8 @@ struct Setup {
     lm_declared: crate::trust::locate::LmDeclarations,
     /// Compiling from an artifact: its overlay and the stages so far.
     base: Option<(crate::overlay::Overlay, Vec<crate::artifact::Stage>)>,
+    /// `--objective`, else the last `compile.objective`, else `score`.
+    objective: optimize::Objective,
 }
 
 impl Setup {
@@ -508,6 +511,17 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
     let first_opts = std::mem::take(&mut opts[0]);
     let (optimizer, settings_from) = choose_optimizer(args, &sections, first, &first_opts)?;
     let then = super::pipeline::configure_then(&args.then, &opts[1..])?;
+    // Checked where the section was read, so it parses.
+    let objective = args
+        .objective
+        .or_else(|| {
+            sections
+                .iter()
+                .rev()
+                .flatten()
+                .find_map(|c| c.objective.as_deref()?.parse().ok())
+        })
+        .unwrap_or_default();
     let mut columns = program.datasets.columns.clone();
     columns.extend(parse_maps(&args.map)?);
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -579,6 +593,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         settings_from,
         output,
         base,
+        objective,
     })
 }
 
@@ -780,7 +795,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             &*bars,
         )
         .with_interrupt(interrupt.clone())
-        .with_objective(args.objective, prices(&cfg));
+        .with_objective(s.objective, prices(&cfg));
         if let Some(p) = prompt.as_ref().filter(|_| opt.uses_prompt_lm()) {
             engine = engine.with_prompt_lm(p.clone());
         }

@@ -25,7 +25,7 @@ use crate::yaml::{join, PosIndex};
 pub const DEFAULT_OPTIMIZER: &str = "bootstrap_random_search";
 
 /// The keys of a `compile:` section.
-pub const COMPILE_KEYS: &[&str] = &["optimizer", "settings"];
+pub const COMPILE_KEYS: &[&str] = &["optimizer", "settings", "objective"];
 
 /// A checked `compile:` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,6 +40,10 @@ pub struct CompileConfig {
     /// Where each setting was written, `FILE:LINE:COL`, for the lineage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub origins: BTreeMap<String, String>,
+    /// `objective:` as written (already checked), e.g. `cheapest-tied`:
+    /// what `lmc compile` keeps among the candidates (`--objective`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<String>,
 }
 
 impl CompileConfig {
@@ -93,12 +97,35 @@ pub fn check(
                 true,
                 format!("unknown key `{k}` in `{at}`"),
                 Some(
-                    did_you_mean(k, COMPILE_KEYS.iter().copied())
-                        .unwrap_or_else(|| "`compile` takes `optimizer` and `settings`".into()),
+                    did_you_mean(k, COMPILE_KEYS.iter().copied()).unwrap_or_else(|| {
+                        "`compile` takes `optimizer`, `settings` and `objective`".into()
+                    }),
                 ),
             ));
         }
     }
+    let objective = match obj.get("objective") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let path = join(at, "objective");
+            match v
+                .as_str()
+                .ok_or_else(|| "`objective` must be a string".to_string())
+                .and_then(|t| t.parse::<optimize::Objective>())
+            {
+                Ok(o) => Some(o.to_string()),
+                Err(e) => {
+                    diags.push(err(
+                        &path,
+                        false,
+                        e,
+                        Some(format!("one of {}", optimize::objective::SPELLINGS)),
+                    ));
+                    return (None, diags);
+                }
+            }
+        }
+    };
     let opt_path = join(at, "optimizer");
     let name = match obj.get("optimizer") {
         None | Some(Value::Null) => None,
@@ -215,6 +242,7 @@ pub fn check(
             optimizer: name,
             settings,
             origins,
+            objective,
         }),
         diags,
     )

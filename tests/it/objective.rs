@@ -7,6 +7,7 @@
 use crate::support::stub::{StubReply, StubRequest, StubServer};
 use crate::support::{lmc, run};
 use serde_json::Value;
+use std::path::Path;
 
 fn reply(req: &StubRequest) -> StubReply {
     let word = req.input("word").unwrap_or_default();
@@ -23,13 +24,24 @@ fn reply(req: &StubRequest) -> StubReply {
     ))
 }
 
+const PROGRAM: &str = "tests/fixtures/instruction/reverse.yaml";
+
 /// Random search over demo sets of 1 to 4 bootstrapped demos.
 fn compile(stub: &StubServer, extra: &[&str]) -> (i32, String, String, Value) {
+    compile_program(stub, Path::new(PROGRAM), extra)
+}
+
+fn compile_program(
+    stub: &StubServer,
+    program: &Path,
+    extra: &[&str],
+) -> (i32, String, String, Value) {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("compiled.json");
     let mut cmd = lmc();
     cmd.env("LMC_CACHE_DIR", dir.path().join("cache"))
-        .args(["compile", "tests/fixtures/instruction/reverse.yaml"])
+        .arg("compile")
+        .arg(program)
         .args(["--trainset", "tests/fixtures/instruction/words.csv"])
         .args(["--valset", "tests/fixtures/instruction/words.csv"])
         .args(["--optimizer", "bootstrap_random_search", "--seed", "3"])
@@ -164,4 +176,33 @@ fn issue14_an_unknown_objective_is_a_usage_error() {
         "{err}"
     );
     assert_eq!(stub.requests(), 0, "nothing ran");
+}
+
+#[test]
+fn issue14_the_compile_section_names_an_objective() {
+    let stub = StubServer::start(reply);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = std::fs::read_to_string(PROGRAM).expect("program");
+    let program = dir.path().join("reverse.yaml");
+    std::fs::write(
+        &program,
+        format!("{yaml}compile:\n  objective: cheapest-tied\n"),
+    )
+    .expect("write");
+    let (code, out, err, a) = compile_program(&stub, &program, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(a["lineage"]["tradeoff"]["objective"], "cheapest-tied");
+    // The flag wins over the file.
+    let (code, out, err, a) = compile_program(&stub, &program, &["--objective", "score"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(a["lineage"]["tradeoff"]["objective"], "score");
+    // A misspelt objective is located, before any LM call.
+    let before = stub.requests();
+    std::fs::write(&program, format!("{yaml}compile:\n  objective: cheapest\n")).expect("write");
+    let (code, _out, err, _) = compile_program(&stub, &program, &[]);
+    assert_eq!(code, 2, "{err}");
+    let line = yaml.lines().count() + 2;
+    assert!(err.contains(&format!("reverse.yaml:{line}:")), "{err}");
+    assert!(err.contains("unknown objective `cheapest`"), "{err}");
+    assert_eq!(stub.requests(), before);
 }
