@@ -100,6 +100,13 @@ pub struct Engine<'a> {
     results: Mutex<HashMap<String, Vec<ExampleResult>>>,
     history: Mutex<Vec<CandidateRecord>>,
     tally: Mutex<Tally>,
+    /// Every candidate run on the whole valset, in order, with its
+    /// per-example scores and cost: what `--objective` chooses among.
+    measured: Mutex<Vec<super::objective::Measured>>,
+    objective: super::objective::Objective,
+    /// USD per million prompt and completion tokens, when configured.
+    prices: Option<(f64, f64)>,
+    tradeoff: Mutex<Option<crate::artifact::Tradeoff>>,
     exhausted: AtomicBool,
     budget_message: Mutex<Option<String>>,
     best: Mutex<Option<f64>>,
@@ -113,13 +120,6 @@ pub struct Engine<'a> {
     /// The overlay compiled from (an artifact) and what the optimizer
     /// searches: candidates run layered over it ([`super::compose`]).
     base: Option<(Overlay, super::Searches)>,
-    /// Every candidate run on the whole valset, in order, with its
-    /// per-example scores and cost: what `--objective` chooses among.
-    measured: Mutex<Vec<super::objective::Measured>>,
-    objective: super::objective::Objective,
-    /// USD per million prompt and completion tokens, when configured.
-    prices: Option<(f64, f64)>,
-    tradeoff: Mutex<Option<crate::artifact::Tradeoff>>,
 }
 
 /// An outside reason to stop issuing new candidates and calls (e.g. an
@@ -151,6 +151,10 @@ impl<'a> Engine<'a> {
             results: Mutex::new(HashMap::new()),
             history: Mutex::new(Vec::new()),
             tally: Mutex::new(Tally::default()),
+            measured: Mutex::new(Vec::new()),
+            objective: Default::default(),
+            prices: None,
+            tradeoff: Mutex::new(None),
             exhausted: AtomicBool::new(false),
             budget_message: Mutex::new(None),
             best: Mutex::new(None),
@@ -159,10 +163,6 @@ impl<'a> Engine<'a> {
             interrupt: Interrupt::new(),
             best_scored: Mutex::new(None),
             base: None,
-            measured: Mutex::new(Vec::new()),
-            objective: Default::default(),
-            prices: None,
-            tradeoff: Mutex::new(None),
         }
     }
 
@@ -446,8 +446,8 @@ impl<'a> Engine<'a> {
             .await;
         if results.len() == examples.len() {
             if split == Split::Val && indices.len() == self.valset.len() {
-                self.consider_best(overlay, &results);
                 self.measure(overlay, &results);
+                self.consider_best(overlay, &results);
             }
             if let Ok(mut m) = self.results.lock() {
                 m.insert(key, results.clone());

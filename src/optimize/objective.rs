@@ -78,8 +78,9 @@ impl std::fmt::Display for Objective {
 }
 
 /// A candidate run on the whole valset: its overlay (as the search made
-/// it), per-example scores in valset order, and what it cost.
-#[derive(Debug, Clone)]
+/// it), per-example scores in valset order, and what it cost. Serde so a
+/// search checkpoint can carry it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Measured {
     pub overlay: Overlay,
     /// sha256 of `overlay`, as the history records it.
