@@ -511,17 +511,6 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
     let first_opts = std::mem::take(&mut opts[0]);
     let (optimizer, settings_from) = choose_optimizer(args, &sections, first, &first_opts)?;
     let then = super::pipeline::configure_then(&args.then, &opts[1..])?;
-    // Checked where the section was read, so it parses.
-    let objective = args
-        .objective
-        .or_else(|| {
-            sections
-                .iter()
-                .rev()
-                .flatten()
-                .find_map(|c| c.objective.as_deref()?.parse().ok())
-        })
-        .unwrap_or_default();
     let mut columns = program.datasets.columns.clone();
     columns.extend(parse_maps(&args.map)?);
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -571,6 +560,17 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         super::preflight::ensure_expected(&program, &metric, v, &columns, role)?;
         super::preflight::note_implicit(&v.path, role, "valset");
     }
+    // Checked where the section was read, so it parses.
+    let objective = args
+        .objective
+        .or_else(|| {
+            sections
+                .iter()
+                .rev()
+                .flatten()
+                .find_map(|c| c.objective.as_deref()?.parse().ok())
+        })
+        .unwrap_or_default();
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = target
             .path
@@ -794,11 +794,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.seed,
             &*bars,
         )
-        .with_interrupt(interrupt.clone())
-        .with_objective(s.objective, prices(&cfg));
+        .with_interrupt(interrupt.clone());
         if let Some(p) = prompt.as_ref().filter(|_| opt.uses_prompt_lm()) {
             engine = engine.with_prompt_lm(p.clone());
         }
+        engine = engine.with_objective(s.objective, prices(&cfg));
         let start = match runs.last() {
             Some((_, o)) => Some(o.best.clone()),
             None => s.base.as_ref().map(|(b, _)| b.clone()),
@@ -952,9 +952,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "wall_time_s": l.run.wall_time_s,
                 "budget_exhausted": l.budget_exhausted,
                 "interrupted": l.interrupted,
+                "tradeoff": l.tradeoff,
                 "candidates": l.history,
                 "stages": l.stages,
-                "tradeoff": l.tradeoff,
                 "demos": artifact.predictors.iter().map(|(p, st)| (p.clone(), st.demos.len())).collect::<BTreeMap<_, _>>(),
             }))?
         );

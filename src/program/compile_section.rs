@@ -37,13 +37,13 @@ pub struct CompileConfig {
     /// Settings as written (already checked against the optimizer).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub settings: Map<String, Value>,
-    /// Where each setting was written, `FILE:LINE:COL`, for the lineage.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub origins: BTreeMap<String, String>,
     /// `objective:` as written (already checked), e.g. `cheapest-tied`:
     /// what `lmc compile` keeps among the candidates (`--objective`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<String>,
+    /// Where each setting was written, `FILE:LINE:COL`, for the lineage.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub origins: BTreeMap<String, String>,
 }
 
 impl CompileConfig {
@@ -241,8 +241,8 @@ pub fn check(
         Some(CompileConfig {
             optimizer: name,
             settings,
-            origins,
             objective,
+            origins,
         }),
         diags,
     )
