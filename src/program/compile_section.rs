@@ -104,28 +104,6 @@ pub fn check(
             ));
         }
     }
-    let objective = match obj.get("objective") {
-        None | Some(Value::Null) => None,
-        Some(v) => {
-            let path = join(at, "objective");
-            match v
-                .as_str()
-                .ok_or_else(|| "`objective` must be a string".to_string())
-                .and_then(|t| t.parse::<optimize::Objective>())
-            {
-                Ok(o) => Some(o.to_string()),
-                Err(e) => {
-                    diags.push(err(
-                        &path,
-                        false,
-                        e,
-                        Some(format!("one of {}", optimize::objective::SPELLINGS)),
-                    ));
-                    return (None, diags);
-                }
-            }
-        }
-    };
     let opt_path = join(at, "optimizer");
     let name = match obj.get("optimizer") {
         None | Some(Value::Null) => None,
@@ -227,6 +205,28 @@ pub fn check(
         ));
         return (None, diags);
     }
+    let objective = match obj.get("objective") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let path = join(at, "objective");
+            match v
+                .as_str()
+                .ok_or_else(|| "`objective` must be a string".to_string())
+                .and_then(|t| t.parse::<optimize::Objective>())
+            {
+                Ok(o) => Some(o.to_string()),
+                Err(e) => {
+                    diags.push(err(
+                        &path,
+                        false,
+                        e,
+                        Some(format!("one of {}", optimize::objective::SPELLINGS)),
+                    ));
+                    return (None, diags);
+                }
+            }
+        }
+    };
     let origins = settings
         .keys()
         .map(|k| {
