@@ -131,6 +131,57 @@ pub struct CandidateRecord {
     /// Whether the search kept it (GEPA mutations and merges).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted: Option<bool>,
+    /// Prompt tokens per LM call when it ran on the whole valset (see
+    /// [`Cost`]): what `--objective` weighs against the score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_per_call: Option<f64>,
+    /// USD per 1,000 examples at the configured prices, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_per_1k: Option<f64>,
+}
+
+/// What one candidate costs to run, measured on the whole valset from the
+/// rendered requests and replies (about 4 characters a token), so a
+/// candidate answered from the cache weighs what a fresh one does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub calls_per_example: f64,
+    pub prompt_tokens_per_call: f64,
+    pub completion_tokens_per_call: f64,
+    /// USD per 1,000 examples, when prices are configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_1k_examples: Option<f64>,
+}
+
+/// One candidate in the compile's trade-off report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TradeoffRow {
+    pub overlay_hash: String,
+    /// How the candidate was made, when the history names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    pub score: f64,
+    pub cost: Cost,
+    /// Not significantly worse than the best score (paired test on the
+    /// same valset rows, one-sided p >= 0.05).
+    pub tied_with_best: bool,
+}
+
+/// Score against size for the candidates scored on the whole valset: the
+/// objective that chose, the winner, the runners-up and the Pareto
+/// frontier (no other candidate scores at least as well with fewer prompt
+/// tokens per call).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tradeoff {
+    pub objective: String,
+    pub winner: TradeoffRow,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runners_up: Vec<TradeoffRow>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frontier: Vec<TradeoffRow>,
+    /// Why the objective could not be met (no candidate under the cap).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmet: Option<String>,
 }
 
 /// How the artifact came to be.
@@ -185,6 +236,10 @@ pub struct Lineage {
     /// last being the artifact this compile started from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
+    /// Score against prompt size for the winner and the runners-up, and
+    /// the objective that chose (`--objective`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tradeoff: Option<Tradeoff>,
 }
 
 /// One earlier compile a composed artifact was built on.

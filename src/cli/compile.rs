@@ -78,6 +78,16 @@ pub struct Args {
     #[arg(long)]
     pub list: bool,
 
+    /// What to keep among the candidates scored on the whole valset:
+    /// `score` (the best score), `cheapest-tied` (the fewest prompt tokens
+    /// among those not significantly worse than the best, paired on the
+    /// same valset rows) or `max-prompt-tokens=N` (the best averaging at
+    /// most N prompt tokens per call) [default: `compile.objective` of
+    /// lmc.yaml, else of the program, else score].
+    #[arg(long, value_name = "OBJECTIVE",
+          value_parser = |s: &str| s.parse::<optimize::Objective>())]
+    pub objective: Option<optimize::Objective>,
+
     /// Seed for every random choice (samples, shuffles, demo counts).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
@@ -358,7 +368,8 @@ impl CompileReporter for Bars {
     fn note(&self, message: &str) {
         let line = format!("note: {message}");
         match self.bar() {
-            Some(pb) if !self.quiet => pb.println(line),
+            // A hidden bar (stderr not a terminal) drops what it prints.
+            Some(pb) if !self.quiet && !pb.is_hidden() => pb.println(line),
             _ => {
                 if !self.quiet {
                     eprintln!("{line}")
@@ -386,6 +397,8 @@ struct Setup {
     lm_declared: crate::trust::locate::LmDeclarations,
     /// Compiling from an artifact: its overlay and the stages so far.
     base: Option<(crate::overlay::Overlay, Vec<crate::artifact::Stage>)>,
+    /// `--objective`, else the last `compile.objective`, else `score`.
+    objective: optimize::Objective,
 }
 
 impl Setup {
@@ -542,6 +555,17 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         super::preflight::ensure_expected(&program, &metric, v, &columns, role)?;
         super::preflight::note_implicit(&v.path, role, "valset");
     }
+    // Checked where the section was read, so it parses.
+    let objective = args
+        .objective
+        .or_else(|| {
+            sections
+                .iter()
+                .rev()
+                .flatten()
+                .find_map(|c| c.objective.as_deref()?.parse().ok())
+        })
+        .unwrap_or_default();
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = target
             .path
@@ -564,6 +588,7 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         settings_from,
         output,
         base,
+        objective,
     })
 }
 
@@ -826,6 +851,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(p) = prompt.as_ref().filter(|_| opt.uses_prompt_lm()) {
             engine = engine.with_prompt_lm(p.clone());
         }
+        engine = engine.with_objective(s.objective, prices(&cfg));
         let start = match runs.last() {
             Some((_, o)) => Some(o.best.clone()),
             None => s.base.as_ref().map(|(b, _)| b.clone()),
@@ -953,6 +979,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         interrupted: interrupted.clone(),
         history: outcome.history.clone(),
         stages: earlier,
+        tradeoff: engine.tradeoff(),
     };
     let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
     artifact
@@ -997,6 +1024,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "wall_time_s": l.run.wall_time_s,
                 "budget_exhausted": l.budget_exhausted,
                 "interrupted": l.interrupted,
+                "tradeoff": l.tradeoff,
                 "candidates": l.history,
                 "stages": l.stages,
                 "resumed": resumed,
@@ -1071,6 +1099,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 rows.push(("instruction", format!("{p}: {short}{more}")));
             }
         }
+        if let Some(t) = &l.tradeoff {
+            super::compile_note::tradeoff_rows(t, &mut rows);
+        }
         rows.push((
             "LM calls",
             format!("{}  (cache hits {})", meter.calls, meter.cache_hits),
@@ -1106,6 +1137,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(super::signals::EXIT_INTERRUPTED));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// USD per million prompt and completion tokens, when either is configured.
+fn prices(cfg: &crate::program::LmConfig) -> Option<(f64, f64)> {
+    match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
+        (None, None) => None,
+        (p, c) => Some((p.unwrap_or(0.0), c.unwrap_or(0.0))),
+    }
 }
 
 /// How an interrupted compile resumes.

@@ -297,6 +297,7 @@ fn compile_schema(description: &str) -> Value {
         "type": "object",
         "additionalProperties": false,
         "properties": {
+            "objective": {"type": "string", "pattern": "^(score|cheapest-tied|max-prompt-tokens=[1-9][0-9]*)$", "default": "score", "description": "What `lmc compile` keeps among the candidates scored on the whole valset: score (the best), cheapest-tied (the fewest prompt tokens among those tied with the best), max-prompt-tokens=N (the best under a prompt cap); `--objective` overrides it."},
             "optimizer": {"enum": optimize::names(), "default": DEFAULT_OPTIMIZER, "description": "The optimizer `lmc compile` runs (`lmc compile --list` describes each)."},
             "settings": {"type": "object", "description": "Settings of the optimizer named beside them (bootstrap_random_search when none is); unknown keys and wrong types are errors."}
         },

@@ -103,6 +103,13 @@ pub struct Engine<'a> {
     results: Mutex<HashMap<String, Vec<ExampleResult>>>,
     history: Mutex<Vec<CandidateRecord>>,
     tally: Mutex<Tally>,
+    /// Every candidate run on the whole valset, in order, with its
+    /// per-example scores and cost: what `--objective` chooses among.
+    measured: Mutex<Vec<super::objective::Measured>>,
+    objective: super::objective::Objective,
+    /// USD per million prompt and completion tokens, when configured.
+    prices: Option<(f64, f64)>,
+    tradeoff: Mutex<Option<crate::artifact::Tradeoff>>,
     exhausted: AtomicBool,
     budget_message: Mutex<Option<String>>,
     best: Mutex<Option<f64>>,
@@ -151,6 +158,10 @@ impl<'a> Engine<'a> {
             results: Mutex::new(HashMap::new()),
             history: Mutex::new(Vec::new()),
             tally: Mutex::new(Tally::default()),
+            measured: Mutex::new(Vec::new()),
+            objective: Default::default(),
+            prices: None,
+            tradeoff: Mutex::new(None),
             exhausted: AtomicBool::new(false),
             budget_message: Mutex::new(None),
             best: Mutex::new(None),
@@ -161,6 +172,39 @@ impl<'a> Engine<'a> {
             base: None,
             checkpoint: None,
             resume: Mutex::new(None),
+        }
+    }
+
+    /// Choose the winner by `objective` among the candidates scored on
+    /// the whole valset ([`super::objective`]); prices (USD per million
+    /// prompt and completion tokens) give the trade-off report a cost.
+    pub fn with_objective(
+        mut self,
+        objective: super::objective::Objective,
+        prices: Option<(f64, f64)>,
+    ) -> Self {
+        self.objective = objective;
+        self.prices = prices;
+        self
+    }
+
+    pub fn objective(&self) -> &super::objective::Objective {
+        &self.objective
+    }
+
+    /// The candidates run on the whole valset so far, in order.
+    pub fn measured(&self) -> Vec<super::objective::Measured> {
+        self.measured.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// The trade-off report, once `optimize::compile` chose a winner.
+    pub fn tradeoff(&self) -> Option<crate::artifact::Tradeoff> {
+        self.tradeoff.lock().ok().and_then(|t| t.clone())
+    }
+
+    pub(super) fn set_tradeoff(&self, t: crate::artifact::Tradeoff) {
+        if let Ok(mut m) = self.tradeoff.lock() {
+            *m = Some(t);
         }
     }
 
@@ -473,6 +517,17 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Keep what `overlay` scored and cost on the whole valset (once per
+    /// overlay): every optimizer's candidates reach `--objective` this way.
+    fn measure(&self, overlay: &Overlay, results: &[ExampleResult]) {
+        let m = super::objective::Measured::of(overlay, results, self.prices);
+        if let Ok(mut all) = self.measured.lock() {
+            if !all.iter().any(|x| x.hash == m.hash) {
+                all.push(m);
+            }
+        }
+    }
+
     /// Run `overlay` on examples `indices` of `split` with the task LM,
     /// results in index order. A complete run is kept for the compile, so a
     /// candidate is never run twice on the same examples (instruction
@@ -501,6 +556,7 @@ impl<'a> Engine<'a> {
             .await;
         if results.len() == examples.len() {
             if split == Split::Val && indices.len() == self.valset.len() {
+                self.measure(overlay, &results);
                 self.consider_best(overlay, &results);
                 // Kept as a score too: a checkpoint carries scores, not
                 // runs, so a resumed search still finds it scored.

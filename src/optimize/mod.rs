@@ -26,6 +26,7 @@ pub mod engine;
 pub mod instruct;
 pub mod knn;
 pub mod labeled;
+pub mod objective;
 pub mod random_search;
 pub mod settings;
 pub mod simba;
@@ -34,6 +35,7 @@ mod test_only;
 
 pub use compose::Searches;
 pub use engine::{CompileReporter, Engine, NoopCompileReporter, Scored};
+pub use objective::Objective;
 pub use settings::{SettingDoc, SettingsType};
 
 /// Every optimizer `lmc compile --optimizer` accepts, in `--list` order.
@@ -269,6 +271,8 @@ pub async fn compile(
         return Err(OptimizeError::EmptyTrainset(optimizer.name().to_string()));
     }
     let mut outcome = optimizer.run(engine).await?;
+    // `--objective` weighs every candidate scored on the whole valset.
+    objective::choose(engine, &mut outcome);
     // Written as it was scored: over the base overlay, if any.
     outcome.best = engine.layered(&outcome.best);
     Ok(outcome)

@@ -30,7 +30,7 @@ use crate::yaml::{join, PosIndex};
 pub const DEFAULT_OPTIMIZER: &str = "bootstrap_random_search";
 
 /// The keys of a `compile:` section.
-pub const COMPILE_KEYS: &[&str] = &["optimizer", "settings"];
+pub const COMPILE_KEYS: &[&str] = &["optimizer", "settings", "objective"];
 
 /// A checked `compile:` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +42,10 @@ pub struct CompileConfig {
     /// Settings as written (already checked against the optimizer).
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub settings: Map<String, Value>,
+    /// `objective:` as written (already checked), e.g. `cheapest-tied`:
+    /// what `lmc compile` keeps among the candidates (`--objective`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<String>,
     /// Where each setting was written, `FILE:LINE:COL`, for the lineage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub origins: BTreeMap<String, String>,
@@ -141,8 +145,9 @@ fn check_stage(
                 true,
                 format!("unknown key `{k}` in `{at}`"),
                 Some(
-                    did_you_mean(k, COMPILE_KEYS.iter().copied())
-                        .unwrap_or_else(|| "`compile` takes `optimizer` and `settings`".into()),
+                    did_you_mean(k, COMPILE_KEYS.iter().copied()).unwrap_or_else(|| {
+                        "`compile` takes `optimizer`, `settings` and `objective`".into()
+                    }),
                 ),
             ));
         }
@@ -260,6 +265,28 @@ fn check_stage(
         ));
         return (None, diags);
     }
+    let objective = match obj.get("objective") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let path = join(at, "objective");
+            match v
+                .as_str()
+                .ok_or_else(|| "`objective` must be a string".to_string())
+                .and_then(|t| t.parse::<optimize::Objective>())
+            {
+                Ok(o) => Some(o.to_string()),
+                Err(e) => {
+                    diags.push(err(
+                        &path,
+                        false,
+                        e,
+                        Some(format!("one of {}", optimize::objective::SPELLINGS)),
+                    ));
+                    return (None, diags);
+                }
+            }
+        }
+    };
     let origins = settings
         .keys()
         .map(|k| {
@@ -274,6 +301,7 @@ fn check_stage(
         Some(CompileConfig {
             optimizer: name,
             settings,
+            objective,
             origins,
             then: Vec::new(),
         }),

@@ -23,6 +23,7 @@ mod foundation;
 mod harden;
 mod instruction;
 mod interrupt;
+mod known_optimum;
 // The embedded engine is a default feature; `--no-default-features` builds
 // an HTTP-only binary whose tests skip it.
 #[cfg(feature = "embedded")]
@@ -31,6 +32,7 @@ mod lm_http;
 mod lmspeed;
 mod metric;
 mod multichain;
+mod objective;
 mod optimizer_registry;
 mod optimizer_snapshots;
 mod parse_cases;
