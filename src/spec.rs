@@ -191,6 +191,9 @@ pub struct NodeSpec {
     pub reward: Option<RewardSpecIn>,
     #[serde(default)]
     pub over: Option<String>,
+    /// The named LM of an LM-calling node.
+    #[serde(default)]
+    pub lm: Option<String>,
 }
 
 /// Where a value comes from: `input.NAME`, `NODE.FIELD`, or a literal.
@@ -269,56 +272,14 @@ pub const REWARD_KEYS: &[&str] = &["type", "field", "tool", "metric", "expected"
 pub const REWARD_TYPES: &[&str] = &["non_empty", "tool_ok", "metric"];
 pub const DATASETS_KEYS: &[&str] = &["train", "dev", "test", "columns"];
 
-pub const NODE_KINDS: &[&str] = &[
-    "predict",
-    "chain_of_thought",
-    "react",
-    "retrieve",
-    "tool",
-    "refine",
-    "best_of_n",
-    "map",
-    "multi_chain_comparison",
-];
+/// Node kinds, their keys and the keys every kind accepts come from the
+/// node kind registry (`crate::nodes`), one entry per kind.
+pub use crate::nodes::{ALL_KEYS as ALL_NODE_KEYS, NAMES as NODE_KINDS};
 
 /// The keys a node of `kind` accepts (`None` for an unknown kind).
-pub fn node_keys(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "predict" | "chain_of_thought" => &["kind", "signature", "inputs"],
-        "react" => &["kind", "signature", "inputs", "tools", "max_iters"],
-        "retrieve" => &["kind", "tool", "k", "inputs"],
-        "tool" => &["kind", "tool", "operation", "inputs"],
-        "refine" | "best_of_n" => &[
-            "kind",
-            "signature",
-            "inputs",
-            "chain_of_thought",
-            "n",
-            "threshold",
-            "reward",
-        ],
-        "map" => &["kind", "signature", "inputs", "chain_of_thought", "over"],
-        "multi_chain_comparison" => &["kind", "signature", "inputs", "n"],
-        _ => return None,
-    })
+pub fn node_keys(kind: &str) -> Option<Vec<&'static str>> {
+    crate::nodes::info(kind).map(|k| k.all_keys())
 }
-
-/// Every key any node kind accepts (for nodes whose kind is unknown).
-pub const ALL_NODE_KEYS: &[&str] = &[
-    "kind",
-    "signature",
-    "inputs",
-    "tools",
-    "max_iters",
-    "tool",
-    "k",
-    "operation",
-    "chain_of_thought",
-    "n",
-    "threshold",
-    "reward",
-    "over",
-];
 
 pub const TOOL_KINDS: &[&str] = &["sqlite", "retrieve", "command"];
 
@@ -368,7 +329,7 @@ mod tests {
             "inputs": {"a": "str"},
             "nodes": {"n": {"kind": "refine", "signature": "s", "inputs": {"a": "input.a", "z": {"value": 1}},
                             "tools": [], "max_iters": 1, "tool": "t", "k": 1, "operation": "query",
-                            "chain_of_thought": true, "n": 2, "threshold": 0.5, "over": "a",
+                            "chain_of_thought": true, "n": 2, "threshold": 0.5, "over": "a", "lm": "small",
                             "reward": {"type": "metric", "field": "b", "tool": "t", "metric": {}, "expected": "input.a"}}},
             "outputs": {"b": "n.b"},
             "metric": {"type": "exact_match"},
@@ -379,7 +340,7 @@ mod tests {
         for k in PROGRAM_KEYS {
             assert!(v.get(k).is_some(), "{k}");
         }
-        for k in ALL_NODE_KEYS {
+        for k in ALL_NODE_KEYS.iter() {
             assert!(v["nodes"]["n"].get(k).is_some(), "{k}");
         }
         let spec: ProgramSpec = serde_json::from_value(v).unwrap();

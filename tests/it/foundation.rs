@@ -5,6 +5,7 @@
 //! shorthand, `lmc schema`, and a property that loading arbitrary text
 //! never panics.
 
+use lmc::nodes;
 use lmc::program::{load, load_str, Binding, NodeKind, RewardSpec};
 use lmc::signature::FieldType;
 use proptest::prelude::*;
@@ -336,7 +337,7 @@ fn every_node_kind_lowers_with_outputs_and_graph_order() {
     );
     assert!(matches!(
         node("search").kind,
-        NodeKind::Retrieve { k: 4, .. }
+        NodeKind::Retrieve(nodes::retrieve::Retrieve { k: 4, .. })
     ));
     assert_eq!(out_names("run_sql"), ["result", "ok"]);
     assert_eq!(node("run_sql").outputs[1].ty, FieldType::Bool);
@@ -351,23 +352,23 @@ fn every_node_kind_lowers_with_outputs_and_graph_order() {
         .all(|f| matches!(f.ty, FieldType::List { .. })));
     assert_eq!(out_names("agent"), ["sql"]);
     match &node("agent").kind {
-        NodeKind::React {
+        NodeKind::React(nodes::react::React {
             tools, max_iters, ..
-        } => {
+        }) => {
             assert_eq!(tools, &["db".to_string()]);
             assert_eq!(*max_iters, 5);
         }
         k => panic!("{k:?}"),
     }
     match &node("fix").kind {
-        NodeKind::Refine {
+        NodeKind::Refine(nodes::refine::Refine {
             n,
             threshold,
             advise,
             reward,
             chain_of_thought,
             ..
-        } => {
+        }) => {
             assert_eq!(
                 (*n, *threshold, *advise, *chain_of_thought),
                 (2, 0.5, true, false)
@@ -384,11 +385,11 @@ fn every_node_kind_lowers_with_outputs_and_graph_order() {
     }
     assert!(matches!(
         node("final").kind,
-        NodeKind::Refine {
+        NodeKind::Refine(nodes::refine::Refine {
             advise: false,
             n: 3,
             ..
-        }
+        })
     ));
     // Default bindings: `think.passages` is the unique earlier `passages`.
     let think_inputs = &node("think").inputs;
