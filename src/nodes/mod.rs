@@ -22,6 +22,7 @@ use crate::run::{RunContext, RunError};
 use crate::signature::{Field, Signature};
 use crate::trace::Trace;
 
+pub mod majority;
 pub mod map;
 pub mod multichain;
 pub mod predict;
@@ -378,4 +379,5 @@ registry! {
     Refine(refine::Refine) => [refine::REFINE, refine::BEST_OF_N],
     Map(map::Map) => [map::INFO],
     MultiChainComparison(multichain::MultiChainComparison) => [multichain::INFO],
+    Majority(majority::Majority) => [majority::INFO],
 }
