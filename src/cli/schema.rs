@@ -1,5 +1,7 @@
 //! `lmc schema`: print the JSON Schema of the program format, or with
-//! `--project` of the project file `lmc.yaml`.
+//! `--project` of the project file `lmc.yaml`, or with `--kinds` the table
+//! of node kinds. Node kinds and their keys come from the registry in
+//! `crate::nodes`; the rest is written here.
 //!
 //! Editors (VS Code's YAML extension, JetBrains, Helix via yaml-language-
 //! server) complete and check program files against this schema:
@@ -19,17 +21,22 @@ use crate::spec;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print the schema of the project file (`lmc.yaml`) instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kinds")]
     pub project: bool,
+    /// Print the table of node kinds and their keys (Markdown, from the
+    /// node kind registry; docs/program-format.md carries it) instead.
+    #[arg(long)]
+    pub kinds: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let schema = if args.project {
-        project_schema()
+    let text = if args.kinds {
+        crate::nodes::kinds_markdown().trim_end().to_string()
+    } else if args.project {
+        serde_json::to_string_pretty(&project_schema())?
     } else {
-        program_schema()
+        serde_json::to_string_pretty(&program_schema())?
     };
-    let text = serde_json::to_string_pretty(&schema)?;
     // `lmc schema | head` closes the pipe early: that is not an error.
     match writeln!(std::io::stdout().lock(), "{text}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
