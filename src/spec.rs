@@ -161,39 +161,27 @@ pub struct FieldBody {
     pub default: Option<Value>,
 }
 
-/// One node of the graph. All kind-specific keys are optional here;
-/// lowering checks which apply to the node's `kind`.
+/// One node of the graph: the keys lowering itself reads, and the rest as
+/// written. Which keys a `kind` accepts comes from the node kind registry
+/// (`crate::nodes`), checked against the YAML tree before serde runs (so
+/// `keys` holds only the kind's own keys); each kind deserializes `keys`
+/// into its own typed struct, so a new key needs no field here.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     pub kind: String,
     #[serde(default)]
     pub signature: Option<SignatureSpec>,
     #[serde(default)]
     pub inputs: OrderedMap<BindingSpec>,
-    #[serde(default)]
-    pub tools: Option<Vec<String>>,
-    #[serde(default)]
-    pub max_iters: Option<u32>,
-    #[serde(default)]
-    pub tool: Option<String>,
-    #[serde(default)]
-    pub k: Option<usize>,
-    #[serde(default)]
-    pub operation: Option<String>,
-    #[serde(default)]
-    pub chain_of_thought: Option<bool>,
-    #[serde(default)]
-    pub n: Option<u32>,
-    #[serde(default)]
-    pub threshold: Option<f64>,
-    #[serde(default)]
-    pub reward: Option<RewardSpecIn>,
-    #[serde(default)]
-    pub over: Option<String>,
     /// The named LM of an LM-calling node.
     #[serde(default)]
     pub lm: Option<String>,
+    /// refine / best_of_n: its `expected` binding is resolved with the others.
+    #[serde(default)]
+    pub reward: Option<RewardSpecIn>,
+    /// The kind's own keys, as written.
+    #[serde(flatten)]
+    pub keys: Map<String, Value>,
 }
 
 /// Where a value comes from: `input.NAME`, `NODE.FIELD`, or a literal.

@@ -55,12 +55,21 @@ pub const INFO: KindInfo = KindInfo {
     lower,
 };
 
+/// The keys only a majority node has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    chain_of_thought: Option<bool>,
+    n: Option<u32>,
+}
+
 fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
+    let keys: Keys = nl.keys()?;
     let sig = nl.signature();
-    let n = nl.positive(nl.spec.n, "n", DEFAULT_N);
+    let n = nl.positive(keys.n, "n", DEFAULT_N);
     let node = Majority {
         signature: sig?,
-        chain_of_thought: nl.cot(),
+        chain_of_thought: keys.chain_of_thought.unwrap_or(false),
         n: n?,
     };
     let inputs = node.signature.inputs.clone();

@@ -39,9 +39,17 @@ pub const INFO: KindInfo = KindInfo {
     lower,
 };
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    chain_of_thought: Option<bool>,
+    over: Option<String>,
+}
+
 fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
+    let keys: Keys = nl.keys()?;
     let sig = nl.signature()?;
-    let Some(over) = nl.spec.over.clone() else {
+    let Some(over) = keys.over else {
         let p = nl.path.to_string();
         nl.err_key(
             &p,
@@ -71,7 +79,7 @@ fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
     }
     let node = Map {
         signature: sig,
-        chain_of_thought: nl.cot(),
+        chain_of_thought: keys.chain_of_thought.unwrap_or(false),
         over: over.clone(),
     };
     let outputs = node

@@ -42,9 +42,15 @@ pub const INFO: KindInfo = KindInfo {
 };
 
 fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Keys {
+        n: Option<u32>,
+    }
+    let keys: Keys = nl.keys()?;
     let kind_name = INFO.name;
     let sig = nl.signature();
-    let n = nl.positive(nl.spec.n, "n", DEFAULT_N);
+    let n = nl.positive(keys.n, "n", DEFAULT_N);
     let sig = sig?;
     let n = n?;
     // The compare predictor adds these fields; a user field of the same

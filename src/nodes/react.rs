@@ -47,12 +47,21 @@ pub const INFO: KindInfo = KindInfo {
     lower,
 };
 
+/// The keys only a react node has.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    tools: Option<Vec<String>>,
+    max_iters: Option<u32>,
+}
+
 fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
+    let keys: Keys = nl.keys()?;
     let sig = nl.signature();
     let mut names = Vec::new();
     let mut ok = true;
     let p = nl.path.to_string();
-    match nl.spec.tools.clone() {
+    match keys.tools {
         None => {
             nl.err_key(
                 &p,
@@ -82,7 +91,7 @@ fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
             }
         }
     }
-    let max_iters = nl.positive(nl.spec.max_iters, "max_iters", DEFAULT_MAX_ITERS);
+    let max_iters = nl.positive(keys.max_iters, "max_iters", DEFAULT_MAX_ITERS);
     let sig = sig?;
     if !ok {
         return None;

@@ -69,15 +69,24 @@ pub const BEST_OF_N: KindInfo = KindInfo {
     lower: |nl| lower(nl, false),
 };
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    chain_of_thought: Option<bool>,
+    n: Option<u32>,
+    threshold: Option<f64>,
+}
+
 fn lower(nl: &mut NodeLowering<'_, '_>, advise: bool) -> Option<Lowered> {
+    let keys: Keys = nl.keys()?;
     let sig = nl.signature();
-    let n = nl.positive(nl.spec.n, "n", DEFAULT_N);
-    let threshold = nl.spec.threshold.unwrap_or(DEFAULT_THRESHOLD);
+    let n = nl.positive(keys.n, "n", DEFAULT_N);
+    let threshold = keys.threshold.unwrap_or(DEFAULT_THRESHOLD);
     if !threshold.is_finite() {
         nl.err(&nl.at("threshold"), "`threshold` must be a number", None);
     }
     let sig = sig?;
-    let cot = nl.cot();
+    let cot = keys.chain_of_thought.unwrap_or(false);
     let rendered = if cot {
         sig.with_reasoning()
     } else {

@@ -39,8 +39,16 @@ pub const INFO: KindInfo = KindInfo {
     lower,
 };
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    tool: Option<String>,
+    k: Option<usize>,
+}
+
 fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
-    let Some(tool) = nl.spec.tool.clone() else {
+    let keys: Keys = nl.keys()?;
+    let Some(tool) = keys.tool else {
         let p = nl.path.to_string();
         nl.err_key(
             &p,
@@ -50,7 +58,7 @@ fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
         return None;
     };
     let t = nl.tool_ref(&tool, &nl.at("tool"), Some("retrieve"))?;
-    let k = match nl.spec.k {
+    let k = match keys.k {
         Some(0) => {
             nl.err(&nl.at("k"), "`k` must be at least 1", None);
             return None;

@@ -38,14 +38,22 @@ pub const INFO: KindInfo = KindInfo {
     lower,
 };
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Keys {
+    tool: Option<String>,
+    operation: Option<String>,
+}
+
 fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
-    let Some(tool) = nl.spec.tool.clone() else {
+    let keys: Keys = nl.keys()?;
+    let Some(tool) = keys.tool else {
         let p = nl.path.to_string();
         nl.err_key(&p, "a `tool` node needs `tool` (the name of a tool)", None);
         return None;
     };
     let t = nl.tool_ref(&tool, &nl.at("tool"), None)?;
-    if let Some(op) = &nl.spec.operation {
+    if let Some(op) = &keys.operation {
         if t.kind == "sqlite" && !SQLITE_OPERATIONS.contains(&op.as_str()) {
             let hint = NodeLowering::suggest(
                 op,
@@ -84,7 +92,7 @@ fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
     Some(Lowered::new(
         Tool {
             tool,
-            operation: nl.spec.operation.clone(),
+            operation: keys.operation,
         },
         vec![
             Field::new("result", FieldType::String),

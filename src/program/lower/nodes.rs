@@ -305,9 +305,14 @@ impl NodeLowering<'_, '_> {
         join(self.path, key)
     }
 
-    /// `chain_of_thought` as written (default false).
-    pub fn cot(&self) -> bool {
-        self.spec.chain_of_thought.unwrap_or(false)
+    /// The kind's own keys, deserialized into its struct (which should
+    /// deny unknown fields and make every key optional). A wrong type is
+    /// reported at the key, as serde's first error, and gives `None`:
+    /// the node is then not lowered further, so one mistake does not
+    /// cascade.
+    pub fn keys<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        let v = Value::Object(self.spec.keys.clone());
+        super::de(self.lw.cx, &v, self.path)
     }
 
     /// An error at `path` (a value).
