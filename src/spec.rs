@@ -3,10 +3,12 @@
 //! `spec` is the first stage of the data flow (DESIGN.md): it mirrors the
 //! YAML one-to-one so that lowering (`program::lower`) can check every
 //! reference and type against a typed view. Every struct denies unknown
-//! fields; the key sets below are what lowering walks the YAML tree against
-//! to report *all* unknown keys at once with did-you-mean hints (serde alone
-//! stops at the first). Keep the key sets and the structs in sync: a unit
-//! test deserializes a file that uses every key.
+//! fields (a node keeps its kind's own keys for the kind to read); the key
+//! sets below, and each node kind's keys from the registry in
+//! `crate::nodes`, are what lowering walks the YAML tree against to report
+//! *all* unknown keys at once with did-you-mean hints (serde alone stops at
+//! the first). Keep the key sets and the structs in sync: a unit test
+//! deserializes a file that uses every key.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
