@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod limits;
 pub mod lm;
 pub mod metric;
+pub mod nodes;
 pub mod optimize;
 pub mod overlay;
 pub mod predict;

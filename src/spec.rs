@@ -3,10 +3,12 @@
 //! `spec` is the first stage of the data flow (DESIGN.md): it mirrors the
 //! YAML one-to-one so that lowering (`program::lower`) can check every
 //! reference and type against a typed view. Every struct denies unknown
-//! fields; the key sets below are what lowering walks the YAML tree against
-//! to report *all* unknown keys at once with did-you-mean hints (serde alone
-//! stops at the first). Keep the key sets and the structs in sync: a unit
-//! test deserializes a file that uses every key.
+//! fields (a node keeps its kind's own keys for the kind to read); the key
+//! sets below, and each node kind's keys from the registry in
+//! `crate::nodes`, are what lowering walks the YAML tree against to report
+//! *all* unknown keys at once with did-you-mean hints (serde alone stops at
+//! the first). Keep the key sets and the structs in sync: a unit test
+//! deserializes a file that uses every key.
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -161,36 +163,27 @@ pub struct FieldBody {
     pub default: Option<Value>,
 }
 
-/// One node of the graph. All kind-specific keys are optional here;
-/// lowering checks which apply to the node's `kind`.
+/// One node of the graph: the keys lowering itself reads, and the rest as
+/// written. Which keys a `kind` accepts comes from the node kind registry
+/// (`crate::nodes`), checked against the YAML tree before serde runs (so
+/// `keys` holds only the kind's own keys); each kind deserializes `keys`
+/// into its own typed struct, so a new key needs no field here.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeSpec {
     pub kind: String,
     #[serde(default)]
     pub signature: Option<SignatureSpec>,
     #[serde(default)]
     pub inputs: OrderedMap<BindingSpec>,
+    /// The named LM of an LM-calling node.
     #[serde(default)]
-    pub tools: Option<Vec<String>>,
-    #[serde(default)]
-    pub max_iters: Option<u32>,
-    #[serde(default)]
-    pub tool: Option<String>,
-    #[serde(default)]
-    pub k: Option<usize>,
-    #[serde(default)]
-    pub operation: Option<String>,
-    #[serde(default)]
-    pub chain_of_thought: Option<bool>,
-    #[serde(default)]
-    pub n: Option<u32>,
-    #[serde(default)]
-    pub threshold: Option<f64>,
+    pub lm: Option<String>,
+    /// refine / best_of_n: its `expected` binding is resolved with the others.
     #[serde(default)]
     pub reward: Option<RewardSpecIn>,
-    #[serde(default)]
-    pub over: Option<String>,
+    /// The kind's own keys, as written.
+    #[serde(flatten)]
+    pub keys: Map<String, Value>,
 }
 
 /// Where a value comes from: `input.NAME`, `NODE.FIELD`, or a literal.
@@ -269,56 +262,14 @@ pub const REWARD_KEYS: &[&str] = &["type", "field", "tool", "metric", "expected"
 pub const REWARD_TYPES: &[&str] = &["non_empty", "tool_ok", "metric"];
 pub const DATASETS_KEYS: &[&str] = &["train", "dev", "test", "columns"];
 
-pub const NODE_KINDS: &[&str] = &[
-    "predict",
-    "chain_of_thought",
-    "react",
-    "retrieve",
-    "tool",
-    "refine",
-    "best_of_n",
-    "map",
-    "multi_chain_comparison",
-];
+/// Node kinds, their keys and the keys every kind accepts come from the
+/// node kind registry (`crate::nodes`), one entry per kind.
+pub use crate::nodes::{ALL_KEYS as ALL_NODE_KEYS, NAMES as NODE_KINDS};
 
 /// The keys a node of `kind` accepts (`None` for an unknown kind).
-pub fn node_keys(kind: &str) -> Option<&'static [&'static str]> {
-    Some(match kind {
-        "predict" | "chain_of_thought" => &["kind", "signature", "inputs"],
-        "react" => &["kind", "signature", "inputs", "tools", "max_iters"],
-        "retrieve" => &["kind", "tool", "k", "inputs"],
-        "tool" => &["kind", "tool", "operation", "inputs"],
-        "refine" | "best_of_n" => &[
-            "kind",
-            "signature",
-            "inputs",
-            "chain_of_thought",
-            "n",
-            "threshold",
-            "reward",
-        ],
-        "map" => &["kind", "signature", "inputs", "chain_of_thought", "over"],
-        "multi_chain_comparison" => &["kind", "signature", "inputs", "n"],
-        _ => return None,
-    })
+pub fn node_keys(kind: &str) -> Option<Vec<&'static str>> {
+    crate::nodes::info(kind).map(|k| k.all_keys())
 }
-
-/// Every key any node kind accepts (for nodes whose kind is unknown).
-pub const ALL_NODE_KEYS: &[&str] = &[
-    "kind",
-    "signature",
-    "inputs",
-    "tools",
-    "max_iters",
-    "tool",
-    "k",
-    "operation",
-    "chain_of_thought",
-    "n",
-    "threshold",
-    "reward",
-    "over",
-];
 
 pub const TOOL_KINDS: &[&str] = &["sqlite", "retrieve", "command"];
 
@@ -368,7 +319,7 @@ mod tests {
             "inputs": {"a": "str"},
             "nodes": {"n": {"kind": "refine", "signature": "s", "inputs": {"a": "input.a", "z": {"value": 1}},
                             "tools": [], "max_iters": 1, "tool": "t", "k": 1, "operation": "query",
-                            "chain_of_thought": true, "n": 2, "threshold": 0.5, "over": "a",
+                            "chain_of_thought": true, "n": 2, "threshold": 0.5, "over": "a", "lm": "small",
                             "reward": {"type": "metric", "field": "b", "tool": "t", "metric": {}, "expected": "input.a"}}},
             "outputs": {"b": "n.b"},
             "metric": {"type": "exact_match"},
@@ -379,7 +330,7 @@ mod tests {
         for k in PROGRAM_KEYS {
             assert!(v.get(k).is_some(), "{k}");
         }
-        for k in ALL_NODE_KEYS {
+        for k in ALL_NODE_KEYS.iter() {
             assert!(v["nodes"]["n"].get(k).is_some(), "{k}");
         }
         let spec: ProgramSpec = serde_json::from_value(v).unwrap();

@@ -31,7 +31,7 @@ use super::common::input_err;
 use crate::artifact::{Artifact, ArtifactError, Lineage};
 use crate::limits::{check_state, sub_path, JsonDoc, Problem};
 use crate::overlay::{Demo, FieldOverride, KnnDemos, Overlay, PredictorState};
-use crate::program::{NodeKind, PredictorRef, Program};
+use crate::program::{PredictorRef, Program};
 use crate::signature::{Field, Signature};
 
 /// The DSPy version whose save format this mirrors (written to metadata).
@@ -89,11 +89,16 @@ fn field_description(f: &Field) -> String {
 
 /// The DSPy name of an lmc predictor.
 pub fn dspy_name(program: &Program, p: &PredictorRef) -> String {
-    match program.node(&p.node).map(|n| &n.kind) {
-        Some(NodeKind::Predict { .. }) => p.path.clone(),
-        Some(NodeKind::React { .. }) if p.path.ends_with(".react") => p.path.clone(),
-        _ => format!("{}.predict", p.path),
-    }
+    // Each node kind names its predictors the way DSPy's module does.
+    program
+        .node(&p.node)
+        .and_then(|n| {
+            n.kind
+                .predictors(&n.name)
+                .into_iter()
+                .find(|o| o.path == p.path)
+        })
+        .map_or_else(|| format!("{}.predict", p.path), |o| o.dspy_name)
 }
 
 /// The lmc predictor a DSPy name denotes: the name itself, or with DSPy's

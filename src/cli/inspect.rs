@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use crate::adapter::{AdapterKind, Message, Role};
 use crate::cli::CliError;
-use crate::program::{NodeKind, PredictorRef, Program};
+use crate::program::{PredictorRef, Program};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -189,18 +189,9 @@ fn output_defaults(sig: &crate::signature::Signature) -> Map<String, Value> {
 }
 
 fn kind_name(program: &Program, node: &str) -> &'static str {
-    match program.node(node).map(|n| &n.kind) {
-        Some(NodeKind::Predict { .. }) => "predict",
-        Some(NodeKind::ChainOfThought { .. }) => "chain_of_thought",
-        Some(NodeKind::React { .. }) => "react",
-        Some(NodeKind::Retrieve { .. }) => "retrieve",
-        Some(NodeKind::Tool { .. }) => "tool",
-        Some(NodeKind::Refine { advise: true, .. }) => "refine",
-        Some(NodeKind::Refine { .. }) => "best_of_n",
-        Some(NodeKind::Map { .. }) => "map",
-        Some(NodeKind::MultiChainComparison { .. }) => "multi_chain_comparison",
-        None => "predictor",
-    }
+    program
+        .node(node)
+        .map_or("predictor", |n| n.kind.info().name)
 }
 
 fn push_messages(text: &mut String, msgs: &[Message]) {

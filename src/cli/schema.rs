@@ -1,5 +1,7 @@
 //! `lmc schema`: print the JSON Schema of the program format, or with
-//! `--project` of the project file `lmc.yaml`.
+//! `--project` of the project file `lmc.yaml`, or with `--kinds` the table
+//! of node kinds. Node kinds and their keys come from the registry in
+//! `crate::nodes`; the rest is written here.
 //!
 //! Editors (VS Code's YAML extension, JetBrains, Helix via yaml-language-
 //! server) complete and check program files against this schema:
@@ -19,17 +21,22 @@ use crate::spec;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print the schema of the project file (`lmc.yaml`) instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kinds")]
     pub project: bool,
+    /// Print the table of node kinds and their keys (Markdown, from the
+    /// node kind registry; docs/program-format.md carries it) instead.
+    #[arg(long)]
+    pub kinds: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let schema = if args.project {
-        project_schema()
+    let text = if args.kinds {
+        crate::nodes::kinds_markdown().trim_end().to_string()
+    } else if args.project {
+        serde_json::to_string_pretty(&project_schema())?
     } else {
-        program_schema()
+        serde_json::to_string_pretty(&program_schema())?
     };
-    let text = serde_json::to_string_pretty(&schema)?;
     // `lmc schema | head` closes the pipe early: that is not an error.
     match writeln!(std::io::stdout().lock(), "{text}") {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
@@ -103,57 +110,8 @@ pub fn program_schema() -> Value {
             "expected": {"$ref": "#/$defs/binding", "description": "metric: the expected value."}
         }
     });
-    let node_props = json!({
-        "kind": {"enum": spec::NODE_KINDS, "description": "predict | chain_of_thought | react | retrieve | tool | refine | best_of_n | map | multi_chain_comparison."},
-        "signature": {"$ref": "#/$defs/signature"},
-        "inputs": {"type": "object", "description": "Signature input -> binding. Unbound inputs default to the program input of the same name, else the unique earlier node output of that name.", "additionalProperties": {"$ref": "#/$defs/binding"}},
-        "tools": {"type": "array", "items": {"type": "string"}, "description": "react: the tools the agent may call."},
-        "max_iters": {"type": "integer", "minimum": 1, "default": 5, "description": "react: maximum tool-calling steps."},
-        "tool": {"type": "string", "description": "retrieve / tool: the tool used."},
-        "k": {"type": "integer", "minimum": 1, "description": "retrieve: passages returned (default: the tool's k, else 3)."},
-        "operation": {"type": "string", "description": "tool: the operation (sqlite: list_tables | describe | query)."},
-        "chain_of_thought": {"type": "boolean", "default": false, "description": "refine / best_of_n / map: add a `reasoning` output first."},
-        "n": {"type": "integer", "minimum": 1, "default": 3, "description": "refine / best_of_n: maximum attempts; multi_chain_comparison: attempts compared."},
-        "threshold": {"type": "number", "default": 1.0, "description": "refine / best_of_n: stop at the first attempt whose reward reaches this."},
-        "reward": {"$ref": "#/$defs/reward"},
-        "over": {"type": "string", "description": "map: the list-typed input iterated over."}
-    });
-    let node_variants: Vec<Value> = spec::NODE_KINDS
-        .iter()
-        .map(|k| {
-            let keys = spec::node_keys(k).unwrap_or(&[]);
-            let props: serde_json::Map<String, Value> = keys
-                .iter()
-                .map(|key| {
-                    let v = if *key == "kind" {
-                        json!({"const": k})
-                    } else {
-                        node_props[*key].clone()
-                    };
-                    (key.to_string(), v)
-                })
-                .collect();
-            let mut required = vec!["kind"];
-            match *k {
-                "retrieve" | "tool" => required.push("tool"),
-                "react" => required.extend(["signature", "tools"]),
-                "refine" | "best_of_n" => required.extend(["signature", "reward"]),
-                "map" => required.extend(["signature", "over"]),
-                _ => required.push("signature"),
-            }
-            json!({
-                "if": {"properties": {"kind": {"const": k}}, "required": ["kind"]},
-                "then": {"properties": props, "required": required, "additionalProperties": false}
-            })
-        })
-        .collect();
-    let node = json!({
-        "type": "object",
-        "description": "A node of the graph.",
-        "required": ["kind"],
-        "properties": node_props,
-        "allOf": node_variants
-    });
+    // Node kinds, their keys, defaults and descriptions: from the registry.
+    let node = crate::nodes::node_schema();
     let tool_common = json!({
         "kind": {"enum": spec::TOOL_KINDS},
         "description": {"type": "string", "description": "Shown to the agent."},

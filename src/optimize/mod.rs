@@ -298,27 +298,12 @@ pub struct Projection {
 /// multi-chain comparison: n attempts and one comparison, which is skipped
 /// only when every attempt failed).
 pub fn calls_per_run(program: &crate::program::Program) -> (u64, bool) {
-    use crate::program::NodeKind;
     let mut calls = 0u64;
     let mut exact = true;
     for n in &program.nodes {
-        match &n.kind {
-            NodeKind::Predict { .. } | NodeKind::ChainOfThought { .. } => calls += 1,
-            NodeKind::React { max_iters, .. } => {
-                calls += *max_iters as u64 + 1;
-                exact = false;
-            }
-            NodeKind::Refine { n, .. } => {
-                calls += (*n).max(1) as u64;
-                exact = false;
-            }
-            NodeKind::Map { .. } => {
-                calls += 1;
-                exact = false;
-            }
-            NodeKind::MultiChainComparison { n, .. } => calls += (*n).max(1) as u64 + 1,
-            NodeKind::Retrieve { .. } | NodeKind::Tool { .. } => {}
-        }
+        let (c, e) = n.kind.calls_per_run();
+        calls += c;
+        exact &= e;
     }
     (calls, exact)
 }

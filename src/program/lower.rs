@@ -152,6 +152,9 @@ mod bindings;
 mod nodes;
 mod shape;
 
+use crate::nodes::Expects;
+pub use nodes::NodeLowering;
+
 use shape::{check_shape, de, de_map, remove_path};
 
 /// Rate limits that can never admit a request, as (YAML path under the
@@ -194,13 +197,6 @@ struct Lowerer<'a> {
     base_dir: PathBuf,
     source: &'a str,
     path: &'a Path,
-}
-
-/// What a node expects as inputs: named, typed inputs (signature-based and
-/// retrieve nodes), or free-form tool arguments.
-enum Expects {
-    Fields(Vec<Field>),
-    FreeForm,
 }
 
 struct Draft {
@@ -329,7 +325,9 @@ impl Lowerer<'_> {
                 self.bindings(d, written, &p, &inputs, &drafts[..i], &drafts, &node_names);
             let mut kind = d.kind.clone();
             // The reward's expected value is a binding too.
-            if let (NodeKind::Refine { reward, .. }, Some(ns)) = (&mut kind, ns) {
+            if let (NodeKind::Refine(crate::nodes::refine::Refine { reward, .. }), Some(ns)) =
+                (&mut kind, ns)
+            {
                 if let (RewardSpec::Metric { expected, .. }, Some(r)) = (reward, &ns.reward) {
                     let rp = join(&p, "reward.expected");
                     if let Some(b) = &r.expected {
@@ -346,6 +344,7 @@ impl Lowerer<'_> {
                 kind,
                 inputs: bindings,
                 outputs: d.outputs.clone(),
+                lm: ns.and_then(|s| s.lm.clone()),
             });
         }
         let nodes = self.toposort(nodes);

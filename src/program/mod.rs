@@ -92,49 +92,8 @@ pub struct ToolSpec {
     pub config: BTreeMap<String, Value>,
 }
 
-/// What a node does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum NodeKind {
-    /// One LM call. Predictor path: `NODE`.
-    Predict { signature: Signature },
-    /// One LM call with a `reasoning` output first. Predictor path: `NODE`.
-    ChainOfThought { signature: Signature },
-    /// DSPy ReAct: a loop of (thought, tool, args) steps then an extract step.
-    /// Predictor paths: `NODE.react`, `NODE.extract`.
-    React {
-        signature: Signature,
-        tools: Vec<String>,
-        max_iters: u32,
-    },
-    /// Retrieve top-k passages for a query from a `retrieve` tool.
-    Retrieve { tool: String, k: usize },
-    /// Call a tool directly (no LM) with bound arguments.
-    Tool {
-        tool: String,
-        operation: Option<String>,
-    },
-    /// Re-run `module` (a predict/CoT signature) until `reward` passes.
-    /// `advise` feeds failure advice back (refine) or not (best_of_n).
-    Refine {
-        signature: Signature,
-        chain_of_thought: bool,
-        n: u32,
-        threshold: f64,
-        reward: RewardSpec,
-        advise: bool,
-    },
-    /// DSPy's MultiChainComparison: `n` chain-of-thought attempts, then one
-    /// call that compares them and answers. Predictor paths: `NODE.attempt`,
-    /// `NODE.compare`.
-    MultiChainComparison { signature: Signature, n: u32 },
-    /// Apply a predictor to every item of a list input; results in order.
-    Map {
-        signature: Signature,
-        chain_of_thought: bool,
-        over: String,
-    },
-}
+/// What a node does: its kind's typed node (see `crate::nodes`).
+pub use crate::nodes::NodeKind;
 
 /// How refine/best_of_n scores an attempt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,6 +121,9 @@ pub struct Node {
     /// The fields this node produces (for predictors: the signature outputs,
     /// with `reasoning` first for chain of thought).
     pub outputs: Vec<Field>,
+    /// The named LM (under `lms:`) this node calls; `None` is the default LM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lm: Option<String>,
 }
 
 /// A predictor of the program: one parameter slot optimizers can change.
@@ -214,65 +176,22 @@ impl Program {
         self.nodes.iter().find(|n| n.name == name)
     }
 
-    /// Every predictor, in graph order, with its stable path.
+    /// Every predictor, in graph order, with its stable path (each node
+    /// kind says which predictors it owns).
     pub fn predictors(&self) -> Vec<PredictorRef> {
-        let mut out = Vec::new();
-        for node in &self.nodes {
-            let mut push = |path: String, signature: Signature| {
-                out.push(PredictorRef {
-                    path,
-                    node: node.name.clone(),
-                    signature,
-                })
-            };
-            match &node.kind {
-                NodeKind::Predict { signature } => push(node.name.clone(), signature.clone()),
-                NodeKind::ChainOfThought { signature } => {
-                    push(node.name.clone(), signature.with_reasoning())
-                }
-                NodeKind::Refine {
-                    signature,
-                    chain_of_thought,
-                    ..
-                }
-                | NodeKind::Map {
-                    signature,
-                    chain_of_thought,
-                    ..
-                } => {
-                    let sig = if *chain_of_thought {
-                        signature.with_reasoning()
-                    } else {
-                        signature.clone()
-                    };
-                    push(node.name.clone(), sig)
-                }
-                NodeKind::React {
-                    signature, tools, ..
-                } => {
-                    push(
-                        format!("{}.react", node.name),
-                        crate::program::react::react_signature(signature, tools),
-                    );
-                    push(
-                        format!("{}.extract", node.name),
-                        crate::program::react::extract_signature(signature),
-                    );
-                }
-                NodeKind::MultiChainComparison { signature, n } => {
-                    push(
-                        format!("{}.attempt", node.name),
-                        crate::program::multichain::attempt_signature(signature),
-                    );
-                    push(
-                        format!("{}.compare", node.name),
-                        crate::program::multichain::compare_signature(signature, *n),
-                    );
-                }
-                NodeKind::Retrieve { .. } | NodeKind::Tool { .. } => {}
-            }
-        }
-        out
+        self.nodes
+            .iter()
+            .flat_map(|node| {
+                node.kind
+                    .predictors(&node.name)
+                    .into_iter()
+                    .map(|p| PredictorRef {
+                        path: p.path,
+                        node: node.name.clone(),
+                        signature: p.signature,
+                    })
+            })
+            .collect()
     }
 
     pub fn predictor(&self, path: &str) -> Option<PredictorRef> {

@@ -8,32 +8,26 @@
 //! node: a list with holes would silently misalign downstream.
 
 use futures::future::join_all;
-use serde_json::{Map, Value};
+use serde_json::{Map as JsonMap, Value};
 
+use crate::nodes::map::Map;
 use crate::overlay::Overlay;
-use crate::program::{Node, NodeKind, Program};
 use crate::run::{call_predictor, RunContext, RunError};
 use crate::trace::Trace;
 
 pub async fn run_map(
     ctx: &RunContext,
-    _program: &Program,
     overlay: &Overlay,
-    node: &Node,
-    inputs: Map<String, Value>,
+    name: &str,
+    node: &Map,
+    inputs: JsonMap<String, Value>,
     trace: &mut Trace,
-) -> Result<Map<String, Value>, RunError> {
-    let NodeKind::Map {
+) -> Result<JsonMap<String, Value>, RunError> {
+    let Map {
         signature,
         chain_of_thought,
         over,
-    } = &node.kind
-    else {
-        return Err(RunError::Node {
-            node: node.name.clone(),
-            message: "not a map node".into(),
-        });
-    };
+    } = node;
     let sig = if *chain_of_thought {
         signature.with_reasoning()
     } else {
@@ -54,8 +48,8 @@ pub async fn run_map(
             let r = call_predictor(
                 ctx,
                 overlay,
-                &node.name,
-                &node.name,
+                name,
+                name,
                 sig,
                 &call_inputs,
                 ctx.rollout_id,

@@ -4,15 +4,16 @@
 //! Everything a run needs is passed in a [`RunContext`] (LM, adapter,
 //! sampling, tools, rollout id): there is no global state, so many runs with
 //! different overlays can proceed concurrently against one immutable program.
-//! Predict and chain-of-thought live here; ReAct, refine, map, multi-chain
-//! comparison and tool nodes have their own files. The single predictor
-//! call (and the context and error types it needs) is `crate::predict`,
-//! below this module, so metrics can call a predictor without the graph.
+//! Each node runs through its kind (`crate::nodes`); the loops of ReAct,
+//! refine, map, multi-chain comparison and tool nodes live in this
+//! module's files. The single predictor call (and the context and error
+//! types it needs) is `crate::predict`, below this module, so metrics can
+//! call a predictor without the graph.
 
 use serde_json::{Map, Value};
 
 use crate::overlay::Overlay;
-use crate::program::{Binding, Node, NodeKind, Program};
+use crate::program::{Binding, Node, Program};
 use crate::trace::Trace;
 
 pub use crate::predict::{call_predictor, RunContext, RunError, DEFAULT_MAX_TOKENS};
@@ -118,45 +119,14 @@ async fn run_node(
     inputs: Map<String, Value>,
     trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    match &node.kind {
-        NodeKind::Predict { signature } => {
-            call_predictor(
-                ctx,
-                overlay,
-                &node.name,
-                &node.name,
-                signature,
-                &inputs,
-                ctx.rollout_id,
-                trace,
-            )
-            .await
-        }
-        NodeKind::ChainOfThought { signature } => {
-            call_predictor(
-                ctx,
-                overlay,
-                &node.name,
-                &node.name,
-                &signature.with_reasoning(),
-                &inputs,
-                ctx.rollout_id,
-                trace,
-            )
-            .await
-        }
-        NodeKind::React { .. } => {
-            react::run_react(ctx, program, overlay, node, inputs, trace).await
-        }
-        NodeKind::Refine { .. } => {
-            refine::run_refine(ctx, program, overlay, node, inputs, trace).await
-        }
-        NodeKind::Map { .. } => map::run_map(ctx, program, overlay, node, inputs, trace).await,
-        NodeKind::MultiChainComparison { .. } => {
-            multichain::run_multichain(ctx, overlay, node, inputs, trace).await
-        }
-        NodeKind::Retrieve { .. } | NodeKind::Tool { .. } => {
-            tool::run_tool_node(ctx, program, node, inputs, trace).await
-        }
-    }
+    // The kind's runner gets its typed node; which LM a named `node.lm`
+    // selects is the run context's business.
+    let cx = crate::nodes::NodeRun {
+        ctx,
+        program,
+        overlay,
+        name: &node.name,
+        lm: node.lm.as_deref(),
+    };
+    node.kind.run(&cx, inputs, trace).await
 }

@@ -20,9 +20,9 @@
 use serde_json::{json, Map, Value};
 
 use crate::adapter::chat::python_str;
+use crate::nodes::multichain::MultiChainComparison;
 use crate::overlay::Overlay;
 use crate::program::multichain::{attempt_field, attempt_signature, compare_signature};
-use crate::program::{Node, NodeKind};
 use crate::run::{call_predictor, RunContext, RunError};
 use crate::trace::{Step, Trace};
 
@@ -46,9 +46,9 @@ pub fn render_attempt(out: &Map<String, Value>, last_output: &str) -> String {
     )
 }
 
-fn attempt_step(node: &Node, outputs: Value) -> Step {
+fn attempt_step(name: &str, outputs: Value) -> Step {
     Step {
-        node: node.name.clone(),
+        node: name.to_string(),
         predictor: None,
         kind: "chain_attempt".into(),
         inputs: Map::new(),
@@ -63,26 +63,22 @@ fn attempt_step(node: &Node, outputs: Value) -> Step {
 pub async fn run_multichain(
     ctx: &RunContext,
     overlay: &Overlay,
-    node: &Node,
+    name: &str,
+    node: &MultiChainComparison,
     inputs: Map<String, Value>,
     trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    let NodeKind::MultiChainComparison { signature, n } = &node.kind else {
-        return Err(RunError::Node {
-            node: node.name.clone(),
-            message: "not a multi_chain_comparison node".into(),
-        });
-    };
+    let MultiChainComparison { signature, n } = node;
     let Some(last) = signature.outputs.last().map(|f| f.name.clone()) else {
         return Err(RunError::Node {
-            node: node.name.clone(),
+            node: name.to_string(),
             message: "the signature has no outputs to compare".into(),
         });
     };
     let n = (*n).max(1);
     let attempt_sig = attempt_signature(signature);
-    let attempt_path = format!("{}.attempt", node.name);
-    let compare_path = format!("{}.compare", node.name);
+    let attempt_path = format!("{name}.attempt");
+    let compare_path = format!("{name}.compare");
 
     let mut rendered: Vec<Option<String>> = Vec::with_capacity(n as usize);
     let mut last_err: Option<RunError> = None;
@@ -92,7 +88,7 @@ pub async fn run_multichain(
         match call_predictor(
             &actx,
             overlay,
-            &node.name,
+            name,
             &attempt_path,
             &attempt_sig,
             &inputs,
@@ -104,7 +100,7 @@ pub async fn run_multichain(
             Ok(out) => {
                 let text = render_attempt(&out, &last);
                 trace.steps.push(attempt_step(
-                    node,
+                    name,
                     json!({"attempt": number, "skipped": false, "rendered": text}),
                 ));
                 rendered.push(Some(text));
@@ -113,7 +109,7 @@ pub async fn run_multichain(
             // attempts may still give the comparison something to read.
             Err(e) => {
                 trace.steps.push(attempt_step(
-                    node,
+                    name,
                     json!({"attempt": number, "skipped": true, "reason": e.to_string()}),
                 ));
                 rendered.push(None);
@@ -123,7 +119,7 @@ pub async fn run_multichain(
     }
     if rendered.iter().all(Option::is_none) {
         return Err(last_err.unwrap_or_else(|| RunError::Node {
-            node: node.name.clone(),
+            node: name.to_string(),
             message: "no attempt produced outputs".into(),
         }));
     }
@@ -136,7 +132,7 @@ pub async fn run_multichain(
     call_predictor(
         ctx,
         overlay,
-        &node.name,
+        name,
         &compare_path,
         &compare_signature(signature, n),
         &call_inputs,

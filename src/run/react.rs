@@ -17,9 +17,9 @@
 use serde_json::{Map, Value};
 
 use crate::lm::LmError;
+use crate::nodes::react::React;
 use crate::overlay::Overlay;
 use crate::program::react::{extract_signature, react_signature};
-use crate::program::{Node, NodeKind, Program};
 use crate::run::{call_predictor, RunContext, RunError};
 use crate::signature::Signature;
 use crate::trace::{Step, ToolCallRecord, Trace};
@@ -96,25 +96,19 @@ fn step_signature(ctx: &RunContext, user: &Signature, tools: &[String]) -> Signa
 
 pub async fn run_react(
     ctx: &RunContext,
-    _program: &Program,
     overlay: &Overlay,
-    node: &Node,
+    name: &str,
+    node: &React,
     inputs: Map<String, Value>,
     trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    let NodeKind::React {
+    let React {
         signature,
         tools,
         max_iters,
-    } = &node.kind
-    else {
-        return Err(RunError::Node {
-            node: node.name.clone(),
-            message: "not a react node".into(),
-        });
-    };
-    let react_path = format!("{}.react", node.name);
-    let extract_path = format!("{}.extract", node.name);
+    } = node;
+    let react_path = format!("{name}.react");
+    let extract_path = format!("{name}.extract");
     let step_sig = step_signature(ctx, signature, tools);
 
     let mut turns: Vec<Turn> = Vec::new();
@@ -130,7 +124,7 @@ pub async fn run_react(
         let pred = match call_predictor(
             ctx,
             overlay,
-            &node.name,
+            name,
             &react_path,
             &step_sig,
             &step_inputs,
@@ -184,7 +178,7 @@ pub async fn run_react(
             out.observation.clone()
         };
         trace.steps.push(Step {
-            node: node.name.clone(),
+            node: name.to_string(),
             predictor: None,
             kind: "tool".into(),
             inputs: match &args {
@@ -222,7 +216,7 @@ pub async fn run_react(
         match call_predictor(
             ctx,
             overlay,
-            &node.name,
+            name,
             &extract_path,
             &extract_sig,
             &ex_inputs,

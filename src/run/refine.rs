@@ -14,8 +14,9 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::nodes::refine::Refine;
 use crate::overlay::Overlay;
-use crate::program::{Binding, Node, NodeKind, Program, RewardSpec};
+use crate::program::{Binding, Program, RewardSpec};
 use crate::run::{call_predictor, RunContext, RunError};
 use crate::signature::{Field, FieldType, Signature};
 use crate::trace::{Step, ToolCallRecord, Trace};
@@ -50,7 +51,7 @@ fn is_empty(v: Option<&Value>) -> bool {
 async fn score(
     ctx: &RunContext,
     program: &Program,
-    node: &Node,
+    name: &str,
     reward: &RewardSpec,
     inputs: &Map<String, Value>,
     out: &Map<String, Value>,
@@ -87,7 +88,7 @@ async fn score(
             };
             let res = ctx.tools.call(tool, &args).await;
             trace.steps.push(Step {
-                node: node.name.clone(),
+                node: name.to_string(),
                 predictor: None,
                 kind: "reward".into(),
                 inputs: args.as_object().cloned().unwrap_or_default(),
@@ -158,24 +159,19 @@ pub async fn run_refine(
     ctx: &RunContext,
     program: &Program,
     overlay: &Overlay,
-    node: &Node,
+    name: &str,
+    node: &Refine,
     inputs: Map<String, Value>,
     trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    let NodeKind::Refine {
+    let Refine {
         signature,
         chain_of_thought,
         n,
         threshold,
         reward,
         advise,
-    } = &node.kind
-    else {
-        return Err(RunError::Node {
-            node: node.name.clone(),
-            message: "not a refine node".into(),
-        });
-    };
+    } = node;
     let base: Signature = if *chain_of_thought {
         signature.with_reasoning()
     } else {
@@ -203,8 +199,8 @@ pub async fn run_refine(
         let out = match call_predictor(
             &actx,
             overlay,
-            &node.name,
-            &node.name,
+            name,
+            name,
             sig,
             &call_inputs,
             actx.rollout_id,
@@ -224,9 +220,9 @@ pub async fn run_refine(
                 continue;
             }
         };
-        let s = score(&actx, program, node, reward, &inputs, &out, trace).await;
+        let s = score(&actx, program, name, reward, &inputs, &out, trace).await;
         trace.steps.push(Step {
-            node: node.name.clone(),
+            node: name.to_string(),
             predictor: None,
             kind: "refine_attempt".into(),
             inputs: Map::new(),
@@ -254,7 +250,7 @@ pub async fn run_refine(
         (Some((_, out)), _) => Ok(out),
         (None, Some(e)) => Err(e),
         (None, None) => Err(RunError::Node {
-            node: node.name.clone(),
+            node: name.to_string(),
             message: "no attempt produced outputs".into(),
         }),
     }

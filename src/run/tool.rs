@@ -9,60 +9,52 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::program::{Node, NodeKind, Program};
 use crate::run::{RunContext, RunError};
 use crate::trace::{Step, ToolCallRecord, Trace};
 
-pub async fn run_tool_node(
+/// A `tool` node: the bound inputs (plus `operation`) are the tool's arguments.
+pub async fn run_tool(
     ctx: &RunContext,
-    _program: &Program,
-    node: &Node,
+    name: &str,
+    tool: &str,
+    operation: Option<&str>,
     inputs: Map<String, Value>,
     trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    match &node.kind {
-        NodeKind::Retrieve { tool, k } => run_retrieve(ctx, node, tool, *k, inputs, trace),
-        NodeKind::Tool { tool, operation } => {
-            let mut args = inputs.clone();
-            if let Some(op) = operation {
-                args.insert("operation".into(), Value::String(op.clone()));
-            }
-            let args = Value::Object(args);
-            if !ctx.tools.contains(tool) {
-                return Err(unknown_tool(ctx, node, tool));
-            }
-            let out = ctx.tools.call(tool, &args).await;
-            let mut outputs = Map::new();
-            outputs.insert("result".into(), Value::String(out.observation.clone()));
-            outputs.insert("ok".into(), Value::Bool(!out.is_error));
-            trace.steps.push(Step {
-                node: node.name.clone(),
-                predictor: None,
-                kind: "tool".into(),
-                inputs,
-                outputs: Some(outputs.clone()),
-                lm: None,
-                tool: Some(ToolCallRecord {
-                    tool: tool.clone(),
-                    args,
-                    observation: out.observation,
-                    is_error: out.is_error,
-                }),
-                parse_error: None,
-                error: None,
-            });
-            Ok(outputs)
-        }
-        _ => Err(RunError::Node {
-            node: node.name.clone(),
-            message: "not a tool or retrieve node".into(),
-        }),
+    let mut args = inputs.clone();
+    if let Some(op) = operation {
+        args.insert("operation".into(), Value::String(op.to_string()));
     }
+    let args = Value::Object(args);
+    if !ctx.tools.contains(tool) {
+        return Err(unknown_tool(ctx, name, tool));
+    }
+    let out = ctx.tools.call(tool, &args).await;
+    let mut outputs = Map::new();
+    outputs.insert("result".into(), Value::String(out.observation.clone()));
+    outputs.insert("ok".into(), Value::Bool(!out.is_error));
+    trace.steps.push(Step {
+        node: name.to_string(),
+        predictor: None,
+        kind: "tool".into(),
+        inputs,
+        outputs: Some(outputs.clone()),
+        lm: None,
+        tool: Some(ToolCallRecord {
+            tool: tool.to_string(),
+            args,
+            observation: out.observation,
+            is_error: out.is_error,
+        }),
+        parse_error: None,
+        error: None,
+    });
+    Ok(outputs)
 }
 
-fn unknown_tool(ctx: &RunContext, node: &Node, tool: &str) -> RunError {
+fn unknown_tool(ctx: &RunContext, name: &str, tool: &str) -> RunError {
     RunError::Node {
-        node: node.name.clone(),
+        node: name.to_string(),
         message: format!(
             "tool `{tool}` is not open in this run (open tools: {})",
             ctx.tools.names().join(", ")
@@ -70,16 +62,17 @@ fn unknown_tool(ctx: &RunContext, node: &Node, tool: &str) -> RunError {
     }
 }
 
-fn run_retrieve(
+/// A `retrieve` node: top `k` passages for the bound `query`.
+pub fn run_retrieve(
     ctx: &RunContext,
-    node: &Node,
+    name: &str,
     tool: &str,
     k: usize,
     inputs: Map<String, Value>,
     trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
     if !ctx.tools.contains(tool) {
-        return Err(unknown_tool(ctx, node, tool));
+        return Err(unknown_tool(ctx, name, tool));
     }
     let query = match inputs.get("query") {
         Some(Value::String(s)) => s.clone(),
@@ -93,7 +86,7 @@ fn run_retrieve(
             .collect::<Vec<_>>()
             .join(" "),
         Some(other) => other.to_string(),
-        None => return Err(RunError::MissingInput(format!("{}.query", node.name))),
+        None => return Err(RunError::MissingInput(format!("{name}.query"))),
     };
     let k = if k == 0 {
         ctx.tools.retrieve_k(tool).unwrap_or(3)
@@ -111,7 +104,7 @@ fn run_retrieve(
         Value::Array(passages.iter().cloned().map(Value::String).collect()),
     );
     trace.steps.push(Step {
-        node: node.name.clone(),
+        node: name.to_string(),
         predictor: None,
         kind: "retrieve".into(),
         inputs,
@@ -128,7 +121,7 @@ fn run_retrieve(
     });
     match error {
         Some(message) => Err(RunError::Node {
-            node: node.name.clone(),
+            node: name.to_string(),
             message,
         }),
         None => Ok(outputs),

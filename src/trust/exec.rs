@@ -48,10 +48,10 @@ pub fn requests(program: &Program, source: &SourceMap) -> Vec<ExecRequest> {
         }
     }
     for n in &program.nodes {
-        if let NodeKind::Refine {
+        if let NodeKind::Refine(crate::nodes::refine::Refine {
             reward: RewardSpec::Metric { metric, .. },
             ..
-        } = &n.kind
+        }) = &n.kind
         {
             let path = format!("nodes.{}.reward.metric", n.name);
             let what = format!("reward of node `{}`", n.name);

@@ -3,7 +3,9 @@
 //! call, run through the real `lmc` binary against the scripted stub LM;
 //! skipped attempts; `lmc check` and its located errors; the comparison
 //! prompt pinned as the chat adapter renders it; and bootstrapping demos for
-//! both predictor paths.
+//! both predictor paths. Also its sibling sampler, the `majority` kind
+//! (DSPy's `dspy.majority` over `n` completions), added as one file under
+//! `src/nodes/` plus its registry line.
 
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -563,4 +565,84 @@ fn multichain_bootstrap_yields_demos_for_attempt_and_compare() {
         compare[3]["prefix"],
         "Accurate Reasoning: Thank you everyone. Let's now holistically"
     );
+}
+
+const MAJORITY: &str = r#"name: vote
+inputs:
+  question: str
+nodes:
+  answer:
+    kind: majority
+    signature: "question -> answer"
+outputs:
+  answer: answer.answer
+"#;
+
+/// `majority` samples `n` (default 5) answers at rising temperature and
+/// outputs the first attempt whose normalized answer got most votes.
+#[test]
+fn majority_outputs_the_most_common_normalized_answer() {
+    let p = Project::new(MAJORITY);
+    // Attempts run concurrently: reply by temperature, not arrival order.
+    let stub = StubServer::start(|req: &StubRequest| {
+        let t = req.body["temperature"].as_f64().unwrap_or(-1.0);
+        let answer = match (t * 10.0).round() as i64 {
+            0 => "Lyon",
+            6 => "paris",
+            7 => "The Paris.",
+            8 => "lyon",
+            _ => "Paris",
+        };
+        StubReply::Ok(format!(
+            "[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]"
+        ))
+    });
+    let trace = p.path("t.jsonl");
+    let (code, out, err) = run(p
+        .run_cmd(&stub)
+        .args(["--input", "question=Capital of France?", "--trace"])
+        .arg(&trace));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(stub.requests(), 5);
+    let mut temps: Vec<f64> = stub
+        .received()
+        .iter()
+        .map(|b| (b["temperature"].as_f64().unwrap() * 10.0).round() / 10.0)
+        .collect();
+    temps.sort_by(f64::total_cmp);
+    assert_eq!(temps, [0.0, 0.6, 0.7, 0.8, 0.9]);
+    // paris / the paris / Paris (3) beat Lyon / lyon (2); the first
+    // attempt that said it (at 0.6) is the output, as written.
+    let lines = json_lines(&out);
+    assert_eq!(lines[0]["outputs"], json!({"answer": "paris"}));
+    let steps = trace_steps(&trace);
+    assert_eq!(
+        steps.iter().filter(|s| s["predictor"] == "answer").count(),
+        5
+    );
+    let vote = steps.last().unwrap();
+    assert_eq!(vote["kind"], "majority_vote");
+    assert_eq!(vote["inputs"]["votes"], json!({"lyon": 2, "paris": 3}));
+
+    // Derived from the registry: check, inspect, schema and key checks.
+    let file = p.path("prog.yaml");
+    let (code, out, err) = run(lmc().arg("check").arg(&file));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 predictor"), "{out}");
+    let (_, out, _) = run(lmc().arg("inspect").arg(&file));
+    assert!(out.contains("=== answer (majority) ==="), "{out}");
+    let (_, out, _) = run(lmc().arg("schema"));
+    assert!(out.contains("dspy.majority"), "{out}");
+    std::fs::write(
+        &file,
+        MAJORITY.replace("    signature:", "    over: x\n    n: 0\n    signature:"),
+    )
+    .unwrap();
+    let (code, _, err) = run(lmc().arg("check").arg(&file));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`over` does not apply to a `majority` node"),
+        "{err}"
+    );
+    assert!(err.contains("`n` must be at least 1"), "{err}");
 }

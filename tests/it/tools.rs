@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lmc::lm::http::{HttpConfig, HttpLm};
+use lmc::nodes;
 use lmc::overlay::Overlay;
 use lmc::program::{Binding, Node, NodeKind, Program, RewardSpec, ToolSpec};
 use lmc::run::{run_program, RunContext};
@@ -256,16 +257,17 @@ fn react_agent_emitting_drop_insert_update_cannot_change_the_database() {
         &["question"],
         vec![Node {
             name: "agent".into(),
-            kind: NodeKind::React {
+            kind: NodeKind::React(nodes::react::React {
                 signature: sig(
                     &[("question", FieldType::String)],
                     &[("answer", FieldType::String)],
                 ),
                 tools: vec!["db".into()],
                 max_iters: 6,
-            },
+            }),
             inputs: vec![("question".into(), input("question"))],
             outputs: vec![Field::new("answer", FieldType::String)],
+            lm: None,
         }],
         &[("answer", "agent", "answer")],
         vec![],
@@ -459,16 +461,17 @@ fn react_program(max_iters: u32) -> Program {
         &["question"],
         vec![Node {
             name: "agent".into(),
-            kind: NodeKind::React {
+            kind: NodeKind::React(nodes::react::React {
                 signature: sig(
                     &[("question", FieldType::String)],
                     &[("answer", FieldType::String)],
                 ),
                 tools: vec!["db".into()],
                 max_iters,
-            },
+            }),
             inputs: vec![("question".into(), input("question"))],
             outputs: vec![Field::new("answer", FieldType::String)],
+            lm: None,
         }],
         &[("answer", "agent", "answer")],
         vec![],
@@ -658,7 +661,7 @@ fn sql_refine_program(advise: bool, n: u32) -> Program {
         &["question"],
         vec![Node {
             name: "write_sql".into(),
-            kind: NodeKind::Refine {
+            kind: NodeKind::Refine(nodes::refine::Refine {
                 signature: sig(
                     &[("question", FieldType::String)],
                     &[("sql", FieldType::String)],
@@ -671,9 +674,10 @@ fn sql_refine_program(advise: bool, n: u32) -> Program {
                     field: "sql".into(),
                 },
                 advise,
-            },
+            }),
             inputs: vec![("question".into(), input("question"))],
             outputs: vec![Field::new("sql", FieldType::String)],
+            lm: None,
         }],
         &[("sql", "write_sql", "sql")],
         vec![],
@@ -783,7 +787,7 @@ fn refine_with_a_metric_reward_stops_at_the_matching_answer() {
         &["question"],
         vec![Node {
             name: "qa".into(),
-            kind: NodeKind::Refine {
+            kind: NodeKind::Refine(nodes::refine::Refine {
                 signature: sig(
                     &[("question", FieldType::String)],
                     &[("answer", FieldType::String)],
@@ -797,9 +801,10 @@ fn refine_with_a_metric_reward_stops_at_the_matching_answer() {
                     expected: Binding::Literal(json!("paris")),
                 },
                 advise: true,
-            },
+            }),
             inputs: vec![("question".into(), input("question"))],
             outputs: vec![Field::new("answer", FieldType::String)],
+            lm: None,
         }],
         &[("answer", "qa", "answer")],
         vec![],
@@ -842,22 +847,23 @@ fn tool_retrieve_and_map_nodes_run_in_a_graph() {
         vec![
             Node {
                 name: "tables".into(),
-                kind: NodeKind::Tool {
+                kind: NodeKind::Tool(nodes::tool::Tool {
                     tool: "db".into(),
                     operation: Some("list_tables".into()),
-                },
+                }),
                 inputs: vec![],
                 outputs: vec![
                     Field::new("result", FieldType::String),
                     Field::new("ok", FieldType::Bool),
                 ],
+                lm: None,
             },
             Node {
                 name: "search".into(),
-                kind: NodeKind::Retrieve {
+                kind: NodeKind::Retrieve(nodes::retrieve::Retrieve {
                     tool: "docs".into(),
                     k: 1,
-                },
+                }),
                 inputs: vec![("query".into(), input("question"))],
                 outputs: vec![Field::new(
                     "passages",
@@ -865,22 +871,24 @@ fn tool_retrieve_and_map_nodes_run_in_a_graph() {
                         item: Box::new(FieldType::String),
                     },
                 )],
+                lm: None,
             },
             Node {
                 name: "shout".into(),
-                kind: NodeKind::Map {
+                kind: NodeKind::Map(nodes::map::Map {
                     signature: sig(
                         &[("table", FieldType::String)],
                         &[("upper", FieldType::String)],
                     ),
                     chain_of_thought: false,
                     over: "table".into(),
-                },
+                }),
                 inputs: vec![(
                     "table".into(),
                     Binding::Literal(json!(["singer", "stadium", "concert"])),
                 )],
                 outputs: vec![],
+                lm: None,
             },
         ],
         &[

@@ -392,10 +392,10 @@ impl Lowerer<'_> {
             .iter()
             .map(|n| {
                 let mut bs: Vec<&Binding> = n.inputs.iter().map(|(_, b)| b).collect();
-                if let NodeKind::Refine {
+                if let NodeKind::Refine(crate::nodes::refine::Refine {
                     reward: RewardSpec::Metric { expected, .. },
                     ..
-                } = &n.kind
+                }) = &n.kind
                 {
                     bs.push(expected);
                 }

@@ -1,17 +1,17 @@
-//! Lowering of tools and nodes: each node kind's keys, signature, tools and
-//! reward checked, and its outputs computed (chain of thought adds
-//! `reasoning` first, retrieve yields `passages`, tool yields `result` and
-//! `ok`, map wraps every output in a list, multi-chain comparison yields
-//! `rationale` then the signature's outputs).
+//! Lowering of tools and nodes. A node is lowered by its kind's registry
+//! entry (`crate::nodes`); this file gives the kinds a [`NodeLowering`]
+//! context with the checks they share (signature resolution, tool
+//! references, positive counts, rewards) so each kind's file holds only
+//! what is particular to it.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-use super::{field_names, ident_hint, list, suggest, Draft, Expects, Lowerer};
-use crate::program::multichain::{attempt_field, compare_signature, RATIONALE_FIELD};
+use super::{field_names, ident_hint, list, suggest, Draft, Lowerer};
+use crate::nodes;
 use crate::program::shorthand::is_identifier;
-use crate::program::{Binding, NodeKind, RewardSpec, ToolSpec};
-use crate::signature::{Field, FieldType, Signature};
+use crate::program::{Binding, RewardSpec, ToolSpec};
+use crate::signature::Signature;
 use crate::spec::{self, NodeSpec, OrderedMap};
 use crate::yaml::join;
 
@@ -151,6 +151,7 @@ impl Lowerer<'_> {
 
     // ------------------------------------------------------------ nodes
 
+    /// Lower one node through its kind's registry entry.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn node(
         &mut self,
@@ -161,343 +162,36 @@ impl Lowerer<'_> {
         sig_names: &[String],
         tools: &[ToolSpec],
     ) -> Option<Draft> {
-        let kind_name = ns.kind.as_str();
-        let cot = ns.chain_of_thought.unwrap_or(false);
-        let positive = |this: &mut Self, v: Option<u32>, key: &str, default: u32| -> Option<u32> {
-            match v {
-                Some(0) => {
-                    this.cx.err(
-                        &join(p, key),
-                        format!("`{key}` must be at least 1"),
-                        Some(format!("leave `{key}` out for the default ({default})")),
-                    );
-                    None
-                }
-                // A count of LM calls or added fields: 4e9 made `lmc check`
-                // loop for minutes before any call was made.
-                Some(v) if v as usize > crate::limits::MAX_REPEAT => {
-                    this.cx.err(
-                        &join(p, key),
-                        format!(
-                            "`{key}` is {v}; at most {} is allowed",
-                            crate::limits::MAX_REPEAT
-                        ),
-                        Some(format!("each unit is an LM call; the default is {default}")),
-                    );
-                    None
-                }
-                Some(v) => Some(v),
-                None => Some(default),
-            }
+        let Some(info) = nodes::info(&ns.kind) else {
+            let hint = suggest(
+                &ns.kind,
+                nodes::NAMES.iter().copied(),
+                format!("node kinds are {}", list(&nodes::NAMES)),
+            );
+            self.cx.err(
+                &join(p, "kind"),
+                format!("unknown node kind `{}`", ns.kind),
+                Some(hint),
+            );
+            return None;
         };
-        let draft = |kind: NodeKind, outputs: Vec<Field>, expects: Expects| Draft {
+        let mut nl = NodeLowering {
+            lw: self,
+            name,
+            spec: ns,
+            path: p,
+            sigs,
+            sig_names,
+            tools,
+        };
+        let l = (info.lower)(&mut nl)?;
+        Some(Draft {
             name: name.to_string(),
-            kind,
-            outputs,
-            expects,
-            over: None,
-        };
-        match kind_name {
-            "predict" | "chain_of_thought" => {
-                let sig = self.resolve_sig(ns.signature.as_ref(), p, kind_name, sigs, sig_names)?;
-                let inputs = sig.inputs.clone();
-                if kind_name == "predict" {
-                    let outputs = sig.outputs.clone();
-                    Some(draft(
-                        NodeKind::Predict { signature: sig },
-                        outputs,
-                        Expects::Fields(inputs),
-                    ))
-                } else {
-                    let outputs = sig.with_reasoning().outputs;
-                    Some(draft(
-                        NodeKind::ChainOfThought { signature: sig },
-                        outputs,
-                        Expects::Fields(inputs),
-                    ))
-                }
-            }
-            "react" => {
-                let sig = self.resolve_sig(ns.signature.as_ref(), p, kind_name, sigs, sig_names);
-                let mut names = Vec::new();
-                let mut ok = true;
-                match &ns.tools {
-                    None => {
-                        self.cx.err_key(
-                            p,
-                            "a `react` node needs `tools`",
-                            Some("list the tools the agent may call, e.g. `tools: [db]`".into()),
-                        );
-                        ok = false;
-                    }
-                    Some(list) if list.is_empty() => {
-                        self.cx.err(
-                            &join(p, "tools"),
-                            "a `react` node needs at least one tool",
-                            None,
-                        );
-                        ok = false;
-                    }
-                    Some(list) => {
-                        for (i, t) in list.iter().enumerate() {
-                            let tp = format!("{p}.tools[{i}]");
-                            if names.contains(t) {
-                                self.cx
-                                    .err(&tp, format!("tool `{t}` is listed twice"), None);
-                                ok = false;
-                            } else if self.tool_ref(t, &tp, tools, None).is_none() {
-                                ok = false;
-                            }
-                            names.push(t.clone());
-                        }
-                    }
-                }
-                let max_iters = positive(self, ns.max_iters, "max_iters", 5);
-                let sig = sig?;
-                if !ok {
-                    return None;
-                }
-                let inputs = sig.inputs.clone();
-                let outputs = sig.outputs.clone();
-                Some(draft(
-                    NodeKind::React {
-                        signature: sig,
-                        tools: names,
-                        max_iters: max_iters?,
-                    },
-                    outputs,
-                    Expects::Fields(inputs),
-                ))
-            }
-            "retrieve" => {
-                let Some(tool) = &ns.tool else {
-                    self.cx.err_key(
-                        p,
-                        "a `retrieve` node needs `tool` (a `retrieve` tool)",
-                        Some("e.g. `tool: wiki` with `wiki: {kind: retrieve, corpus: corpus.jsonl}` under `tools:`".into()),
-                    );
-                    return None;
-                };
-                let t = self.tool_ref(tool, &join(p, "tool"), tools, Some("retrieve"))?;
-                let k = match ns.k {
-                    Some(0) => {
-                        self.cx.err(&join(p, "k"), "`k` must be at least 1", None);
-                        return None;
-                    }
-                    Some(k) => k,
-                    None => t
-                        .config
-                        .get("k")
-                        .and_then(Value::as_u64)
-                        .map_or(3, |k| k as usize),
-                };
-                Some(draft(
-                    NodeKind::Retrieve {
-                        tool: tool.clone(),
-                        k,
-                    },
-                    vec![Field::new(
-                        "passages",
-                        FieldType::List {
-                            item: Box::new(FieldType::String),
-                        },
-                    )],
-                    Expects::Fields(vec![Field::new("query", FieldType::String)]),
-                ))
-            }
-            "tool" => {
-                let Some(tool) = &ns.tool else {
-                    self.cx
-                        .err_key(p, "a `tool` node needs `tool` (the name of a tool)", None);
-                    return None;
-                };
-                let t = self.tool_ref(tool, &join(p, "tool"), tools, None)?;
-                if let Some(op) = &ns.operation {
-                    if t.kind == "sqlite" && !spec::SQLITE_OPERATIONS.contains(&op.as_str()) {
-                        let hint = suggest(
-                            op,
-                            spec::SQLITE_OPERATIONS.iter().copied(),
-                            format!("sqlite operations are {}", list(spec::SQLITE_OPERATIONS)),
-                        );
-                        self.cx.err(
-                            &join(p, "operation"),
-                            format!("unknown sqlite operation `{op}`"),
-                            Some(hint),
-                        );
-                        return None;
-                    }
-                    // The SQL tool's operations need their argument bound.
-                    let need: &[&str] = match (t.kind.as_str(), op.as_str()) {
-                        ("sqlite", "query") => &["sql", "query"],
-                        ("sqlite", "describe") => &["table", "tables", "table_name"],
-                        _ => &[],
-                    };
-                    if !need.is_empty() && !need.iter().any(|k| ns.inputs.get(k).is_some()) {
-                        self.cx.err_key(
-                            p,
-                            format!("the `{op}` operation needs an input `{}`", need[0]),
-                            Some(format!(
-                                "bind it under `inputs:`, e.g. `{}: NODE.FIELD`",
-                                need[0]
-                            )),
-                        );
-                        return None;
-                    }
-                }
-                Some(draft(
-                    NodeKind::Tool {
-                        tool: tool.clone(),
-                        operation: ns.operation.clone(),
-                    },
-                    vec![
-                        Field::new("result", FieldType::String),
-                        Field::new("ok", FieldType::Bool),
-                    ],
-                    Expects::FreeForm,
-                ))
-            }
-            "refine" | "best_of_n" => {
-                let sig = self.resolve_sig(ns.signature.as_ref(), p, kind_name, sigs, sig_names);
-                let n = positive(self, ns.n, "n", 3);
-                let threshold = ns.threshold.unwrap_or(1.0);
-                if !threshold.is_finite() {
-                    self.cx
-                        .err(&join(p, "threshold"), "`threshold` must be a number", None);
-                }
-                let sig = sig?;
-                let rendered = if cot {
-                    sig.with_reasoning()
-                } else {
-                    sig.clone()
-                };
-                let reward = self.reward(ns, p, &rendered, tools)?;
-                let outputs = rendered.outputs.clone();
-                let inputs = sig.inputs.clone();
-                Some(draft(
-                    NodeKind::Refine {
-                        signature: sig,
-                        chain_of_thought: cot,
-                        n: n?,
-                        threshold,
-                        reward,
-                        advise: kind_name == "refine",
-                    },
-                    outputs,
-                    Expects::Fields(inputs),
-                ))
-            }
-            "multi_chain_comparison" => {
-                let sig = self.resolve_sig(ns.signature.as_ref(), p, kind_name, sigs, sig_names);
-                let n = positive(self, ns.n, "n", 3);
-                let sig = sig?;
-                let n = n?;
-                // The compare predictor adds these fields; a user field of
-                // the same name would be silently shadowed.
-                let sp = join(p, "signature");
-                let mut ok = true;
-                if sig.output(RATIONALE_FIELD).is_some() {
-                    self.cx.err(
-                        &sp,
-                        format!("a `{kind_name}` node adds a `{RATIONALE_FIELD}` output; the signature already has one"),
-                        Some(format!("rename the signature's `{RATIONALE_FIELD}` output")),
-                    );
-                    ok = false;
-                }
-                for f in &sig.inputs {
-                    if (1..=n).any(|i| attempt_field(i) == f.name) {
-                        self.cx.err(
-                            &sp,
-                            format!(
-                                "a `{kind_name}` node adds inputs `reasoning_attempt_1`..`{}`; the signature already has `{}`",
-                                attempt_field(n),
-                                f.name
-                            ),
-                            Some(format!("rename the signature's `{}` input", f.name)),
-                        );
-                        ok = false;
-                    }
-                }
-                if !ok {
-                    return None;
-                }
-                let outputs = compare_signature(&sig, n).outputs;
-                let inputs = sig.inputs.clone();
-                Some(draft(
-                    NodeKind::MultiChainComparison { signature: sig, n },
-                    outputs,
-                    Expects::Fields(inputs),
-                ))
-            }
-            "map" => {
-                let sig = self.resolve_sig(ns.signature.as_ref(), p, kind_name, sigs, sig_names)?;
-                let Some(over) = &ns.over else {
-                    self.cx.err_key(
-                        p,
-                        "a `map` node needs `over` (the list input to iterate)",
-                        Some(format!(
-                            "one of the signature inputs: {}",
-                            field_names(&sig.inputs)
-                        )),
-                    );
-                    return None;
-                };
-                if sig.input(over).is_none() {
-                    let hint = suggest(
-                        over,
-                        sig.inputs.iter().map(|f| f.name.as_str()),
-                        format!("signature inputs are {}", field_names(&sig.inputs)),
-                    );
-                    self.cx.err(
-                        &join(p, "over"),
-                        format!("`over` names `{over}`, which is not a signature input"),
-                        Some(hint),
-                    );
-                    return None;
-                }
-                let rendered = if cot {
-                    sig.with_reasoning()
-                } else {
-                    sig.clone()
-                };
-                let outputs = rendered
-                    .outputs
-                    .iter()
-                    .map(|f| Field {
-                        ty: FieldType::List {
-                            item: Box::new(f.ty.clone()),
-                        },
-                        // A default is per item (the inner predictor's), not a list.
-                        default: None,
-                        ..f.clone()
-                    })
-                    .collect();
-                let inputs = sig.inputs.clone();
-                let mut d = draft(
-                    NodeKind::Map {
-                        signature: sig,
-                        chain_of_thought: cot,
-                        over: over.clone(),
-                    },
-                    outputs,
-                    Expects::Fields(inputs),
-                );
-                d.over = Some(over.clone());
-                Some(d)
-            }
-            other => {
-                let hint = suggest(
-                    other,
-                    spec::NODE_KINDS.iter().copied(),
-                    format!("node kinds are {}", list(spec::NODE_KINDS)),
-                );
-                self.cx.err(
-                    &join(p, "kind"),
-                    format!("unknown node kind `{other}`"),
-                    Some(hint),
-                );
-                None
-            }
-        }
+            kind: l.kind,
+            outputs: l.outputs,
+            expects: l.expects,
+            over: l.over,
+        })
     }
 
     pub(super) fn reward(
@@ -586,5 +280,121 @@ impl Lowerer<'_> {
                 })
             }
         }
+    }
+}
+
+/// What a kind's lowering sees: the node as written and the shared checks.
+/// Errors are reported here (located by YAML path); a kind returns `None`
+/// after reporting.
+pub struct NodeLowering<'l, 'a> {
+    lw: &'l mut Lowerer<'a>,
+    /// The node's name.
+    pub name: &'l str,
+    /// The node as written.
+    pub spec: &'l NodeSpec,
+    /// The node's YAML path (`nodes.NAME`).
+    pub path: &'l str,
+    sigs: &'l BTreeMap<String, Signature>,
+    sig_names: &'l [String],
+    tools: &'l [ToolSpec],
+}
+
+impl NodeLowering<'_, '_> {
+    /// The YAML path of one of the node's keys.
+    pub fn at(&self, key: &str) -> String {
+        join(self.path, key)
+    }
+
+    /// The kind's own keys, deserialized into its struct (which should
+    /// deny unknown fields and make every key optional). A wrong type is
+    /// reported at the key, as serde's first error, and gives `None`:
+    /// the node is then not lowered further, so one mistake does not
+    /// cascade.
+    pub fn keys<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        let v = Value::Object(self.spec.keys.clone());
+        super::de(self.lw.cx, &v, self.path)
+    }
+
+    /// An error at `path` (a value).
+    pub fn err(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        self.lw.cx.err(path, message, hint);
+    }
+
+    /// An error at the key of `path` (a missing or misplaced key).
+    pub fn err_key(&mut self, path: &str, message: impl Into<String>, hint: Option<String>) {
+        self.lw.cx.err_key(path, message, hint);
+    }
+
+    /// The node's `signature`, resolved (named, shorthand or inline).
+    pub fn signature(&mut self) -> Option<Signature> {
+        let (sigs, names) = (self.sigs, self.sig_names);
+        self.lw.resolve_sig(
+            self.spec.signature.as_ref(),
+            self.path,
+            &self.spec.kind,
+            sigs,
+            names,
+        )
+    }
+
+    /// A tool reference by name at `path`; `want` restricts the tool kind.
+    pub fn tool_ref(&mut self, name: &str, path: &str, want: Option<&str>) -> Option<ToolSpec> {
+        let tools = self.tools;
+        self.lw.tool_ref(name, path, tools, want)
+    }
+
+    /// The node's `reward`, checked against the rendered signature `sig`.
+    pub fn reward(&mut self, sig: &Signature) -> Option<RewardSpec> {
+        let tools = self.tools;
+        self.lw.reward(self.spec, self.path, sig, tools)
+    }
+
+    /// A count of LM calls or added fields (`n`, `max_iters`): at least 1
+    /// and bounded, `default` when left out.
+    pub fn positive(&mut self, v: Option<u32>, key: &str, default: u32) -> Option<u32> {
+        let p = self.at(key);
+        match v {
+            Some(0) => {
+                self.err(
+                    &p,
+                    format!("`{key}` must be at least 1"),
+                    Some(format!("leave `{key}` out for the default ({default})")),
+                );
+                None
+            }
+            // 4e9 made `lmc check` loop for minutes before any call was made.
+            Some(v) if v as usize > crate::limits::MAX_REPEAT => {
+                self.err(
+                    &p,
+                    format!(
+                        "`{key}` is {v}; at most {} is allowed",
+                        crate::limits::MAX_REPEAT
+                    ),
+                    Some(format!("each unit is an LM call; the default is {default}")),
+                );
+                None
+            }
+            Some(v) => Some(v),
+            None => Some(default),
+        }
+    }
+
+    /// `field_names` for hints: the names of `fields`, quoted.
+    pub fn field_names(fields: &[crate::signature::Field]) -> String {
+        field_names(fields)
+    }
+
+    /// A did-you-mean hint for `word` among `cands`, else `fallback`.
+    pub fn suggest<'c>(
+        word: &str,
+        cands: impl IntoIterator<Item = &'c str>,
+        fallback: String,
+    ) -> String {
+        suggest(word, cands, fallback)
+    }
+
+    /// Names quoted and comma-separated, for hints.
+    pub fn list(names: &[&str]) -> String {
+        list(names)
     }
 }

@@ -35,6 +35,7 @@ pub(super) fn check_shape(cx: &mut Cx, root: &YNode, unknown: &mut Vec<String>) 
                     let kind = kind.unwrap_or_default();
                     for k in e.value.entries().unwrap_or_default() {
                         let kp = join(&p, &k.key);
+                        let allowed = &allowed[..];
                         if allowed.contains(&k.key.as_str()) {
                             continue;
                         }
@@ -58,7 +59,7 @@ pub(super) fn check_shape(cx: &mut Cx, root: &YNode, unknown: &mut Vec<String>) 
                         unknown.push(kp);
                     }
                 }
-                None => keys(cx, &e.value, &p, spec::ALL_NODE_KEYS, "a node", unknown),
+                None => keys(cx, &e.value, &p, &spec::ALL_NODE_KEYS, "a node", unknown),
             }
             if let Some(sig) = e.value.get("signature") {
                 signature_shape(cx, &sig.value, &join(&p, "signature"), unknown);
