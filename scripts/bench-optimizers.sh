@@ -69,3 +69,7 @@ done
 for first in mipro gepa simba; do
   bench "$first → knn_few_shot" --optimizer "$first" --then knn_few_shot
 done
+# The other order: demos chosen per input first, then an instruction
+# search that keeps them (GEPA searches instructions only, so every
+# candidate it scores runs with kNN's per-input demos).
+bench "knn_few_shot → gepa" --optimizer knn_few_shot --then gepa
