@@ -87,6 +87,9 @@ pub struct ProgramSpec {
     pub description: Option<String>,
     #[serde(default)]
     pub lm: Option<LmConfig>,
+    /// Named LMs nodes, optimizer roles and metrics can pick by name.
+    #[serde(default)]
+    pub lms: OrderedMap<LmConfig>,
     #[serde(default)]
     pub signatures: OrderedMap<SignatureSpec>,
     #[serde(default)]
@@ -191,6 +194,9 @@ pub struct NodeSpec {
     pub reward: Option<RewardSpecIn>,
     #[serde(default)]
     pub over: Option<String>,
+    /// The named LM (from `lms:`) this node's predictors call.
+    #[serde(default)]
+    pub lm: Option<String>,
 }
 
 /// Where a value comes from: `input.NAME`, `NODE.FIELD`, or a literal.
@@ -253,6 +259,7 @@ pub const PROGRAM_KEYS: &[&str] = &[
     "name",
     "description",
     "lm",
+    "lms",
     "signatures",
     "inputs",
     "nodes",
@@ -284,8 +291,8 @@ pub const NODE_KINDS: &[&str] = &[
 /// The keys a node of `kind` accepts (`None` for an unknown kind).
 pub fn node_keys(kind: &str) -> Option<&'static [&'static str]> {
     Some(match kind {
-        "predict" | "chain_of_thought" => &["kind", "signature", "inputs"],
-        "react" => &["kind", "signature", "inputs", "tools", "max_iters"],
+        "predict" | "chain_of_thought" => &["kind", "signature", "inputs", "lm"],
+        "react" => &["kind", "signature", "inputs", "tools", "max_iters", "lm"],
         "retrieve" => &["kind", "tool", "k", "inputs"],
         "tool" => &["kind", "tool", "operation", "inputs"],
         "refine" | "best_of_n" => &[
@@ -296,9 +303,10 @@ pub fn node_keys(kind: &str) -> Option<&'static [&'static str]> {
             "n",
             "threshold",
             "reward",
+            "lm",
         ],
-        "map" => &["kind", "signature", "inputs", "chain_of_thought", "over"],
-        "multi_chain_comparison" => &["kind", "signature", "inputs", "n"],
+        "map" => &["kind", "signature", "inputs", "chain_of_thought", "over", "lm"],
+        "multi_chain_comparison" => &["kind", "signature", "inputs", "n", "lm"],
         _ => return None,
     })
 }
@@ -318,6 +326,7 @@ pub const ALL_NODE_KEYS: &[&str] = &[
     "threshold",
     "reward",
     "over",
+    "lm",
 ];
 
 pub const TOOL_KINDS: &[&str] = &["sqlite", "retrieve", "command"];
@@ -362,13 +371,13 @@ mod tests {
     #[test]
     fn every_listed_key_deserializes() {
         let v = serde_json::json!({
-            "name": "x", "description": "d", "lm": {"max_tokens": 3},
+            "name": "x", "description": "d", "lm": {"max_tokens": 3}, "lms": {"small": {"model": "m"}},
             "signatures": {"s": {"instructions": "i", "inputs": {"a": {"type": "str", "description": "d", "prefix": "p", "schema": {}}}, "outputs": {"b": {"type": "int", "default": 0}}},
                            "t": "a -> b"},
             "inputs": {"a": "str"},
             "nodes": {"n": {"kind": "refine", "signature": "s", "inputs": {"a": "input.a", "z": {"value": 1}},
                             "tools": [], "max_iters": 1, "tool": "t", "k": 1, "operation": "query",
-                            "chain_of_thought": true, "n": 2, "threshold": 0.5, "over": "a",
+                            "chain_of_thought": true, "n": 2, "threshold": 0.5, "over": "a", "lm": "small",
                             "reward": {"type": "metric", "field": "b", "tool": "t", "metric": {}, "expected": "input.a"}}},
             "outputs": {"b": "n.b"},
             "metric": {"type": "exact_match"},

@@ -235,6 +235,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     report.dataset.path = Some(crate::eval::report_path(&setup.dataset_path));
     report.dataset.hash = setup.dataset.hash.clone();
     report.dataset.bad_rows = setup.dataset.bad_rows.len();
+    let per_lm = setup.lms.usage();
+    if per_lm.len() > 1 {
+        report.lms = per_lm;
+    }
 
     // Gates run only on a complete evaluation: a partial one proves nothing
     // (an interrupted run exits 130 whatever its partial score).
@@ -284,6 +288,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     } else {
         print_table(&report, gates.as_ref());
+    }
+    if !args.quiet {
+        super::lm_args::print_usage(&report.lms);
     }
     // Failures are summarised by cause on stderr; a run where every
     // example failed is broken (exit 3), whatever the gates say.
@@ -487,14 +494,17 @@ struct Setup {
     concurrency: usize,
     /// The HTTP backend, for its per-endpoint counts.
     http: Option<std::sync::Arc<crate::lm::http::HttpLm>>,
+    /// Every LM of the run, for usage per LM.
+    lms: super::lm_args::BuiltLms,
 }
 
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
     let target = super::target::load(args.file.as_deref(), args.strict)?;
     // Nothing a file asks for runs before the runner's grants are checked.
     args.lm.trust.check_exec(&target, args.metric.as_deref())?;
-    let lm_config = target.lm_config();
-    let lm_declared = crate::trust::locate::LmDeclarations::of(&target);
+    // Every LM resolved once, before the dataset is read: a wrong LM name
+    // or setting fails first.
+    let lm_set = args.lm.resolve(&target)?;
     let crate::settings::Target {
         path: target_path,
         program,
@@ -573,12 +583,11 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     .map_err(|e| input_err(format!("metric: {e}")))?;
     super::preflight::ensure_expected(&program, &metric, &dataset, &load_opts.columns, role)?;
 
-    let (cfg, built) = args.lm.build(Some(&lm_config), &lm_declared)?;
+    let lms = args.lm.build_set(lm_set)?;
+    lms.check_names(metric.lm_name().map(|n| (n, "the metric `llm_judge`".to_string())))?;
     // The program's tools (sqlite, retrieve, command) are opened once here.
-    let mut ctx = crate::settings::run_context(&program, built.lm.clone())
-        .map_err(|e| input_err(format!("{e}")))?;
-    super::lm_args::configure_context(&cfg, &mut ctx)?;
-    let concurrency = cfg.concurrency.unwrap_or(8).max(1);
+    let ctx = lms.context(&program)?;
+    let concurrency = lms.set.default.concurrency();
     Ok(Setup {
         program,
         overlay,
@@ -587,6 +596,7 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         metric,
         ctx,
         concurrency,
-        http: built.http.clone(),
+        http: lms.default.http.clone(),
+        lms,
     })
 }

@@ -589,6 +589,7 @@ mod tests {
             status: Default::default(),
             results,
             gates: None,
+            lms: Vec::new(),
             lmc_version: "0".into(),
         };
         let h = render(&report, None);

@@ -25,7 +25,11 @@ use crate::yaml::{join, PosIndex};
 pub const DEFAULT_OPTIMIZER: &str = "bootstrap_random_search";
 
 /// The keys of a `compile:` section.
-pub const COMPILE_KEYS: &[&str] = &["optimizer", "settings"];
+pub const COMPILE_KEYS: &[&str] = &["optimizer", "settings", "prompt_lm", "reflection_lm"];
+
+/// The optimizer roles that may name an LM of `lms:` (`compile: {ROLE: NAME}`):
+/// the proposer writing instructions, and GEPA's reflection model.
+pub const LM_ROLES: &[&str] = &["prompt_lm", "reflection_lm"];
 
 /// A checked `compile:` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,6 +44,9 @@ pub struct CompileConfig {
     /// Where each setting was written, `FILE:LINE:COL`, for the lineage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub origins: BTreeMap<String, String>,
+    /// Optimizer role (`prompt_lm`, `reflection_lm`) -> named LM.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lms: BTreeMap<String, String>,
 }
 
 impl CompileConfig {
@@ -93,10 +100,27 @@ pub fn check(
                 true,
                 format!("unknown key `{k}` in `{at}`"),
                 Some(
-                    did_you_mean(k, COMPILE_KEYS.iter().copied())
-                        .unwrap_or_else(|| "`compile` takes `optimizer` and `settings`".into()),
+                    did_you_mean(k, COMPILE_KEYS.iter().copied()).unwrap_or_else(|| {
+                        "`compile` takes `optimizer`, `settings`, `prompt_lm` and `reflection_lm`"
+                            .into()
+                    }),
                 ),
             ));
+        }
+    }
+    let mut lms = BTreeMap::new();
+    for role in LM_ROLES {
+        match obj.get(*role) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(n)) => {
+                lms.insert(role.to_string(), n.clone());
+            }
+            Some(_) => diags.push(err(
+                &join(at, role),
+                false,
+                format!("`{role}` must be the name of an LM under `lms:`"),
+                Some(format!("write e.g. `{role}: strong` with `lms: {{strong: {{model: ...}}}}`")),
+            )),
         }
     }
     let opt_path = join(at, "optimizer");
@@ -215,6 +239,7 @@ pub fn check(
             optimizer: name,
             settings,
             origins,
+            lms,
         }),
         diags,
     )

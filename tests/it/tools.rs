@@ -114,6 +114,7 @@ fn program(
         output_fields: vec![],
         nodes,
         lm: None,
+        lms: Default::default(),
         metric: None,
         datasets: Default::default(),
         tools,
@@ -256,6 +257,7 @@ fn react_agent_emitting_drop_insert_update_cannot_change_the_database() {
         &["question"],
         vec![Node {
             name: "agent".into(),
+            lm: None,
             kind: NodeKind::React {
                 signature: sig(
                     &[("question", FieldType::String)],
@@ -459,6 +461,7 @@ fn react_program(max_iters: u32) -> Program {
         &["question"],
         vec![Node {
             name: "agent".into(),
+            lm: None,
             kind: NodeKind::React {
                 signature: sig(
                     &[("question", FieldType::String)],
@@ -658,6 +661,7 @@ fn sql_refine_program(advise: bool, n: u32) -> Program {
         &["question"],
         vec![Node {
             name: "write_sql".into(),
+            lm: None,
             kind: NodeKind::Refine {
                 signature: sig(
                     &[("question", FieldType::String)],
@@ -783,6 +787,7 @@ fn refine_with_a_metric_reward_stops_at_the_matching_answer() {
         &["question"],
         vec![Node {
             name: "qa".into(),
+            lm: None,
             kind: NodeKind::Refine {
                 signature: sig(
                     &[("question", FieldType::String)],
@@ -842,6 +847,7 @@ fn tool_retrieve_and_map_nodes_run_in_a_graph() {
         vec![
             Node {
                 name: "tables".into(),
+                lm: None,
                 kind: NodeKind::Tool {
                     tool: "db".into(),
                     operation: Some("list_tables".into()),
@@ -854,6 +860,7 @@ fn tool_retrieve_and_map_nodes_run_in_a_graph() {
             },
             Node {
                 name: "search".into(),
+                lm: None,
                 kind: NodeKind::Retrieve {
                     tool: "docs".into(),
                     k: 1,
@@ -868,6 +875,7 @@ fn tool_retrieve_and_map_nodes_run_in_a_graph() {
             },
             Node {
                 name: "shout".into(),
+                lm: None,
                 kind: NodeKind::Map {
                     signature: sig(
                         &[("table", FieldType::String)],
