@@ -15,11 +15,11 @@ use std::sync::Arc;
 use crate::artifact::Artifact;
 use crate::lm::resolve::FileLms;
 use crate::lm::SharedLm;
-use crate::trust::SourceMap;
 use crate::overlay::Overlay;
 use crate::program::{LmConfig, Program};
 use crate::run::RunContext;
 use crate::tools::Toolbox;
+use crate::trust::SourceMap;
 
 /// The project file's name.
 pub const PROJECT_FILE: &str = "lmc.yaml";
@@ -87,10 +87,13 @@ impl Target {
             }),
         }
         if let Some(p) = &self.project {
+            // Shown relative to the working directory, as in `using …` notes.
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let text = std::fs::read_to_string(&p.path).unwrap_or_default();
             files.push(FileLms {
                 lm: p.lm.as_ref(),
                 lms: &p.lms,
-                map: SourceMap::read(&p.path),
+                map: SourceMap::new(shown(&p.path, &cwd), &text),
             });
         }
         files

@@ -305,7 +305,14 @@ pub fn node_keys(kind: &str) -> Option<&'static [&'static str]> {
             "reward",
             "lm",
         ],
-        "map" => &["kind", "signature", "inputs", "chain_of_thought", "over", "lm"],
+        "map" => &[
+            "kind",
+            "signature",
+            "inputs",
+            "chain_of_thought",
+            "over",
+            "lm",
+        ],
         "multi_chain_comparison" => &["kind", "signature", "inputs", "n", "lm"],
         _ => return None,
     })

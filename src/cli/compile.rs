@@ -212,7 +212,9 @@ fn role_lm<'a>(roles: &'a BTreeMap<String, String>, opt: &dyn Configured) -> Opt
     let reflection = (opt.name() == "gepa")
         .then(|| roles.get("reflection_lm"))
         .flatten();
-    reflection.or_else(|| roles.get("prompt_lm")).map(String::as_str)
+    reflection
+        .or_else(|| roles.get("prompt_lm"))
+        .map(String::as_str)
 }
 
 /// A role no stage has is a mistake worth saying (it would silently do

@@ -33,10 +33,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let target = super::target::load(args.file.as_deref(), false)?;
     let set = args.lm.resolve(&target)?;
     if args.json {
-        let lms: Map<String, Value> = set
-            .all()
-            .map(|lm| (lm.name.clone(), lm_json(lm)))
-            .collect();
+        let lms: Map<String, Value> = set.all().map(|lm| (lm.name.clone(), lm_json(lm))).collect();
         let out = json!({"program": target.path.display().to_string(), "lms": lms});
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -70,7 +67,11 @@ fn rows(lm: &ResolvedLm) -> Vec<(String, String, Source)> {
                 Value::String(s) => s.clone(),
                 Value::Array(a) => a
                     .iter()
-                    .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                    .map(|x| {
+                        x.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| x.to_string())
+                    })
                     .collect::<Vec<_>>()
                     .join(", "),
                 other => other.to_string(),

@@ -584,7 +584,11 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     super::preflight::ensure_expected(&program, &metric, &dataset, &load_opts.columns, role)?;
 
     let lms = args.lm.build_set(lm_set)?;
-    lms.check_names(metric.lm_name().map(|n| (n, "the metric `llm_judge`".to_string())))?;
+    lms.check_names(
+        metric
+            .lm_name()
+            .map(|n| (n, "the metric `llm_judge`".to_string())),
+    )?;
     // The program's tools (sqlite, retrieve, command) are opened once here.
     let ctx = lms.context(&program)?;
     let concurrency = lms.set.default.concurrency();

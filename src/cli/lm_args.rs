@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::adapter::AdapterKind;
 use crate::lm::resolve::{self, FileLms, LmSet, ResolvedLm};
 use crate::lm::usage::{Budgets, LmUsage};
-use crate::lm::{build_lm_full, BuiltLm, LmError, LmOptions};
+use crate::lm::{BuiltLm, LmError, LmOptions};
 use crate::program::{LmConfig, Program};
 use crate::run::{LmHandle, RunContext};
 use crate::settings::Target;
@@ -208,10 +208,11 @@ impl LmArgs {
     pub fn build_set(&self, set: LmSet) -> anyhow::Result<BuiltLms> {
         let opts = self.options()?;
         check_cost_budget(&set, &opts)?;
-        let default = build_one(&set.default, &opts)?;
+        let mut backends = BTreeMap::new();
+        let default = build_one(&set.default, &opts, &mut backends)?;
         let mut named = BTreeMap::new();
         for (n, r) in &set.named {
-            named.insert(n.clone(), build_one(r, &opts)?);
+            named.insert(n.clone(), build_one(r, &opts, &mut backends)?);
         }
         Ok(BuiltLms {
             set,
@@ -221,7 +222,13 @@ impl LmArgs {
     }
 }
 
-fn build_one(r: &ResolvedLm, opts: &LmOptions) -> anyhow::Result<BuiltLm> {
+/// Build one LM, reusing the backend of an earlier LM of the run that
+/// differs only in sampling settings or prices (`lm::build::backend_key`).
+fn build_one(
+    r: &ResolvedLm,
+    opts: &LmOptions,
+    backends: &mut BTreeMap<String, crate::lm::build::Backend>,
+) -> anyhow::Result<BuiltLm> {
     let label = |msg: String| {
         if r.name == resolve::DEFAULT_LM {
             msg
@@ -229,10 +236,20 @@ fn build_one(r: &ResolvedLm, opts: &LmOptions) -> anyhow::Result<BuiltLm> {
             format!("LM `{}`: {msg}", r.name)
         }
     };
-    let built = build_lm_full(r, opts).map_err(|e| match e {
+    let fail = |e: LmError| match e {
         LmError::Fatal(msg) => anyhow::Error::new(CliError::Input(label(msg))),
         other => anyhow::Error::new(other),
-    })?;
+    };
+    let key = crate::lm::build::backend_key(r);
+    let backend = match backends.get(&key) {
+        Some(b) => b.clone(),
+        None => {
+            let b = crate::lm::build::build_backend(r, opts).map_err(fail)?;
+            backends.insert(key, b.clone());
+            b
+        }
+    };
+    let built = crate::lm::build::wrap(r, opts, backend).map_err(fail)?;
     if let Some(store) = &built.cache {
         store.set_warning_callback(|msg| eprintln!("warning: {msg}"));
     }

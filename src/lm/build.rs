@@ -38,9 +38,26 @@ pub struct LmOptions {
     pub budgets: Budgets,
     /// What the run has spent, shared by all its LMs.
     pub spend: Arc<Spend>,
+    /// The response cache, opened once and shared by all LMs of the run
+    /// (one SQLite connection and writer per process).
+    pub cache_store: SharedStore,
     /// The credential rule (docs/security.md). The CLI always sets it;
     /// `None`: the library caller vouches for the whole config.
     pub credentials: Option<CredentialPolicy>,
+}
+
+/// A cache store opened on first use, shared by clones of [`LmOptions`].
+#[derive(Clone, Default)]
+pub struct SharedStore(Arc<std::sync::OnceLock<Arc<CacheStore>>>);
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "SharedStore(open)"
+        } else {
+            "SharedStore(unopened)"
+        })
+    }
 }
 
 /// Everything [`build_lm_full`] made: the LM to call, its meter, and the
@@ -64,12 +81,39 @@ pub fn build_lm(lm: &ResolvedLm, opts: &LmOptions) -> Result<(SharedLm, Arc<Usag
 
 /// Build the LM stack and return its parts.
 pub fn build_lm_full(r: &ResolvedLm, opts: &LmOptions) -> Result<BuiltLm, LmError> {
+    let backend = build_backend(r, opts)?;
+    wrap(r, opts, backend)
+}
+
+/// A backend with its HTTP handle (for per-endpoint counts), shareable by
+/// several LMs that differ only in sampling settings or prices.
+#[derive(Clone)]
+pub struct Backend {
+    pub lm: SharedLm,
+    pub http: Option<Arc<HttpLm>>,
+}
+
+/// What makes two resolved LMs need different backends: everything but
+/// the sampling settings and prices, which live above the backend. LMs
+/// with equal keys share one backend (one embedded model in memory, one
+/// connection pool and rate limiter per server and model).
+pub fn backend_key(r: &ResolvedLm) -> String {
+    let mut c = r.config.clone();
+    c.temperature = None;
+    c.max_tokens = None;
+    c.adapter = None;
+    c.price_prompt_per_mtok = None;
+    c.price_completion_per_mtok = None;
+    serde_json::to_string(&c).unwrap_or_default()
+}
+
+/// The backend alone (checked against the credential rule).
+pub fn build_backend(r: &ResolvedLm, opts: &LmOptions) -> Result<Backend, LmError> {
     if opts.offline && opts.no_cache {
         return Err(LmError::Fatal(
             "--offline replays the cache, so it cannot be combined with --no-cache".into(),
         ));
     }
-    let cfg = &r.config;
     let mut http_lm = None;
     let backend: SharedLm = match r.provider {
         Provider::OpenAi => {
@@ -102,6 +146,19 @@ pub fn build_lm_full(r: &ResolvedLm, opts: &LmOptions) -> Result<BuiltLm, LmErro
         }
         Provider::Embedded => embedded(r)?,
     };
+    Ok(Backend {
+        lm: backend,
+        http: http_lm,
+    })
+}
+
+/// Wrap a backend into the LM stack of `r`: meter ∘ cache ∘ budget.
+pub fn wrap(r: &ResolvedLm, opts: &LmOptions, backend: Backend) -> Result<BuiltLm, LmError> {
+    let cfg = &r.config;
+    let Backend {
+        lm: backend,
+        http: http_lm,
+    } = backend;
     let prices = match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
         (None, None) => None,
         (p, c) => Some(Prices {
@@ -121,11 +178,17 @@ pub fn build_lm_full(r: &ResolvedLm, opts: &LmOptions) -> Result<BuiltLm, LmErro
     }
     let mut cache = None;
     if !opts.no_cache {
-        let dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
-        let store = Arc::new(
-            CacheStore::open_dir(&dir)
-                .map_err(|e| LmError::Fatal(format!("response cache: {e}")))?,
-        );
+        let store = match opts.cache_store.0.get() {
+            Some(s) => s.clone(),
+            None => {
+                let dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
+                let s = Arc::new(
+                    CacheStore::open_dir(&dir)
+                        .map_err(|e| LmError::Fatal(format!("response cache: {e}")))?,
+                );
+                opts.cache_store.0.get_or_init(|| s).clone()
+            }
+        };
         let mode = if opts.offline {
             CacheMode::Offline
         } else {

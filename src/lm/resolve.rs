@@ -129,7 +129,10 @@ impl ResolvedLm {
         self.config.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS)
     }
     pub fn concurrency(&self) -> usize {
-        self.config.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1)
+        self.config
+            .concurrency
+            .unwrap_or(DEFAULT_CONCURRENCY)
+            .max(1)
     }
     /// Where `key` came from (`Default` when unset).
     pub fn source(&self, key: &str) -> Source {
@@ -590,12 +593,10 @@ fn apply(cfg: &mut LmConfig, sources: &mut BTreeMap<&'static str, Source>, l: &L
 /// YAML (so `rpm=60` is a number, `base_urls=[a, b]` a list) and checked
 /// by the same `LmConfig` type the files use.
 pub fn parse_named_flags(items: &[String]) -> Result<BTreeMap<String, LmConfig>, String> {
-    let mut by_name: BTreeMap<String, serde_json::Map<String, serde_json::Value>> =
-        BTreeMap::new();
+    let mut by_name: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
     for item in items {
-        let bad = || {
-            format!("--lm `{item}`: expected NAME.KEY=VALUE, e.g. --lm strong.model=gpt-4o")
-        };
+        let bad =
+            || format!("--lm `{item}`: expected NAME.KEY=VALUE, e.g. --lm strong.model=gpt-4o");
         let (lhs, value) = item.split_once('=').ok_or_else(bad)?;
         let (name, key) = lhs.split_once('.').ok_or_else(bad)?;
         if name.is_empty() || key.is_empty() {

@@ -273,9 +273,12 @@ impl Lm for BudgetedLm {
         }
         let resp = self.inner.complete(req).await?;
         if !resp.cache_hit {
-            self.spend.tokens.fetch_add(resp.usage.total(), Ordering::Relaxed);
+            self.spend
+                .tokens
+                .fetch_add(resp.usage.total(), Ordering::Relaxed);
             let cost = self.meter.price(&req.model, &resp.usage);
-            self.spend.cost_nano
+            self.spend
+                .cost_nano
                 .fetch_add((cost * NANO).round() as u64, Ordering::Relaxed);
         }
         Ok(resp)

@@ -119,7 +119,9 @@ pub fn check(
                 &join(at, role),
                 false,
                 format!("`{role}` must be the name of an LM under `lms:`"),
-                Some(format!("write e.g. `{role}: strong` with `lms: {{strong: {{model: ...}}}}`")),
+                Some(format!(
+                    "write e.g. `{role}: strong` with `lms: {{strong: {{model: ...}}}}`"
+                )),
             )),
         }
     }

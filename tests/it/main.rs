@@ -25,6 +25,7 @@ mod interrupt;
 #[cfg(feature = "embedded")]
 mod lm_embedded;
 mod lm_http;
+mod lms;
 mod lmspeed;
 mod metric;
 mod multichain;

@@ -53,7 +53,6 @@ impl Default for EmbeddedConfig {
     }
 }
 
-
 /// Physical CPU cores (hyper-threads share the SIMD units llama.cpp keeps
 /// busy, so counting them only adds contention). Falls back to the logical
 /// count where `/proc/cpuinfo` is not available.
