@@ -116,7 +116,8 @@ pub fn program_schema() -> Value {
         "n": {"type": "integer", "minimum": 1, "default": 3, "description": "refine / best_of_n: maximum attempts; multi_chain_comparison: attempts compared."},
         "threshold": {"type": "number", "default": 1.0, "description": "refine / best_of_n: stop at the first attempt whose reward reaches this."},
         "reward": {"$ref": "#/$defs/reward"},
-        "over": {"type": "string", "description": "map: the list-typed input iterated over."}
+        "over": {"type": "string", "description": "map: the list-typed input iterated over."},
+        "lm": {"type": "string", "description": "LM-calling nodes: the named LM (a key of `lms:`) this node's predictors call; default: the program's `lm:`."}
     });
     let node_variants: Vec<Value> = spec::NODE_KINDS
         .iter()
@@ -186,7 +187,8 @@ pub fn program_schema() -> Value {
         "properties": {
             "type": {"type": "string", "description": "exact_match, f1, contains, numeric, regex, json_match, sql_execution, llm_judge, command, ..."},
             "field": {"type": "string", "description": "The program output scored."},
-            "weight": {"type": "number", "description": "Weight in a list of metrics."}
+            "weight": {"type": "number", "description": "Weight in a list of metrics."},
+            "lm": {"type": "string", "description": "llm_judge: the named LM (`lms:`) that judges; default: the program's LM."}
         }
     });
     json!({
@@ -201,6 +203,7 @@ pub fn program_schema() -> Value {
             "name": {"type": "string", "description": "The program's name."},
             "description": {"type": "string", "description": "What the program does."},
             "lm": lm_schema("The LM (default: the embedded local model). A project file's `lm` overrides it."),
+            "lms": lms_schema("Named LMs: name -> LM settings. A node, the `llm_judge` metric or an optimizer role (`compile.prompt_lm`, `compile.reflection_lm`) picks one by name; each starts from the default LM's settings and overrides the keys it gives, and has its own limits, usage and cost."),
             "signatures": {"type": "object", "description": "Named signatures (shorthand string or mapping).", "additionalProperties": {"$ref": "#/$defs/signature"}},
             "inputs": {"$ref": "#/$defs/fields", "description": "Program inputs: name -> type."},
             "nodes": {"type": "object", "description": "Named nodes; order follows the bindings.", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": {"const": "input"}}, "additionalProperties": {"$ref": "#/$defs/node"}},
@@ -265,6 +268,15 @@ fn lm_schema(description: &str) -> Value {
 /// The `compile:` mapping, shared by program files and the project file,
 /// from the optimizer registry: one `if optimizer … then settings …` per
 /// optimizer, so an editor completes and documents each one's settings.
+fn lms_schema(description: &str) -> Value {
+    json!({
+        "type": "object",
+        "description": description,
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_-]*$"},
+        "additionalProperties": lm_schema("One named LM: the same keys as `lm:`.")
+    })
+}
+
 fn compile_schema(description: &str) -> Value {
     use crate::program::compile_section::DEFAULT_OPTIMIZER;
     let settings_of = |o: &dyn optimize::Registered| -> Value {
@@ -298,6 +310,8 @@ fn compile_schema(description: &str) -> Value {
         "additionalProperties": false,
         "properties": {
             "optimizer": {"enum": optimize::names(), "default": DEFAULT_OPTIMIZER, "description": "The optimizer `lmc compile` runs (`lmc compile --list` describes each)."},
+            "prompt_lm": {"type": "string", "description": "The named LM (`lms:`) the instruction proposer runs on (copro, mipro, gepa, simba); `--prompt-lm` overrides it."},
+            "reflection_lm": {"type": "string", "description": "The named LM GEPA reflects with (over `prompt_lm`)."},
             "settings": {"type": "object", "description": "Settings of the optimizer named beside them (bootstrap_random_search when none is); unknown keys and wrong types are errors."}
         },
         "allOf": variants
@@ -318,6 +332,7 @@ pub fn project_schema() -> Value {
         "properties": {
             "program": {"type": "string", "description": "The default program file (or compiled artifact), relative to this file."},
             "lm": lm_schema("LM settings that override the program's `lm:` for every command run in this project (only the keys given)."),
+            "lms": lms_schema("Named LMs that override the program's `lms:` entries key by key, or add new ones."),
             "compile": compile_schema("`lmc compile`'s optimizer and settings for this project, over the program's `compile:`; `--optimizer` and `--opt` override it.")
         }
     })

@@ -65,6 +65,8 @@ fn lm_usage<'a>(report: &'a Value, name: &str) -> &'a Value {
 fn text_to_sql_sends_each_node_to_its_own_lm_and_reports_usage_per_lm() {
     let strong = StubServer::start(sql_reply);
     let small = StubServer::start(sql_reply);
+    let reports = tempfile::tempdir().unwrap();
+    let (md, html) = (reports.path().join("r.md"), reports.path().join("r.html"));
     let (code, out, err) = run(clean()
         .args([
             "eval",
@@ -76,7 +78,11 @@ fn text_to_sql_sends_each_node_to_its_own_lm_and_reports_usage_per_lm() {
         .args(["--provider", "openai", "--model", "big", "--base-url"])
         .arg(strong.url())
         .args(["--lm", &format!("small.base_urls={}", small.url())])
-        .args(["--lm", "small.model=tiny"]));
+        .args(["--lm", "small.model=tiny"])
+        .arg("--markdown")
+        .arg(&md)
+        .arg("--html")
+        .arg(&html));
     assert_eq!(code, 0, "{err}");
     // Table picking went to the small LM only, SQL and answers to the default.
     let small_sys = systems(&small);
@@ -106,6 +112,19 @@ fn text_to_sql_sends_each_node_to_its_own_lm_and_reports_usage_per_lm() {
     // And on stderr.
     assert!(err.contains("LM small (tiny): 2 calls"), "{err}");
     assert!(err.contains("LM default (big): 4 calls"), "{err}");
+    // And in the Markdown and HTML reports.
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(
+        md.contains("| LM `small` | tiny: 2 calls (cache hits 0)"),
+        "{md}"
+    );
+    assert!(md.contains("| LM `default` | big: 4 calls"), "{md}");
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(html.contains("<h2>LMs</h2>"));
+    assert!(
+        html.contains("<tr><td>small</td><td>tiny</td><td>2</td>"),
+        "LMs table"
+    );
 }
 
 /// A word-reversing program whose metric is an LLM judge on the LM `judge`
