@@ -223,12 +223,17 @@ fn check_roles(roles: &BTreeMap<String, String>, stages: &[&dyn Configured]) -> 
     for role in roles.keys() {
         let used = stages.iter().any(|o| match role.as_str() {
             "reflection_lm" => o.name() == "gepa",
+            "teacher_lm" => o.searches().demos,
             _ => o.uses_prompt_lm(),
         });
         if !used {
             return Err(input_err(format!(
                 "`compile.{role}` names an LM for {}, and this compile runs `{}`\n  = help: remove `{role}`, or choose an optimizer that uses it",
-                if role == "reflection_lm" { "GEPA's reflection".to_string() } else { "the instruction proposer".to_string() },
+                match role.as_str() {
+                    "reflection_lm" => "GEPA's reflection",
+                    "teacher_lm" => "the bootstrapping teacher",
+                    _ => "the instruction proposer",
+                },
                 super::pipeline::names(stages)
             )));
         }
@@ -838,6 +843,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // The file names this stage's proposer (or GEPA's reflection
             // model): it runs on that LM, the task on the default.
             engine = engine.with_prompt_lm(ctx.with_lm(Some(name)));
+        }
+        if let Some(name) = s.roles.get("teacher_lm") {
+            engine = engine.with_teacher_lm(ctx.all_on(name));
         }
         let start = match runs.last() {
             Some((_, o)) => Some(o.best.clone()),

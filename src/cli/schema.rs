@@ -312,6 +312,7 @@ fn compile_schema(description: &str) -> Value {
             "optimizer": {"enum": optimize::names(), "default": DEFAULT_OPTIMIZER, "description": "The optimizer `lmc compile` runs (`lmc compile --list` describes each)."},
             "prompt_lm": {"type": "string", "description": "The named LM (`lms:`) the instruction proposer runs on (copro, mipro, gepa, simba); `--prompt-lm` overrides it."},
             "reflection_lm": {"type": "string", "description": "The named LM GEPA reflects with (over `prompt_lm`)."},
+            "teacher_lm": {"type": "string", "description": "The named LM the bootstrapping teacher runs every predictor on (demo-searching optimizers); demos it makes are used with the task LM."},
             "settings": {"type": "object", "description": "Settings of the optimizer named beside them (bootstrap_random_search when none is); unknown keys and wrong types are errors."}
         },
         "allOf": variants

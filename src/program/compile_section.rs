@@ -25,11 +25,18 @@ use crate::yaml::{join, PosIndex};
 pub const DEFAULT_OPTIMIZER: &str = "bootstrap_random_search";
 
 /// The keys of a `compile:` section.
-pub const COMPILE_KEYS: &[&str] = &["optimizer", "settings", "prompt_lm", "reflection_lm"];
+pub const COMPILE_KEYS: &[&str] = &[
+    "optimizer",
+    "settings",
+    "prompt_lm",
+    "reflection_lm",
+    "teacher_lm",
+];
 
 /// The optimizer roles that may name an LM of `lms:` (`compile: {ROLE: NAME}`):
-/// the proposer writing instructions, and GEPA's reflection model.
-pub const LM_ROLES: &[&str] = &["prompt_lm", "reflection_lm"];
+/// the proposer writing instructions, GEPA's reflection model, and the
+/// teacher that bootstrapping runs to make demos.
+pub const LM_ROLES: &[&str] = &["prompt_lm", "reflection_lm", "teacher_lm"];
 
 /// A checked `compile:` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -44,7 +51,7 @@ pub struct CompileConfig {
     /// Where each setting was written, `FILE:LINE:COL`, for the lineage.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub origins: BTreeMap<String, String>,
-    /// Optimizer role (`prompt_lm`, `reflection_lm`) -> named LM.
+    /// Optimizer role (`prompt_lm`, `reflection_lm`, `teacher_lm`) -> named LM.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lms: BTreeMap<String, String>,
 }
@@ -101,7 +108,7 @@ pub fn check(
                 format!("unknown key `{k}` in `{at}`"),
                 Some(
                     did_you_mean(k, COMPILE_KEYS.iter().copied()).unwrap_or_else(|| {
-                        "`compile` takes `optimizer`, `settings`, `prompt_lm` and `reflection_lm`"
+                        "`compile` takes `optimizer`, `settings`, `prompt_lm`, `reflection_lm` and `teacher_lm`"
                             .into()
                     }),
                 ),

@@ -84,6 +84,19 @@ impl RunContext {
         }
     }
 
+    /// This context with every LM, named ones included, replaced by the
+    /// LM `name`: a whole program on one model (a bootstrapping teacher).
+    pub fn all_on(&self, name: &str) -> RunContext {
+        let Some(h) = self.lms.get(name) else {
+            return self.clone();
+        };
+        let lms = self.lms.keys().map(|k| (k.clone(), h.clone())).collect();
+        RunContext {
+            lms: Arc::new(lms),
+            ..self.with_lm(Some(name))
+        }
+    }
+
     /// The context a node runs in: its `lm:` if it names one.
     pub fn lm_for(&self, node: &Node) -> RunContext {
         self.with_lm(node.lm.as_deref())

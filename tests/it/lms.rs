@@ -400,3 +400,87 @@ fn a_named_lm_gets_no_key_the_file_chose_unless_the_runner_allows_it() {
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].as_deref(), Some(&format!("Bearer {SECRET}")[..]));
 }
+
+#[test]
+fn a_bootstrapping_teacher_named_in_compile_runs_on_its_own_lm() {
+    // The teacher answers right (reversed), the task LM echoes: the demos
+    // come from the teacher's server, the scoring from the task's.
+    let reply = |word_rev: bool| {
+        move |r: &StubRequest| {
+            let word = r
+                .last_user()
+                .split("[[ ## word ## ]]\n")
+                .nth(1)
+                .and_then(|rest| rest.lines().next())
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let answer: String = if word_rev {
+                word.chars().rev().collect()
+            } else {
+                word
+            };
+            StubReply::Ok(format!(
+                "[[ ## answer ## ]]\n{answer}\n\n[[ ## completed ## ]]"
+            ))
+        }
+    };
+    let task = StubServer::start(reply(false));
+    let teacher = StubServer::start(reply(true));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("prog.yaml"),
+        format!(
+            "name: reverse\n\
+             inputs: {{word: str}}\n\
+             nodes:\n  flip: {{kind: predict, signature: word -> answer, inputs: {{word: input.word}}}}\n\
+             outputs: {{answer: flip.answer}}\n\
+             lms:\n  teacher: {{base_urls: [{}], model: teacher-m}}\n\
+             metric: {{type: exact_match, field: answer}}\n\
+             compile: {{optimizer: bootstrap_few_shot, teacher_lm: teacher, settings: {{max_labeled_demos: 0}}}}\n",
+            teacher.url()
+        ),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("tests/fixtures/instruction/words.csv"),
+        dir.path().join("words.csv"),
+    )
+    .unwrap();
+    let (code, out, err) = run(clean()
+        .current_dir(dir.path())
+        .args([
+            "compile",
+            "prog.yaml",
+            "--quiet",
+            "--json",
+            "-o",
+            "out.json",
+        ])
+        .args(["--trainset", "words.csv", "--valset", "words.csv"])
+        .args(["--provider", "openai", "--model", "task-m", "--base-url"])
+        .arg(task.url()));
+    assert_eq!(code, 0, "{err}");
+    assert!(teacher.requests() > 0, "the teacher LM was never called");
+    assert!(teacher.received().iter().all(|b| b["model"] == "teacher-m"));
+    assert!(task.requests() > 0);
+    // Bootstrapped demos hold the teacher's (reversed) answers.
+    let art: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap())
+            .unwrap();
+    let demos = art["predictors"]["flip"]["demos"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        demos.iter().any(|d| d["fields"]["answer"] == "olleh"),
+        "demos: {demos:?}\n{out}"
+    );
+    // Usage per LM in compile --json.
+    let j: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = j["lms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|u| u["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["default", "teacher"], "{out}");
+}
