@@ -1099,6 +1099,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "{k:>width$}  {v}");
         }
     }
+    if !args.quiet {
+        super::lm_args::print_usage(&per_lm);
+    }
     if let Some(reason) = &l.interrupted {
         let score = l
             .dev_score

@@ -449,14 +449,7 @@ fn a_bootstrapping_teacher_named_in_compile_runs_on_its_own_lm() {
     .unwrap();
     let (code, out, err) = run(clean()
         .current_dir(dir.path())
-        .args([
-            "compile",
-            "prog.yaml",
-            "--quiet",
-            "--json",
-            "-o",
-            "out.json",
-        ])
+        .args(["compile", "prog.yaml", "--json", "-o", "out.json"])
         .args(["--trainset", "words.csv", "--valset", "words.csv"])
         .args(["--provider", "openai", "--model", "task-m", "--base-url"])
         .arg(task.url()));
@@ -483,4 +476,6 @@ fn a_bootstrapping_teacher_named_in_compile_runs_on_its_own_lm() {
         .map(|a| a.iter().filter_map(|u| u["name"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(names, ["default", "teacher"], "{out}");
+    // And one line per LM on stderr.
+    assert!(err.contains("LM teacher (teacher-m): "), "{err}");
 }
