@@ -264,11 +264,23 @@ pub fn resolve(inputs: &Inputs) -> Result<LmSet, String> {
         .files
         .iter()
         .flat_map(|f| f.lms.keys().cloned())
-        .chain(inputs.named_flags.keys().cloned())
         .filter(|n| n != DEFAULT_LM)
         .collect();
     names.sort();
     names.dedup();
+    // `--lm NAME.…` changes an LM a file declares: a misspelt name would
+    // otherwise add an LM nothing calls and leave the intended one as is.
+    for n in inputs.named_flags.keys() {
+        if n != DEFAULT_LM && !names.contains(n) {
+            let hint = crate::diag::did_you_mean(n, names.iter().map(String::as_str))
+                .unwrap_or_else(|| {
+                    "declare it under `lms:` in the program or lmc.yaml (`--lm default.KEY=…` sets the default LM)".into()
+                });
+            return Err(format!(
+                "--lm {n}.…: no LM `{n}` is declared\n  = help: {hint}"
+            ));
+        }
+    }
     let flag_source = |k: &'static str| flag_of(k);
     let layers_for = |name: &str| -> Vec<Layer> {
         let mut layers = Vec::new();

@@ -327,6 +327,11 @@ fn config_shows_each_value_and_its_source_flag_env_project_program_default() {
         "{out}"
     );
     assert!(out.contains("\nsmall:\n"), "{out}");
+    // A misspelt --lm name is refused rather than adding an unused LM.
+    let (code, _, err) = run(cfg().args(["--lm", "smal.model=x"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no LM `smal` is declared"), "{err}");
+    assert!(err.contains("did you mean `small`?"), "{err}");
 }
 
 const SECRET: &str = "sk-test-named-lm-secret-42";
