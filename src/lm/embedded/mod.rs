@@ -28,7 +28,7 @@ pub use crate::lm::resolve::DEFAULT_MODEL_FILE;
 pub const DEFAULT_CONTEXT: u32 = 4096;
 
 /// Sequences decoded together when not configured.
-pub const DEFAULT_MAX_BATCH: usize = 8;
+pub const DEFAULT_MAX_BATCH: usize = crate::lm::resolve::DEFAULT_CONCURRENCY;
 
 /// How to load the embedded engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
