@@ -129,7 +129,8 @@ fn main() {
             no_cache: true,
             ..LmOptions::default()
         };
-        let (lm, _meter) = build_lm(&cfg, &opts).expect("LM");
+        let (lm, _meter) =
+            build_lm(&lmc::lm::ResolvedLm::from_config(&cfg).expect("LM"), &opts).expect("LM");
         let ctx = RunContext::new(lm);
         let eval_opts = EvalOptions {
             concurrency,

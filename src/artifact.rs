@@ -304,6 +304,9 @@ pub struct Artifact {
     /// environment variable only, URL credentials are stripped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lm: Option<LmConfig>,
+    /// Every named LM the compile resolved, redacted the same way.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lms: std::collections::BTreeMap<String, LmConfig>,
     pub lineage: Lineage,
 }
 
@@ -428,8 +431,18 @@ impl Artifact {
             },
             predictors: overlay.predictors.clone(),
             lm: lm.map(redact_lm),
+            lms: Default::default(),
             lineage,
         }
+    }
+
+    /// Record the named LMs (redacted) besides the default one.
+    pub fn with_lms<'a>(mut self, lms: impl IntoIterator<Item = (&'a String, LmConfig)>) -> Self {
+        self.lms = lms
+            .into_iter()
+            .map(|(n, c)| (n.clone(), redact_lm(&c)))
+            .collect();
+        self
     }
 
     /// Read and validate an artifact file. The program is not lowered here

@@ -9,18 +9,20 @@
 //! imports no graph code (`run`) and no metric code.
 
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::adapter::{AdapterKind, ParseError};
 use crate::lm::{LmError, LmRequest, SharedLm};
 use crate::overlay::Overlay;
+use crate::program::Node;
 use crate::signature::Signature;
 use crate::tools::Toolbox;
 use crate::trace::{LmCallRecord, Step, Trace};
 
 /// The completion allowance per LM call when `max_tokens` is not set.
-pub const DEFAULT_MAX_TOKENS: u32 = 512;
+pub use crate::lm::resolve::DEFAULT_MAX_TOKENS;
 
 /// Everything a run depends on besides the program and the overlay.
 #[derive(Clone)]
@@ -33,6 +35,18 @@ pub struct RunContext {
     /// (cache key), e.g. bootstrapping rounds at higher temperature.
     pub rollout_id: Option<u64>,
     pub tools: Arc<Toolbox>,
+    /// Every LM of the run by name (`default` included), so a node, a
+    /// metric or an optimizer role that names one gets it ([`Self::with_lm`]).
+    pub lms: Arc<BTreeMap<String, LmHandle>>,
+}
+
+/// One LM as the runner calls it: the stack and its sampling settings.
+#[derive(Clone)]
+pub struct LmHandle {
+    pub lm: SharedLm,
+    pub adapter: AdapterKind,
+    pub temperature: f32,
+    pub max_tokens: u32,
 }
 
 impl RunContext {
@@ -44,6 +58,64 @@ impl RunContext {
             max_tokens: DEFAULT_MAX_TOKENS,
             rollout_id: None,
             tools: Arc::new(Toolbox::default()),
+            lms: Arc::default(),
+        }
+    }
+
+    /// This context calling the LM `name` (`None`: unchanged). Names are
+    /// checked when the program is lowered and the LM set resolved, so an
+    /// unknown one cannot reach here from the CLI; a library caller that
+    /// passes one keeps the current LM.
+    pub fn with_lm(&self, name: Option<&str>) -> RunContext {
+        let Some(h) = name.and_then(|n| self.lms.get(n)) else {
+            return self.clone();
+        };
+        RunContext {
+            lm: h.lm.clone(),
+            adapter: h.adapter,
+            temperature: h.temperature,
+            max_tokens: h.max_tokens,
+            ..self.clone()
+        }
+    }
+
+    /// This context with every LM, named ones included, replaced by the
+    /// LM `name`: a whole program on one model (a bootstrapping teacher).
+    pub fn all_on(&self, name: &str) -> RunContext {
+        let Some(h) = self.lms.get(name) else {
+            return self.clone();
+        };
+        let lms = self.lms.keys().map(|k| (k.clone(), h.clone())).collect();
+        RunContext {
+            lms: Arc::new(lms),
+            ..self.with_lm(Some(name))
+        }
+    }
+
+    /// The context a node runs in: its `lm:` if it names one.
+    pub fn lm_for(&self, node: &Node) -> RunContext {
+        self.with_lm(node.lm.as_deref())
+    }
+
+    /// The same context with every LM wrapped by `wrap` (eval's stop guard).
+    pub fn map_lms(&self, wrap: impl Fn(SharedLm) -> SharedLm) -> RunContext {
+        let lms = self
+            .lms
+            .iter()
+            .map(|(n, h)| {
+                (
+                    n.clone(),
+                    LmHandle {
+                        lm: wrap(h.lm.clone()),
+                        ..h.clone()
+                    },
+                )
+            })
+            .collect();
+        RunContext {
+            lm: wrap(self.lm.clone()),
+            lms: Arc::new(lms),
+            ..self.clone()
         }
     }
 

@@ -13,11 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::artifact::Artifact;
+use crate::lm::resolve::FileLms;
 use crate::lm::SharedLm;
 use crate::overlay::Overlay;
 use crate::program::{LmConfig, Program};
 use crate::run::RunContext;
 use crate::tools::Toolbox;
+use crate::trust::SourceMap;
 
 /// The project file's name.
 pub const PROJECT_FILE: &str = "lmc.yaml";
@@ -45,6 +47,8 @@ pub struct Project {
     pub program: Option<PathBuf>,
     /// LM settings that override the program's.
     pub lm: Option<LmConfig>,
+    /// Named LMs that override (key by key) or add to the program's `lms:`.
+    pub lms: std::collections::BTreeMap<String, LmConfig>,
     /// `lmc compile`'s optimizer and settings, over the program's `compile:`.
     pub compile: Option<crate::program::CompileConfig>,
 }
@@ -65,35 +69,34 @@ pub struct Target {
 }
 
 impl Target {
-    /// The effective LM config: the artifact's or program's, overridden by
-    /// the project's `lm:` keys.
-    pub fn lm_config(&self) -> LmConfig {
-        let mut cfg = self
-            .artifact
-            .as_ref()
-            .and_then(|a| a.lm.clone())
-            .or_else(|| self.program.lm.clone())
-            .unwrap_or_default();
-        if let Some(p) = self.project.as_ref().and_then(|p| p.lm.as_ref()) {
-            merge_lm(&mut cfg, p);
+    /// The files' LM sections, lowest precedence first: the artifact's
+    /// (when it recorded any) or else the program's, then the project's.
+    /// `lm::resolve` layers the environment and the command line on top.
+    pub fn lm_files(&self) -> Vec<FileLms<'_>> {
+        let mut files = Vec::new();
+        match self.artifact.as_ref().filter(|a| a.lm.is_some()) {
+            Some(a) => files.push(FileLms {
+                lm: a.lm.as_ref(),
+                lms: &a.lms,
+                map: SourceMap::read(&self.path),
+            }),
+            None => files.push(FileLms {
+                lm: self.program.lm.as_ref(),
+                lms: &self.program.lms,
+                map: crate::trust::locate::program_source(self),
+            }),
         }
-        cfg
-    }
-}
-
-/// Overlay `over`'s set keys onto `base`.
-pub fn merge_lm(base: &mut LmConfig, over: &LmConfig) {
-    let b = serde_json::to_value(&*base).unwrap_or_default();
-    let o = serde_json::to_value(over).unwrap_or_default();
-    if let (serde_json::Value::Object(mut bm), serde_json::Value::Object(om)) = (b, o) {
-        for (k, v) in om {
-            if !v.is_null() {
-                bm.insert(k, v);
-            }
+        if let Some(p) = &self.project {
+            // Shown relative to the working directory, as in `using …` notes.
+            let cwd = std::env::current_dir().unwrap_or_default();
+            let text = std::fs::read_to_string(&p.path).unwrap_or_default();
+            files.push(FileLms {
+                lm: p.lm.as_ref(),
+                lms: &p.lms,
+                map: SourceMap::new(shown(&p.path, &cwd), &text),
+            });
         }
-        if let Ok(m) = serde_json::from_value(serde_json::Value::Object(bm)) {
-            *base = m;
-        }
+        files
     }
 }
 
@@ -170,6 +173,31 @@ pub fn read_project(path: &Path) -> Result<Project, SettingsError> {
                 }
                 project.lm = Some(lm);
             }
+            "lms" => {
+                let lms: std::collections::BTreeMap<String, LmConfig> =
+                    serde_json::from_value(v.clone()).map_err(|e| err(format!("`lms`: {e}")))?;
+                let idx = doc.root.index();
+                let mut diags = Vec::new();
+                for (name, lm) in &lms {
+                    for (p, message, hint) in crate::program::lower::lm_limit_problems(lm) {
+                        let p = format!("lms.{name}{}", p.trim_start_matches("lm"));
+                        diags.push(
+                            crate::diag::Diagnostic::error(message)
+                                .at(idx.locate(&p))
+                                .path(&p)
+                                .hint(hint)
+                                .file(path),
+                        );
+                    }
+                }
+                if !diags.is_empty() {
+                    return Err(SettingsError::Project {
+                        path: path.to_path_buf(),
+                        message: crate::diag::Diagnostics(diags).to_string(),
+                    });
+                }
+                project.lms = lms;
+            }
             "compile" => {
                 let idx = doc.root.index();
                 let (c, diags) = crate::program::compile_section::check(v, &idx, "compile", path);
@@ -186,7 +214,7 @@ pub fn read_project(path: &Path) -> Result<Project, SettingsError> {
             }
             other => {
                 return Err(err(format!(
-                    "unknown key `{other}` (expected `program`, `lm` or `compile`)"
+                    "unknown key `{other}` (expected `program`, `lm`, `lms` or `compile`)"
                 )));
             }
         }
@@ -292,8 +320,8 @@ fn shown(path: &Path, cwd: &Path) -> String {
 }
 
 /// The run context for `program` with `lm` and the program's tools opened
-/// (sampling and adapter settings are applied by the caller from the merged
-/// LM config: `cli::lm_args::configure_context`).
+/// (the LM set and its sampling settings are added by
+/// `cli::lm_args::BuiltLms::context`).
 pub fn run_context(program: &Program, lm: SharedLm) -> Result<RunContext, SettingsError> {
     let tools = Toolbox::open(program).map_err(|e| SettingsError::Tools(e.to_string()))?;
     Ok(RunContext {

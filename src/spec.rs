@@ -89,6 +89,9 @@ pub struct ProgramSpec {
     pub description: Option<String>,
     #[serde(default)]
     pub lm: Option<LmConfig>,
+    /// Named LMs nodes, optimizer roles and metrics can pick by name.
+    #[serde(default)]
+    pub lms: OrderedMap<LmConfig>,
     #[serde(default)]
     pub signatures: OrderedMap<SignatureSpec>,
     #[serde(default)]
@@ -246,6 +249,7 @@ pub const PROGRAM_KEYS: &[&str] = &[
     "name",
     "description",
     "lm",
+    "lms",
     "signatures",
     "inputs",
     "nodes",
@@ -313,7 +317,7 @@ mod tests {
     #[test]
     fn every_listed_key_deserializes() {
         let v = serde_json::json!({
-            "name": "x", "description": "d", "lm": {"max_tokens": 3},
+            "name": "x", "description": "d", "lm": {"max_tokens": 3}, "lms": {"small": {"model": "m"}},
             "signatures": {"s": {"instructions": "i", "inputs": {"a": {"type": "str", "description": "d", "prefix": "p", "schema": {}}}, "outputs": {"b": {"type": "int", "default": 0}}},
                            "t": "a -> b"},
             "inputs": {"a": "str"},

@@ -51,6 +51,16 @@ pub enum AdapterKind {
     Json,
 }
 
+impl AdapterKind {
+    /// The name written in configs (`chat`, `json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdapterKind::Chat => "chat",
+            AdapterKind::Json => "json",
+        }
+    }
+}
+
 impl std::str::FromStr for AdapterKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

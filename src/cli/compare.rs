@@ -22,7 +22,7 @@ use std::sync::Arc;
 use super::common::{column_field, column_map, input_err, KeyValue};
 use super::eval::{prepare, Prepared, Selection};
 use super::lm_args::LmArgs;
-use super::lm_variant::{apply_variant, parse_variant, LmVariant};
+use super::lm_variant::{apply_variant, parse_variant, use_named, LmVariant};
 use super::progress::{human_count, EvalProgress};
 use super::CliError;
 use crate::eval::compare::{self, fmt_p, CellInput, CompareReport, Prices};
@@ -286,6 +286,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             skip_bad_rows: args.skip_bad_rows,
             strict: args.strict,
             trust: &args.lm.trust,
+            lm: &args.lm,
         })?);
     }
     let first = &prepared[0];
@@ -316,12 +317,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // Build every cell's LM stack; the budget is shared, the cache is one
     // directory (several stores on one SQLite file in WAL mode are safe).
-    let budget = args
-        .lm
-        .concurrency
-        .or(first.lm_config.concurrency)
-        .unwrap_or(8)
-        .max(1);
+    let budget = first.lm_set.default.concurrency();
     let permits = Arc::new(tokio::sync::Semaphore::new(budget));
     let labels = target_labels(&args.targets);
     let mut cells: Vec<Cell> = Vec::new();
@@ -332,16 +328,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             variants.iter().map(Some).collect()
         };
         for v in variant_list {
-            let (flags, file_cfg) = match v {
-                Some(v) => apply_variant(v, &args.lm, &p.lm_config).map_err(input_err)?,
-                None => (args.lm.clone(), p.lm_config.clone()),
+            // Each cell's LMs go through the one resolution path, with the
+            // variant's settings as flags; the shared budget wraps them all.
+            let lms = match v {
+                Some(v) => {
+                    let flags = apply_variant(v, &args.lm).map_err(input_err)?;
+                    let mut set = flags.resolve(&p.lm_target)?;
+                    use_named(v, &mut set).map_err(input_err)?;
+                    flags.build_set(set)?
+                }
+                None => args.lm.build_set(p.lm_set.clone())?,
             };
-            let (cfg, built) = flags.build(Some(&file_cfg), &p.lm_declared)?;
-            let lm: SharedLm = Arc::new(SharedBudget {
-                inner: built.lm.clone(),
-                permits: permits.clone(),
+            let cfg = lms.set.default.config.clone();
+            let ctx = lms.context(&p.program)?.map_lms(|lm| -> SharedLm {
+                Arc::new(SharedBudget {
+                    inner: lm,
+                    permits: permits.clone(),
+                })
             });
-            let ctx = super::eval::context(&p.program, &cfg, lm)?;
             let prices = match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
                 (None, None) => None,
                 (pp, pc) => Some(Prices {

@@ -211,28 +211,74 @@ fn prompt_context(
             super::pipeline::names(stages)
         )));
     }
+    // The proposer's URL and key variable are the runner's own flags (the
+    // credential rule sees them as such).
     let cfg = crate::program::LmConfig {
         provider: (!args.prompt_base_url.is_empty()).then(|| "openai".to_string()),
         model: args.prompt_lm.clone(),
-        ..Default::default()
-    };
-    let (_, opts) = args.lm.merge(None);
-    // The proposer's URL and key variable are the runner's own flags (the
-    // credential rule sees them as such).
-    let opts = crate::lm::build::LmOptions {
-        provider: None,
-        model: None,
         base_urls: args.prompt_base_url.clone(),
         api_key_env: args.prompt_api_key_env.clone(),
-        credentials: Some(crate::trust::credentials::CredentialPolicy {
-            trust: args.lm.trust.resolve()?,
-            declared: Default::default(),
-        }),
-        ..opts
+        ..Default::default()
     };
-    let built = crate::lm::build::build_lm_full(&cfg, &opts)
+    let lm = crate::lm::ResolvedLm::from_config(&cfg)
+        .map_err(|e| input_err(format!("--prompt-lm: {e}")))?;
+    let built = crate::lm::build::build_lm_full(&lm, &args.lm.options()?)
         .map_err(|e| input_err(format!("--prompt-lm: {e}")))?;
     Ok(Some(crate::run::RunContext::new(built.lm)))
+}
+
+/// The named LM a stage's proposer runs on, from `compile:`: GEPA's
+/// `reflection_lm`, else `prompt_lm` (for every instruction search).
+fn role_lm<'a>(roles: &'a BTreeMap<String, String>, opt: &dyn Configured) -> Option<&'a str> {
+    if !opt.uses_prompt_lm() {
+        return None;
+    }
+    let reflection = (opt.name() == "gepa")
+        .then(|| roles.get("reflection_lm"))
+        .flatten();
+    reflection
+        .or_else(|| roles.get("prompt_lm"))
+        .map(String::as_str)
+}
+
+/// A role no stage has is a mistake worth saying (it would silently do
+/// nothing): `reflection_lm` needs `gepa`, `prompt_lm` an instruction search.
+fn check_roles(roles: &BTreeMap<String, String>, stages: &[&dyn Configured]) -> anyhow::Result<()> {
+    for role in roles.keys() {
+        let used = stages.iter().any(|o| match role.as_str() {
+            "reflection_lm" => o.name() == "gepa",
+            "teacher_lm" => o.searches().demos,
+            _ => o.uses_prompt_lm(),
+        });
+        if !used {
+            return Err(input_err(format!(
+                "`compile.{role}` names an LM for {}, and this compile runs `{}`\n  = help: remove `{role}`, or choose an optimizer that uses it",
+                match role.as_str() {
+                    "reflection_lm" => "GEPA's reflection",
+                    "teacher_lm" => "the bootstrapping teacher",
+                    _ => "the instruction proposer",
+                },
+                super::pipeline::names(stages)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The run's totals over every LM.
+fn total_usage(per_lm: &[crate::lm::usage::LmUsage]) -> crate::lm::UsageSnapshot {
+    let mut t = crate::lm::UsageSnapshot::default();
+    for u in per_lm {
+        let s = &u.usage;
+        t.calls += s.calls;
+        t.cache_hits += s.cache_hits;
+        t.errors += s.errors;
+        t.retries += s.retries;
+        t.prompt_tokens += s.prompt_tokens;
+        t.completion_tokens += s.completion_tokens;
+        t.cost += s.cost;
+    }
+    t
 }
 
 /// Progress bars: one per phase, with the best score so far.
@@ -393,8 +439,11 @@ struct Setup {
     /// Where each setting given explicitly came from (`FILE:LINE:COL`, `--opt`).
     settings_from: BTreeMap<String, String>,
     output: PathBuf,
-    lm_cfg: crate::program::LmConfig,
-    lm_declared: crate::trust::locate::LmDeclarations,
+    /// Every LM, resolved once (built in `run`).
+    lm_set: crate::lm::LmSet,
+    /// Optimizer role (`prompt_lm`, `reflection_lm`) -> named LM, from the
+    /// program's and the project's `compile:` (the project's wins).
+    roles: BTreeMap<String, String>,
     /// Compiling from an artifact: its overlay and the stages so far.
     base: Option<(crate::overlay::Overlay, Vec<crate::artifact::Stage>)>,
     /// `--objective`, else the last `compile.objective`, else `score`.
@@ -517,6 +566,12 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
     } else {
         super::pipeline::configure_listed(listed, &opts[1..])?
     };
+    let roles: BTreeMap<String, String> = sections
+        .iter()
+        .flatten()
+        .flat_map(|c| c.lms.clone())
+        .collect();
+    let lm_set = args.lm.resolve(&target)?;
     let mut columns = program.datasets.columns.clone();
     columns.extend(super::common::column_map(&args.map));
     let load = |path: &Path, limit: Option<usize>| -> anyhow::Result<Dataset> {
@@ -575,8 +630,8 @@ fn resolve(args: &Args) -> anyhow::Result<Setup> {
         PathBuf::from(format!("{stem}.compiled.json"))
     });
     Ok(Setup {
-        lm_cfg: target.lm_config(),
-        lm_declared: crate::trust::locate::LmDeclarations::of(&target),
+        lm_set,
+        roles,
         program,
         program_path: target.path,
         train,
@@ -683,12 +738,14 @@ fn cost_bound(
     p: &optimize::Projection,
 ) -> anyhow::Result<Option<f64>> {
     let effective = optimizer.settings();
-    let (cfg, _) = args.lm.merge(Some(&s.lm_cfg));
+    let _ = args;
+    let lm = &s.lm_set.default;
+    let cfg = &lm.config;
     Ok(
         match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
             (None, None) => None,
             (pp, pc) => {
-                let adapter = super::lm_args::adapter_of(&cfg)?;
+                let adapter = lm.adapter;
                 let max_demos = effective
                     .get("max_labeled_demos")
                     .or_else(|| effective.get("k"))
@@ -710,7 +767,7 @@ fn cost_bound(
                     prompt_tokens += (chars / 4) as u64;
                 }
                 let per_run_prompt = prompt_tokens.max(1);
-                let completion = cfg.max_tokens.unwrap_or(512) as u64 * p.calls_per_run;
+                let completion = lm.max_tokens() as u64 * p.calls_per_run;
                 let runs = p.lm_calls / p.calls_per_run.max(1);
                 Some(
                     runs as f64
@@ -735,11 +792,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return dry_run(&args, &s);
     }
     let started = Instant::now();
-    let (cfg, built) = args.lm.build(Some(&s.lm_cfg), &s.lm_declared)?;
-    let mut ctx = crate::settings::run_context(&s.program, built.lm.clone())
-        .map_err(|e| input_err(format!("{e}")))?;
-    super::lm_args::configure_context(&cfg, &mut ctx)?;
-    let concurrency = cfg.concurrency.unwrap_or(8).max(1);
+    let lms = args.lm.build_set(s.lm_set.clone())?;
+    lms.check_names(
+        s.metric
+            .lm_name()
+            .map(|n| (n, "the metric `llm_judge`".to_string()))
+            .into_iter()
+            .chain(
+                s.roles
+                    .iter()
+                    .map(|(role, n)| (n.as_str(), format!("`compile.{role}`"))),
+            ),
+    )?;
+    let ctx = lms.context(&s.program)?;
+    let concurrency = lms.set.default.concurrency();
     let stages = s.stages();
     let shape = Shape {
         program: &s.program,
@@ -763,6 +829,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let valset = s.val.as_ref().unwrap_or(&s.train);
     let prompt = prompt_context(&args, &stages)?;
+    check_roles(&s.roles, &stages)?;
     // The search state is checkpointed next to the artifact as it goes.
     let ck_inputs = super::checkpoint::inputs(
         &s.program.content_hash,
@@ -772,7 +839,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         &valset.hash,
         &s.metric.content_hash(),
         args.seed,
-        &cfg,
+        &lms.set.default.config,
         args.prompt_lm.as_deref(),
     );
     let ck_path = super::checkpoint::path_for(&s.output);
@@ -850,8 +917,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_checkpoints(writer.hook(i, opt.name()), resume);
         if let Some(p) = prompt.as_ref().filter(|_| opt.uses_prompt_lm()) {
             engine = engine.with_prompt_lm(p.clone());
+        } else if let Some(name) = role_lm(&s.roles, opt) {
+            // The file names this stage's proposer (or GEPA's reflection
+            // model): it runs on that LM, the task on the default.
+            engine = engine.with_prompt_lm(ctx.with_lm(Some(name)));
         }
-        engine = engine.with_objective(s.objective, prices(&cfg));
+        if let Some(name) = s.roles.get("teacher_lm") {
+            engine = engine.with_teacher_lm(ctx.all_on(name));
+        }
+        engine = engine.with_objective(s.objective, prices(&lms.set.default.config));
         let start = match runs.last() {
             Some((_, o)) => Some(o.best.clone()),
             None => s.base.as_ref().map(|(b, _)| b.clone()),
@@ -942,7 +1016,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let (requests, _) = engine.usage();
-    let meter = built.meter.snapshot();
+    let per_lm = lms.usage();
+    let meter = total_usage(&per_lm);
     let lineage = Lineage {
         optimizer: final_stage.name().to_string(),
         settings: final_stage.settings(),
@@ -981,7 +1056,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         stages: earlier,
         tradeoff: engine.tradeoff(),
     };
-    let artifact = Artifact::new(&s.program, &outcome.best, Some(&cfg), lineage, &s.output);
+    let artifact = Artifact::new(
+        &s.program,
+        &outcome.best,
+        Some(&lms.set.default.recorded()),
+        lineage,
+        &s.output,
+    )
+    .with_lms(lms.set.named.iter().map(|(n, r)| (n, r.recorded())));
     artifact
         .save(&s.output)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -1021,6 +1103,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "prompt_tokens": l.run.prompt_tokens,
                 "completion_tokens": l.run.completion_tokens,
                 "cost": l.run.cost,
+                "lms": if per_lm.len() > 1 { json!(per_lm) } else { Value::Null },
                 "wall_time_s": l.run.wall_time_s,
                 "budget_exhausted": l.budget_exhausted,
                 "interrupted": l.interrupted,
@@ -1122,6 +1205,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for (k, v) in rows {
             let _ = writeln!(out, "{k:>width$}  {v}");
         }
+    }
+    if !args.quiet {
+        super::lm_args::print_usage(&per_lm);
     }
     if let Some(reason) = &l.interrupted {
         let score = l

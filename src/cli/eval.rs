@@ -212,6 +212,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     report.dataset.path = Some(crate::eval::report_path(&setup.dataset_path));
     report.dataset.hash = setup.dataset.hash.clone();
     report.dataset.bad_rows = setup.dataset.bad_rows.len();
+    let per_lm = setup.lms.usage();
+    if per_lm.len() > 1 {
+        report.lms = per_lm;
+    }
 
     // Gates run only on a complete evaluation: a partial one proves nothing
     // (an interrupted run exits 130 whatever its partial score).
@@ -261,6 +265,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     } else {
         print_table(&report, gates.as_ref());
+    }
+    if !args.quiet {
+        super::lm_args::print_usage(&report.lms);
     }
     // Failures are summarised by cause on stderr; a run where every
     // example failed is broken (exit 3), whatever the gates say.
@@ -464,6 +471,8 @@ struct Setup {
     concurrency: usize,
     /// The HTTP backend, for its per-endpoint counts.
     http: Option<std::sync::Arc<crate::lm::http::HttpLm>>,
+    /// Every LM of the run, for usage per LM.
+    lms: super::lm_args::BuiltLms,
 }
 
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
@@ -479,10 +488,12 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         skip_bad_rows: args.skip_bad_rows,
         strict: args.strict,
         trust: &args.lm.trust,
+        lm: &args.lm,
     })?;
-    let (cfg, built) = args.lm.build(Some(&p.lm_config), &p.lm_declared)?;
-    let ctx = context(&p.program, &cfg, built.lm.clone())?;
-    let concurrency = cfg.concurrency.unwrap_or(8).max(1);
+    let lms = args.lm.build_set(p.lm_set)?;
+    // The program's tools (sqlite, retrieve, command) are opened once here.
+    let ctx = lms.context(&p.program)?;
+    let concurrency = lms.set.default.concurrency();
     Ok(Setup {
         program: p.program,
         overlay: p.overlay,
@@ -491,7 +502,8 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
         metric: p.metric,
         ctx,
         concurrency,
-        http: built.http.clone(),
+        http: lms.default.http.clone(),
+        lms,
     })
 }
 
@@ -509,6 +521,9 @@ pub(super) struct Selection<'a> {
     pub skip_bad_rows: bool,
     pub strict: bool,
     pub trust: &'a super::trust_args::TrustArgs,
+    /// The LM flags the set is resolved with (a compare cell may resolve
+    /// again with a variant's).
+    pub lm: &'a super::lm_args::LmArgs,
 }
 
 /// A target resolved up to its LM: program, overlay, dataset, metric, and
@@ -520,30 +535,22 @@ pub(super) struct Prepared {
     pub dataset: Dataset,
     pub dataset_path: PathBuf,
     pub metric: Metric,
-    pub lm_config: crate::program::LmConfig,
-    pub lm_declared: crate::trust::locate::LmDeclarations,
+    /// The LMs as the command's flags resolve them.
+    pub lm_set: crate::lm::resolve::LmSet,
+    /// The target as loaded, for resolving its LMs again under other
+    /// flags (`lmc compare`'s variants).
+    pub lm_target: crate::settings::Target,
 }
 
-/// The run context of `program` on a built LM with a merged config's
-/// sampling settings; the program's tools (sqlite, retrieve, command) are
-/// opened here.
-pub(super) fn context(
-    program: &Program,
-    cfg: &crate::program::LmConfig,
-    lm: crate::lm::SharedLm,
-) -> anyhow::Result<RunContext> {
-    let mut ctx =
-        crate::settings::run_context(program, lm).map_err(|e| input_err(format!("{e}")))?;
-    super::lm_args::configure_context(cfg, &mut ctx)?;
-    Ok(ctx)
-}
 
 pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
     let target = super::target::load(args.file, args.strict)?;
     // Nothing a file asks for runs before the runner's grants are checked.
     args.trust.check_exec(&target, args.metric)?;
-    let lm_config = target.lm_config();
-    let lm_declared = crate::trust::locate::LmDeclarations::of(&target);
+    // Every LM resolved once, before the dataset is read: a wrong LM name
+    // or setting fails first.
+    let lm_set = args.lm.resolve(&target)?;
+    let lm_target = target.clone();
     let crate::settings::Target {
         path: target_path,
         program,
@@ -607,13 +614,18 @@ pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
 
     let (metric, _) = super::common::resolve_metric(args.metric.as_deref(), &program, &base_dir)?;
     super::preflight::ensure_expected(&program, &metric, &dataset, &load_opts.columns, role)?;
+    if let Some(n) = metric.lm_name() {
+        lm_set
+            .check_name(n, "the metric `llm_judge`")
+            .map_err(input_err)?;
+    }
     Ok(Prepared {
         program,
         overlay,
         dataset,
         dataset_path,
         metric,
-        lm_config,
-        lm_declared,
+        lm_set,
+        lm_target,
     })
 }

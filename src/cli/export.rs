@@ -364,7 +364,8 @@ pub fn run_import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
         ..Default::default()
     };
-    let artifact = Artifact::new(&program, &overlay, program.lm.as_ref(), lineage, &output);
+    let artifact = Artifact::new(&program, &overlay, program.lm.as_ref(), lineage, &output)
+        .with_lms(program.lms.iter().map(|(n, c)| (n, c.clone())));
     artifact.save(&output).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "wrote {} ({} predictors with state)",

@@ -44,12 +44,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|kv| (kv.key.clone(), kv.value.clone()))
         .collect();
-    let adapter = match args.adapter {
-        Some(a) => a,
-        None => match target.lm_config().adapter.as_deref() {
-            Some(name) => name.parse().map_err(CliError::Input)?,
-            None => AdapterKind::Chat,
-        },
+    // Each predictor renders with its node's LM's adapter, resolved the
+    // way a run resolves it (without the LM flags `inspect` does not take).
+    let lms = super::lm_args::LmArgs::default().resolve(&target)?;
+    let adapter_of = |node: &str| -> AdapterKind {
+        if let Some(a) = args.adapter {
+            return a;
+        }
+        let name = target.program.node(node).and_then(|n| n.lm.as_deref());
+        lms.get(name).unwrap_or(&lms.default).adapter
     };
     // An artifact's overlay: its compiled instructions and demos are shown.
     let (program, overlay) = (&target.program, &target.overlay);
@@ -72,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(knn) => crate::optimize::knn::select(knn, &inputs),
             None => state.demos.clone(),
         };
+        let adapter = adapter_of(&p.node);
         rendered.push((p, sig.clone(), adapter.render(&sig, &demos, &inputs)));
     }
 
@@ -83,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     "predictor": p.path,
                     "node": p.node,
                     "kind": kind_name(program, &p.node),
-                    "adapter": adapter,
+                    "adapter": adapter_of(&p.node),
                     "messages": msgs,
                 });
                 let defaults = output_defaults(sig);

@@ -1,10 +1,11 @@
 //! `--lm-variant NAME=KEY=VALUE[,KEY=VALUE...]` of `lmc compare`: its
-//! syntax, the keys it may set, and how it lands on the LM flags and the
-//! file's LM config. Kept apart and small so a variant that names a named
-//! LM (`lms:`) is one more key in one place.
+//! syntax, the keys it may set, and how it lands on the LM flags (a price
+//! becomes `--lm default.KEY=VALUE`, so every value still goes through the
+//! one LM resolution path, `lm::resolve`). `lm=NAME` runs the cell's
+//! default LM as the named LM `NAME` of the files (`lms:`).
 
 use super::lm_args::LmArgs;
-use crate::program::LmConfig;
+use crate::lm::resolve::LmSet;
 
 /// One `--lm-variant`: a name and the settings it overrides, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,6 +17,7 @@ pub struct LmVariant {
 /// The keys a variant may set (the LM settings that change answers, speed
 /// or price; concurrency is the run's, shared by every cell).
 const VARIANT_KEYS: &[&str] = &[
+    "lm",
     "provider",
     "model",
     "base_url",
@@ -82,13 +84,8 @@ pub fn parse_variant(s: &str) -> Result<LmVariant, String> {
 /// The LM flags and file config of one cell: the variant's settings over
 /// both. Values the runner gives (URL, key variable) travel as flags so the
 /// credential rule sees them as the runner's, not a file's.
-pub fn apply_variant(
-    v: &LmVariant,
-    flags: &LmArgs,
-    file: &LmConfig,
-) -> Result<(LmArgs, LmConfig), String> {
+pub fn apply_variant(v: &LmVariant, flags: &LmArgs) -> Result<LmArgs, String> {
     let mut a = flags.clone();
-    let mut c = file.clone();
     let mut urls = Vec::new();
     let num = |k: &str, val: &str| -> Result<f64, String> {
         val.parse::<f64>()
@@ -112,15 +109,33 @@ pub fn apply_variant(
             }
             "timeout" => a.timeout = Some(num(k, val)?),
             "max_retries" => a.max_retries = Some(num(k, val)? as u32),
-            "price_prompt_per_mtok" => c.price_prompt_per_mtok = Some(num(k, val)?),
-            "price_completion_per_mtok" => c.price_completion_per_mtok = Some(num(k, val)?),
+            "price_prompt_per_mtok" | "price_completion_per_mtok" => {
+                num(k, val)?;
+                a.lm_overrides.push(format!("default.{k}={val}"));
+            }
+            // Applied to the resolved set (`use_named`).
+            "lm" => {}
             other => return Err(format!("--lm-variant {}: unknown key `{other}`", v.name)),
         }
     }
     if !urls.is_empty() {
         a.base_urls = urls;
     }
-    Ok((a, c))
+    Ok(a)
+}
+
+/// The variant's `lm=NAME`: the cell runs the named LM `NAME` (of the
+/// files' `lms:` or `--lm NAME.…`) wherever the program uses its default
+/// LM; nodes that name their own LM keep it.
+pub fn use_named(v: &LmVariant, set: &mut LmSet) -> Result<(), String> {
+    let Some((_, name)) = v.settings.iter().rev().find(|(k, _)| k == "lm") else {
+        return Ok(());
+    };
+    set.check_name(name, &format!("--lm-variant {}", v.name))?;
+    if let Some(named) = set.named.get(name) {
+        set.default = named.clone();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -135,13 +150,13 @@ mod tests {
         .unwrap();
         assert_eq!(v.name, "cheap");
         assert_eq!(v.settings.len(), 4);
-        let (a, _) = apply_variant(&v, &LmArgs::default(), &LmConfig::default()).unwrap();
+        let a = apply_variant(&v, &LmArgs::default()).unwrap();
         assert_eq!(a.model.as_deref(), Some("m-small"));
         assert_eq!(a.base_urls, ["http://a/v1", "http://b/v1"]);
         assert_eq!(a.temperature, Some(0.2));
         let v = parse_variant("p=price_prompt_per_mtok=0.5").unwrap();
-        let (_, c) = apply_variant(&v, &LmArgs::default(), &LmConfig::default()).unwrap();
-        assert_eq!(c.price_prompt_per_mtok, Some(0.5));
+        let a = apply_variant(&v, &LmArgs::default()).unwrap();
+        assert_eq!(a.lm_overrides, ["default.price_prompt_per_mtok=0.5"]);
 
         let e = parse_variant("cheap").unwrap_err();
         assert!(e.contains("no settings"), "{e}");
@@ -152,7 +167,7 @@ mod tests {
         let e = parse_variant("a b=model=x").unwrap_err();
         assert!(e.contains("must be letters"), "{e}");
         let v = parse_variant("t=temperature=hot").unwrap();
-        let e = apply_variant(&v, &LmArgs::default(), &LmConfig::default()).unwrap_err();
+        let e = apply_variant(&v, &LmArgs::default()).unwrap_err();
         assert!(e.contains("not a number"), "{e}");
     }
 }

@@ -17,6 +17,7 @@ pub mod compare;
 pub mod compile;
 pub mod compile_note;
 pub mod completions;
+pub mod config;
 pub mod diff;
 pub mod eval;
 pub mod examples;
@@ -60,6 +61,9 @@ pub enum Command {
     /// Print the JSON Schema of the program file format, or of lmc.yaml with --project.
     #[command(after_long_help = examples::SCHEMA)]
     Schema(schema::Args),
+    /// Show the resolved LMs (default and named): each value and where it
+    /// came from (flag, environment, lmc.yaml, program, default).
+    Config(config::Args),
     /// Print the exact messages a program would send (no LM call).
     #[command(after_long_help = examples::INSPECT)]
     Inspect(inspect::Args),
@@ -116,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Schema(a) => schema::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Config(a) => config::run(a),
         Command::Run(a) => run::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Compile(a) => compile::run(a),

@@ -85,11 +85,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .into());
     }
     args.lm.trust.check_exec(&target, None)?;
-    let declared = crate::trust::locate::LmDeclarations::of(&target);
-    let (cfg, built) = args.lm.build(Some(&target.lm_config()), &declared)?;
-    let mut ctx = crate::settings::run_context(program, built.lm)
-        .map_err(|e| CliError::Input(e.to_string()))?;
-    crate::cli::lm_args::configure_context(&cfg, &mut ctx)?;
+    let lms = args.lm.build(&target)?;
+    let ctx = lms.context(program)?;
     let rt = crate::cli::runtime()?;
     let interrupt = crate::cli::signals::install(&rt, |name| {
         eprintln!(

@@ -144,7 +144,8 @@ pub fn program_schema() -> Value {
         "properties": {
             "type": {"type": "string", "description": "exact_match, f1, contains, numeric, regex, json_match, sql_execution, llm_judge, command, ..."},
             "field": {"type": "string", "description": "The program output scored."},
-            "weight": {"type": "number", "description": "Weight in a list of metrics."}
+            "weight": {"type": "number", "description": "Weight in a list of metrics."},
+            "lm": {"type": "string", "description": "llm_judge: the named LM (`lms:`) that judges; default: the program's LM."}
         }
     });
     json!({
@@ -159,6 +160,7 @@ pub fn program_schema() -> Value {
             "name": {"type": "string", "description": "The program's name."},
             "description": {"type": "string", "description": "What the program does."},
             "lm": lm_schema("The LM (default: the embedded local model). A project file's `lm` overrides it."),
+            "lms": lms_schema("Named LMs: name -> LM settings. A node, the `llm_judge` metric or an optimizer role (`compile.prompt_lm`, `compile.reflection_lm`) picks one by name; each starts from the default LM's settings and overrides the keys it gives, and has its own limits, usage and cost."),
             "signatures": {"type": "object", "description": "Named signatures (shorthand string or mapping).", "additionalProperties": {"$ref": "#/$defs/signature"}},
             "inputs": {"$ref": "#/$defs/fields", "description": "Program inputs: name -> type."},
             "nodes": {"type": "object", "description": "Named nodes; order follows the bindings.", "minProperties": 1, "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": {"const": "input"}}, "additionalProperties": {"$ref": "#/$defs/node"}},
@@ -220,6 +222,16 @@ fn lm_schema(description: &str) -> Value {
         })
 }
 
+/// The `lms:` map: named LMs, each with the keys of `lm:`.
+fn lms_schema(description: &str) -> Value {
+    json!({
+        "type": "object",
+        "description": description,
+        "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_-]*$"},
+        "additionalProperties": lm_schema("One named LM: the same keys as `lm:`.")
+    })
+}
+
 /// The `compile:` section, shared by program files and the project file:
 /// a stage mapping or a list of them (a pipeline), from the optimizer
 /// registry: one `if optimizer … then settings …` per optimizer, so an
@@ -257,6 +269,9 @@ fn compile_schema(description: &str) -> Value {
         "properties": {
             "objective": {"type": "string", "pattern": "^(score|cheapest-tied|max-prompt-tokens=[1-9][0-9]*)$", "default": "score", "description": "What `lmc compile` keeps among the candidates scored on the whole valset: score (the best), cheapest-tied (the fewest prompt tokens among those tied with the best), max-prompt-tokens=N (the best under a prompt cap); `--objective` overrides it."},
             "optimizer": {"enum": optimize::names(), "default": DEFAULT_OPTIMIZER, "description": "The optimizer `lmc compile` runs (`lmc compile --list` describes each)."},
+            "prompt_lm": {"type": "string", "description": "The named LM (`lms:`) the instruction proposer runs on (copro, mipro, gepa, simba); `--prompt-lm` overrides it."},
+            "reflection_lm": {"type": "string", "description": "The named LM GEPA reflects with (over `prompt_lm`)."},
+            "teacher_lm": {"type": "string", "description": "The named LM the bootstrapping teacher runs every predictor on (demo-searching optimizers); demos it makes are used with the task LM."},
             "settings": {"type": "object", "description": "Settings of the optimizer named beside them (bootstrap_random_search when none is); unknown keys and wrong types are errors."}
         },
         "allOf": variants
@@ -291,6 +306,7 @@ pub fn project_schema() -> Value {
         "properties": {
             "program": {"type": "string", "description": "The default program file (or compiled artifact), relative to this file."},
             "lm": lm_schema("LM settings that override the program's `lm:` for every command run in this project (only the keys given)."),
+            "lms": lms_schema("Named LMs that override the program's `lms:` entries key by key, or add new ones."),
             "compile": compile_schema("`lmc compile`'s optimizer and settings for this project, over the program's `compile:`; `--optimizer` and `--opt` override it.")
         }
     })

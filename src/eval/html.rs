@@ -326,6 +326,25 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         esc(&report.dataset.hash),
         esc(&report.program_hash)
     );
+    if !report.lms.is_empty() {
+        // Usage per named LM; the table above keeps the totals.
+        h.push_str("<h2>LMs</h2><table><tr><th>LM</th><th>model</th><th>calls</th><th>cache hits</th><th>prompt tokens</th><th>completion tokens</th><th>cost</th></tr>");
+        for u in &report.lms {
+            let l = &u.usage;
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>${:.4}</td></tr>",
+                esc(&u.name),
+                esc(&u.model),
+                l.calls,
+                l.cache_hits,
+                l.prompt_tokens,
+                l.completion_tokens,
+                l.cost
+            );
+        }
+        h.push_str("</table>");
+    }
     if let Some(g) = gates {
         h.push_str("<h2>Gates</h2><ul>");
         for c in &g.checks {
@@ -611,6 +630,7 @@ mod tests {
             status: Default::default(),
             results,
             gates: None,
+            lms: Vec::new(),
             lmc_version: "0".into(),
         };
         let h = render(&report, None);

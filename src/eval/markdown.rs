@@ -103,6 +103,21 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         s.prompt_tokens, s.completion_tokens
     );
     let _ = writeln!(m, "| Cost | ${:.4} |", s.cost);
+    // Per LM when the program used named LMs (the rows above are totals).
+    for u in &report.lms {
+        let l = &u.usage;
+        let _ = writeln!(
+            m,
+            "| LM `{}` | {}: {} calls (cache hits {}), {} prompt + {} completion tokens, ${:.4} |",
+            cell(&u.name, 40),
+            cell(&u.model, 80),
+            l.calls,
+            l.cache_hits,
+            l.prompt_tokens,
+            l.completion_tokens,
+            l.cost
+        );
+    }
     let _ = writeln!(
         m,
         "| Wall time | {:.1} s ({:.2} examples/s) |",

@@ -242,6 +242,10 @@ pub struct EvalReport {
     /// Gate verdicts, when gates were asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gates: Option<gate::GateOutcome>,
+    /// Usage per LM when the program used named LMs (the summary keeps
+    /// the totals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lms: Vec<crate::lm::usage::LmUsage>,
     /// lmc version that produced the report.
     pub lmc_version: String,
 }

@@ -47,7 +47,8 @@ enum Outcome {
 struct StopGuard {
     inner: crate::lm::SharedLm,
     interrupt: Interrupt,
-    refused: AtomicBool,
+    /// Shared by the guards of every LM of one example's run.
+    refused: Arc<AtomicBool>,
 }
 
 #[async_trait::async_trait]
@@ -287,17 +288,17 @@ async fn run_one(
     ex: &Example,
 ) -> Outcome {
     let started = Instant::now();
-    let guard = Arc::new(StopGuard {
-        inner: ctx.lm.clone(),
-        interrupt: interrupt.clone(),
-        refused: AtomicBool::new(false),
+    let refused = Arc::new(AtomicBool::new(false));
+    // Every LM of the run is guarded, named ones too.
+    let guarded = ctx.map_lms(|inner| {
+        Arc::new(StopGuard {
+            inner,
+            interrupt: interrupt.clone(),
+            refused: refused.clone(),
+        })
     });
-    let guarded = RunContext {
-        lm: guard.clone(),
-        ..ctx.clone()
-    };
     let outcome = run_program(&guarded, program, overlay, ex.inputs.clone()).await;
-    if guard.refused.load(Ordering::SeqCst) {
+    if refused.load(Ordering::SeqCst) {
         return Outcome::Abandoned;
     }
     let trace = outcome.trace;
@@ -376,6 +377,7 @@ fn build_report(
         status,
         results,
         gates: None,
+        lms: Vec::new(),
         lmc_version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

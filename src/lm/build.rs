@@ -1,60 +1,63 @@
-//! Turning configuration into a ready LM: the one place that decides which
-//! backend serves a run and how it is wrapped.
+//! Turning a resolved LM into a ready one: the one place that decides which
+//! backend serves it and how it is wrapped.
 //!
 //! The stack, outermost first, is `MeteredLm` (prices and records every
 //! reply) → `CachedLm` (replays recorded replies, records new ones) →
 //! `BudgetedLm` (refuses calls once a budget is spent) → backend. The budget
 //! sits below the cache so cache hits are free and never refused, which is
-//! what makes a budget-stopped run resumable. The backend is HTTP when the
-//! provider is `openai`/`http` or a base URL is given, else the embedded
-//! engine. Precedence: [`LmOptions`] (the command line) over [`LmConfig`]
-//! (the program or project file) over environment variables over defaults.
+//! what makes a budget-stopped run resumable. What the LM is (provider,
+//! model, URLs, limits) was decided by `resolve`, with the source of every
+//! value; this file reads no environment and applies no default of its own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cache::{default_cache_dir, lmc_home, CacheMode, CacheStore, CachedLm};
+use super::cache::{default_cache_dir, CacheMode, CacheStore, CachedLm};
 use super::http::{HttpConfig, HttpLm};
-use super::usage::{BudgetedLm, Budgets, MeteredLm, Prices, UsageMeter};
+use super::resolve::{Provider, ResolvedLm};
+use super::usage::{BudgetedLm, Budgets, MeteredLm, Prices, Spend, UsageMeter};
 use super::{Lm, LmError, LmRequest, LmResponse, SharedLm};
-use crate::program::LmConfig;
-use crate::trust::credentials::{CredentialPolicy, KeyUse, Origin};
+use crate::trust::credentials::{CredentialPolicy, KeyUse};
 
-/// Default OpenAI endpoint and key variable for `provider: openai` with no
-/// base URL.
-pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-pub const OPENAI_KEY_ENV: &str = "OPENAI_API_KEY";
-/// File name of the default embedded model under `$LMC_HOME/models`.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub use super::resolve::{DEFAULT_MODEL_FILE, OPENAI_BASE_URL, OPENAI_KEY_ENV};
 
-/// Settings that are not part of a program's LM configuration (cache,
-/// budgets), plus overrides of it. `None`/empty = not set here.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Settings of a run that are not one LM's: the cache, budgets, and the
+/// runner's grants for the credential rule.
+#[derive(Debug, Clone, Default)]
 pub struct LmOptions {
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub base_urls: Vec<String>,
-    pub api_key_env: Option<String>,
     /// Bypass the response cache (read and write).
     pub no_cache: bool,
     /// Replay only: a cache miss is an error.
     pub offline: bool,
     /// Directory of `cache.sqlite` (default [`default_cache_dir`]).
     pub cache_dir: Option<PathBuf>,
-    pub threads: Option<usize>,
-    pub concurrency: Option<usize>,
-    pub timeout: Option<Duration>,
-    pub max_retries: Option<u32>,
     /// First retry backoff step (default 0.5 s); tests shorten it.
     pub backoff_base: Option<Duration>,
     pub seed: Option<u64>,
     pub budgets: Budgets,
-    /// The credential rule (docs/security.md). The CLI always sets it, and
-    /// then `base_urls`/`api_key_env` above are the runner's and the
-    /// config's are the files'. `None`: the library caller vouches for the
-    /// whole config.
+    /// What the run has spent, shared by all its LMs.
+    pub spend: Arc<Spend>,
+    /// The response cache, opened once and shared by all LMs of the run
+    /// (one SQLite connection and writer per process).
+    pub cache_store: SharedStore,
+    /// The credential rule (docs/security.md). The CLI always sets it;
+    /// `None`: the library caller vouches for the whole config.
     pub credentials: Option<CredentialPolicy>,
+}
+
+/// A cache store opened on first use, shared by clones of [`LmOptions`].
+#[derive(Clone, Default)]
+pub struct SharedStore(Arc<std::sync::OnceLock<Arc<CacheStore>>>);
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "SharedStore(open)"
+        } else {
+            "SharedStore(unopened)"
+        })
+    }
 }
 
 /// Everything [`build_lm_full`] made: the LM to call, its meter, and the
@@ -71,81 +74,50 @@ pub struct BuiltLm {
 }
 
 /// Build the LM stack for a run: meter ∘ cache ∘ budget ∘ backend.
-pub fn build_lm(cfg: &LmConfig, opts: &LmOptions) -> Result<(SharedLm, Arc<UsageMeter>), LmError> {
-    let b = build_lm_full(cfg, opts)?;
+pub fn build_lm(lm: &ResolvedLm, opts: &LmOptions) -> Result<(SharedLm, Arc<UsageMeter>), LmError> {
+    let b = build_lm_full(lm, opts)?;
     Ok((b.lm, b.meter))
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-/// The embedded model file: `model` if given, else `$LMC_MODEL`, else
-/// `$LMC_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
-pub fn default_model_path(model: Option<&str>) -> PathBuf {
-    if let Some(m) = model {
-        return PathBuf::from(m);
-    }
-    if let Some(m) = env("LMC_MODEL") {
-        return PathBuf::from(m);
-    }
-    lmc_home().join("models").join(DEFAULT_MODEL_FILE)
-}
-
-/// Which backend the settings select.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Http,
-    Embedded,
-}
-
-/// Decide the backend: an explicit provider wins; otherwise any base URL
-/// (options, config, `$LMC_BASE_URL`) means HTTP; `$LMC_PROVIDER` is last.
-pub fn backend_kind(cfg: &LmConfig, opts: &LmOptions) -> Result<BackendKind, LmError> {
-    let provider = opts
-        .provider
-        .clone()
-        .or_else(|| cfg.provider.clone())
-        .or_else(|| {
-            let any_url = !opts.base_urls.is_empty() || !cfg.base_urls.is_empty();
-            (!any_url).then(|| env("LMC_PROVIDER")).flatten()
-        });
-    match provider.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        Some("openai") | Some("http") => Ok(BackendKind::Http),
-        Some("embedded") | Some("local") => {
-            if !opts.base_urls.is_empty() || !cfg.base_urls.is_empty() {
-                return Err(LmError::Fatal(
-                    "provider `embedded` does not take base URLs; use provider `openai` for an HTTP server".into(),
-                ));
-            }
-            Ok(BackendKind::Embedded)
-        }
-        Some(other) => Err(LmError::Fatal(format!(
-            "unknown LM provider `{other}` (expected `embedded` or `openai`; any OpenAI-compatible server is `openai` with a base URL)"
-        ))),
-        None => {
-            if !opts.base_urls.is_empty() || !cfg.base_urls.is_empty() || env("LMC_BASE_URL").is_some()
-            {
-                Ok(BackendKind::Http)
-            } else {
-                Ok(BackendKind::Embedded)
-            }
-        }
-    }
-}
-
 /// Build the LM stack and return its parts.
-pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmError> {
+pub fn build_lm_full(r: &ResolvedLm, opts: &LmOptions) -> Result<BuiltLm, LmError> {
+    let backend = build_backend(r, opts)?;
+    wrap(r, opts, backend)
+}
+
+/// A backend with its HTTP handle (for per-endpoint counts), shareable by
+/// several LMs that differ only in sampling settings or prices.
+#[derive(Clone)]
+pub struct Backend {
+    pub lm: SharedLm,
+    pub http: Option<Arc<HttpLm>>,
+}
+
+/// What makes two resolved LMs need different backends: everything but
+/// the sampling settings and prices, which live above the backend. LMs
+/// with equal keys share one backend (one embedded model in memory, one
+/// connection pool and rate limiter per server and model).
+pub fn backend_key(r: &ResolvedLm) -> String {
+    let mut c = r.config.clone();
+    c.temperature = None;
+    c.max_tokens = None;
+    c.adapter = None;
+    c.price_prompt_per_mtok = None;
+    c.price_completion_per_mtok = None;
+    serde_json::to_string(&c).unwrap_or_default()
+}
+
+/// The backend alone (checked against the credential rule).
+pub fn build_backend(r: &ResolvedLm, opts: &LmOptions) -> Result<Backend, LmError> {
     if opts.offline && opts.no_cache {
         return Err(LmError::Fatal(
             "--offline replays the cache, so it cannot be combined with --no-cache".into(),
         ));
     }
-    let kind = backend_kind(cfg, opts)?;
     let mut http_lm = None;
-    let backend: SharedLm = match kind {
-        BackendKind::Http => {
-            let (http, origins) = http_config_with_origins(cfg, opts)?;
+    let backend: SharedLm = match r.provider {
+        Provider::OpenAi => {
+            let http = http_config(r, opts)?;
             // Offline, no key is read and nothing is sent: nothing to check.
             if let (Some(policy), Some(var), false) =
                 (&opts.credentials, &http.api_key_env, opts.offline)
@@ -153,9 +125,9 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
                 policy
                     .check(&KeyUse {
                         base_urls: &http.base_urls,
-                        urls_from: origins.0,
+                        urls_from: r.source("base_urls").origin(),
                         var,
-                        var_from: origins.1,
+                        var_from: r.source("api_key_env").origin(),
                     })
                     .map_err(LmError::Fatal)?;
             }
@@ -172,8 +144,21 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
                 h
             }
         }
-        BackendKind::Embedded => embedded(cfg, opts)?,
+        Provider::Embedded => embedded(r)?,
     };
+    Ok(Backend {
+        lm: backend,
+        http: http_lm,
+    })
+}
+
+/// Wrap a backend into the LM stack of `r`: meter ∘ cache ∘ budget.
+pub fn wrap(r: &ResolvedLm, opts: &LmOptions, backend: Backend) -> Result<BuiltLm, LmError> {
+    let cfg = &r.config;
+    let Backend {
+        lm: backend,
+        http: http_lm,
+    } = backend;
     let prices = match (cfg.price_prompt_per_mtok, cfg.price_completion_per_mtok) {
         (None, None) => None,
         (p, c) => Some(Prices {
@@ -184,15 +169,26 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
     let meter = Arc::new(UsageMeter::new(prices));
     let mut lm: SharedLm = backend;
     if !opts.budgets.is_unlimited() {
-        lm = Arc::new(BudgetedLm::new(lm, opts.budgets, meter.clone()));
+        lm = Arc::new(BudgetedLm::sharing(
+            lm,
+            opts.budgets,
+            meter.clone(),
+            opts.spend.clone(),
+        ));
     }
     let mut cache = None;
     if !opts.no_cache {
-        let dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
-        let store = Arc::new(
-            CacheStore::open_dir(&dir)
-                .map_err(|e| LmError::Fatal(format!("response cache: {e}")))?,
-        );
+        let store = match opts.cache_store.0.get() {
+            Some(s) => s.clone(),
+            None => {
+                let dir = opts.cache_dir.clone().unwrap_or_else(default_cache_dir);
+                let s = Arc::new(
+                    CacheStore::open_dir(&dir)
+                        .map_err(|e| LmError::Fatal(format!("response cache: {e}")))?,
+                );
+                opts.cache_store.0.get_or_init(|| s).clone()
+            }
+        };
         let mode = if opts.offline {
             CacheMode::Offline
         } else {
@@ -206,97 +202,45 @@ pub fn build_lm_full(cfg: &LmConfig, opts: &LmOptions) -> Result<BuiltLm, LmErro
         lm,
         meter,
         cache,
-        backend: match kind {
-            BackendKind::Http => "http",
-            BackendKind::Embedded => "embedded",
+        backend: match r.provider {
+            Provider::OpenAi => "http",
+            Provider::Embedded => "embedded",
         },
         http: http_lm,
     })
 }
 
-/// The HTTP backend's settings after precedence.
-pub fn http_config(cfg: &LmConfig, opts: &LmOptions) -> Result<HttpConfig, LmError> {
-    http_config_with_origins(cfg, opts).map(|(h, _)| h)
-}
-
-/// [`http_config`] plus where the base URLs and the key variable came from
-/// (for the credential rule).
-fn http_config_with_origins(
-    cfg: &LmConfig,
-    opts: &LmOptions,
-) -> Result<(HttpConfig, (Origin, Origin)), LmError> {
-    let declared = opts.credentials.as_ref().map(|c| c.declared.clone());
-    let mut urls_from = Origin::Flag("--base-url");
-    let mut key_from = Origin::Flag("--api-key-env");
-    let provider = opts
-        .provider
-        .clone()
-        .or_else(|| cfg.provider.clone())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
-    let mut base_urls = if !opts.base_urls.is_empty() {
-        opts.base_urls.clone()
-    } else if !cfg.base_urls.is_empty() {
-        urls_from = Origin::File(declared.as_ref().and_then(|d| d.base_urls.clone()));
-        cfg.base_urls.clone()
+/// The HTTP backend's settings for a resolved LM.
+pub fn http_config(r: &ResolvedLm, opts: &LmOptions) -> Result<HttpConfig, LmError> {
+    let cfg = &r.config;
+    let who = if r.name == super::resolve::DEFAULT_LM {
+        "the HTTP LM".to_string()
     } else {
-        urls_from = Origin::Env("LMC_BASE_URL");
-        env("LMC_BASE_URL")
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_string())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default()
+        format!("the HTTP LM `{}`", r.name)
     };
-    let mut api_key_env = opts.api_key_env.clone();
-    if api_key_env.is_none() {
-        if let Some(v) = cfg.api_key_env.clone() {
-            key_from = Origin::File(declared.as_ref().and_then(|d| d.api_key_env.clone()));
-            api_key_env = Some(v);
-        } else if let Some(v) = env("LMC_API_KEY_ENV") {
-            key_from = Origin::Env("LMC_API_KEY_ENV");
-            api_key_env = Some(v);
+    if cfg.base_urls.is_empty() {
+        return Err(LmError::Fatal(format!(
+            "{who} needs a base URL: --base-url, lm.base_urls or $LMC_BASE_URL"
+        )));
+    }
+    let model = cfg.model.clone().ok_or_else(|| {
+        LmError::Fatal(format!(
+            "{who} needs a model name: --model, lm.model or $LMC_HTTP_MODEL"
+        ))
+    })?;
+    let mut http = HttpConfig::new(model, cfg.base_urls.clone());
+    http.api_key_env = cfg.api_key_env.clone();
+    http.concurrency = r.concurrency();
+    if let Some(t) = cfg.timeout_secs {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(LmError::Fatal(format!(
+                "the timeout (--timeout / lm.timeout_secs) must be a positive number of seconds, got {t}"
+            )));
         }
+        http.timeout = Duration::from_secs_f64(t);
     }
-    if base_urls.is_empty() && provider == "openai" {
-        base_urls.push(OPENAI_BASE_URL.to_string());
-        urls_from = Origin::Default;
-        if api_key_env.is_none() {
-            key_from = Origin::Default;
-            api_key_env = Some(OPENAI_KEY_ENV.to_string());
-        }
-    }
-    if base_urls.is_empty() {
-        return Err(LmError::Fatal(
-            "the HTTP LM needs a base URL: --base-url, lm.base_urls or $LMC_BASE_URL".into(),
-        ));
-    }
-    let model = opts
-        .model
-        .clone()
-        .or_else(|| cfg.model.clone())
-        .or_else(|| env("LMC_HTTP_MODEL"))
-        .ok_or_else(|| {
-            LmError::Fatal(
-                "the HTTP LM needs a model name: --model, lm.model or $LMC_HTTP_MODEL".into(),
-            )
-        })?;
-    let mut http = HttpConfig::new(model, base_urls);
-    http.api_key_env = api_key_env;
-    if let Some(c) = opts.concurrency.or(cfg.concurrency) {
-        http.concurrency = c.max(1);
-    }
-    if let Some(t) = opts.timeout.or_else(|| {
-        cfg.timeout_secs
-            .filter(|t| *t > 0.0)
-            .map(Duration::from_secs_f64)
-    }) {
-        http.timeout = t;
-    }
-    if let Some(r) = opts.max_retries.or(cfg.max_retries) {
-        http.max_retries = r;
+    if let Some(n) = cfg.max_retries {
+        http.max_retries = n;
     }
     if let Some(b) = opts.backoff_base {
         http.backoff_base = b;
@@ -307,7 +251,7 @@ fn http_config_with_origins(
     if let Some(tpm) = http.tpm {
         // Every request reserves its completion allowance against the TPM
         // budget, so a budget under max_tokens admits no request at all.
-        let max_tokens = cfg.max_tokens.unwrap_or(crate::run::DEFAULT_MAX_TOKENS);
+        let max_tokens = r.max_tokens();
         if max_tokens >= tpm {
             return Err(LmError::Fatal(format!(
                 "the tokens-per-minute limit (--tpm / lm.tpm) is {tpm}, but one request may \
@@ -317,25 +261,30 @@ fn http_config_with_origins(
         }
     }
     http.seed = opts.seed;
-    Ok((http, (urls_from, key_from)))
+    Ok(http)
 }
 
 #[cfg(feature = "embedded")]
-fn embedded(cfg: &LmConfig, opts: &LmOptions) -> Result<SharedLm, LmError> {
+fn embedded(r: &ResolvedLm) -> Result<SharedLm, LmError> {
     use super::embedded::{EmbeddedConfig, EmbeddedLm};
+    let cfg = &r.config;
     let lm = EmbeddedLm::load(EmbeddedConfig {
-        model_path: default_model_path(opts.model.as_deref().or(cfg.model.as_deref())),
-        threads: opts.threads.or(cfg.threads),
+        model_path: cfg
+            .model
+            .as_deref()
+            .map(PathBuf::from)
+            .unwrap_or_else(super::resolve::default_model_path),
+        threads: cfg.threads,
         context: cfg.context,
         // For the embedded engine, concurrency is how many sequences it
         // decodes together.
-        max_batch: opts.concurrency.or(cfg.concurrency),
+        max_batch: Some(r.concurrency()),
     })?;
     Ok(Arc::new(lm))
 }
 
 #[cfg(not(feature = "embedded"))]
-fn embedded(_cfg: &LmConfig, _opts: &LmOptions) -> Result<SharedLm, LmError> {
+fn embedded(_r: &ResolvedLm) -> Result<SharedLm, LmError> {
     Err(LmError::Fatal(
         "this lmc was built without the embedded engine; configure an HTTP LM \
          (--base-url URL --model NAME, or lm.base_urls in the program)"
@@ -372,20 +321,23 @@ impl Lm for Unreachable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::program::LmConfig;
+
+    fn resolved(cfg: LmConfig) -> ResolvedLm {
+        ResolvedLm::from_config(&cfg).unwrap()
+    }
 
     #[test]
     fn backend_selection() {
-        let mut cfg = LmConfig::default();
-        let opts = LmOptions::default();
-        cfg.base_urls = vec!["http://127.0.0.1:1/v1".into()];
-        assert_eq!(backend_kind(&cfg, &opts).unwrap(), BackendKind::Http);
+        let mut cfg = LmConfig {
+            base_urls: vec!["http://127.0.0.1:1/v1".into()],
+            ..Default::default()
+        };
+        assert_eq!(resolved(cfg.clone()).provider, Provider::OpenAi);
         cfg.provider = Some("embedded".into());
-        assert!(backend_kind(&cfg, &opts).is_err());
+        assert!(ResolvedLm::from_config(&cfg).is_err());
         cfg.provider = Some("bogus".into());
-        assert!(backend_kind(&cfg, &opts)
-            .unwrap_err()
-            .to_string()
-            .contains("bogus"));
+        assert!(ResolvedLm::from_config(&cfg).unwrap_err().contains("bogus"));
     }
 
     #[test]
@@ -395,18 +347,15 @@ mod tests {
             model: Some("gpt-4o-mini".into()),
             ..Default::default()
         };
-        let http = http_config(&cfg, &LmOptions::default()).unwrap();
+        let http = http_config(&resolved(cfg), &LmOptions::default()).unwrap();
         assert_eq!(http.base_urls, vec![OPENAI_BASE_URL.to_string()]);
         assert_eq!(http.api_key_env.as_deref(), Some(OPENAI_KEY_ENV));
-        let opts = LmOptions {
+        assert_eq!(http.concurrency, super::super::resolve::DEFAULT_CONCURRENCY);
+        let no_model = LmConfig {
             base_urls: vec!["http://a/v1".into()],
-            model: Some("x".into()),
-            concurrency: Some(64),
             ..Default::default()
         };
-        let http = http_config(&cfg, &opts).unwrap();
-        assert_eq!((http.model.as_str(), http.concurrency), ("x", 64));
-        assert_eq!(http.api_key_env, None);
+        assert!(http_config(&resolved(no_model), &LmOptions::default()).is_err());
     }
 
     #[test]
@@ -423,13 +372,14 @@ mod tests {
             cache_dir: Some(dir.path().to_path_buf()),
             ..Default::default()
         };
-        let built = build_lm_full(&cfg, &opts).unwrap();
+        let r = resolved(cfg);
+        let built = build_lm_full(&r, &opts).unwrap();
         assert_eq!(built.backend, "http");
         assert!(built.cache.is_some());
         let both = LmOptions {
             no_cache: true,
             ..opts
         };
-        assert!(build_lm(&cfg, &both).is_err());
+        assert!(build_lm(&r, &both).is_err());
     }
 }

@@ -20,10 +20,12 @@ mod cachefile;
 pub mod embedded;
 pub mod http;
 pub mod model_hash;
+pub mod resolve;
 pub mod url;
 pub mod usage;
 
 pub use build::{build_lm, build_lm_full, BuiltLm, LmOptions};
+pub use resolve::{LmSet, Provider, ResolvedLm};
 pub use usage::{Budgets, UsageMeter, UsageSnapshot};
 
 /// One request to an LM. Everything that changes the reply is here, and all

@@ -60,6 +60,16 @@ pub struct UsageSnapshot {
     pub cost: f64,
 }
 
+/// One LM's usage in a run, for the per-LM lines of summaries and reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LmUsage {
+    /// `default` or the key of `lms:`.
+    pub name: String,
+    pub model: String,
+    #[serde(flatten)]
+    pub usage: UsageSnapshot,
+}
+
 impl UsageSnapshot {
     pub fn tokens(&self) -> u64 {
         self.prompt_tokens + self.completion_tokens
@@ -193,6 +203,13 @@ pub struct BudgetedLm {
     inner: SharedLm,
     budgets: Budgets,
     meter: Arc<UsageMeter>,
+    spend: Arc<Spend>,
+}
+
+/// What a run has spent against its budgets. Shared by every LM of a run
+/// (named LMs included), so `--max-lm-calls 5` means five calls in all.
+#[derive(Debug, Default)]
+pub struct Spend {
     started: AtomicU64,
     tokens: AtomicU64,
     cost_nano: AtomicU64,
@@ -201,19 +218,27 @@ pub struct BudgetedLm {
 impl BudgetedLm {
     /// `meter` supplies prices for the cost budget.
     pub fn new(inner: SharedLm, budgets: Budgets, meter: Arc<UsageMeter>) -> Self {
+        Self::sharing(inner, budgets, meter, Arc::default())
+    }
+
+    /// A budget whose spend is counted in `spend` with other LMs'.
+    pub fn sharing(
+        inner: SharedLm,
+        budgets: Budgets,
+        meter: Arc<UsageMeter>,
+        spend: Arc<Spend>,
+    ) -> Self {
         BudgetedLm {
             inner,
             budgets,
             meter,
-            started: AtomicU64::new(0),
-            tokens: AtomicU64::new(0),
-            cost_nano: AtomicU64::new(0),
+            spend,
         }
     }
 
     fn check_spend(&self) -> Result<(), LmError> {
         if let Some(max) = self.budgets.max_tokens {
-            let used = self.tokens.load(Ordering::Relaxed);
+            let used = self.spend.tokens.load(Ordering::Relaxed);
             if used >= max {
                 return Err(LmError::Budget(format!(
                     "{used} tokens used, budget {max} (--max-tokens-budget)"
@@ -221,7 +246,7 @@ impl BudgetedLm {
             }
         }
         if let Some(max) = self.budgets.max_cost {
-            let used = self.cost_nano.load(Ordering::Relaxed) as f64 / NANO;
+            let used = self.spend.cost_nano.load(Ordering::Relaxed) as f64 / NANO;
             if used >= max {
                 return Err(LmError::Budget(format!(
                     "${used:.4} spent, budget ${max:.4} (--max-cost)"
@@ -238,9 +263,9 @@ impl Lm for BudgetedLm {
         self.check_spend()?;
         if let Some(max) = self.budgets.max_lm_calls {
             // Reserve a slot; give it back if the budget was already spent.
-            let n = self.started.fetch_add(1, Ordering::SeqCst);
+            let n = self.spend.started.fetch_add(1, Ordering::SeqCst);
             if n >= max {
-                self.started.fetch_sub(1, Ordering::SeqCst);
+                self.spend.started.fetch_sub(1, Ordering::SeqCst);
                 return Err(LmError::Budget(format!(
                     "{max} LM calls made, budget {max} (--max-lm-calls)"
                 )));
@@ -248,9 +273,12 @@ impl Lm for BudgetedLm {
         }
         let resp = self.inner.complete(req).await?;
         if !resp.cache_hit {
-            self.tokens.fetch_add(resp.usage.total(), Ordering::Relaxed);
+            self.spend
+                .tokens
+                .fetch_add(resp.usage.total(), Ordering::Relaxed);
             let cost = self.meter.price(&req.model, &resp.usage);
-            self.cost_nano
+            self.spend
+                .cost_nano
                 .fetch_add((cost * NANO).round() as u64, Ordering::Relaxed);
         }
         Ok(resp)

@@ -27,11 +27,15 @@ pub(crate) struct JudgeOptions {
     /// Replaces the judge's default instructions (the grading rubric).
     #[serde(default)]
     instructions: Option<String>,
+    /// The named LM (`lms:`) that judges, instead of the program's own.
+    #[serde(default)]
+    lm: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct LlmJudge {
     signature: Signature,
+    lm: Option<String>,
 }
 
 fn field(name: &str, ty: FieldType, desc: &str) -> Field {
@@ -64,7 +68,13 @@ impl LlmJudge {
     pub fn new(o: JudgeOptions) -> Self {
         LlmJudge {
             signature: judge_signature(o.instructions.as_deref()),
+            lm: o.lm,
         }
+    }
+
+    /// The named LM this judge calls, if any.
+    pub fn lm(&self) -> Option<&str> {
+        self.lm.as_deref()
     }
 
     pub async fn score(
@@ -90,6 +100,9 @@ impl LlmJudge {
         );
         inputs.insert("prediction".into(), Value::String(value_text(pred)));
         let mut trace = Trace::default();
+        // A judge that names an LM grades with it (a stronger model than
+        // the program's, typically); the rest of the context is shared.
+        let run = &run.with_lm(self.lm.as_deref());
         let out = call_predictor(
             run,
             &Overlay::default(),

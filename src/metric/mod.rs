@@ -400,6 +400,16 @@ impl Metric {
         })
     }
 
+    /// The named LM an `llm_judge` metric (or one inside a weighted
+    /// metric) calls, if it names one, so the CLI can check it exists.
+    pub fn lm_name(&self) -> Option<&str> {
+        match &self.inner.kind {
+            Kind::Judge(j) => j.lm(),
+            Kind::Weighted(parts) => parts.iter().find_map(|(_, m)| m.lm_name()),
+            _ => None,
+        }
+    }
+
     /// Short description for reports, e.g. `exact_match(sentiment)` or
     /// `0.7*exact_match(answer) + 0.3*f1(answer)`.
     pub fn name(&self) -> String {

@@ -145,7 +145,7 @@ pub async fn bootstrap(
         .reporter
         .phase("bootstrapping", trainset.len() * params.max_rounds);
     'rounds: for round in 0..params.max_rounds {
-        let mut ctx = engine.ctx.clone();
+        let mut ctx = engine.teacher_ctx();
         if round > 0 {
             ctx.temperature = 1.0;
             ctx.rollout_id = Some(round as u64);

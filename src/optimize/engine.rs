@@ -114,6 +114,8 @@ pub struct Engine<'a> {
     budget_message: Mutex<Option<String>>,
     best: Mutex<Option<f64>>,
     prompt: Option<RunContext>,
+    /// The context bootstrapping's teacher runs in (`compile.teacher_lm`).
+    teacher: Option<RunContext>,
     stop: Option<StopHook>,
     /// Fired by the CLI's signal handlers; never fires when none was given.
     interrupt: Interrupt,
@@ -166,6 +168,7 @@ impl<'a> Engine<'a> {
             budget_message: Mutex::new(None),
             best: Mutex::new(None),
             prompt: None,
+            teacher: None,
             stop: None,
             interrupt: Interrupt::new(),
             best_scored: Mutex::new(None),
@@ -362,6 +365,19 @@ impl<'a> Engine<'a> {
     pub fn with_prompt_lm(mut self, ctx: RunContext) -> Self {
         self.prompt = Some(ctx);
         self
+    }
+
+    /// Run bootstrapping's teacher on `ctx` instead of the task LM.
+    pub fn with_teacher_lm(mut self, ctx: RunContext) -> Self {
+        self.teacher = Some(ctx);
+        self
+    }
+
+    /// The context the teacher program runs in: `compile.teacher_lm` when
+    /// named (every predictor of the teacher on that LM, as DSPy's
+    /// `teacher_settings=dict(lm=...)`), else the task's own.
+    pub fn teacher_ctx(&self) -> RunContext {
+        self.teacher.clone().unwrap_or_else(|| self.ctx.clone())
     }
 
     /// Consult `hook` in [`Engine::should_stop`] (a graceful interruption).

@@ -30,7 +30,19 @@ use crate::yaml::{join, PosIndex};
 pub const DEFAULT_OPTIMIZER: &str = "bootstrap_random_search";
 
 /// The keys of a `compile:` section.
-pub const COMPILE_KEYS: &[&str] = &["optimizer", "settings", "objective"];
+pub const COMPILE_KEYS: &[&str] = &[
+    "optimizer",
+    "settings",
+    "prompt_lm",
+    "reflection_lm",
+    "teacher_lm",
+    "objective",
+];
+
+/// The optimizer roles that may name an LM of `lms:` (`compile: {ROLE: NAME}`):
+/// the proposer writing instructions, GEPA's reflection model, and the
+/// teacher that bootstrapping runs to make demos.
+pub const LM_ROLES: &[&str] = &["prompt_lm", "reflection_lm", "teacher_lm"];
 
 /// A checked `compile:` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,6 +65,9 @@ pub struct CompileConfig {
     /// its optimizer; their own `then` is empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub then: Vec<CompileConfig>,
+    /// Optimizer role (`prompt_lm`, `reflection_lm`, `teacher_lm`) -> named LM.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lms: BTreeMap<String, String>,
 }
 
 impl CompileConfig {
@@ -146,10 +161,28 @@ fn check_stage(
                 format!("unknown key `{k}` in `{at}`"),
                 Some(
                     did_you_mean(k, COMPILE_KEYS.iter().copied()).unwrap_or_else(|| {
-                        "`compile` takes `optimizer`, `settings` and `objective`".into()
+                        "`compile` takes `optimizer`, `settings`, `objective`, `prompt_lm`, `reflection_lm` and `teacher_lm`"
+                            .into()
                     }),
                 ),
             ));
+        }
+    }
+    let mut lms = BTreeMap::new();
+    for role in LM_ROLES {
+        match obj.get(*role) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(n)) => {
+                lms.insert(role.to_string(), n.clone());
+            }
+            Some(_) => diags.push(err(
+                &join(at, role),
+                false,
+                format!("`{role}` must be the name of an LM under `lms:`"),
+                Some(format!(
+                    "write e.g. `{role}: strong` with `lms: {{strong: {{model: ...}}}}`"
+                )),
+            )),
         }
     }
     let opt_path = join(at, "optimizer");
@@ -304,6 +337,7 @@ fn check_stage(
             objective,
             origins,
             then: Vec::new(),
+            lms,
         }),
         diags,
     )

@@ -184,10 +184,34 @@ pub fn lm_limit_problems(lm: &LmConfig) -> Vec<(&'static str, String, String)> {
     out
 }
 
-fn check_lm_limits(cx: &mut Cx, lm: &LmConfig) {
+/// `lm_limit_problems` of the LM config written at `at` (`lm` or
+/// `lms.NAME`), located there.
+fn check_lm_limits(cx: &mut Cx, lm: &LmConfig, at: &str) {
     for (path, message, hint) in lm_limit_problems(lm) {
-        cx.err(path, message, Some(hint));
+        let path = format!("{at}{}", path.trim_start_matches("lm"));
+        cx.err(&path, message, Some(hint));
     }
+}
+
+/// A node's `lm: NAME` must name an entry of `lms:` (a typo would
+/// otherwise silently run the step on the default LM).
+fn check_node_lm(cx: &mut Cx, node_path: &str, name: &str, lms: &BTreeMap<String, LmConfig>) {
+    if lms.contains_key(name) {
+        return;
+    }
+    let hint = crate::diag::did_you_mean(name, lms.keys().map(String::as_str)).unwrap_or_else(|| {
+        if lms.is_empty() {
+            format!("declare it under `lms:`, e.g. `lms: {{{name}: {{model: ...}}}}`, or remove `lm:` to use the default LM")
+        } else {
+            let known: Vec<String> = lms.keys().map(|k| format!("`{k}`")).collect();
+            format!("the named LMs are {}", known.join(", "))
+        }
+    });
+    cx.err(
+        &join(node_path, "lm"),
+        format!("unknown LM `{name}` (not a key of `lms:`)"),
+        Some(hint),
+    );
 }
 
 // ---------------------------------------------------------------- pass 3
@@ -231,7 +255,14 @@ impl Lowerer<'_> {
             .and_then(|v| de::<Option<LmConfig>>(cx, v, "lm"))
             .flatten();
         if let Some(lm) = &lm {
-            check_lm_limits(cx, lm);
+            check_lm_limits(cx, lm, "lm");
+        }
+        let lms: BTreeMap<String, LmConfig> = de_map::<LmConfig>(cx, json, "lms")
+            .iter()
+            .cloned()
+            .collect();
+        for (n, l) in &lms {
+            check_lm_limits(cx, l, &join("lms", n));
         }
         let sig_specs: OrderedMap<SignatureSpec> = de_map(cx, json, "signatures");
         let input_specs: OrderedMap<FieldSpec> = de_map(cx, json, "inputs");
@@ -339,12 +370,16 @@ impl Lowerer<'_> {
                     }
                 }
             }
+            let node_lm = ns.and_then(|s| s.lm.clone());
+            if let Some(name) = &node_lm {
+                check_node_lm(self.cx, &p, name, &lms);
+            }
             nodes.push(Node {
                 name: d.name.clone(),
                 kind,
                 inputs: bindings,
                 outputs: d.outputs.clone(),
-                lm: ns.and_then(|s| s.lm.clone()),
+                lm: node_lm,
             });
         }
         let nodes = self.toposort(nodes);
@@ -419,6 +454,7 @@ impl Lowerer<'_> {
             output_fields,
             nodes,
             lm,
+            lms,
             metric,
             datasets,
             tools,

@@ -121,7 +121,8 @@ pub struct Node {
     /// The fields this node produces (for predictors: the signature outputs,
     /// with `reasoning` first for chain of thought).
     pub outputs: Vec<Field>,
-    /// The named LM (under `lms:`) this node calls; `None` is the default LM.
+    /// The named LM (a key of `lms:`) the node's predictors call; `None`
+    /// is the default `lm:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lm: Option<String>,
 }
@@ -159,6 +160,10 @@ pub struct Program {
     pub nodes: Vec<Node>,
     #[serde(default)]
     pub lm: Option<LmConfig>,
+    /// Named LMs (`lms:`), each a full LM config, picked by nodes
+    /// (`lm: NAME`), optimizer roles and LM-calling metrics.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lms: BTreeMap<String, LmConfig>,
     /// The metric spec as written (parsed by `metric`).
     #[serde(default)]
     pub metric: Option<Value>,

@@ -16,7 +16,7 @@ use crate::overlay::Overlay;
 use crate::program::{Binding, Node, Program};
 use crate::trace::Trace;
 
-pub use crate::predict::{call_predictor, RunContext, RunError, DEFAULT_MAX_TOKENS};
+pub use crate::predict::{call_predictor, LmHandle, RunContext, RunError, DEFAULT_MAX_TOKENS};
 
 pub mod map;
 pub mod multichain;
@@ -119,6 +119,7 @@ async fn run_node(
     inputs: Map<String, Value>,
     trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
+    let ctx = &ctx.lm_for(node);
     // The kind's runner gets its typed node; which LM a named `node.lm`
     // selects is the run context's business.
     let cx = crate::nodes::NodeRun {

@@ -61,12 +61,11 @@ impl Origin {
     }
 }
 
-/// The credential rule for one LM, as the CLI sets it: the runner's grants
-/// and where the files declared the LM's URL and key variable.
+/// The credential rule as the CLI sets it: the runner's grants (where each
+/// LM's URL and key variable came from is in its `ResolvedLm` sources).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CredentialPolicy {
     pub trust: Trust,
-    pub declared: super::locate::LmDeclarations,
 }
 
 /// One resolved URL and key variable with their origins.

@@ -97,67 +97,6 @@ pub fn program_source(target: &Target) -> SourceMap {
     }
 }
 
-/// Where the effective LM config's `base_urls` and `api_key_env` were
-/// written, following [`Target::lm_config`]'s precedence: the project's
-/// `lmc.yaml` over the artifact's `lm` over the program's `lm:`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LmDeclarations {
-    pub base_urls: Option<Declared>,
-    pub api_key_env: Option<Declared>,
-}
-
-impl LmDeclarations {
-    pub fn of(target: &Target) -> LmDeclarations {
-        let project = target
-            .project
-            .as_ref()
-            .and_then(|p| p.lm.as_ref().map(|lm| (lm, p.path.as_path())));
-        // The file whose value is in effect for one key, if any.
-        let pick = |has_project: bool, has_artifact: bool, has_program: bool| -> Option<Source> {
-            if has_project {
-                Some(Source::Project)
-            } else if target.artifact.as_ref().is_some_and(|a| a.lm.is_some()) {
-                has_artifact.then_some(Source::Artifact)
-            } else {
-                has_program.then_some(Source::Program)
-            }
-        };
-        let art_lm = target.artifact.as_ref().and_then(|a| a.lm.as_ref());
-        let prog_lm = target.program.lm.as_ref();
-        let urls = pick(
-            project.is_some_and(|(lm, _)| !lm.base_urls.is_empty()),
-            art_lm.is_some_and(|l| !l.base_urls.is_empty()),
-            prog_lm.is_some_and(|l| !l.base_urls.is_empty()),
-        );
-        let key = pick(
-            project.is_some_and(|(lm, _)| lm.api_key_env.is_some()),
-            art_lm.is_some_and(|l| l.api_key_env.is_some()),
-            prog_lm.is_some_and(|l| l.api_key_env.is_some()),
-        );
-        let locate = |s: Source, path: &str| -> Declared {
-            match s {
-                Source::Project => {
-                    let p = project.map(|(_, p)| p).unwrap_or(Path::new(""));
-                    SourceMap::read(p).at(path)
-                }
-                Source::Artifact => SourceMap::read(&target.path).at(path),
-                Source::Program => program_source(target).at(path),
-            }
-        };
-        LmDeclarations {
-            base_urls: urls.map(|s| locate(s, "lm.base_urls")),
-            api_key_env: key.map(|s| locate(s, "lm.api_key_env")),
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Source {
-    Project,
-    Artifact,
-    Program,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -501,7 +501,7 @@ fn schema_is_draft_2020_12_and_describes_the_format() {
 /// `Node.lm`; a kind that calls no LM refuses it like any misplaced key.
 #[test]
 fn issue16_lm_is_a_key_of_lm_calling_kinds_only() {
-    let src = "name: t\ninputs: {q: str}\nnodes:\n  a: {kind: chain_of_thought, signature: \"q -> x\", lm: small}\n  b: {kind: predict, signature: \"q -> y\"}\noutputs: {x: a.x, y: b.y}\n";
+    let src = "name: t\nlms: {small: {model: tiny}}\ninputs: {q: str}\nnodes:\n  a: {kind: chain_of_thought, signature: \"q -> x\", lm: small}\n  b: {kind: predict, signature: \"q -> y\"}\noutputs: {x: a.x, y: b.y}\n";
     let p = load_str(src, Path::new("t.yaml")).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(p.node("a").unwrap().lm.as_deref(), Some("small"));
     assert_eq!(p.node("b").unwrap().lm, None);
@@ -509,7 +509,7 @@ fn issue16_lm_is_a_key_of_lm_calling_kinds_only() {
         lmc::nodes::REGISTRY.iter().partition(|k| k.calls_lm);
     assert!(calls_lm.iter().all(|k| k.all_keys().contains(&"lm")));
     assert!(no_lm.iter().all(|k| !k.all_keys().contains(&"lm")));
-    let bad = "name: t\ntools: {d: {kind: sqlite, path: x.db}}\ninputs: {q: str}\nnodes:\n  r: {kind: tool, tool: d, lm: small}\noutputs: {x: r.result}\n";
+    let bad = "name: t\nlms: {small: {model: tiny}}\ntools: {d: {kind: sqlite, path: x.db}}\ninputs: {q: str}\nnodes:\n  r: {kind: tool, tool: d, lm: small}\noutputs: {x: r.result}\n";
     let err = load_str(bad, Path::new("t.yaml")).unwrap_err().to_string();
     assert!(
         err.contains("`lm` does not apply to a `tool` node"),

@@ -418,11 +418,11 @@ fn stub_config(stub: &StubServer) -> LmConfig {
 fn stopped_run_resumes_from_cache_without_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let stub = StubServer::start(|r| StubReply::OkUsage(format!("re: {}", r.last_user()), 100, 10));
-    let cfg = stub_config(&stub);
+    let mut cfg = stub_config(&stub);
+    cfg.concurrency = Some(4);
     let opts = LmOptions {
         cache_dir: Some(dir.path().to_path_buf()),
         backoff_base: Some(Duration::from_millis(1)),
-        concurrency: Some(4),
         ..Default::default()
     };
     let rt = rt();
@@ -442,7 +442,7 @@ fn stopped_run_resumes_from_cache_without_repeats() {
         },
         ..opts.clone()
     };
-    let (lm, meter) = build_lm(&cfg, &limited).unwrap();
+    let (lm, meter) = build_lm(&resolved(&cfg), &limited).unwrap();
     let first = run_all(lm);
     assert_eq!(first.iter().filter(|r| r.is_ok()).count(), 8);
     assert!(first
@@ -458,7 +458,7 @@ fn stopped_run_resumes_from_cache_without_repeats() {
     );
     assert_eq!(stub.requests(), 8);
 
-    let (lm, meter) = build_lm(&cfg, &opts).unwrap();
+    let (lm, meter) = build_lm(&resolved(&cfg), &opts).unwrap();
     let second = run_all(lm);
     assert!(second.iter().all(|r| r.is_ok()));
     let s = meter.snapshot();
@@ -476,14 +476,14 @@ fn aborted_run_loses_no_recorded_reply() {
     let stub = StubServer::builder()
         .latency(Duration::from_millis(40))
         .start(|r| StubReply::Ok(format!("re: {}", r.last_user())));
-    let cfg = stub_config(&stub);
+    let mut cfg = stub_config(&stub);
+    cfg.concurrency = Some(2);
     let opts = LmOptions {
         cache_dir: Some(dir.path().to_path_buf()),
-        concurrency: Some(2),
         ..Default::default()
     };
     let rt = rt();
-    let (lm, _) = build_lm(&cfg, &opts).unwrap();
+    let (lm, _) = build_lm(&resolved(&cfg), &opts).unwrap();
     let done = Arc::new(Mutex::new(Vec::new()));
     rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
@@ -504,7 +504,7 @@ fn aborted_run_loses_no_recorded_reply() {
     assert!(!done.is_empty() && done.len() < 20, "{} done", done.len());
     let before = stub.requests();
 
-    let (lm, meter) = build_lm(&cfg, &opts).unwrap();
+    let (lm, meter) = build_lm(&resolved(&cfg), &opts).unwrap();
     rt.block_on(async {
         for r in &done {
             assert!(lm.complete(r).await.unwrap().cache_hit);
@@ -524,7 +524,7 @@ fn offline_build_needs_no_server_or_key() {
         ..Default::default()
     };
     let rt = rt();
-    let (lm, _) = build_lm(&cfg, &opts).unwrap();
+    let (lm, _) = build_lm(&resolved(&cfg), &opts).unwrap();
     rt.block_on(lm.complete(&req("q"))).unwrap();
     drop(stub);
     // Now the server is gone and a key variable is named but unset.
@@ -533,7 +533,7 @@ fn offline_build_needs_no_server_or_key() {
         offline: true,
         ..opts
     };
-    let built = build_lm_full(&cfg, &offline).unwrap();
+    let built = build_lm_full(&resolved(&cfg), &offline).unwrap();
     let hit = rt.block_on(built.lm.complete(&req("q"))).unwrap();
     assert!(hit.cache_hit);
     assert_eq!(hit.text, "recorded");
@@ -556,7 +556,7 @@ fn cache_cli_exports_and_imports_cassettes() {
         ..Default::default()
     };
     let rt = rt();
-    let (lm, _) = build_lm(&cfg, &opts).unwrap();
+    let (lm, _) = build_lm(&resolved(&cfg), &opts).unwrap();
     rt.block_on(async {
         for i in 0..3 {
             lm.complete(&req(&format!("q{i}"))).await.unwrap();
@@ -598,7 +598,7 @@ fn cache_cli_exports_and_imports_cassettes() {
         offline: true,
         ..Default::default()
     };
-    let (lm, _) = build_lm(&cfg, &offline).unwrap();
+    let (lm, _) = build_lm(&resolved(&cfg), &offline).unwrap();
     let r = rt.block_on(lm.complete(&req("q2"))).unwrap();
     assert!(r.cache_hit);
     assert_eq!(r.text, "re: q2");
@@ -620,4 +620,9 @@ fn cache_cli_exports_and_imports_cassettes() {
         .arg(&cache_b));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("line 1"), "{err}");
+}
+
+/// A config the test vouches for, resolved as the CLI would.
+fn resolved(cfg: &lmc::program::LmConfig) -> lmc::lm::ResolvedLm {
+    lmc::lm::ResolvedLm::from_config(cfg).unwrap()
 }

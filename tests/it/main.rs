@@ -29,6 +29,7 @@ mod known_optimum;
 #[cfg(feature = "embedded")]
 mod lm_embedded;
 mod lm_http;
+mod lms;
 mod lmspeed;
 mod metric;
 mod multichain;

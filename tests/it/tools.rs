@@ -115,6 +115,7 @@ fn program(
         output_fields: vec![],
         nodes,
         lm: None,
+        lms: Default::default(),
         metric: None,
         datasets: Default::default(),
         tools,

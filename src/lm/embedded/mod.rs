@@ -20,8 +20,7 @@ use crate::lm::{Lm, LmError, LmRequest, LmResponse};
 mod engine;
 pub mod skeleton;
 
-/// The default model's file name inside `$LMC_HOME/models`.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub use crate::lm::resolve::DEFAULT_MODEL_FILE;
 
 /// Total KV-cache size (tokens) shared by all sequences when not configured:
 /// room for several demo-laden prompts at once, since their shared prefix is
@@ -29,7 +28,7 @@ pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const DEFAULT_CONTEXT: u32 = 4096;
 
 /// Sequences decoded together when not configured.
-pub const DEFAULT_MAX_BATCH: usize = 8;
+pub const DEFAULT_MAX_BATCH: usize = crate::lm::resolve::DEFAULT_CONCURRENCY;
 
 /// How to load the embedded engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,29 +45,12 @@ pub struct EmbeddedConfig {
 impl Default for EmbeddedConfig {
     fn default() -> Self {
         EmbeddedConfig {
-            model_path: default_model_path(),
+            model_path: crate::lm::resolve::default_model_path(),
             threads: None,
             context: None,
             max_batch: None,
         }
     }
-}
-
-/// `LMC_MODEL`, else `$LMC_HOME` (or `~/.cache/lmc`) + `models/<default>`.
-pub fn default_model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("LMC_MODEL").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let home = std::env::var_os("LMC_HOME")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join(".cache/lmc")
-        });
-    home.join("models").join(DEFAULT_MODEL_FILE)
 }
 
 /// Physical CPU cores (hyper-threads share the SIMD units llama.cpp keeps
