@@ -21,6 +21,7 @@ pub mod optimize;
 pub mod overlay;
 pub mod program;
 pub mod run;
+pub mod serve;
 pub mod settings;
 pub mod signature;
 pub mod spec;
