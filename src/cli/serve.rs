@@ -173,9 +173,7 @@ fn listen_addr(args: &Args) -> Result<SocketAddr, CliError> {
 
 fn limits(args: &Args) -> Result<Limits, CliError> {
     if args.max_in_flight == 0 {
-        return Err(CliError::Input(
-            "--max-in-flight must be at least 1".into(),
-        ));
+        return Err(CliError::Input("--max-in-flight must be at least 1".into()));
     }
     Ok(Limits {
         max_in_flight: args.max_in_flight,

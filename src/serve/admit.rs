@@ -89,8 +89,11 @@ impl Admission {
         if before >= self.limits.queue {
             return Err(Rejected::QueueFull);
         }
-        match tokio::time::timeout(self.limits.queue_timeout, self.slots.clone().acquire_owned())
-            .await
+        match tokio::time::timeout(
+            self.limits.queue_timeout,
+            self.slots.clone().acquire_owned(),
+        )
+        .await
         {
             Ok(Ok(p)) => Ok(Slot { _permit: p }),
             // The semaphore is never closed; treat it like a full queue.

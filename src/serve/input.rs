@@ -223,7 +223,12 @@ outputs:
             r#"{"sentence":"good","stars":4,"note":null}"#
         );
         assert!(!r.trace);
-        let r = parse(&p, br#"{"sentence": "x", "stars": 1, "trace": true}"#, false).unwrap();
+        let r = parse(
+            &p,
+            br#"{"sentence": "x", "stars": 1, "trace": true}"#,
+            false,
+        )
+        .unwrap();
         assert!(r.trace);
     }
 
@@ -231,13 +236,23 @@ outputs:
     fn each_refusal_names_its_field() {
         let p = program();
         let e = parse(&p, br#"{"sentence": "x", "stars": "many"}"#, false).unwrap_err();
-        assert_eq!((e.kind, e.field.as_deref()), ("invalid_input", Some("stars")));
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            ("invalid_input", Some("stars"))
+        );
         assert!(e.message.contains("not an integer"), "{}", e.message);
         let e = parse(&p, br#"{"sentence": "x"}"#, false).unwrap_err();
-        assert_eq!((e.kind, e.field.as_deref()), ("missing_input", Some("stars")));
+        assert_eq!(
+            (e.kind, e.field.as_deref()),
+            ("missing_input", Some("stars"))
+        );
         let e = parse(&p, br#"{"sentense": "x", "stars": 1}"#, false).unwrap_err();
         assert_eq!(e.kind, "unknown_field");
-        assert!(e.message.contains("did you mean `sentence`"), "{}", e.message);
+        assert!(
+            e.message.contains("did you mean `sentence`"),
+            "{}",
+            e.message
+        );
         assert_eq!(parse(&p, b"[1]", false).unwrap_err().kind, "not_an_object");
         assert_eq!(parse(&p, b"{", false).unwrap_err().kind, "invalid_json");
         let e = parse(&p, br#"{"sentence": "x", "stars": 1, "trace": "x"}"#, false).unwrap_err();

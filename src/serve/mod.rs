@@ -265,13 +265,7 @@ async fn run(
     let inputs = req.inputs;
     let task = tokio::spawn(async move {
         let _slot = slot;
-        crate::run::run_program(
-            &task_app.ctx,
-            &task_app.program,
-            &task_app.overlay,
-            inputs,
-        )
-        .await
+        crate::run::run_program(&task_app.ctx, &task_app.program, &task_app.overlay, inputs).await
     });
     match task.await {
         Ok(outcome) => {
@@ -390,11 +384,7 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Response {
     let text = app
         .metrics
         .render(app.admission.in_flight(), app.admission.queued());
-    (
-        [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn not_found(req: Request) -> Response {

@@ -12,7 +12,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::program::Program;
+use crate::program::{Binding, Program};
 use crate::signature::{Field, FieldType};
 
 use super::input::TRACE_KEY;
@@ -44,6 +44,36 @@ pub fn fields_schema(fields: &[Field]) -> Value {
     })
 }
 
+/// The program's inputs, each with a description: its own, else that of
+/// the first signature input it is bound to (a program usually declares
+/// `sentence: str` and describes the field in the signature).
+pub fn described_inputs(program: &Program) -> Vec<Field> {
+    let predictors = program.predictors();
+    program
+        .inputs
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if f.description.is_none() {
+                f.description = predictors.iter().find_map(|p| {
+                    let node = program.node(&p.node)?;
+                    let (bound, _) = node
+                        .inputs
+                        .iter()
+                        .find(|(_, b)| matches!(b, Binding::ProgramInput(n) if *n == f.name))?;
+                    p.signature
+                        .inputs
+                        .iter()
+                        .find(|s| s.name == *bound)?
+                        .description
+                        .clone()
+                });
+            }
+            f
+        })
+        .collect()
+}
+
 /// `GET /v1/schema`.
 pub fn describe(program: &Program, compiled: bool) -> Value {
     json!({
@@ -51,7 +81,7 @@ pub fn describe(program: &Program, compiled: bool) -> Value {
         "description": program.description,
         "program_sha256": program.content_hash,
         "compiled": compiled,
-        "inputs": fields_schema(&program.inputs),
+        "inputs": fields_schema(&described_inputs(program)),
         "outputs": fields_schema(&program.output_fields),
     })
 }
@@ -59,7 +89,7 @@ pub fn describe(program: &Program, compiled: bool) -> Value {
 /// The request body's schema: the inputs, plus `trace` when no input is
 /// called that.
 fn request_schema(program: &Program) -> Value {
-    let mut s = fields_schema(&program.inputs);
+    let mut s = fields_schema(&described_inputs(program));
     if !program.inputs.iter().any(|f| f.name == TRACE_KEY) {
         s["properties"][TRACE_KEY] = json!({
             "type": "boolean",

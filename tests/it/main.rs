@@ -35,6 +35,7 @@ mod pipeline;
 
 mod reports;
 mod run_cmd;
+mod serve;
 mod simba;
 mod tools;
 mod trust;
