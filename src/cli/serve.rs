@@ -197,7 +197,9 @@ fn seconds(flag: &str, v: f64) -> Result<Duration, CliError> {
 fn access_log() -> crate::serve::AccessLog {
     Arc::new(|e: &AccessEntry| {
         let now = time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
             .unwrap_or_default();
         eprintln!(
             "{now} {} {} {} {:.1}ms",
