@@ -358,7 +358,17 @@ fn overload_is_a_503_with_retry_after() {
 
     // A queue place instead: the second request waits and succeeds.
     drop(served);
-    let served = Served::start(&stub.url(), &["--max-in-flight", "1", "--queue", "1"]);
+    let served = Served::start(
+        &stub.url(),
+        &[
+            "--max-in-flight",
+            "1",
+            "--queue",
+            "1",
+            "--max-body-bytes",
+            "200",
+        ],
+    );
     let url = served.url("/v1/run");
     let first = rt
         .spawn(async move { call("POST", &url, Some(r#"{"sentence": "q1", "stars": 5}"#)).await });
@@ -369,6 +379,21 @@ fn overload_is_a_503_with_retry_after() {
     assert_eq!(status, 200, "queued request: {body}");
     assert_eq!(body["outputs"]["sentiment"], "negative");
     assert_eq!(rt.block_on(first).unwrap().0, 200);
+    // A body over --max-body-bytes, and a wrong method: JSON errors too.
+    let big = json!({"sentence": "x".repeat(300), "stars": 1}).to_string();
+    let (status, _, body) = post(&served.url("/v1/run"), &big);
+    assert_eq!(
+        (status, &body["error"]["kind"]),
+        (413, &json!("body_too_large")),
+        "{body}"
+    );
+    let (status, body) = get(&served.url("/v1/run"));
+    assert_eq!(
+        (status, &body["error"]["kind"]),
+        (405, &json!("method_not_allowed")),
+        "{body}"
+    );
+    assert_eq!(stub.requests(), 3, "refused bodies made no LM call");
 }
 
 /// A metric's value from the exposition text (`name{labels} value`).
