@@ -265,13 +265,18 @@ async fn run(
     let inputs = req.inputs;
     let task = tokio::spawn(async move {
         let _slot = slot;
-        crate::run::run_program(&task_app.ctx, &task_app.program, &task_app.overlay, inputs).await
+        let app = task_app;
+        let outcome = crate::run::run_program(&app.ctx, &app.program, &app.overlay, inputs).await;
+        // Counted here, not in the handler: a client that hangs up drops
+        // the handler, but the run (and what it spent) still happened.
+        app.metrics.lm(&outcome.trace);
+        if let Err(e) = &outcome.outputs {
+            app.metrics.run_error(failure(e).metric);
+        }
+        outcome
     });
     match task.await {
-        Ok(outcome) => {
-            app.metrics.lm(&outcome.trace);
-            answer(&app, outcome, req.trace)
-        }
+        Ok(outcome) => answer(outcome, req.trace),
         Err(e) => {
             app.metrics.run_error("node");
             error(
@@ -284,10 +289,61 @@ async fn run(
     }
 }
 
+/// How a run error is answered and counted.
+struct Failure {
+    status: StatusCode,
+    kind: &'static str,
+    /// The `kind` label of `lmc_run_errors_total`.
+    metric: &'static str,
+    extra: Value,
+}
+
+fn failure(e: &RunError) -> Failure {
+    let f = |status, kind, metric, extra| Failure {
+        status,
+        kind,
+        metric,
+        extra,
+    };
+    match e {
+        RunError::Parse(pe) => f(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "parse_failure",
+            "parse",
+            json!({"field": pe.field, "raw_reply": pe.raw}),
+        ),
+        RunError::Lm(LmError::Budget(_)) => f(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "budget_exhausted",
+            "budget",
+            json!({}),
+        ),
+        RunError::Lm(LmError::CacheMiss { .. }) => f(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "offline_cache_miss",
+            "offline",
+            json!({}),
+        ),
+        RunError::Lm(_) => f(StatusCode::BAD_GATEWAY, "lm_failed", "lm", json!({})),
+        RunError::MissingInput(name) => f(
+            StatusCode::BAD_REQUEST,
+            "missing_input",
+            "input",
+            json!({ "field": name }),
+        ),
+        RunError::Node { node, .. } => f(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "run_failed",
+            "node",
+            json!({ "node": node }),
+        ),
+    }
+}
+
 /// The response for a finished run.
-fn answer(app: &App, outcome: RunOutcome, with_trace: bool) -> Response {
+fn answer(outcome: RunOutcome, with_trace: bool) -> Response {
     let trace = with_trace.then(|| json!(outcome.trace.steps));
-    let outputs = match outcome.outputs {
+    let err = match outcome.outputs {
         Ok(outputs) => {
             let mut body = json!({"outputs": outputs, "usage": usage(&outcome.trace)});
             if let Some(t) = trace {
@@ -297,47 +353,14 @@ fn answer(app: &App, outcome: RunOutcome, with_trace: bool) -> Response {
         }
         Err(e) => e,
     };
-    let (status, kind, metric, extra) = match &outputs {
-        RunError::Parse(pe) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "parse_failure",
-            "parse",
-            json!({"field": pe.field, "raw_reply": pe.raw}),
-        ),
-        RunError::Lm(LmError::Budget(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "budget_exhausted",
-            "budget",
-            json!({}),
-        ),
-        RunError::Lm(LmError::CacheMiss { .. }) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "offline_cache_miss",
-            "offline",
-            json!({}),
-        ),
-        RunError::Lm(_) => (StatusCode::BAD_GATEWAY, "lm_failed", "lm", json!({})),
-        RunError::MissingInput(name) => (
-            StatusCode::BAD_REQUEST,
-            "missing_input",
-            "input",
-            json!({ "field": name }),
-        ),
-        RunError::Node { node, .. } => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "run_failed",
-            "node",
-            json!({ "node": node }),
-        ),
-    };
-    app.metrics.run_error(metric);
+    let f = failure(&err);
     // The trace rides with the error when asked for: a client debugging a
     // failure needs the messages and the raw reply together.
-    let mut body = error_body(kind, outputs.to_string(), extra);
+    let mut body = error_body(f.kind, err.to_string(), f.extra);
     if let Some(t) = trace {
         body["trace"] = t;
     }
-    (status, Json(body)).into_response()
+    (f.status, Json(body)).into_response()
 }
 
 /// What one run cost, from its trace.
