@@ -23,6 +23,7 @@ pub mod overlay;
 pub mod predict;
 pub mod program;
 pub mod run;
+pub mod serve;
 pub mod settings;
 pub mod signature;
 pub mod spec;

@@ -73,3 +73,10 @@ pub const TRACE: &str = "\
 Examples:
   lmc run programs/sentiment.yaml -i sentence='fine' --trace run.jsonl
   lmc trace show run.jsonl --messages";
+
+pub const SERVE: &str = "\
+Examples:
+  lmc serve sentiment.compiled.json                     # http://127.0.0.1:8080
+  curl -s localhost:8080/v1/run -d '{\"sentence\": \"a gorgeous, witty film\"}'
+  lmc serve programs/sentiment.yaml --port 0 --max-in-flight 16 --queue 8
+  lmc serve sentiment.compiled.json --bind 0.0.0.0:8080 --public   # behind a proxy: docs/deploy.md";

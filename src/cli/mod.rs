@@ -32,6 +32,7 @@ pub mod preflight;
 pub mod progress;
 pub mod run;
 pub mod schema;
+pub mod serve;
 pub mod signals;
 pub mod target;
 pub mod trace;
@@ -87,6 +88,9 @@ pub enum Command {
     /// Import a DSPy saved-program JSON into an artifact for a program.
     #[command(after_long_help = examples::IMPORT)]
     Import(export::ImportArgs),
+    /// Serve a program or compiled artifact over HTTP (POST /v1/run).
+    #[command(after_long_help = examples::SERVE)]
+    Serve(serve::Args),
     /// Inspect or manage the LM response cache.
     #[command(subcommand, after_long_help = examples::CACHE)]
     Cache(cache::Command),
@@ -126,6 +130,7 @@ pub fn main() -> ExitCode {
         Command::Compile(a) => compile::run(a),
         Command::Export(a) => export::run_export(a),
         Command::Import(a) => export::run_import(a),
+        Command::Serve(a) => serve::run(a),
         Command::Cache(c) => cache::run(c),
         Command::Trace(c) => trace::run(c),
         Command::Diff(a) => diff::run(a),

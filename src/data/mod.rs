@@ -23,6 +23,13 @@ mod value;
 
 pub use select::parse_split;
 
+/// Convert one JSON value to an input field's type with the same rules as
+/// a JSONL cell (`"18"` for an int, `"yes"` for a bool, enum case folded),
+/// so a value a dataset accepts is accepted everywhere else (`lmc serve`).
+pub fn convert_input(ty: &FieldType, v: Value) -> Result<Value, String> {
+    value::convert(ty, Cell::Json(v), false)
+}
+
 /// One dataset row, mapped onto the program's fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {

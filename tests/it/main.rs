@@ -42,6 +42,7 @@ mod plumbing;
 
 mod reports;
 mod run_cmd;
+mod serve;
 mod simba;
 mod tools;
 mod trust;
