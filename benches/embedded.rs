@@ -23,9 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use lmc::adapter::{AdapterKind, Message, Role};
-use lmc::lm::embedded::{
-    default_model_path, llama_backend, EmbeddedConfig, EmbeddedLm, EngineStats, Tuning,
-};
+use lmc::lm::embedded::{llama_backend, EmbeddedConfig, EmbeddedLm, EngineStats, Tuning};
+use lmc::lm::resolve::default_model_path;
 use lmc::lm::{Lm, LmRequest, Usage};
 use lmc::signature::{Field, FieldType, Signature};
 use serde_json::{Map, Value};

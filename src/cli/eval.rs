@@ -542,7 +542,6 @@ pub(super) struct Prepared {
     pub lm_target: crate::settings::Target,
 }
 
-
 pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
     let target = super::target::load(args.file, args.strict)?;
     // Nothing a file asks for runs before the runner's grants are checked.

@@ -435,3 +435,58 @@ fn sigint_mid_compare_exits_130_with_incomplete_reports() {
     let html = std::fs::read_to_string(dir.path().join("c.html")).unwrap();
     assert!(html.contains("<b>Incomplete</b>"), "the HTML says so");
 }
+
+/// A variant `lm=NAME` runs the cell on a named LM of the program's
+/// `lms:` (resolved like any other LM): each cell's requests reach its own
+/// server with its own model, and an unknown name is an input error with a
+/// did-you-mean before any call.
+#[test]
+fn a_variant_can_run_a_named_lm_of_the_program() {
+    let s = Setup::new(12);
+    let sa = scripted(&[]);
+    let sb = scripted(&[1, 2, 3]);
+    let program = std::fs::read_to_string(root().join("programs/sentiment.yaml")).unwrap();
+    let program = format!(
+        "{program}\nlms:\n  alt: {{provider: openai, model: stub-b, base_urls: [\"{}\"]}}\n",
+        sb.url()
+    );
+    std::fs::write(s.path("two.yaml"), program).unwrap();
+    let compare = |variant: &str| {
+        let mut c = lmc();
+        c.current_dir(s.path(""))
+            .args([
+                "compare",
+                "two.yaml",
+                "--dataset",
+                "dev.csv",
+                "--quiet",
+                "--json",
+            ])
+            .arg("--lm-variant")
+            .arg(format!("main=model=stub-a,base_url={}", sa.url()))
+            .arg("--lm-variant")
+            .arg(variant);
+        stub_env(&mut c, "", &s.path("cache"));
+        c
+    };
+    let (code, out, err) = run(&mut compare("alt=lm=alt"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(sa.requests(), 12, "the main cell runs on stub a");
+    assert_eq!(
+        sb.requests(),
+        12,
+        "the alt cell runs on the named LM's server"
+    );
+    assert!(sb.received().iter().all(|r| r["model"] == "stub-b"));
+    let j = json(&out);
+    let cells = j["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    assert!(close(&cells[0]["summary"]["mean"], 1.0), "{}", cells[0]);
+    assert!(close(&cells[1]["summary"]["mean"], 0.75), "{}", cells[1]);
+    assert_eq!(cells[1]["model"], "stub-b");
+
+    let (code, _, err) = run(&mut compare("alt=lm=alx"));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("did you mean `alt`"), "{err}");
+    assert_eq!(sa.requests() + sb.requests(), 24, "no call for a bad name");
+}
