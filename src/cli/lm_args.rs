@@ -66,6 +66,13 @@ pub struct LmArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// How enum outputs are decided on the embedded engine: `sample`
+    /// (decode them, the default), `likelihood` (the most likely whole
+    /// value) or `calibrated` (likelihood divided by a content-free
+    /// input's, Zhao et al. 2021).
+    #[arg(long, value_name = "sample|likelihood|calibrated")]
+    pub choice: Option<crate::lm::choice::ChoiceMode>,
+
     /// Per-attempt HTTP timeout in seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
@@ -145,6 +152,7 @@ impl LmArgs {
         );
         over!(concurrency, self.concurrency);
         over!(threads, self.threads);
+        over!(choice, self.choice);
         over!(timeout_secs, self.timeout);
         over!(max_retries, self.max_retries);
         over!(rpm, self.rpm);
@@ -245,6 +253,9 @@ pub fn configure_context(cfg: &LmConfig, ctx: &mut RunContext) -> Result<(), Cli
     }
     if let Some(m) = cfg.max_tokens {
         ctx.max_tokens = m;
+    }
+    if let Some(c) = cfg.choice {
+        ctx.choice = c;
     }
     Ok(())
 }
