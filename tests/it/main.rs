@@ -24,6 +24,8 @@ mod interrupt;
 // an HTTP-only binary whose tests skip it.
 #[cfg(feature = "embedded")]
 mod lm_embedded;
+#[cfg(feature = "embedded")]
+mod lm_choice;
 mod lm_http;
 mod lmspeed;
 mod metric;
