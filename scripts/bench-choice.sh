@@ -16,8 +16,10 @@ if [ -z "${LMC:-}" ]; then
   cargo build --release --quiet
   LMC="${CARGO_TARGET_DIR:-target}/release/lmc"
 fi
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+# KEEP=dir keeps each run's eval JSON there.
+WORK="${KEEP:-$(mktemp -d)}"
+mkdir -p "$WORK"
+[ -z "${KEEP:-}" ] && trap 'rm -rf "$WORK"' EXIT
 
 targets=(programs/sentiment.yaml)
 [ -n "${ARTIFACT:-}" ] && targets+=("$ARTIFACT")
@@ -25,7 +27,7 @@ targets=(programs/sentiment.yaml)
 printf '%-28s %-10s %-22s %-26s %-7s %s\n' target choice accuracy "predicted (pos/neg)" "ex/s" load
 for target in "${targets[@]}"; do
   for mode in sample likelihood calibrated; do
-    out="$WORK/$mode.json"
+    out="$WORK/$(basename "$target")-$mode.json"
     LMC_CACHE_DIR="$WORK/cache-$mode-$RANDOM" \
       "$LMC" eval "$target" --limit "$N" --choice "$mode" --json --quiet >"$out"
     load="$(cut -d' ' -f1 /proc/loadavg)"
@@ -35,8 +37,9 @@ r = json.load(open(sys.argv[1]))
 s = r["summary"]
 labels = [(x.get("outputs") or {}).get("sentiment") for x in r["results"]]
 pos, neg = labels.count("positive"), labels.count("negative")
-acc = f'{s["mean"]:.2f} [{s["ci95_low"]:.2f}, {s["ci95_high"]:.2f}]'
-print(f'{sys.argv[2][-28:]:<28} {sys.argv[3]:<10} {acc:<22} {f"{pos}/{neg} (n={s["n"]})":<26} {s["examples_per_s"]:<7.2f} {sys.argv[4]}')
+acc = "%.2f [%.2f, %.2f]" % (s["mean"], s["ci95_low"], s["ci95_high"])
+split = "%d/%d (n=%d)" % (pos, neg, s["n"])
+print("%-28s %-10s %-22s %-26s %-7.2f %s" % (sys.argv[2][-28:], sys.argv[3], acc, split, s["examples_per_s"], sys.argv[4]))
 PY
   done
 done

@@ -213,7 +213,10 @@ mod tests {
 
     #[test]
     fn modes_parse_with_a_helpful_error() {
-        assert_eq!("Calibrated".parse::<ChoiceMode>(), Ok(ChoiceMode::Calibrated));
+        assert_eq!(
+            "Calibrated".parse::<ChoiceMode>(),
+            Ok(ChoiceMode::Calibrated)
+        );
         let err = "greedy".parse::<ChoiceMode>().unwrap_err();
         assert!(err.contains("sample, likelihood, calibrated"), "{err}");
     }

@@ -15,8 +15,8 @@ use crate::adapter::Message;
 
 pub mod build;
 pub mod cache;
-pub mod choice;
 mod cachefile;
+pub mod choice;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;

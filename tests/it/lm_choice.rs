@@ -81,10 +81,10 @@ fn the_choice(sig: &Signature, text: &str, choices: &[ChoiceScores]) -> ChoiceSc
     let sum: f64 = c.values.iter().map(|v| v.p).sum();
     assert!((sum - 1.0).abs() < 1e-9, "{c:?}");
     let deciding = |v: &lmc::lm::choice::ValueScore| v.p_calibrated.unwrap_or(v.p);
-    let best = c
-        .values
-        .iter()
-        .fold(&c.values[0], |b, v| if deciding(v) > deciding(b) { v } else { b });
+    let best = c.values.iter().fold(
+        &c.values[0],
+        |b, v| if deciding(v) > deciding(b) { v } else { b },
+    );
     assert_eq!(best.value, c.chosen, "{c:?}");
     for v in &c.values {
         assert!(v.logprob.is_finite() && v.logprob < 0.0, "{c:?}");
@@ -92,7 +92,11 @@ fn the_choice(sig: &Signature, text: &str, choices: &[ChoiceScores]) -> ChoiceSc
     let parsed = AdapterKind::Chat
         .parse(sig, text)
         .unwrap_or_else(|e| panic!("reply not parseable: {e}\n{text}"));
-    assert_eq!(parsed["sentiment"], Value::String(c.chosen.clone()), "{text}");
+    assert_eq!(
+        parsed["sentiment"],
+        Value::String(c.chosen.clone()),
+        "{text}"
+    );
     c
 }
 

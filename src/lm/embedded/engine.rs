@@ -731,7 +731,9 @@ impl Engine<'_> {
                 let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
                 self.ctx
                     .copy_kv_cache_seq(seq, s, Some(0), Some(base as u32))
-                    .map_err(|e| LmError::Fatal(format!("llama.cpp could not copy a sequence: {e}")))?;
+                    .map_err(|e| {
+                        LmError::Fatal(format!("llama.cpp could not copy a sequence: {e}"))
+                    })?;
                 let mut idx = Vec::new();
                 for (m, tok) in toks[k][..toks[k].len() - 1].iter().enumerate() {
                     idx.push(self.batch.n_tokens());
@@ -802,7 +804,9 @@ impl Engine<'_> {
             if shared > 0 {
                 self.ctx
                     .copy_kv_cache_seq(seq, cf_seq, Some(0), Some(shared as u32))
-                    .map_err(|e| LmError::Fatal(format!("llama.cpp could not copy a sequence: {e}")))?;
+                    .map_err(|e| {
+                        LmError::Fatal(format!("llama.cpp could not copy a sequence: {e}"))
+                    })?;
             }
             let mut done = shared;
             let mut last = 0;
