@@ -8,6 +8,7 @@
 #
 #   N=100 bash scripts/bench-choice.sh            # release build
 #   LMC=/path/to/lmc N=20 bash scripts/bench-choice.sh
+#   ARTIFACT=sst2.compiled.json bash scripts/bench-choice.sh  # program, then artifact
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +22,8 @@ WORK="${KEEP:-$(mktemp -d)}"
 mkdir -p "$WORK"
 [ -z "${KEEP:-}" ] && trap 'rm -rf "$WORK"' EXIT
 
-targets=(programs/sentiment.yaml)
+# TARGETS (space-separated) replaces the program, e.g. to bench artifacts only.
+read -r -a targets <<<"${TARGETS:-programs/sentiment.yaml}"
 [ -n "${ARTIFACT:-}" ] && targets+=("$ARTIFACT")
 
 printf '%-28s %-10s %-22s %-26s %-7s %s\n' target choice accuracy "predicted (pos/neg)" "ex/s" load
