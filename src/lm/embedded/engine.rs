@@ -800,32 +800,7 @@ impl Engine<'_> {
         let cf_seq = self.scratch_seq(0);
         let shared = common_prefix(&self.slots[slot].cached, &context).min(context.len() - 1);
         let _ = self.ctx.clear_kv_cache_seq(Some(cf_seq as u32), None, None);
-        let result = (|| {
-            if shared > 0 {
-                self.ctx
-                    .copy_kv_cache_seq(seq, cf_seq, Some(0), Some(shared as u32))
-                    .map_err(|e| {
-                        LmError::Fatal(format!("llama.cpp could not copy a sequence: {e}"))
-                    })?;
-            }
-            let mut done = shared;
-            let mut last = 0;
-            while done < context.len() {
-                let end = (done + self.n_batch).min(context.len());
-                self.batch.clear();
-                for (p, tok) in context[done..end].iter().enumerate() {
-                    let pos = done + p;
-                    last = self.batch.n_tokens();
-                    self.batch
-                        .add(*tok, pos as i32, &[cf_seq], pos + 1 == context.len())
-                        .map_err(|e| LmError::Fatal(format!("scoring batch: {e}")))?;
-                }
-                self.decode_counted(1)?;
-                done = end;
-            }
-            let first = first_logprobs(self.ctx.get_logits_ith(last), toks);
-            self.value_logprobs(cf_seq, context.len(), toks, first)
-        })();
+        let result = self.content_free_pass(seq, cf_seq, shared, &context, toks);
         let _ = self.ctx.clear_kv_cache_seq(Some(cf_seq as u32), None, None);
         let cf = result?;
         if self.calibrations.len() >= MAX_CALIBRATIONS {
@@ -833,6 +808,40 @@ impl Engine<'_> {
         }
         self.calibrations.insert(key, cf.clone());
         Ok(cf)
+    }
+
+    /// Decode `context` on scratch sequence `cf_seq`, its first `shared`
+    /// tokens copied from `seq`, and score the values after it.
+    fn content_free_pass(
+        &mut self,
+        seq: i32,
+        cf_seq: i32,
+        shared: usize,
+        context: &[LlamaToken],
+        toks: &[Vec<LlamaToken>],
+    ) -> Result<Vec<f64>, LmError> {
+        if shared > 0 {
+            self.ctx
+                .copy_kv_cache_seq(seq, cf_seq, Some(0), Some(shared as u32))
+                .map_err(|e| LmError::Fatal(format!("llama.cpp could not copy a sequence: {e}")))?;
+        }
+        let mut done = shared;
+        let mut last = 0;
+        while done < context.len() {
+            let end = (done + self.n_batch).min(context.len());
+            self.batch.clear();
+            for (p, tok) in context[done..end].iter().enumerate() {
+                let pos = done + p;
+                last = self.batch.n_tokens();
+                self.batch
+                    .add(*tok, pos as i32, &[cf_seq], pos + 1 == context.len())
+                    .map_err(|e| LmError::Fatal(format!("scoring batch: {e}")))?;
+            }
+            self.decode_counted(1)?;
+            done = end;
+        }
+        let first = first_logprobs(self.ctx.get_logits_ith(last), toks);
+        self.value_logprobs(cf_seq, context.len(), toks, first)
     }
 
     /// Scratch sequence `j` (0: content-free prompt; 1..: values).
