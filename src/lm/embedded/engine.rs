@@ -1166,6 +1166,35 @@ mod tests {
     }
 
     #[test]
+    fn value_scores_are_log_softmax_of_their_tokens() {
+        // Probabilities 1/4, 2/4, 1/4.
+        let logits = [0.0f32, 2f32.ln(), 0.0];
+        let lp = first_logprobs(
+            &logits,
+            &[
+                vec![LlamaToken(1), LlamaToken(0)],
+                vec![LlamaToken(2)],
+                vec![],
+            ],
+        );
+        assert!((lp[0] - 0.5f64.ln()).abs() < 1e-6, "{lp:?}");
+        assert!((lp[1] - 0.25f64.ln()).abs() < 1e-6, "{lp:?}");
+        assert_eq!(lp[2], f64::NEG_INFINITY);
+        assert!((log_softmax_at(&logits, LlamaToken(1)) - 0.5f64.ln()).abs() < 1e-6);
+        assert_eq!(log_softmax_at(&logits, LlamaToken(9)), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn calibration_memo_key_covers_context_and_values() {
+        let ctx = [LlamaToken(1), LlamaToken(2)];
+        let v = ["a".to_string(), "b".to_string()];
+        let k = calibration_key(&ctx, &v);
+        assert_eq!(k, calibration_key(&ctx, &v));
+        assert_ne!(k, calibration_key(&ctx[..1], &v));
+        assert_ne!(k, calibration_key(&ctx, &["ab".to_string()]));
+    }
+
+    #[test]
     fn common_prefix_counts_equal_leading_tokens() {
         let a = [LlamaToken(1), LlamaToken(2), LlamaToken(3)];
         let b = [LlamaToken(1), LlamaToken(2), LlamaToken(4)];
