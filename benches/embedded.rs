@@ -80,6 +80,7 @@ fn req(model: &str, messages: Vec<Message>, grammar: Option<String>, max_tokens:
         rollout_id: None,
         grammar,
         response_format: None,
+        choice: None,
     }
 }
 

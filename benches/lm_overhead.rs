@@ -106,6 +106,7 @@ fn request(sig: &Signature, ex: &Example) -> LmRequest {
         rollout_id: None,
         grammar: None,
         response_format: adapter.response_format(sig),
+        choice: None,
     }
 }
 

@@ -14,9 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::adapter::{AdapterKind, ParseError};
+use crate::lm::choice::{ChoiceMode, ChoiceRequest, CONTENT_FREE};
 use crate::lm::{LmError, LmRequest, SharedLm};
 use crate::overlay::Overlay;
 use crate::program::Node;
+use crate::signature::FieldType;
 use crate::signature::Signature;
 use crate::tools::Toolbox;
 use crate::trace::{LmCallRecord, Step, Trace};
@@ -35,6 +37,9 @@ pub struct RunContext {
     /// (cache key), e.g. bootstrapping rounds at higher temperature.
     pub rollout_id: Option<u64>,
     pub tools: Arc<Toolbox>,
+    /// How enum outputs are decided (`lm.choice`); backends that cannot
+    /// score values (HTTP) sample whatever this says.
+    pub choice: ChoiceMode,
     /// Every LM of the run by name (`default` included), so a node, a
     /// metric or an optimizer role that names one gets it ([`Self::with_lm`]).
     pub lms: Arc<BTreeMap<String, LmHandle>>,
@@ -47,6 +52,7 @@ pub struct LmHandle {
     pub adapter: AdapterKind,
     pub temperature: f32,
     pub max_tokens: u32,
+    pub choice: ChoiceMode,
 }
 
 impl RunContext {
@@ -58,6 +64,7 @@ impl RunContext {
             max_tokens: DEFAULT_MAX_TOKENS,
             rollout_id: None,
             tools: Arc::new(Toolbox::default()),
+            choice: ChoiceMode::Sample,
             lms: Arc::default(),
         }
     }
@@ -75,6 +82,7 @@ impl RunContext {
             adapter: h.adapter,
             temperature: h.temperature,
             max_tokens: h.max_tokens,
+            choice: h.choice,
             ..self.clone()
         }
     }
@@ -184,6 +192,7 @@ pub async fn call_predictor(
             .supports_grammar()
             .then(|| ctx.adapter.grammar(&sig, ctx.max_tokens)),
         response_format: ctx.adapter.response_format(&sig),
+        choice: choice_request(ctx, &sig, &demos, inputs),
     };
     let started = Instant::now();
     let mut step = Step {
@@ -211,6 +220,7 @@ pub async fn call_predictor(
                 retries: 0,
                 cost: 0.0,
                 error: Some(e.to_string()),
+                choices: Vec::new(),
             });
             step.error = Some(e.to_string());
             trace.steps.push(step);
@@ -231,6 +241,7 @@ pub async fn call_predictor(
         retries: resp.retries,
         cost: resp.cost,
         error: None,
+        choices: resp.choices.clone(),
     });
     match ctx.adapter.parse(&sig, &resp.text) {
         Ok(out) => {
@@ -248,4 +259,35 @@ pub async fn call_predictor(
             Err(RunError::Parse(pe))
         }
     }
+}
+
+/// What a request asks about enum outputs: nothing unless the context asks
+/// for a likelihood choice, the backend can score values (it enforces a
+/// grammar) and the signature has an enum output, so other requests keep
+/// their cache keys. Calibrated mode carries the content-free prompt: the
+/// same instructions and demos with "N/A" in every input field.
+fn choice_request(
+    ctx: &RunContext,
+    sig: &Signature,
+    demos: &[crate::overlay::Demo],
+    inputs: &Map<String, Value>,
+) -> Option<ChoiceRequest> {
+    let has_enum = sig
+        .outputs
+        .iter()
+        .any(|f| matches!(f.ty, FieldType::Enum { .. }));
+    if ctx.choice == ChoiceMode::Sample || !has_enum || !ctx.lm.supports_grammar() {
+        return None;
+    }
+    let content_free = (ctx.choice == ChoiceMode::Calibrated).then(|| {
+        let blank: Map<String, Value> = inputs
+            .keys()
+            .map(|k| (k.clone(), Value::String(CONTENT_FREE.into())))
+            .collect();
+        ctx.adapter.render(sig, demos, &blank)
+    });
+    Some(ChoiceRequest {
+        mode: ctx.choice,
+        content_free,
+    })
 }

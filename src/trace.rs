@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::adapter::{Message, ParseError};
+use crate::lm::choice::ChoiceScores;
 use crate::lm::Usage;
 
 /// One LM call as made (request messages) and answered.
@@ -31,6 +32,10 @@ pub struct LmCallRecord {
     pub cost: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Enum values decided by likelihood: every value's probability (raw,
+    /// and calibrated where asked), in reply order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<ChoiceScores>,
 }
 
 /// One tool invocation.

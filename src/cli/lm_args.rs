@@ -68,6 +68,13 @@ pub struct LmArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// How enum outputs are decided on the embedded engine: `sample`
+    /// (decode them, the default), `likelihood` (the most likely whole
+    /// value) or `calibrated` (likelihood divided by a content-free
+    /// input's, Zhao et al. 2021).
+    #[arg(long, value_name = "sample|likelihood|calibrated")]
+    pub choice: Option<crate::lm::choice::ChoiceMode>,
+
     /// Per-attempt HTTP timeout in seconds.
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
@@ -143,6 +150,7 @@ impl LmArgs {
             adapter: self.adapter.map(|a| a.as_str().to_string()),
             concurrency: self.concurrency,
             threads: self.threads,
+            choice: self.choice,
             timeout_secs: self.timeout,
             max_retries: self.max_retries,
             rpm: self.rpm,
@@ -263,6 +271,7 @@ impl BuiltLms {
             adapter: r.adapter,
             temperature: r.temperature(),
             max_tokens: r.max_tokens(),
+            choice: r.config.choice.unwrap_or_default(),
         }
     }
 
@@ -288,6 +297,7 @@ impl BuiltLms {
             adapter: d.adapter,
             temperature: d.temperature,
             max_tokens: d.max_tokens,
+            choice: d.choice,
             lms: Arc::new(lms),
             ..ctx
         }

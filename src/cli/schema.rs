@@ -217,7 +217,8 @@ fn lm_schema(description: &str) -> Value {
         "price_prompt_per_mtok": {"type": "number", "description": "USD per million prompt tokens."},
         "price_completion_per_mtok": {"type": "number", "description": "USD per million completion tokens."},
         "threads": {"type": "integer", "minimum": 1, "description": "Embedded engine threads."},
-        "context": {"type": "integer", "minimum": 1, "description": "Embedded engine context size in tokens."}
+        "context": {"type": "integer", "minimum": 1, "description": "Embedded engine context size in tokens."},
+        "choice": {"enum": ["sample", "likelihood", "calibrated"], "description": "How enum outputs are decided on the embedded engine: sampled (default), by likelihood, or by calibrated likelihood."}
     }
         })
 }

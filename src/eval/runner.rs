@@ -487,6 +487,7 @@ outputs:
                 latency: self.delay,
                 retries: 0,
                 cost: 0.0,
+                choices: Vec::new(),
             })
         }
         fn model(&self) -> String {

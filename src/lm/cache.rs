@@ -123,6 +123,9 @@ struct KeyView<'a> {
     rollout_id: Option<u64>,
     grammar: Option<&'a str>,
     response_format: Option<Value>,
+    /// Absent for sampled replies, so their keys are unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    choice: Option<&'a super::choice::ChoiceRequest>,
 }
 
 impl<'a> KeyView<'a> {
@@ -135,6 +138,7 @@ impl<'a> KeyView<'a> {
             rollout_id: req.rollout_id,
             grammar: req.grammar.as_deref(),
             response_format: req.response_format.as_ref().map(sorted),
+            choice: req.choice.as_ref(),
         }
     }
 }
@@ -1260,6 +1264,7 @@ impl CachedLm {
             latency: started.elapsed(),
             retries: 0,
             cost: 0.0,
+            choices: Vec::new(),
         }
     }
 
@@ -1383,6 +1388,7 @@ mod tests {
             rollout_id: None,
             grammar: None,
             response_format: None,
+            choice: None,
         }
     }
 
@@ -1485,6 +1491,7 @@ mod tests {
                 latency: Duration::ZERO,
                 retries: 0,
                 cost: 0.0,
+                choices: Vec::new(),
             })
         }
         fn model(&self) -> String {

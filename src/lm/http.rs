@@ -338,6 +338,7 @@ impl Lm for HttpLm {
                         latency: started.elapsed(),
                         retries,
                         cost: 0.0,
+                        choices: Vec::new(),
                     });
                 }
                 Err(Attempt::Fatal(msg)) => return Err(LmError::Fatal(msg)),

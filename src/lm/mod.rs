@@ -16,6 +16,7 @@ use crate::adapter::Message;
 pub mod build;
 pub mod cache;
 mod cachefile;
+pub mod choice;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod http;
@@ -46,6 +47,9 @@ pub struct LmRequest {
     /// OpenAI `response_format` passed through to HTTP servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<Value>,
+    /// Decide enum outputs by likelihood where the backend can (embedded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<choice::ChoiceRequest>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -83,6 +87,10 @@ pub struct LmResponse {
     /// Cost in USD where prices are known.
     #[serde(default)]
     pub cost: f64,
+    /// Enum values the backend scored instead of sampling (see `choice`);
+    /// empty for sampled replies and cache hits (the cache keeps text).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<choice::ChoiceScores>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]

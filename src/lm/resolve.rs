@@ -250,6 +250,7 @@ pub fn flag_of(key: &'static str) -> &'static str {
         "adapter" => "--adapter",
         "concurrency" => "--concurrency",
         "threads" => "--threads",
+        "choice" => "--choice",
         "timeout_secs" => "--timeout",
         "max_retries" => "--max-retries",
         "rpm" => "--rpm",
@@ -485,7 +486,7 @@ pub fn default_model_path() -> PathBuf {
 }
 
 /// Every key of `LmConfig`.
-const KEYS: [&str; 16] = [
+const KEYS: [&str; 17] = [
     "provider",
     "model",
     "base_urls",
@@ -502,6 +503,7 @@ const KEYS: [&str; 16] = [
     "price_completion_per_mtok",
     "threads",
     "context",
+    "choice",
 ];
 
 /// Unset one key.
@@ -523,6 +525,7 @@ fn clear(c: &mut LmConfig, key: &str) {
         "price_completion_per_mtok" => c.price_completion_per_mtok = None,
         "threads" => c.threads = None,
         "context" => c.context = None,
+        "choice" => c.choice = None,
         _ => {}
     }
 }
@@ -598,6 +601,9 @@ fn apply(cfg: &mut LmConfig, sources: &mut BTreeMap<&'static str, Source>, l: &L
     }
     if take(&mut cfg.context, &o.context) {
         set("context");
+    }
+    if take(&mut cfg.choice, &o.choice) {
+        set("choice");
     }
 }
 

@@ -316,6 +316,7 @@ mod tests {
                 latency: Duration::ZERO,
                 retries: 1,
                 cost: 0.0,
+                choices: Vec::new(),
             })
         }
         fn model(&self) -> String {
@@ -332,6 +333,7 @@ mod tests {
             rollout_id: None,
             grammar: None,
             response_format: None,
+            choice: None,
         }
     }
 

@@ -73,6 +73,7 @@ mod tests {
                 latency: Default::default(),
                 retries: 0,
                 cost: 0.0,
+                choices: Vec::new(),
             })
         }
         fn model(&self) -> String {

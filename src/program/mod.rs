@@ -69,6 +69,10 @@ pub struct LmConfig {
     /// Embedded engine context size in tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<u32>,
+    /// How enum outputs are decided: `sample` (default), `likelihood` or
+    /// `calibrated` (embedded engine; see docs/embedded.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<crate::lm::choice::ChoiceMode>,
 }
 
 /// The datasets a program names, so `lmc eval`/`lmc compile` need no flags.

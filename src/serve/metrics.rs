@@ -231,6 +231,7 @@ mod tests {
                 retries: 0,
                 cost: 0.5,
                 error: error.then(|| "boom".to_string()),
+                choices: Vec::new(),
             }),
             tool: None,
             parse_error: None,

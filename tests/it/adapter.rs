@@ -1057,6 +1057,7 @@ fn embedded_model_under_multi_type_grammars_replies_parseably() {
             rollout_id: None,
             grammar: Some(adapter.grammar(&sig, 200)),
             response_format: None,
+            choice: None,
         };
         let bound = lmc::adapter::grammar::text_budget(&sig, 200).unwrap();
         let resp = rt

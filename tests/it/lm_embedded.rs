@@ -44,6 +44,7 @@ fn request(lm: &EmbeddedLm, sentence: &str) -> LmRequest {
         rollout_id: None,
         grammar: (!grammar.is_empty()).then_some(grammar),
         response_format: None,
+        choice: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn req(content: &str) -> LmRequest {
         rollout_id: None,
         grammar: None,
         response_format: None,
+        choice: None,
     }
 }
 

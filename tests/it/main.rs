@@ -27,6 +27,8 @@ mod known_optimum;
 // The embedded engine is a default feature; `--no-default-features` builds
 // an HTTP-only binary whose tests skip it.
 #[cfg(feature = "embedded")]
+mod lm_choice;
+#[cfg(feature = "embedded")]
 mod lm_embedded;
 mod lm_http;
 mod lms;

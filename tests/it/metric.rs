@@ -588,6 +588,7 @@ impl Lm for ScriptedLm {
             latency: Duration::ZERO,
             retries: 0,
             cost: 0.0,
+            choices: Vec::new(),
         })
     }
     fn model(&self) -> String {

@@ -17,7 +17,7 @@
 //! preempted and restarted later (its output does not change: decoding is
 //! greedy or seeded).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::{mpsc, OnceLock};
@@ -39,6 +39,7 @@ use tokio::sync::oneshot;
 use super::skeleton::{Next, Skeleton, Tracker};
 use super::{EngineStats, Tuning};
 use crate::adapter::{Message, Role};
+use crate::lm::choice::{self, ChoiceMode, ChoiceScores};
 use crate::lm::{LmError, LmRequest, Usage};
 
 /// Upper bound on sequences decoded together (llama.cpp allows 256; beyond
@@ -48,6 +49,14 @@ pub(super) const MAX_SEQUENCES: usize = 64;
 /// Most tokens handed to one `llama_decode` call; llama.cpp splits it into
 /// micro-batches itself.
 const MAX_BATCH_TOKENS: u32 = 2048;
+
+/// Sequence ids past the slots' kept for scoring enum values (one value
+/// each, per batched evaluation), plus one for a content-free prompt.
+const SCRATCH_SEQS: usize = 16;
+
+/// Content-free value scores kept (one per prompt template and demo set,
+/// so few); past this the memo starts afresh.
+const MAX_CALIBRATIONS: usize = 4096;
 
 /// Shared prefix length (tokens) for which delaying a request by one
 /// decode step pays off.
@@ -62,7 +71,7 @@ pub(super) struct Settings {
     pub tuning: Tuning,
 }
 
-pub(super) type Reply = Result<(String, Usage), LmError>;
+pub(super) type Reply = Result<(String, Usage, Vec<ChoiceScores>), LmError>;
 
 pub(super) struct Job {
     pub request: LmRequest,
@@ -134,7 +143,7 @@ fn run(
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(settings.context))
         .with_n_batch(settings.context.min(MAX_BATCH_TOKENS))
-        .with_n_seq_max(settings.max_batch as u32)
+        .with_n_seq_max((settings.max_batch + 1 + SCRATCH_SEQS) as u32)
         .with_n_threads(threads)
         .with_n_threads_batch(threads)
         .with_kv_unified(true);
@@ -184,6 +193,7 @@ fn run(
         admitted: 0,
         hold_admission: false,
         tuning: settings.tuning,
+        calibrations: HashMap::new(),
     };
     engine.serve(commands);
 }
@@ -218,6 +228,8 @@ struct Active {
     tracker: Tracker,
     /// Admission order, to preempt the youngest first.
     order: u64,
+    /// Enum values decided by likelihood so far, in reply order.
+    choices: Vec<ChoiceScores>,
 }
 
 /// A sequence's token choice: the grammar (when given) and the pick
@@ -247,6 +259,10 @@ struct Engine<'m> {
     /// displace another; cleared when a sequence finishes.
     hold_admission: bool,
     tuning: Tuning,
+    /// Content-free log-probabilities of enum values, keyed by a hash of
+    /// the content-free context and the values: computed once per prompt
+    /// template and demo set, not once per example.
+    calibrations: HashMap<u64, Vec<f64>>,
 }
 
 impl Engine<'_> {
@@ -347,14 +363,18 @@ impl Engine<'_> {
                     continue;
                 }
             };
+            // A likelihood choice needs the skeleton to find its enum
+            // values, and asked for it explicitly, so it follows the
+            // skeleton whatever the jump-forward tuning says.
+            let choosing = choice_mode(&p.job.request) != ChoiceMode::Sample;
             let skeleton = match p.job.request.grammar.as_deref() {
-                Some(g) if self.tuning.jump_forward => Skeleton::from_gbnf(g),
+                Some(g) if self.tuning.jump_forward || choosing => Skeleton::from_gbnf(g),
                 _ => Skeleton::default(),
             };
             // Forced text is split the tokenizer's way, not always the
             // model's, so what the model writes after it can change; free
             // text is sensitive to that (see `Tuning::jump_free_text`).
-            let skeleton = if skeleton.has_free_text() && !self.tuning.jump_free_text {
+            let skeleton = if skeleton.has_free_text() && !self.tuning.jump_free_text && !choosing {
                 Skeleton::default()
             } else {
                 skeleton
@@ -368,7 +388,7 @@ impl Engine<'_> {
                     prompt_tokens: p.prompt.len() as u64,
                     completion_tokens: self.count_skipped(text),
                 };
-                let _ = p.job.reply.send(Ok((text.clone(), usage)));
+                let _ = p.job.reply.send(Ok((text.clone(), usage, Vec::new())));
                 continue;
             }
             let target = self.reuse_prefix(free, &p.prompt);
@@ -388,6 +408,7 @@ impl Engine<'_> {
                 max_tokens,
                 tracker,
                 order: self.admitted,
+                choices: Vec::new(),
             };
             if let Next::Force { text, .. } = first {
                 // The reply's leading literal is prefilled with the prompt.
@@ -561,6 +582,11 @@ impl Engine<'_> {
             }
         }
         let vocab = self.model.vocab();
+        // Sequences at an enum value to decide by likelihood: (slot, each
+        // value's tokens, each value's first-token log-probability). They
+        // are scored after this loop, because scoring decodes again and
+        // that overwrites the logits the other sequences still need.
+        let mut choosing: Vec<(usize, Vec<Vec<LlamaToken>>, Vec<f64>)> = Vec::new();
         for (i, added, logits_at) in plan {
             let slot = &mut self.slots[i];
             let Some(a) = slot.active.as_mut() else {
@@ -568,6 +594,17 @@ impl Engine<'_> {
             };
             slot.cached.extend(a.queue.drain(..added));
             let Some(idx) = logits_at else { continue };
+            if choice_mode(&a.pending.job.request) != ChoiceMode::Sample {
+                if let Some(values) = a.tracker.choice_values() {
+                    let toks: Vec<Vec<LlamaToken>> = values
+                        .iter()
+                        .map(|v| vocab.tokenize(v.as_bytes(), false, false))
+                        .collect();
+                    let first = first_logprobs(self.ctx.get_logits_ith(idx), &toks);
+                    choosing.push((i, toks, first));
+                    continue;
+                }
+            }
             let started = Instant::now();
             let tok = a
                 .sampler
@@ -600,6 +637,239 @@ impl Engine<'_> {
                 self.finish(i, tail);
             }
         }
+        for (i, toks, first) in choosing {
+            self.choose(i, &toks, first);
+        }
+    }
+
+    /// Decide the enum value sequence `slot` has reached by the likelihood
+    /// of each whole value (and, calibrated, of the content-free prompt's),
+    /// then append it and the literals after it as forced text.
+    fn choose(&mut self, slot: usize, toks: &[Vec<LlamaToken>], first: Vec<f64>) {
+        let seq = self.slots[slot].seq;
+        let base = self.slots[slot].cached.len();
+        let Some(a) = self.slots[slot].active.as_ref() else {
+            return;
+        };
+        let mode = choice_mode(&a.pending.job.request);
+        let Some(values) = a.tracker.choice_values().map(<[String]>::to_vec) else {
+            return;
+        };
+        let scored = self.value_logprobs(seq, base, toks, first).and_then(|raw| {
+            let cf = if mode == ChoiceMode::Calibrated {
+                Some(self.content_free_logprobs(slot, &values, toks)?)
+            } else {
+                None
+            };
+            Ok((raw, cf))
+        });
+        let (raw, cf) = match scored {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(slot, e);
+                return;
+            }
+        };
+        let scores = choice::decide(mode, &values, &raw, cf.as_deref());
+        let Some(a) = self.slots[slot].active.as_mut() else {
+            return;
+        };
+        let next = a.tracker.choose(&scores.chosen);
+        a.choices.push(scores);
+        match next {
+            Next::Force { text, end: true } => self.finish(slot, Some(text)),
+            Next::Force { text, end: false } => {
+                self.stats.forced_tokens += force(self.model, a, &text) as u64;
+                if a.queue.is_empty() {
+                    // The grammar refused the value's tokens: nothing left
+                    // to decode from, so say so instead of stalling.
+                    self.fail(
+                        slot,
+                        LmError::Fatal("the grammar refused the chosen enum value's tokens".into()),
+                    );
+                }
+            }
+            Next::Sample => {}
+        }
+    }
+
+    /// Log-probability of each value's whole tokenization after the
+    /// `base` tokens of sequence `seq`, given each value's first-token
+    /// log-probability. Values of several tokens are scored together in
+    /// one decode: each gets a scratch sequence that shares `seq`'s cells
+    /// (`seq_cp` only tags them) and holds its own tokens after them.
+    fn value_logprobs(
+        &mut self,
+        seq: i32,
+        base: usize,
+        toks: &[Vec<LlamaToken>],
+        mut logprobs: Vec<f64>,
+    ) -> Result<Vec<f64>, LmError> {
+        let long: Vec<usize> = (0..toks.len()).filter(|&k| toks[k].len() > 1).collect();
+        let mut rest = &long[..];
+        while !rest.is_empty() {
+            // As many values as there are scratch sequences and batch room.
+            let mut take = 0;
+            let mut room = self.n_batch;
+            while take < rest.len() && take < SCRATCH_SEQS && toks[rest[take]].len() - 1 <= room {
+                room -= toks[rest[take]].len() - 1;
+                take += 1;
+            }
+            if take == 0 {
+                return Err(LmError::Fatal(format!(
+                    "an enum value of {} tokens does not fit one batch of {}",
+                    toks[rest[0]].len(),
+                    self.n_batch
+                )));
+            }
+            let chunk = &rest[..take];
+            rest = &rest[take..];
+            self.batch.clear();
+            let mut at: Vec<Vec<i32>> = Vec::new();
+            for (j, &k) in chunk.iter().enumerate() {
+                let s = self.scratch_seq(1 + j);
+                let _ = self.ctx.clear_kv_cache_seq(Some(s as u32), None, None);
+                self.ctx
+                    .copy_kv_cache_seq(seq, s, Some(0), Some(base as u32))
+                    .map_err(|e| {
+                        LmError::Fatal(format!("llama.cpp could not copy a sequence: {e}"))
+                    })?;
+                let mut idx = Vec::new();
+                for (m, tok) in toks[k][..toks[k].len() - 1].iter().enumerate() {
+                    idx.push(self.batch.n_tokens());
+                    self.batch
+                        .add(*tok, (base + m) as i32, &[s], true)
+                        .map_err(|e| LmError::Fatal(format!("scoring batch: {e}")))?;
+                }
+                at.push(idx);
+            }
+            let decoded = self.decode_counted(chunk.len());
+            if decoded.is_ok() {
+                for (j, &k) in chunk.iter().enumerate() {
+                    for (m, &idx) in at[j].iter().enumerate() {
+                        let logits = self.ctx.get_logits_ith(idx);
+                        logprobs[k] += log_softmax_at(logits, toks[k][m + 1]);
+                    }
+                }
+            }
+            for j in 0..chunk.len() {
+                let s = self.scratch_seq(1 + j) as u32;
+                let _ = self.ctx.clear_kv_cache_seq(Some(s), None, None);
+            }
+            decoded?;
+        }
+        Ok(logprobs)
+    }
+
+    /// The values' log-probabilities after the request's content-free
+    /// prompt and the same reply so far, from the memo or computed on a
+    /// scratch sequence that starts from whatever prefix (system message,
+    /// demos) it shares with the slot's own cells.
+    fn content_free_logprobs(
+        &mut self,
+        slot: usize,
+        values: &[String],
+        toks: &[Vec<LlamaToken>],
+    ) -> Result<Vec<f64>, LmError> {
+        let Some(a) = self.slots[slot].active.as_ref() else {
+            return Err(LmError::Fatal("no active sequence".into()));
+        };
+        let Some(messages) = a
+            .pending
+            .job
+            .request
+            .choice
+            .as_ref()
+            .and_then(|c| c.content_free.clone())
+        else {
+            return Err(LmError::Fatal(
+                "calibrated choice needs the content-free prompt in the request".into(),
+            ));
+        };
+        let prompt_len = a.pending.prompt.len();
+        let mut req = a.pending.job.request.clone();
+        req.messages = messages;
+        let mut context = self.tokenize(&req)?;
+        // The reply so far, as the sequence itself holds it.
+        context.extend_from_slice(&self.slots[slot].cached[prompt_len..]);
+        let key = calibration_key(&context, values);
+        if let Some(cf) = self.calibrations.get(&key) {
+            return Ok(cf.clone());
+        }
+        let seq = self.slots[slot].seq;
+        let cf_seq = self.scratch_seq(0);
+        let shared = common_prefix(&self.slots[slot].cached, &context).min(context.len() - 1);
+        let _ = self.ctx.clear_kv_cache_seq(Some(cf_seq as u32), None, None);
+        let result = self.content_free_pass(seq, cf_seq, shared, &context, toks);
+        let _ = self.ctx.clear_kv_cache_seq(Some(cf_seq as u32), None, None);
+        let cf = result?;
+        if self.calibrations.len() >= MAX_CALIBRATIONS {
+            self.calibrations.clear();
+        }
+        self.calibrations.insert(key, cf.clone());
+        Ok(cf)
+    }
+
+    /// Decode `context` on scratch sequence `cf_seq`, its first `shared`
+    /// tokens copied from `seq`, and score the values after it.
+    fn content_free_pass(
+        &mut self,
+        seq: i32,
+        cf_seq: i32,
+        shared: usize,
+        context: &[LlamaToken],
+        toks: &[Vec<LlamaToken>],
+    ) -> Result<Vec<f64>, LmError> {
+        if shared > 0 {
+            self.ctx
+                .copy_kv_cache_seq(seq, cf_seq, Some(0), Some(shared as u32))
+                .map_err(|e| LmError::Fatal(format!("llama.cpp could not copy a sequence: {e}")))?;
+        }
+        let mut done = shared;
+        let mut last = 0;
+        while done < context.len() {
+            let end = (done + self.n_batch).min(context.len());
+            self.batch.clear();
+            for (p, tok) in context[done..end].iter().enumerate() {
+                let pos = done + p;
+                last = self.batch.n_tokens();
+                self.batch
+                    .add(*tok, pos as i32, &[cf_seq], pos + 1 == context.len())
+                    .map_err(|e| LmError::Fatal(format!("scoring batch: {e}")))?;
+            }
+            self.decode_counted(1)?;
+            done = end;
+        }
+        let first = first_logprobs(self.ctx.get_logits_ith(last), toks);
+        self.value_logprobs(cf_seq, context.len(), toks, first)
+    }
+
+    /// Scratch sequence `j` (0: content-free prompt; 1..: values).
+    fn scratch_seq(&self, j: usize) -> i32 {
+        (self.slots.len() + j) as i32
+    }
+
+    /// Decode `self.batch` as scoring work, counted in the stats.
+    fn decode_counted(&mut self, sequences: usize) -> Result<(), LmError> {
+        self.stats.decode_calls += 1;
+        self.stats.sequence_steps += sequences as u64;
+        let started = Instant::now();
+        let decoded = self.ctx.decode(&mut self.batch);
+        self.stats.decode_time += started.elapsed();
+        decoded.map_err(|e| {
+            LmError::Fatal(format!(
+                "llama.cpp could not score the enum values ({e}); raise the LM `context` or lower `concurrency`"
+            ))
+        })
+    }
+
+    /// End an active sequence with an error.
+    fn fail(&mut self, slot: usize, e: LmError) {
+        if let Some(a) = self.slots[slot].active.take() {
+            self.hold_admission = false;
+            self.trim_finished(slot, a.pending.prompt.len());
+            let _ = a.pending.job.reply.send(Err(e));
+        }
     }
 
     /// Reply to a finished sequence; `tail` is fixed text that ends the
@@ -621,7 +891,7 @@ impl Engine<'_> {
             prompt_tokens: a.pending.prompt.len() as u64,
             completion_tokens: completion,
         };
-        let _ = a.pending.job.reply.send(Ok((text, usage)));
+        let _ = a.pending.job.reply.send(Ok((text, usage, a.choices)));
     }
 
     /// Drop a finished sequence's reply from the cache but keep its
@@ -697,6 +967,56 @@ impl Engine<'_> {
         self.ctx.clear_kv_cache();
         self.hold_admission = false;
     }
+}
+
+/// The request's choice mode (`sample` when it asks for none).
+fn choice_mode(req: &LmRequest) -> ChoiceMode {
+    req.choice.as_ref().map_or(ChoiceMode::Sample, |c| c.mode)
+}
+
+/// `log softmax(logits)[tok]`.
+fn log_softmax_at(logits: &[f32], tok: LlamaToken) -> f64 {
+    let Some(&l) = logits.get(tok.0 as usize) else {
+        return f64::NEG_INFINITY;
+    };
+    f64::from(l) - log_sum_exp(logits)
+}
+
+fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|l| f64::from(l - max).exp()).sum();
+    f64::from(max) + sum.ln()
+}
+
+/// Each value's first-token log-probability from one position's logits.
+fn first_logprobs(logits: &[f32], toks: &[Vec<LlamaToken>]) -> Vec<f64> {
+    let norm = log_sum_exp(logits);
+    toks.iter()
+        .map(|t| {
+            t.first()
+                .and_then(|tok| logits.get(tok.0 as usize))
+                .map_or(f64::NEG_INFINITY, |&l| f64::from(l) - norm)
+        })
+        .collect()
+}
+
+/// FNV-1a over a content-free context and the values scored after it.
+fn calibration_key(context: &[LlamaToken], values: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for t in context {
+        feed(&t.0.to_le_bytes());
+    }
+    for v in values {
+        feed(v.as_bytes());
+        feed(&[0]);
+    }
+    h
 }
 
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
@@ -843,6 +1163,35 @@ mod tests {
         assert_eq!(seed(Some(1), &p), seed(Some(1), &p));
         assert_ne!(seed(Some(1), &p), seed(Some(2), &p));
         assert_ne!(seed(Some(1), &p), seed(Some(1), &p[..1]));
+    }
+
+    #[test]
+    fn value_scores_are_log_softmax_of_their_tokens() {
+        // Probabilities 1/4, 2/4, 1/4.
+        let logits = [0.0f32, 2f32.ln(), 0.0];
+        let lp = first_logprobs(
+            &logits,
+            &[
+                vec![LlamaToken(1), LlamaToken(0)],
+                vec![LlamaToken(2)],
+                vec![],
+            ],
+        );
+        assert!((lp[0] - 0.5f64.ln()).abs() < 1e-6, "{lp:?}");
+        assert!((lp[1] - 0.25f64.ln()).abs() < 1e-6, "{lp:?}");
+        assert_eq!(lp[2], f64::NEG_INFINITY);
+        assert!((log_softmax_at(&logits, LlamaToken(1)) - 0.5f64.ln()).abs() < 1e-6);
+        assert_eq!(log_softmax_at(&logits, LlamaToken(9)), f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn calibration_memo_key_covers_context_and_values() {
+        let ctx = [LlamaToken(1), LlamaToken(2)];
+        let v = ["a".to_string(), "b".to_string()];
+        let k = calibration_key(&ctx, &v);
+        assert_eq!(k, calibration_key(&ctx, &v));
+        assert_ne!(k, calibration_key(&ctx[..1], &v));
+        assert_ne!(k, calibration_key(&ctx, &["ab".to_string()]));
     }
 
     #[test]

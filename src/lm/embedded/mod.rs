@@ -280,7 +280,7 @@ impl Lm for EmbeddedLm {
                 reply: tx,
             })))
             .map_err(|_| engine_gone())?;
-        let (text, usage) = rx.await.map_err(|_| engine_gone())??;
+        let (text, usage, choices) = rx.await.map_err(|_| engine_gone())??;
         Ok(LmResponse {
             text,
             usage,
@@ -288,6 +288,7 @@ impl Lm for EmbeddedLm {
             latency: started.elapsed(),
             retries: 0,
             cost: 0.0,
+            choices,
         })
     }
 

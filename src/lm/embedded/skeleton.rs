@@ -174,6 +174,27 @@ impl Tracker {
         }
     }
 
+    /// The values of the enum segment the reply has reached, when nothing
+    /// of it is written yet (the point where a likelihood choice is made).
+    /// None for a choice with an empty value: it would leave nothing to
+    /// append and the sequence nothing to decode.
+    pub fn choice_values(&self) -> Option<&[String]> {
+        if self.off || !self.text.is_empty() {
+            return None;
+        }
+        match self.segments.get(self.at) {
+            Some(Segment::Choice(values)) if values.iter().all(|v| !v.is_empty()) => Some(values),
+            _ => None,
+        }
+    }
+
+    /// The engine chose `value` for the current enum segment: it and the
+    /// literals after it are fixed.
+    pub fn choose(&mut self, value: &str) -> Next {
+        self.advance(1);
+        self.forced_from_here(value.to_string())
+    }
+
     /// Stop jumping for the rest of this reply.
     pub fn give_up(&mut self) {
         self.off = true;
@@ -419,6 +440,28 @@ mod tests {
                 end: true
             }
         );
+    }
+
+    #[test]
+    fn a_choice_point_offers_every_value_and_choosing_fixes_the_rest() {
+        let s = Skeleton::from_gbnf(&chat_grammar(&sentiment(), Some(64)));
+        let (mut t, _) = Tracker::start(&s);
+        assert_eq!(
+            t.choice_values(),
+            Some(&["positive".to_string(), "negative".to_string()][..])
+        );
+        assert_eq!(
+            t.choose("negative"),
+            Next::Force {
+                text: "negative\n\n[[ ## completed ## ]]".into(),
+                end: true
+            }
+        );
+        assert_eq!(t.choice_values(), None);
+        // Once the model has written part of a value, it is no choice point.
+        let (mut t, _) = Tracker::start(&s);
+        let _ = t.push("p");
+        assert_eq!(t.choice_values(), None);
     }
 
     #[test]
