@@ -611,7 +611,7 @@ pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
         );
     }
 
-    let (metric, _) = super::common::resolve_metric(args.metric.as_deref(), &program, &base_dir)?;
+    let (metric, _) = super::common::resolve_metric(args.metric, &program, &base_dir)?;
     super::preflight::ensure_expected(&program, &metric, &dataset, &load_opts.columns, role)?;
     if let Some(n) = metric.lm_name() {
         lm_set
