@@ -191,3 +191,45 @@ mod tests {
         assert_eq!(m.get("a").map(String::as_str), Some("y"));
     }
 }
+
+/// The flags that choose what a target is scored on, shared by `lmc eval`
+/// and `lmc compare` (one definition: the same names, help and parsing).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Dataset to score on, CSV or JSONL (default: the program's
+    /// `datasets.dev`).
+    #[arg(long, alias = "data", value_name = "PATH")]
+    pub dataset: Option<std::path::PathBuf>,
+
+    /// Metric spec, overriding the program's `metric:`: a type name with
+    /// an optional field (`exact_match:sentiment`) or inline YAML/JSON
+    /// (`{type: f1, field: answer}`).
+    #[arg(long, value_name = "SPEC")]
+    pub metric: Option<String>,
+
+    /// Map a dataset column to a program input or expected output
+    /// (repeatable), on top of the program's `datasets.columns`.
+    #[arg(long = "map", value_name = "COLUMN=FIELD", value_parser = column_field)]
+    pub map: Vec<KeyValue>,
+
+    /// Use only the first N examples (after --split/--sample).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Use a seeded random sample of N examples.
+    #[arg(long, value_name = "N")]
+    pub sample: Option<usize>,
+
+    /// Seed for --sample and --split.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+
+    /// Use one part of a seeded split, e.g. `train:0.8` or `dev:0.2`
+    /// (`test` is a synonym of `dev`).
+    #[arg(long, value_name = "PART:FRACTION")]
+    pub split: Option<String>,
+
+    /// Skip (and count) rows that cannot be read instead of failing.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+}

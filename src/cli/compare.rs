@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::common::{column_field, column_map, input_err, KeyValue};
+use super::common::{column_map, input_err};
 use super::eval::{prepare, Prepared, Selection};
 use super::lm_args::LmArgs;
 use super::lm_variant::{apply_variant, parse_variant, use_named, LmVariant};
@@ -52,38 +52,8 @@ pub struct Args {
     #[arg(long = "lm-variant", value_name = "NAME=KEY=VALUE,...")]
     pub variants: Vec<String>,
 
-    /// Dataset to compare on, CSV or JSONL (default: the first target's
-    /// `datasets.dev`; every target must read the same file).
-    #[arg(long, alias = "data", value_name = "PATH")]
-    pub dataset: Option<PathBuf>,
-
-    /// Metric spec, overriding the programs' `metric:` (see `lmc eval --help`).
-    #[arg(long, value_name = "SPEC")]
-    pub metric: Option<String>,
-
-    /// Map a dataset column to a program input or expected output (repeatable).
-    #[arg(long = "map", value_name = "COLUMN=FIELD", value_parser = column_field)]
-    pub map: Vec<KeyValue>,
-
-    /// Compare on the first N examples only.
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
-
-    /// Compare on a seeded random sample of N examples.
-    #[arg(long, value_name = "N")]
-    pub sample: Option<usize>,
-
-    /// Seed for --sample and --split.
-    #[arg(long, value_name = "S", default_value_t = 0)]
-    pub seed: u64,
-
-    /// Use one part of a seeded split, e.g. `dev:0.2`.
-    #[arg(long, value_name = "PART:FRACTION")]
-    pub split: Option<String>,
-
-    /// Skip (and count) rows that cannot be read instead of failing.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
+    #[command(flatten)]
+    pub data: super::common::DataArgs,
 
     /// Stop a cell (exit 3 at the end) once more than N of its examples failed.
     #[arg(long, value_name = "N")]
@@ -269,25 +239,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let n_cells = args.targets.len() * variants.len().max(1);
     check_args(&args, n_cells)?;
-    let columns = column_map(&args.map);
+    let columns = column_map(&args.data.map);
 
     // Resolve every target the way `lmc eval` does, before any LM call.
     let mut prepared: Vec<Prepared> = Vec::new();
     for t in &args.targets {
-        prepared.push(prepare(&Selection {
-            file: Some(t),
-            dataset: args.dataset.as_deref(),
-            metric: args.metric.as_deref(),
-            columns: columns.clone(),
-            limit: args.limit,
-            sample: args.sample,
-            seed: args.seed,
-            split: args.split.as_deref(),
-            skip_bad_rows: args.skip_bad_rows,
-            strict: args.strict,
-            trust: &args.lm.trust,
-            lm: &args.lm,
-        })?);
+        prepared.push(prepare(&Selection::of(
+            Some(t),
+            &args.data,
+            columns.clone(),
+            args.strict,
+            &args.lm,
+        ))?);
     }
     let first = &prepared[0];
     for (p, t) in prepared.iter().zip(&args.targets).skip(1) {

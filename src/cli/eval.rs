@@ -37,41 +37,8 @@ pub struct Args {
     /// Program file or compiled artifact (default: the project's program).
     pub file: Option<PathBuf>,
 
-    /// Dataset to score on, CSV or JSONL (default: the program's `datasets.dev`).
-    #[arg(long, value_name = "PATH")]
-    pub dataset: Option<PathBuf>,
-
-    /// Metric spec, overriding the program's `metric:`: a type name with
-    /// an optional field (`exact_match:sentiment`) or inline YAML/JSON
-    /// (`{type: f1, field: answer}`).
-    #[arg(long, value_name = "SPEC")]
-    pub metric: Option<String>,
-
-    /// Map a dataset column to a program input or expected output
-    /// (repeatable), on top of the program's `datasets.columns`.
-    #[arg(long = "map", value_name = "COLUMN=FIELD", value_parser = super::common::column_field)]
-    pub map: Vec<super::common::KeyValue>,
-
-    /// Evaluate only the first N examples (after --split/--sample).
-    #[arg(long, value_name = "N")]
-    pub limit: Option<usize>,
-
-    /// Evaluate a seeded random sample of N examples.
-    #[arg(long, value_name = "N")]
-    pub sample: Option<usize>,
-
-    /// Seed for --sample and --split.
-    #[arg(long, value_name = "S", default_value_t = 0)]
-    pub seed: u64,
-
-    /// Use one part of a seeded split, e.g. `train:0.8` or `dev:0.2`
-    /// (`test` is a synonym of `dev`).
-    #[arg(long, value_name = "PART:FRACTION")]
-    pub split: Option<String>,
-
-    /// Skip (and count) rows that cannot be read instead of failing.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
+    #[command(flatten)]
+    pub data: super::common::DataArgs,
 
     /// Stop (exit 3, partial results written) once more than N examples failed.
     #[arg(long, value_name = "N")]
@@ -149,7 +116,7 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     check_args(&args)?;
-    let columns = super::common::column_map(&args.map);
+    let columns = super::common::column_map(&args.data.map);
     // Read the baseline first: a wrong path should fail before any LM call.
     let baseline = match &args.baseline {
         Some(p) => {
@@ -476,20 +443,13 @@ struct Setup {
 }
 
 fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Setup> {
-    let p = prepare(&Selection {
-        file: args.file.as_deref(),
-        dataset: args.dataset.as_deref(),
-        metric: args.metric.as_deref(),
+    let p = prepare(&Selection::of(
+        args.file.as_deref(),
+        &args.data,
         columns,
-        limit: args.limit,
-        sample: args.sample,
-        seed: args.seed,
-        split: args.split.as_deref(),
-        skip_bad_rows: args.skip_bad_rows,
-        strict: args.strict,
-        trust: &args.lm.trust,
-        lm: &args.lm,
-    })?;
+        args.strict,
+        &args.lm,
+    ))?;
     let lms = args.lm.build_set(p.lm_set)?;
     // The program's tools (sqlite, retrieve, command) are opened once here.
     let ctx = lms.context(&p.program)?;
@@ -524,6 +484,32 @@ pub(super) struct Selection<'a> {
     /// The LM flags the set is resolved with (a compare cell may resolve
     /// again with a variant's).
     pub lm: &'a super::lm_args::LmArgs,
+}
+
+impl<'a> Selection<'a> {
+    /// The selection the shared data flags state for `file`.
+    pub fn of(
+        file: Option<&'a Path>,
+        data: &'a super::common::DataArgs,
+        columns: BTreeMap<String, String>,
+        strict: bool,
+        lm: &'a super::lm_args::LmArgs,
+    ) -> Self {
+        Selection {
+            file,
+            dataset: data.dataset.as_deref(),
+            metric: data.metric.as_deref(),
+            columns,
+            limit: data.limit,
+            sample: data.sample,
+            seed: data.seed,
+            split: data.split.as_deref(),
+            skip_bad_rows: data.skip_bad_rows,
+            strict,
+            trust: &lm.trust,
+            lm,
+        }
+    }
 }
 
 /// A target resolved up to its LM: program, overlay, dataset, metric, and
