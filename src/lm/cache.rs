@@ -1034,7 +1034,11 @@ impl CacheStore {
         const MAX_LINE: usize = 64 << 20;
         let mut entries = Vec::new();
         let mut report = ImportReport::default();
-        let mut buf = Vec::new();
+        // Reserved once at the cap (address space; pages are touched only as
+        // a line fills them): growing by doubling would pass through a
+        // 128 MiB buffer, and an allocator that copies on a large realloc
+        // (mimalloc does) would briefly hold both copies.
+        let mut buf = Vec::with_capacity(MAX_LINE + 1);
         for i in 0.. {
             buf.clear();
             let n = (&mut input)
