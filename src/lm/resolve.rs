@@ -485,49 +485,53 @@ pub fn default_model_path() -> PathBuf {
         .join(DEFAULT_MODEL_FILE)
 }
 
+/// The optional keys of `LmConfig`, listed once: the key list, `clear`
+/// and `apply` below are generated from it, so a new LM setting is one
+/// field in `LmConfig` and one name here (`base_urls`, a list, is the
+/// only key handled apart).
+macro_rules! optional_lm_keys {
+    ($m:ident) => {
+        $m!(
+            provider,
+            model,
+            api_key_env,
+            temperature,
+            max_tokens,
+            adapter,
+            concurrency,
+            timeout_secs,
+            max_retries,
+            rpm,
+            tpm,
+            price_prompt_per_mtok,
+            price_completion_per_mtok,
+            threads,
+            context,
+            choice
+        )
+    };
+}
+
 /// Every key of `LmConfig`.
-const KEYS: [&str; 17] = [
-    "provider",
-    "model",
-    "base_urls",
-    "api_key_env",
-    "temperature",
-    "max_tokens",
-    "adapter",
-    "concurrency",
-    "timeout_secs",
-    "max_retries",
-    "rpm",
-    "tpm",
-    "price_prompt_per_mtok",
-    "price_completion_per_mtok",
-    "threads",
-    "context",
-    "choice",
-];
+macro_rules! key_list {
+    ($($k:ident),*) => {
+        &["base_urls", $(stringify!($k)),*]
+    };
+}
+const KEYS: &[&str] = optional_lm_keys!(key_list);
 
 /// Unset one key.
 fn clear(c: &mut LmConfig, key: &str) {
-    match key {
-        "provider" => c.provider = None,
-        "model" => c.model = None,
-        "base_urls" => c.base_urls.clear(),
-        "api_key_env" => c.api_key_env = None,
-        "temperature" => c.temperature = None,
-        "max_tokens" => c.max_tokens = None,
-        "adapter" => c.adapter = None,
-        "concurrency" => c.concurrency = None,
-        "timeout_secs" => c.timeout_secs = None,
-        "max_retries" => c.max_retries = None,
-        "rpm" => c.rpm = None,
-        "tpm" => c.tpm = None,
-        "price_prompt_per_mtok" => c.price_prompt_per_mtok = None,
-        "price_completion_per_mtok" => c.price_completion_per_mtok = None,
-        "threads" => c.threads = None,
-        "context" => c.context = None,
-        "choice" => c.choice = None,
-        _ => {}
+    macro_rules! clear_key {
+        ($($k:ident),*) => {
+            match key {
+                "base_urls" => c.base_urls.clear(),
+                $(stringify!($k) => c.$k = None,)*
+                _ => {}
+            }
+        };
     }
+    optional_lm_keys!(clear_key)
 }
 
 /// Copy the keys `l` sets onto `cfg`, recording their source.
@@ -554,57 +558,16 @@ fn apply(cfg: &mut LmConfig, sources: &mut BTreeMap<&'static str, Source>, l: &L
         cfg.base_urls = o.base_urls.clone();
         set("base_urls");
     }
-    if take(&mut cfg.provider, &o.provider) {
-        set("provider");
+    macro_rules! take_keys {
+        ($($k:ident),*) => {
+            $(
+                if take(&mut cfg.$k, &o.$k) {
+                    set(stringify!($k));
+                }
+            )*
+        };
     }
-    if take(&mut cfg.model, &o.model) {
-        set("model");
-    }
-    if take(&mut cfg.api_key_env, &o.api_key_env) {
-        set("api_key_env");
-    }
-    if take(&mut cfg.temperature, &o.temperature) {
-        set("temperature");
-    }
-    if take(&mut cfg.max_tokens, &o.max_tokens) {
-        set("max_tokens");
-    }
-    if take(&mut cfg.adapter, &o.adapter) {
-        set("adapter");
-    }
-    if take(&mut cfg.concurrency, &o.concurrency) {
-        set("concurrency");
-    }
-    if take(&mut cfg.timeout_secs, &o.timeout_secs) {
-        set("timeout_secs");
-    }
-    if take(&mut cfg.max_retries, &o.max_retries) {
-        set("max_retries");
-    }
-    if take(&mut cfg.rpm, &o.rpm) {
-        set("rpm");
-    }
-    if take(&mut cfg.tpm, &o.tpm) {
-        set("tpm");
-    }
-    if take(&mut cfg.price_prompt_per_mtok, &o.price_prompt_per_mtok) {
-        set("price_prompt_per_mtok");
-    }
-    if take(
-        &mut cfg.price_completion_per_mtok,
-        &o.price_completion_per_mtok,
-    ) {
-        set("price_completion_per_mtok");
-    }
-    if take(&mut cfg.threads, &o.threads) {
-        set("threads");
-    }
-    if take(&mut cfg.context, &o.context) {
-        set("context");
-    }
-    if take(&mut cfg.choice, &o.choice) {
-        set("choice");
-    }
+    optional_lm_keys!(take_keys);
 }
 
 /// Parse `--lm NAME.key=value` into per-name configs. The value is read as
@@ -647,6 +610,27 @@ pub fn parse_named_flags(items: &[String]) -> Result<BTreeMap<String, LmConfig>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `optional_lm_keys!` names every field of `LmConfig`: serde's
+    /// unknown-field error lists the fields, and a field missing from the
+    /// macro would be silently dropped by resolution.
+    #[test]
+    fn the_key_list_names_every_lm_config_field() {
+        let err = serde_json::from_str::<LmConfig>(r#"{"no_such_key": 1}"#)
+            .unwrap_err()
+            .to_string();
+        let listed = err.split("expected one of ").nth(1).expect(&err);
+        let mut fields: Vec<&str> = listed
+            .split(',')
+            .map(|f| f.trim().trim_matches(|c| c == '`' || c == ' '))
+            .map(|f| f.split('`').next().unwrap_or(f))
+            .filter(|f| !f.is_empty())
+            .collect();
+        fields.sort_unstable();
+        let mut keys = KEYS.to_vec();
+        keys.sort_unstable();
+        assert_eq!(keys, fields, "{err}");
+    }
 
     fn cfg(model: &str) -> LmConfig {
         LmConfig {
