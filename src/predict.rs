@@ -9,6 +9,7 @@
 //! imports no graph code (`run`) and no metric code.
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use std::time::Instant;
 use crate::adapter::{AdapterKind, ParseError};
 use crate::lm::choice::{ChoiceMode, ChoiceRequest, CONTENT_FREE};
 use crate::lm::{LmError, LmRequest, SharedLm};
-use crate::overlay::Overlay;
+use crate::overlay::{Demo, Overlay, PredictorState};
 use crate::program::Node;
 use crate::signature::FieldType;
 use crate::signature::Signature;
@@ -174,16 +175,25 @@ pub async fn call_predictor(
     rollout_id: Option<u64>,
     trace: &mut Trace,
 ) -> Result<Map<String, Value>, RunError> {
-    let state = overlay.state(path);
+    // Borrowed, not cloned: this runs once per LM call, and a predictor's
+    // state can hold many demos (a kNN pool: a whole training set).
+    let unset;
+    let state = match overlay.predictors.get(path) {
+        Some(s) => s,
+        None => {
+            unset = PredictorState::default();
+            &unset
+        }
+    };
     let sig = state.apply(base_sig);
-    let demos = match &state.knn {
-        Some(knn) => crate::optimize::knn::select(knn, inputs),
-        None => state.demos.clone(),
+    let demos: Cow<'_, [Demo]> = match &state.knn {
+        Some(knn) => Cow::Owned(crate::optimize::knn::select(knn, inputs)),
+        None => Cow::Borrowed(&state.demos),
     };
     let messages = ctx.adapter.render(&sig, &demos, inputs);
     let req = LmRequest {
         model: ctx.lm.model(),
-        messages: messages.clone(),
+        messages,
         temperature: ctx.temperature,
         max_tokens: ctx.max_tokens,
         rollout_id,
@@ -209,9 +219,10 @@ pub async fn call_predictor(
     let resp = match ctx.lm.complete(&req).await {
         Ok(r) => r,
         Err(e) => {
+            // The request is done with: its messages move into the trace.
             step.lm = Some(LmCallRecord {
-                model: req.model.clone(),
-                messages,
+                model: req.model,
+                messages: req.messages,
                 reply: None,
                 reasoning: None,
                 usage: Default::default(),
@@ -227,32 +238,38 @@ pub async fn call_predictor(
             return Err(RunError::Lm(e));
         }
     };
+    let parsed = ctx.adapter.parse(&sig, &resp.text);
+    if parsed.is_err() {
+        // Keep the reply for the report, but do not let the cache
+        // replay it as final on the next run.
+        ctx.lm.mark_unusable(&req);
+    }
+    let reasoning = crate::adapter::parse::split_thinking(&resp.text)
+        .0
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    // The request and the reply are done with: move them into the trace
+    // rather than copying every message of every call.
     step.lm = Some(LmCallRecord {
-        model: req.model.clone(),
-        messages,
-        reply: Some(resp.text.clone()),
-        reasoning: crate::adapter::parse::split_thinking(&resp.text)
-            .0
-            .filter(|t| !t.is_empty())
-            .map(str::to_string),
+        model: req.model,
+        messages: req.messages,
+        reply: Some(resp.text),
+        reasoning,
         usage: resp.usage,
         latency_s: resp.latency.as_secs_f64(),
         cache_hit: resp.cache_hit,
         retries: resp.retries,
         cost: resp.cost,
         error: None,
-        choices: resp.choices.clone(),
+        choices: resp.choices,
     });
-    match ctx.adapter.parse(&sig, &resp.text) {
+    match parsed {
         Ok(out) => {
             step.outputs = Some(out.clone());
             trace.steps.push(step);
             Ok(out)
         }
         Err(pe) => {
-            // Keep the reply for the report, but do not let the cache
-            // replay it as final on the next run.
-            ctx.lm.mark_unusable(&req);
             step.parse_error = Some(pe.clone());
             step.error = Some(pe.to_string());
             trace.steps.push(step);
@@ -269,7 +286,7 @@ pub async fn call_predictor(
 fn choice_request(
     ctx: &RunContext,
     sig: &Signature,
-    demos: &[crate::overlay::Demo],
+    demos: &[Demo],
     inputs: &Map<String, Value>,
 ) -> Option<ChoiceRequest> {
     let has_enum = sig

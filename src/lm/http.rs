@@ -274,16 +274,28 @@ impl Lm for HttpLm {
         } else {
             &req.model
         };
-        let body: bytes::Bytes = serde_json::to_vec(&ChatBody {
-            model,
-            messages: &req.messages,
-            temperature: req.temperature,
-            max_tokens: req.max_tokens,
-            seed: self.cfg.seed,
-            response_format: req.response_format.as_ref(),
-        })
-        .map_err(|e| LmError::Fatal(format!("cannot encode request: {e}")))?
-        .into();
+        // Sized once from the messages (plus room for keys, escapes and
+        // settings) instead of growing by doubling, once per request.
+        let size = 256
+            + req
+                .messages
+                .iter()
+                .map(|m| m.content.len() + 48)
+                .sum::<usize>();
+        let mut buf = Vec::with_capacity(size);
+        serde_json::to_writer(
+            &mut buf,
+            &ChatBody {
+                model,
+                messages: &req.messages,
+                temperature: req.temperature,
+                max_tokens: req.max_tokens,
+                seed: self.cfg.seed,
+                response_format: req.response_format.as_ref(),
+            },
+        )
+        .map_err(|e| LmError::Fatal(format!("cannot encode request: {e}")))?;
+        let body: bytes::Bytes = buf.into();
         // Rough token estimate for TPM before the server tells us: ~4 bytes
         // per token of prompt, plus the completion allowance.
         let estimate = req
