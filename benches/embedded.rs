@@ -280,6 +280,18 @@ fn jump_part(
                 per(s0.decode_calls, s1.decode_calls)
             ),
         );
+        let decode_secs = (s1.decode_time - s0.decode_time).as_secs_f64();
+        let decoded = s1.decoded_tokens - s0.decoded_tokens;
+        row(
+            rows,
+            format!("[{name}]   tokens decoded per reply / decode rate"),
+            format!(
+                "{:.1} / {:.0} tokens/s (so at most {:.2} examples/s at this rate)",
+                per(s0.decoded_tokens, s1.decoded_tokens),
+                decoded as f64 / decode_secs,
+                decoded as f64 / decode_secs / per(s0.decoded_tokens, s1.decoded_tokens)
+            ),
+        );
         row(
             rows,
             format!("[{name}]   reply tokens sampled / forced / appended undecoded"),
