@@ -280,6 +280,18 @@ fn jump_part(
                 per(s0.decode_calls, s1.decode_calls)
             ),
         );
+        let decode_secs = (s1.decode_time - s0.decode_time).as_secs_f64();
+        let decoded = s1.decoded_tokens - s0.decoded_tokens;
+        row(
+            rows,
+            format!("[{name}]   tokens decoded per reply / decode rate"),
+            format!(
+                "{:.1} / {:.0} tokens/s (so at most {:.2} examples/s at this rate)",
+                per(s0.decoded_tokens, s1.decoded_tokens),
+                decoded as f64 / decode_secs,
+                decoded as f64 / decode_secs / per(s0.decoded_tokens, s1.decoded_tokens)
+            ),
+        );
         row(
             rows,
             format!("[{name}]   reply tokens sampled / forced / appended undecoded"),
@@ -434,6 +446,8 @@ fn reference_part(
         let mut pos: Vec<usize> = prompts.iter().take(n).map(Vec::len).collect();
         let mut live: Vec<bool> = vec![true; n];
         let mut generated = 0;
+        let mut calls = 0;
+        let mut decode_secs_in = 0.0;
         let t = Instant::now();
         for _ in 0..64 {
             b.clear();
@@ -457,7 +471,10 @@ fn reference_part(
             if b.n_tokens() == 0 {
                 break;
             }
+            calls += 1;
+            let d = Instant::now();
             ctx.decode(&mut b).expect("decode");
+            decode_secs_in += d.elapsed().as_secs_f64();
             logits_at = next_at;
         }
         let decode_secs = t.elapsed().as_secs_f64();
@@ -468,9 +485,10 @@ fn reference_part(
                 if unified { ", unified KV" } else { "" }
             ),
             format!(
-                "{:.0} / {:.1}  ({prompt_tokens} prompt tokens in {prompt_secs:.2} s, {generated} generated in {decode_secs:.2} s)",
+                "{:.0} / {:.1}  ({prompt_tokens} prompt tokens in {prompt_secs:.2} s, {generated} generated in {decode_secs:.2} s; {calls} decode calls, {:.1} tokens each, {decode_secs_in:.2} s in llama_decode)",
                 prompt_tokens as f64 / prompt_secs,
-                generated as f64 / decode_secs
+                generated as f64 / decode_secs,
+                generated as f64 / f64::from(calls.max(1))
             ),
         );
         drop(ctx);
@@ -503,11 +521,14 @@ fn reference_part(
             rows,
             format!("[lmc engine]       {n} prompt(s): prompt / decode tok/s"),
             format!(
-                "{:.0} / {:.1}  ({} prompt tokens in {prompt_secs:.2} s, {} generated in {decode_secs:.2} s; {:.2} s in llama_decode)",
+                "{:.0} / {:.1}  ({} prompt tokens in {prompt_secs:.2} s, {} generated in {decode_secs:.2} s; {} decode calls, {:.1} sequences each, {:.2} s in llama_decode)",
                 usage.prompt_tokens as f64 / prompt_secs,
                 decoded.completion_tokens as f64 / decode_secs,
                 usage.prompt_tokens,
                 decoded.completion_tokens,
+                s1.decode_calls - s0.decode_calls,
+                (s1.sequence_steps - s0.sequence_steps) as f64
+                    / (s1.decode_calls - s0.decode_calls).max(1) as f64,
                 (s1.decode_time - s0.decode_time).as_secs_f64()
             ),
         );

@@ -237,6 +237,22 @@ fn jump_forward_gives_the_same_replies_with_one_forward_pass_each() {
     assert!(on.generated_tokens <= 3 * 2, "{on:?}");
     assert_eq!(on.sequence_steps, on.generated_tokens, "{on:?}");
     assert!(on.sample_time < off.sample_time, "{on:?} vs {off:?}");
+    // The work handed to llama_decode: the prompt tokens not reused, then
+    // without jumping every sampled token fed back (end-of-generation is
+    // never fed); with it the forced marker, and sampled tokens fed back
+    // except each reply's last (the reply ends on fixed text after it).
+    let fresh = |s: &lmc::lm::embedded::EngineStats| s.prompt_tokens - s.reused_tokens;
+    assert_eq!(
+        off.decoded_tokens,
+        fresh(&off) + off.generated_tokens,
+        "{off:?}"
+    );
+    assert_eq!(
+        on.decoded_tokens,
+        fresh(&on) + on.forced_tokens + on.generated_tokens - on.replies,
+        "{on:?}"
+    );
+    assert!(on.decoded_tokens < off.decoded_tokens, "{on:?} vs {off:?}");
 }
 
 #[test]

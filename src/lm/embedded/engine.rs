@@ -567,6 +567,7 @@ impl Engine<'_> {
         }
         self.stats.decode_calls += 1;
         self.stats.sequence_steps += plan.len() as u64;
+        self.stats.decoded_tokens += self.batch.n_tokens() as u64;
         let started = Instant::now();
         let decoded = self.ctx.decode(&mut self.batch);
         self.stats.decode_time += started.elapsed();
@@ -853,6 +854,7 @@ impl Engine<'_> {
     fn decode_counted(&mut self, sequences: usize) -> Result<(), LmError> {
         self.stats.decode_calls += 1;
         self.stats.sequence_steps += sequences as u64;
+        self.stats.decoded_tokens += self.batch.n_tokens() as u64;
         let started = Instant::now();
         let decoded = self.ctx.decode(&mut self.batch);
         self.stats.decode_time += started.elapsed();

@@ -168,6 +168,12 @@ pub struct EngineStats {
     /// Sequence participations in those calls (a call decoding 8
     /// sequences counts 8): the forward passes each reply needed.
     pub sequence_steps: u64,
+    /// Tokens handed to `llama_decode` (prompt tokens not reused, forced
+    /// reply tokens, sampled tokens fed back, scoring tokens): the work.
+    /// On a CPU the forward pass costs about the same per token whether
+    /// it is a prompt token or a decode step, so this over the decode time
+    /// is the engine's rate, and per reply it bounds the examples/s.
+    pub decoded_tokens: u64,
     /// Sequences preempted (restarted later) because the KV cache was full.
     pub preemptions: u64,
     /// Wall time inside `llama_decode` (the model's forward passes).
