@@ -286,15 +286,7 @@ fn bad_variants_and_references_are_input_errors() {
 /// rendered with marks, flips outlined, the examples table filters.
 #[test]
 fn compare_html_renders_plots_in_chromium() {
-    let have = |cmd: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {cmd}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    if !have("node") || !have(&chromium) {
-        eprintln!("skipped: node and chromium are needed (apt-get install chromium)");
+    if !crate::support::browser::available() {
         return;
     }
     let s = Setup::new(24);
@@ -309,16 +301,7 @@ fn compare_html_renders_plots_in_chromium() {
         "self-contained: no external script or stylesheet"
     );
     let shot = std::env::var("LMC_CHECK_HTML_SCREENSHOT_COMPARE").ok();
-    let mut node = Command::new("node");
-    node.arg("--experimental-websocket")
-        .arg(root().join("scripts/check-html.mjs"))
-        .arg("--compare")
-        .arg(&html)
-        .arg("number 1");
-    if let Some(p) = &shot {
-        node.arg(p);
-    }
-    let (code, out, err) = run(&mut node);
+    let (code, out, err) = crate::support::browser::check(&html, true, "number 1", shot.as_deref());
     eprintln!("{out}");
     assert_eq!(code, 0, "browser checks failed:\n{out}\n{err}");
     let seen: Value = serde_json::from_str(out.trim()).unwrap();
@@ -338,12 +321,7 @@ fn compare_html_renders_plots_in_chromium() {
     let plotless = s.path("plotless.html");
     std::fs::write(&plotless, text.replace("class=\"plot\"", "class=\"gone\"")).unwrap();
     for (page, want) in [(&broken, "boom"), (&plotless, "rendered plot")] {
-        let (code, out, _) = run(Command::new("node")
-            .arg("--experimental-websocket")
-            .arg(root().join("scripts/check-html.mjs"))
-            .arg("--compare")
-            .arg(page)
-            .arg("number 1"));
+        let (code, out, _) = crate::support::browser::check(page, true, "number 1", None);
         assert_eq!(code, 1, "{}: the check must fail\n{out}", page.display());
         assert!(out.contains(want), "{out}");
     }

@@ -238,15 +238,7 @@ fn html_report_rows_show_expected_vs_got_and_carry_filter_data() {
 /// LMC_CHECK_HTML_SCREENSHOT to keep a screenshot (scripts/check-html.sh).
 #[test]
 fn html_report_sorts_and_filters_in_chromium() {
-    let have = |cmd: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {cmd}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    if !have("node") || !have(&chromium) {
-        eprintln!("skipped: node and chromium are needed (apt-get install chromium)");
+    if !crate::support::browser::available() {
         return;
     }
     let p = SentiProject::new(24);
@@ -254,15 +246,8 @@ fn html_report_sorts_and_filters_in_chromium() {
     let (code, _, err) = run(&mut eval(&p, &stub, "c", &["--html", "r.html"]));
     assert_eq!(code, 0, "{err}");
     let shot = std::env::var("LMC_CHECK_HTML_SCREENSHOT").ok();
-    let mut node = Command::new("node");
-    node.arg("--experimental-websocket")
-        .arg(crate::support::root().join("scripts/check-html.mjs"))
-        .arg(p.path("r.html"))
-        .arg("number 1");
-    if let Some(s) = &shot {
-        node.arg(s);
-    }
-    let (code, out, err) = run(&mut node);
+    let (code, out, err) =
+        crate::support::browser::check(&p.path("r.html"), false, "number 1", shot.as_deref());
     eprintln!("{out}");
     assert_eq!(code, 0, "browser checks failed:\n{out}\n{err}");
     let seen: Value = serde_json::from_str(out.trim()).unwrap();

@@ -2,6 +2,7 @@
 //! server, and paths to the embedded model and shipped data.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod known_optimum;
 pub mod senti;
 pub mod stub;
