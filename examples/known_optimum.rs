@@ -16,9 +16,6 @@ mod stub;
 #[path = "../tests/support/known_optimum.rs"]
 mod known_optimum;
 
-use std::io::Write;
-use std::time::Duration;
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds = args
@@ -30,20 +27,5 @@ fn main() {
     let server = stub::StubServer::builder()
         .record(false)
         .start(known_optimum::handler);
-    println!("{}", server.url());
-    let _ = std::io::stdout().flush();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let mut buf = String::new();
-        while std::io::stdin()
-            .read_line(&mut buf)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {
-            buf.clear();
-        }
-        let _ = tx.send(());
-    });
-    let _ = rx.recv_timeout(Duration::from_secs(seconds));
-    eprintln!("stub served {} requests", server.requests());
+    stub::serve_as_process(&server, seconds);
 }

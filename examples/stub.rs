@@ -13,7 +13,6 @@
 #[path = "../tests/support/stub.rs"]
 mod stub;
 
-use std::io::Write;
 use std::time::Duration;
 use stub::{StubReply, StubServer};
 
@@ -40,21 +39,5 @@ fn main() {
                 10,
             )
         });
-    println!("{}", server.url());
-    let _ = std::io::stdout().flush();
-    // Stop at the deadline, or earlier when stdin closes (the script ends).
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let mut buf = String::new();
-        while std::io::stdin()
-            .read_line(&mut buf)
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {
-            buf.clear();
-        }
-        let _ = tx.send(());
-    });
-    let _ = rx.recv_timeout(Duration::from_secs(seconds));
-    eprintln!("stub served {} requests", server.requests());
+    stub::serve_as_process(&server, seconds);
 }

@@ -457,3 +457,26 @@ async fn write_response(
     s.write_all(out.as_bytes()).await?;
     s.flush().await
 }
+
+/// Run `server` as a stub process for a script (examples/): print its URL
+/// on stdout, then serve until stdin closes (the script ends) or `seconds`
+/// pass, and say on stderr how many requests it served.
+pub fn serve_as_process(server: &StubServer, seconds: u64) {
+    use std::io::Write;
+    println!("{}", server.url());
+    let _ = std::io::stdout().flush();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut buf = String::new();
+        while std::io::stdin()
+            .read_line(&mut buf)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            buf.clear();
+        }
+        let _ = tx.send(());
+    });
+    let _ = rx.recv_timeout(Duration::from_secs(seconds));
+    eprintln!("stub served {} requests", server.requests());
+}
