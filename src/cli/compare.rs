@@ -296,14 +296,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let lms = match v {
                 Some(v) => {
                     let flags = apply_variant(v, &args.lm).map_err(input_err)?;
-                    let mut set = flags.resolve(&p.lm_target)?;
+                    let mut set = flags.resolve(&p.target)?;
                     use_named(v, &mut set).map_err(input_err)?;
                     flags.build_set(set)?
                 }
                 None => args.lm.build_set(p.lm_set.clone())?,
             };
             let cfg = lms.set.default.config.clone();
-            let ctx = lms.context(&p.program)?.map_lms(|lm| -> SharedLm {
+            let ctx = lms.context(&p.target.program)?.map_lms(|lm| -> SharedLm {
                 Arc::new(SharedBudget {
                     inner: lm,
                     permits: permits.clone(),
@@ -361,8 +361,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let p = &prepared[c.target];
             crate::eval::evaluate_until(
                 &c.ctx,
-                &p.program,
-                &p.overlay,
+                &p.target.program,
+                &p.target.overlay,
                 &p.dataset.examples,
                 &p.metric,
                 &opts,

@@ -452,11 +452,11 @@ fn resolve(args: &Args, columns: BTreeMap<String, String>) -> anyhow::Result<Set
     ))?;
     let lms = args.lm.build_set(p.lm_set)?;
     // The program's tools (sqlite, retrieve, command) are opened once here.
-    let ctx = lms.context(&p.program)?;
+    let ctx = lms.context(&p.target.program)?;
     let concurrency = lms.set.default.concurrency();
     Ok(Setup {
-        program: p.program,
-        overlay: p.overlay,
+        program: p.target.program,
+        overlay: p.target.overlay,
         dataset: p.dataset,
         dataset_path: p.dataset_path,
         metric: p.metric,
@@ -512,20 +512,17 @@ impl<'a> Selection<'a> {
     }
 }
 
-/// A target resolved up to its LM: program, overlay, dataset, metric, and
-/// the LM configuration the files declare (not built yet, so a caller can
-/// override it first, as `lmc compare`'s LM variants do).
+/// A target resolved up to its LM: the target as loaded (program,
+/// overlay, and the files its LMs resolve from, so `lmc compare` can
+/// resolve them again under a variant's flags), dataset, metric, and the
+/// LM set the command's flags resolve (not built yet).
 pub(super) struct Prepared {
-    pub program: Program,
-    pub overlay: Overlay,
+    pub target: crate::settings::Target,
     pub dataset: Dataset,
     pub dataset_path: PathBuf,
     pub metric: Metric,
     /// The LMs as the command's flags resolve them.
     pub lm_set: crate::lm::resolve::LmSet,
-    /// The target as loaded, for resolving its LMs again under other
-    /// flags (`lmc compare`'s variants).
-    pub lm_target: crate::settings::Target,
 }
 
 pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
@@ -535,16 +532,10 @@ pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
     // Every LM resolved once, before the dataset is read: a wrong LM name
     // or setting fails first.
     let lm_set = args.lm.resolve(&target)?;
-    let lm_target = target.clone();
-    let crate::settings::Target {
-        path: target_path,
-        program,
-        overlay,
-        ..
-    } = target;
+    let (program, target_path) = (&target.program, &target.path);
     // Relative paths in a metric spec (a command script, a database
     // directory) are relative to the program file that wrote them.
-    let base_dir = super::common::program_dir(&program, &target_path);
+    let base_dir = super::common::program_dir(program, target_path);
 
     let (dataset_path, role) = match (args.dataset, &program.datasets.dev) {
         (Some(p), _) => (p.to_path_buf(), None),
@@ -559,7 +550,7 @@ pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
     super::preflight::note_implicit(&dataset_path, role, "dataset");
     // A wrong path or a missing column fails here, before any LM call,
     // located at the program's `datasets:` entry when it came from there.
-    if let Some(d) = super::preflight::missing_path(&program, &dataset_path, role) {
+    if let Some(d) = super::preflight::missing_path(program, &dataset_path, role) {
         return Err(input_err(d.to_string()));
     }
     let mut all_columns = program.datasets.columns.clone();
@@ -576,8 +567,8 @@ pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
         seed: args.seed,
         split,
     };
-    let dataset = data::load(&dataset_path, &program, &load_opts).map_err(|e| match role {
-        Some(_) => input_err(super::preflight::load_failed(&program, &e, role).to_string()),
+    let dataset = data::load(&dataset_path, program, &load_opts).map_err(|e| match role {
+        Some(_) => input_err(super::preflight::load_failed(program, &e, role).to_string()),
         None => input_err(format!("{e}")),
     })?;
     // Name the first few skipped rows; the count goes into every report.
@@ -597,20 +588,18 @@ pub(super) fn prepare(args: &Selection) -> anyhow::Result<Prepared> {
         );
     }
 
-    let (metric, _) = super::common::resolve_metric(args.metric, &program, &base_dir)?;
-    super::preflight::ensure_expected(&program, &metric, &dataset, &load_opts.columns, role)?;
+    let (metric, _) = super::common::resolve_metric(args.metric, program, &base_dir)?;
+    super::preflight::ensure_expected(program, &metric, &dataset, &load_opts.columns, role)?;
     if let Some(n) = metric.lm_name() {
         lm_set
             .check_name(n, "the metric `llm_judge`")
             .map_err(input_err)?;
     }
     Ok(Prepared {
-        program,
-        overlay,
+        target,
         dataset,
         dataset_path,
         metric,
         lm_set,
-        lm_target,
     })
 }
