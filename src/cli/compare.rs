@@ -45,10 +45,12 @@ pub struct Args {
 
     /// An LM to evaluate every target with: `NAME=KEY=VALUE[,KEY=VALUE...]`
     /// over the LM settings of the target and the LM flags (repeatable).
-    /// Keys: provider, model, base_url (repeat to load-balance),
-    /// api_key_env, temperature, max_tokens, adapter, timeout, max_retries,
-    /// price_prompt_per_mtok, price_completion_per_mtok. Example:
-    /// `--lm-variant small=model=qwen2.5-7b,price_prompt_per_mtok=0.1`.
+    /// Keys: lm (a named LM of the files' `lms:`, run as the default),
+    /// provider, model, base_url (repeat to load-balance), api_key_env,
+    /// temperature, max_tokens, adapter, timeout, max_retries,
+    /// price_prompt_per_mtok, price_completion_per_mtok. Examples:
+    /// `--lm-variant small=model=qwen2.5-7b,price_prompt_per_mtok=0.1`,
+    /// `--lm-variant cheap=lm=small`.
     #[arg(long = "lm-variant", value_name = "NAME=KEY=VALUE,...")]
     pub variants: Vec<String>,
 
