@@ -79,18 +79,7 @@ impl Kind for Predict {
         inputs: Map<String, Value>,
         trace: &mut Trace,
     ) -> Result<Map<String, Value>, RunError> {
-        let ctx = cx.ctx;
-        call_predictor(
-            ctx,
-            cx.overlay,
-            cx.name,
-            cx.name,
-            &self.signature,
-            &inputs,
-            ctx.rollout_id,
-            trace,
-        )
-        .await
+        call_own(cx, &self.signature, &inputs, trace).await
     }
 }
 
@@ -113,17 +102,28 @@ impl Kind for ChainOfThought {
         inputs: Map<String, Value>,
         trace: &mut Trace,
     ) -> Result<Map<String, Value>, RunError> {
-        let ctx = cx.ctx;
-        call_predictor(
-            ctx,
-            cx.overlay,
-            cx.name,
-            cx.name,
-            &self.signature.with_reasoning(),
-            &inputs,
-            ctx.rollout_id,
-            trace,
-        )
-        .await
+        call_own(cx, &self.signature.with_reasoning(), &inputs, trace).await
     }
+}
+
+/// The node's one LM call: its own predictor (path = node name) with the
+/// run's rollout id.
+async fn call_own(
+    cx: &NodeRun<'_>,
+    signature: &Signature,
+    inputs: &Map<String, Value>,
+    trace: &mut Trace,
+) -> Result<Map<String, Value>, RunError> {
+    let ctx = cx.ctx;
+    call_predictor(
+        ctx,
+        cx.overlay,
+        cx.name,
+        cx.name,
+        signature,
+        inputs,
+        ctx.rollout_id,
+        trace,
+    )
+    .await
 }
