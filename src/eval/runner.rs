@@ -184,17 +184,20 @@ pub async fn evaluate_until(
             _ = tokio::time::sleep_until(grace_until.unwrap_or_else(far_future)),
                 if grace_until.is_some() => break,
         };
-        if stop.is_none() && next < total && !interrupt.is_requested() {
-            start(&mut pending, &shared, &examples[next], next);
-            next += 1;
-        }
         let r = match outcome {
-            Outcome::Done(r) => r,
+            Outcome::Done(r) => Some(r),
             Outcome::Budget(message) => {
                 stop = Some(StopReason::Budget(message));
                 break;
             }
-            Outcome::Abandoned => continue,
+            Outcome::Abandoned => None,
+        };
+        // The next example starts only after this outcome is counted, so a
+        // stop (too many errors) sends no request past the one that
+        // tripped it: at concurrency 1, `--max-errors 3` costs 4 calls.
+        let Some(r) = r else {
+            start_next(&mut pending, &shared, examples, &mut next, interrupt);
+            continue;
         };
         running.done += 1;
         score_sum += r.score;
@@ -216,6 +219,7 @@ pub async fn evaluate_until(
                 break;
             }
         }
+        start_next(&mut pending, &shared, examples, &mut next, interrupt);
     }
     // Cancel the examples still in flight and wait until they are gone, so
     // that none sends a request or writes the cache after this returns
@@ -288,6 +292,21 @@ struct Shared {
     mcx: MetricContext,
     keep_traces: bool,
     interrupt: Interrupt,
+}
+
+/// Start the next unstarted example, if any is left and no interrupt has
+/// been requested.
+fn start_next(
+    set: &mut JoinSet<Outcome>,
+    shared: &Arc<Shared>,
+    examples: &[Example],
+    next: &mut usize,
+    interrupt: &Interrupt,
+) {
+    if *next < examples.len() && !interrupt.is_requested() {
+        start(set, shared, &examples[*next], *next);
+        *next += 1;
+    }
 }
 
 /// Spawn example `index` as a task of `set`.

@@ -823,8 +823,11 @@ impl CacheStore {
         }
     }
 
-    /// Commit one group in a single transaction, then answer flushes.
-    fn commit_group(&self, jobs: Vec<Job>) {
+    /// Commit one group in a single transaction; returns the flushes to
+    /// answer, which the caller does once it holds no reference to the
+    /// store (see [`writer_loop`]).
+    #[must_use]
+    fn commit_group(&self, jobs: Vec<Job>) -> Vec<SyncSender<()>> {
         let mut rows = Vec::new();
         let mut acks = Vec::new();
         for j in jobs {
@@ -861,9 +864,7 @@ impl CacheStore {
                 }
             }
         }
-        for a in acks {
-            let _ = a.send(());
-        }
+        acks
     }
 
     fn sql(&self, source: rusqlite::Error) -> CacheError {
@@ -1176,10 +1177,23 @@ fn writer_loop(rx: &Mutex<Receiver<Job>>, store: &Weak<CacheStore>) -> Vec<Job> 
             }
             group
         };
-        match store.upgrade() {
+        let acks = match store.upgrade() {
             Some(s) => s.commit_group(group),
             None => return group,
-        }
+        };
+        // Answer only after letting go of the store: the flusher may then
+        // drop the last reference on its own thread, whose `Drop` joins
+        // this one and closes the connection (checkpointing the WAL into
+        // the file) before the process exits. Answered with the store
+        // still held here, the close would run on this thread, racing the
+        // process's exit and leaving the replies in `cache.sqlite-wal`.
+        answer(acks);
+    }
+}
+
+fn answer(acks: Vec<SyncSender<()>>) {
+    for a in acks {
+        let _ = a.send(());
     }
 }
 
@@ -1207,7 +1221,7 @@ impl Drop for CacheStore {
             left.extend(rx.try_iter());
         }
         if !left.is_empty() {
-            self.commit_group(left);
+            answer(self.commit_group(left));
         }
     }
 }

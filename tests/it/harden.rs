@@ -248,6 +248,12 @@ fn cache_commands_work_on_a_file_with_a_damaged_page() {
     let (code, _, err) = run(&mut eval(&p, &stub.url(), &cache, &[]));
     assert_eq!(code, 0, "{err}");
     let file = cache.join("cache.sqlite");
+    // The run closed its cache before exiting: the replies are in the file
+    // itself, not left in a write-ahead log beside it.
+    assert!(
+        !cache.join("cache.sqlite-wal").exists(),
+        "cache.sqlite-wal left after the run"
+    );
     let mut bytes = std::fs::read(&file).unwrap();
     let page = 4096;
     let mid = (bytes.len() / page / 2) * page;
