@@ -17,7 +17,9 @@
 //! `LMC_BENCH_THREADS=1,2` picks the thread counts (the first one for
 //! `jump` and `reference`), `LMC_BENCH_N=64` the number of SST-2 examples,
 //! `LMC_BENCH_BATCH=8` the sequences per batch, `LMC_BENCH_SERIAL=1` runs
-//! the `jump` requests one at a time instead of all at once.
+//! the `jump` requests one at a time instead of all at once, and
+//! `LMC_BENCH_MODEL=/path/to/model.gguf` runs it all on another GGUF than
+//! the default model (e.g. a requantized copy, `examples/requantize.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -129,7 +131,9 @@ fn vm_hwm_mb() -> f64 {
 }
 
 fn main() {
-    let model_path = default_model_path();
+    let model_path = std::env::var_os("LMC_BENCH_MODEL")
+        .filter(|p| !p.is_empty())
+        .map_or_else(default_model_path, PathBuf::from);
     if !Path::new(&model_path).is_file() {
         eprintln!(
             "no model at {}: run `bash scripts/setup.sh`",
@@ -312,6 +316,20 @@ fn jump_part(
                 s1.prompt_tokens - s0.prompt_tokens,
                 s1.reused_tokens - s0.reused_tokens
             ),
+        );
+        // One letter per sentence, so runs on different models or builds
+        // can be compared label by label from their output alone.
+        row(
+            rows,
+            format!("[{name}]   labels (p/n, ? unparsed)"),
+            parsed
+                .iter()
+                .map(|p| match p.as_deref() {
+                    Some("positive") => 'p',
+                    Some("negative") => 'n',
+                    _ => '?',
+                })
+                .collect(),
         );
         labels.push(parsed);
         rates.push(rate);

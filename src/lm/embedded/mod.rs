@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::lm::{Lm, LmError, LmRequest, LmResponse};
 
 mod engine;
+pub mod quantize;
 pub mod skeleton;
 
 pub use crate::lm::resolve::DEFAULT_MODEL_FILE;
