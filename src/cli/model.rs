@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+#[cfg(feature = "embedded")]
 use super::CliError;
 
 #[derive(Debug, clap::Subcommand)]
@@ -55,7 +56,9 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// `dir/name.Q4_1.gguf` -> `dir/name.Q8_0.gguf`; a stem without a weight
-/// type gets one appended (`name.gguf` -> `name.Q8_0.gguf`).
+/// type gets one appended (`name.gguf` -> `name.Q8_0.gguf`). (Unused in an
+/// HTTP-only build, which cannot requantize; its unit test still runs.)
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 fn copy_path(from: &Path, to: &str) -> PathBuf {
     let stem = from
         .file_stem()
@@ -70,6 +73,7 @@ fn copy_path(from: &Path, to: &str) -> PathBuf {
 
 /// `Q4_1`, `q8_0`, `Q4_K_M`, `IQ4_NL`, `F16`, `BF16`: the suffixes GGUF
 /// files are conventionally named with.
+#[cfg_attr(not(feature = "embedded"), allow(dead_code))]
 fn looks_like_weight_type(s: &str) -> bool {
     let s = s.to_ascii_uppercase();
     let rest = s
