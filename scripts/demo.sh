@@ -27,13 +27,6 @@ if [ -z "$LMC" ]; then
   cargo build --release --quiet
   LMC="${CARGO_TARGET_DIR:-target}/release/lmc"
 fi
-# The default model ships as Q4_1; with its Q8_0 copy SST-2 runs ~1.3-1.6x
-# faster with the same labels (docs/embedded.md, "Weight types"), and
-# lmc prefers it once written. FAST_MODEL=0 keeps the Q4_1 file.
-if [ "${FAST_MODEL:-1}" != 0 ] && [ -z "${LMC_MODEL:-}" ] \
-  && [ ! -f "${LMC_HOME:-$HOME/.cache/lmc}/models/SmolLM2-135M-Instruct.Q8_0.gguf" ]; then
-  $LMC model requantize
-fi
 DEV_LIMIT="${DEV_LIMIT:-100}"
 TRAIN_LIMIT="${TRAIN_LIMIT:-8}"
 VAL_LIMIT="${VAL_LIMIT:-8}"

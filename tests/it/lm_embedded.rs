@@ -277,17 +277,29 @@ fn bad_grammar_and_missing_model_are_errors() {
     assert!(msg.contains("scripts/setup.sh"), "{msg}");
 }
 
-/// `lmc model requantize` writes the Q8_0 copy of the default model next to
-/// it, the default model path then prefers it, and the copy answers like
-/// the Q4_1 file (docs/embedded.md, "Weight types").
+/// The default model (Q8_0) is derived from the fetched Q4_1 file the first
+/// time it is needed, once, with the same bytes as on any other machine;
+/// `lmc model requantize` does the same for any GGUF (docs/embedded.md,
+/// "Weight types").
 #[test]
-fn requantize_writes_the_q8_0_copy_that_becomes_the_default() {
+fn the_default_model_is_derived_once_from_the_fetched_file() {
     use crate::support::{lmc, run};
+    use lmc::lm::resolve::{default_model_path, fetched_model_path};
+    // The suite's own default model, derived by whichever test came first.
+    let reference = default_model_path();
+    drop(EmbeddedLm::load(EmbeddedConfig {
+        model_path: reference.clone(),
+        threads: Some(1),
+        ..EmbeddedConfig::default()
+    }));
     let home = tempfile::tempdir().expect("temp LMC_HOME");
     let models = home.path().join("models");
     std::fs::create_dir_all(&models).unwrap();
-    std::os::unix::fs::symlink(model_path(), models.join("SmolLM2-135M-Instruct.Q4_1.gguf"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        fetched_model_path(),
+        models.join("SmolLM2-135M-Instruct.Q4_1.gguf"),
+    )
+    .unwrap();
     let with_home = |args: &[&str]| {
         let mut c = lmc();
         c.env("LMC_HOME", home.path())
@@ -295,37 +307,80 @@ fn requantize_writes_the_q8_0_copy_that_becomes_the_default() {
             .args(args);
         run(&mut c)
     };
-    let fast = models.join("SmolLM2-135M-Instruct.Q8_0.gguf");
+    let derived = models.join("SmolLM2-135M-Instruct.Q8_0.gguf");
     let (code, out, _) = with_home(&["config"]);
     assert_eq!(code, 0);
-    assert!(out.contains("Q4_1.gguf") && !out.contains("Q8_0"), "{out}");
+    assert!(out.contains(&derived.display().to_string()), "{out}");
+    assert!(!derived.exists(), "config only resolves, it writes nothing");
 
-    let (code, out, err) = with_home(&["model", "requantize", "--threads", "1"]);
+    let sentiment = |threads: &str| {
+        with_home(&[
+            "run",
+            "programs/sentiment.yaml",
+            "-i",
+            &format!("sentence={}", SENTENCES[0]),
+            "--no-cache",
+            "--threads",
+            threads,
+            "--json",
+        ])
+    };
+    let (code, out, err) = sentiment("1");
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains(&fast.display().to_string()), "{out}");
-    let size = std::fs::metadata(&fast).expect("the Q8_0 copy").len();
+    assert!(err.contains("writing the default model"), "{err}");
+    let reply: Value = serde_json::from_str(out.trim()).expect("JSON output");
+    assert_eq!(reply["outputs"]["sentiment"], "positive", "{out}");
+    let size = std::fs::metadata(&derived)
+        .expect("the derived model")
+        .len();
     // 8.5 bits per weight against Q4_1's 5: about 145 MB from 98 MB.
     assert!((130_000_000..160_000_000).contains(&size), "{size}");
+    // Written with 1 thread here and with all cores for the suite: the
+    // same bytes (so every machine's default has the same content hash).
+    assert!(
+        std::fs::read(&derived).unwrap() == std::fs::read(&reference).unwrap(),
+        "{} differs from {}",
+        derived.display(),
+        reference.display()
+    );
     assert!(!models
         .join("SmolLM2-135M-Instruct.Q8_0.gguf.partial")
         .exists());
-    let (code, out, _) = with_home(&["config"]);
-    assert_eq!(code, 0);
-    assert!(out.contains("Q8_0.gguf"), "{out}");
+    // Once: the next run loads it without a word.
+    let (code, out, err) = sentiment("2");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("writing the default model"), "{err}");
 
+    // Any GGUF: an explicit copy next to its source.
     let (code, out, err) = with_home(&[
-        "run",
-        "programs/sentiment.yaml",
-        "-i",
-        &format!("sentence={}", SENTENCES[0]),
-        "--no-cache",
-        "--threads",
-        "1",
-        "--json",
+        "model",
+        "requantize",
+        "--from",
+        derived.to_str().unwrap(),
+        "--out",
+        models.join("again.gguf").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}{err}");
-    let reply: Value = serde_json::from_str(out.trim()).expect("JSON output");
-    assert_eq!(reply["outputs"]["sentiment"], "positive", "{out}");
+    assert!(out.contains("again.gguf"), "{out}");
+
+    // No fetched file: the error says how to get one.
+    let empty = tempfile::tempdir().unwrap();
+    let mut c = lmc();
+    c.env("LMC_HOME", empty.path())
+        .env_remove("LMC_MODEL")
+        .args([
+            "run",
+            "programs/sentiment.yaml",
+            "-i",
+            "sentence=x",
+            "--no-cache",
+        ]);
+    let (code, _, err) = run(&mut c);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("scripts/setup.sh") && err.contains("Q4_1"),
+        "{err}"
+    );
 
     // Bad input: exit 2 with a hint, nothing written.
     let (code, _, err) = with_home(&["model", "requantize", "--to", "q5_1"]);

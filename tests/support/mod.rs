@@ -83,16 +83,12 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (i32, String, String) {
     )
 }
 
-/// The default embedded model fetched by `scripts/setup.sh`.
+/// The embedded model the tests load: `LMC_MODEL`, else the default one
+/// (which the engine derives from the file `scripts/setup.sh` fetched the
+/// first time it is loaded).
 pub fn model_path() -> PathBuf {
-    if let Ok(p) = std::env::var("LMC_MODEL") {
-        return PathBuf::from(p);
+    match std::env::var("LMC_MODEL") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => lmc::lm::resolve::default_model_path(),
     }
-    let home = std::env::var("LMC_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/lmc")
-        });
-    home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }

@@ -11,7 +11,7 @@
 //! scheduling lives in `engine`; this file is the public face: configuration,
 //! model discovery and the [`Lm`] implementation.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -190,6 +190,42 @@ pub struct EmbeddedLm {
     jobs: mpsc::Sender<engine::Command>,
 }
 
+/// Write the default model (Q8_0) from the file `scripts/setup.sh` fetched
+/// (Q4_1), once per machine: see `lm::resolve::DEFAULT_MODEL_FILE` for why.
+/// Said on stderr, since the first run takes a few seconds longer for it.
+fn derive_default_model(dst: &Path) -> Result<(), LmError> {
+    let src = crate::lm::resolve::fetched_model_path();
+    if !src.is_file() {
+        return Err(LmError::Fatal(format!(
+            "embedded model not found at {} (nor {}, which it is made from): run `bash scripts/setup.sh` or set LMC_MODEL",
+            dst.display(),
+            src.display()
+        )));
+    }
+    let started = Instant::now();
+    eprintln!(
+        "lmc: writing the default model {} from {} (once per machine) ...",
+        dst.display(),
+        src.display()
+    );
+    match quantize::ensure_copy(&src, dst, quantize::WeightType::Q8_0, physical_cores()) {
+        Ok(wrote) => {
+            if wrote {
+                eprintln!(
+                    "lmc: default model ready in {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(LmError::Fatal(format!(
+            "{e}\n  = hint: the default model is written to {} the first time it is needed; make that directory writable, or set LMC_MODEL={} to run the fetched file as it is",
+            dst.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+            src.display()
+        ))),
+    }
+}
+
 impl EmbeddedLm {
     /// Load the GGUF and start the engine thread. A missing model file is a
     /// fatal error that says how to get one.
@@ -199,6 +235,9 @@ impl EmbeddedLm {
 
     /// [`EmbeddedLm::load`] with explicit [`Tuning`] (benches compare them).
     pub fn load_tuned(cfg: EmbeddedConfig, tuning: Tuning) -> Result<EmbeddedLm, LmError> {
+        if !cfg.model_path.is_file() && cfg.model_path == crate::lm::resolve::default_model_path() {
+            derive_default_model(&cfg.model_path)?;
+        }
         if !cfg.model_path.is_file() {
             return Err(LmError::Fatal(format!(
                 "embedded model not found at {}: run `bash scripts/setup.sh` or set LMC_MODEL",

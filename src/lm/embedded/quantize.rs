@@ -11,6 +11,11 @@
 //! adds a second rounding. The output is written to a temporary file next
 //! to the destination and renamed into place, so an interrupted run never
 //! leaves a truncated model where a model is expected.
+//!
+//! [`ensure_copy`] is how the default model comes to exist: the engine
+//! derives it on first use, under a lock file, so processes starting
+//! together (a test suite, parallel CI jobs) write it once and the others
+//! wait for it.
 
 use std::ffi::CString;
 use std::fmt;
@@ -74,7 +79,7 @@ pub enum QuantizeError {
     Backend(String),
     #[error("llama.cpp could not requantize {src} to {to} (is it a GGUF model?)")]
     Failed { src: PathBuf, to: WeightType },
-    #[error("could not move the new model into place at {path}: {source}")]
+    #[error("could not write the new model at {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -128,6 +133,43 @@ pub fn requantize(
         path: dst.to_path_buf(),
         source,
     })
+}
+
+/// Make sure `dst` exists, writing it from `src` as `to` if it does not.
+/// Processes racing here take turns on `dst.lock`: the first writes the
+/// copy, the others find it written. Returns whether this call wrote it.
+pub fn ensure_copy(
+    src: &Path,
+    dst: &Path,
+    to: WeightType,
+    threads: usize,
+) -> Result<bool, QuantizeError> {
+    if dst.is_file() {
+        return Ok(false);
+    }
+    if !src.is_file() {
+        return Err(QuantizeError::Missing(src.to_path_buf()));
+    }
+    let mut lock_path = dst.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let io = |source| QuantizeError::Io {
+        path: lock_path.clone(),
+        source,
+    };
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io)?;
+    // Released when `lock` is dropped (or the process dies).
+    lock.lock().map_err(io)?;
+    if dst.is_file() {
+        return Ok(false);
+    }
+    requantize(src, dst, to, threads)?;
+    Ok(true)
 }
 
 #[cfg(test)]
