@@ -19,7 +19,7 @@
 //! `LMC_BENCH_BATCH=8` the sequences per batch, `LMC_BENCH_SERIAL=1` runs
 //! the `jump` requests one at a time instead of all at once, and
 //! `LMC_BENCH_MODEL=/path/to/model.gguf` runs it all on another GGUF than
-//! the default model (e.g. a requantized copy, `examples/requantize.rs`).
+//! the default model (e.g. a copy written by `lmc model requantize`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -134,6 +134,14 @@ fn main() {
     let model_path = std::env::var_os("LMC_BENCH_MODEL")
         .filter(|p| !p.is_empty())
         .map_or_else(default_model_path, PathBuf::from);
+    // The default model is derived from the fetched file on first load;
+    // the reference loop opens the file itself, so derive it up front.
+    if model_path == default_model_path() {
+        if let Err(e) = lmc::lm::embedded::derive_default_model(&model_path) {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    }
     if !Path::new(&model_path).is_file() {
         eprintln!(
             "no model at {}: run `bash scripts/setup.sh`",

@@ -193,7 +193,11 @@ pub struct EmbeddedLm {
 /// Write the default model (Q8_0) from the file `scripts/setup.sh` fetched
 /// (Q4_1), once per machine: see `lm::resolve::DEFAULT_MODEL_FILE` for why.
 /// Said on stderr, since the first run takes a few seconds longer for it.
-fn derive_default_model(dst: &Path) -> Result<(), LmError> {
+/// Does nothing when `dst` exists.
+pub fn derive_default_model(dst: &Path) -> Result<(), LmError> {
+    if dst.is_file() {
+        return Ok(());
+    }
     let src = crate::lm::resolve::fetched_model_path();
     if !src.is_file() {
         return Err(LmError::Fatal(format!(
