@@ -554,12 +554,7 @@ fn print_table(r: &CompareReport, gate: bool) {
         .collect();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let dataset = r
-        .dataset
-        .path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    let dataset = r.dataset.label();
     let _ = writeln!(
         out,
         "{} examples of {dataset}, metric {}, reference #{} ({}), alpha {}",

@@ -347,12 +347,7 @@ fn write_outputs(
 /// The default terminal output: a two-column summary and gate verdicts.
 fn print_table(report: &EvalReport, gates: Option<&GateOutcome>) {
     let s = &report.summary;
-    let dataset = report
-        .dataset
-        .path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    let dataset = report.dataset.label();
     let short_hash: String = report
         .dataset
         .hash

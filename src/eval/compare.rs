@@ -283,12 +283,7 @@ fn compare_cell(
 pub fn markdown(r: &CompareReport, gate: bool) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let dataset = r
-        .dataset
-        .path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    let dataset = r.dataset.label();
     let _ = writeln!(
         s,
         "## lmc compare: {} examples of `{dataset}`\n",

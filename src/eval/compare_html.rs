@@ -19,12 +19,7 @@ const TABLE_ROWS: usize = 2000;
 
 pub fn render(r: &CompareReport, gate: bool) -> String {
     let mut h = String::new();
-    let dataset = r
-        .dataset
-        .path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
+    let dataset = r.dataset.label();
     let _ = write!(
         h,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>lmc compare: {}</title><style>{CSS}</style></head><body>\

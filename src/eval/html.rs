@@ -317,12 +317,7 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         s.cost,
         s.wall_s,
         s.examples_per_s,
-        esc(&report
-            .dataset
-            .path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "(in memory)".into())),
+        esc(&report.dataset.label()),
         esc(&report.dataset.hash),
         esc(&report.program_hash)
     );

@@ -123,12 +123,7 @@ pub fn render(report: &EvalReport, gates: Option<&GateOutcome>) -> String {
         "| Wall time | {:.1} s ({:.2} examples/s) |",
         s.wall_s, s.examples_per_s
     );
-    let dataset = report
-        .dataset
-        .path
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "(in memory)".into());
+    let dataset = report.dataset.label();
     let short_hash: String = report
         .dataset
         .hash

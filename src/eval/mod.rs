@@ -213,6 +213,16 @@ pub struct DatasetInfo {
     pub bad_rows: usize,
 }
 
+impl DatasetInfo {
+    /// The dataset as reports name it: its path, or `(in memory)`.
+    pub fn label(&self) -> String {
+        self.path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(in memory)".into())
+    }
+}
+
 /// The full result of an evaluation: what `--json` prints and `--baseline` reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalReport {

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{
-    wrapped, Expects, KeyDoc, Kind, KindInfo, Lowered, NodeRun, OwnedPredictor, CHAIN_OF_THOUGHT,
-    INPUTS, SIGNATURE,
+    bare, wrapped, Expects, KeyDoc, Kind, KindInfo, Lowered, NodeRun, OwnedPredictor,
+    CHAIN_OF_THOUGHT, INPUTS, SIGNATURE,
 };
 use crate::program::lower::NodeLowering;
 use crate::run::{call_predictor, RunError};
@@ -117,11 +117,7 @@ impl Kind for Majority {
             vec![wrapped(node.to_string(), sig)]
         } else {
             // A bare dspy.Predict called with n completions.
-            vec![OwnedPredictor {
-                path: node.to_string(),
-                signature: sig,
-                dspy_name: node.to_string(),
-            }]
+            vec![bare(node.to_string(), sig)]
         }
     }
     fn calls_per_run(&self) -> (u64, bool) {

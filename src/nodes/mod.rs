@@ -118,6 +118,15 @@ pub struct OwnedPredictor {
     pub dspy_name: String,
 }
 
+/// A predictor DSPy holds as a bare `Predict`: saved under its own path.
+pub fn bare(path: String, signature: Signature) -> OwnedPredictor {
+    OwnedPredictor {
+        dspy_name: path.clone(),
+        path,
+        signature,
+    }
+}
+
 /// A path predictor of a node that DSPy wraps in a module (ChainOfThought,
 /// Refine, ...): DSPy saves it as `PATH.predict`.
 pub fn wrapped(path: String, signature: Signature) -> OwnedPredictor {
@@ -143,10 +152,16 @@ pub struct NodeRun<'a> {
 pub trait Kind {
     /// The registry entry of this node (refine and best_of_n share a type).
     fn info(&self) -> &'static KindInfo;
-    /// The predictors it owns, in order, for node `node`.
-    fn predictors(&self, node: &str) -> Vec<OwnedPredictor>;
-    /// LM calls one run makes, and whether that count is exact (not an upper bound).
-    fn calls_per_run(&self) -> (u64, bool);
+    /// The predictors it owns, in order, for node `node` (none by default:
+    /// a kind that calls no LM, such as a tool, says nothing).
+    fn predictors(&self, _node: &str) -> Vec<OwnedPredictor> {
+        Vec::new()
+    }
+    /// LM calls one run makes, and whether that count is exact (not an
+    /// upper bound); by default none, exactly.
+    fn calls_per_run(&self) -> (u64, bool) {
+        (0, true)
+    }
     /// Run the node on its bound inputs, recording every step in `trace`.
     #[allow(async_fn_in_trait)]
     async fn run(

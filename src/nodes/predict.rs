@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Expects, Kind, KindInfo, Lowered, NodeRun, OwnedPredictor, INPUTS, SIGNATURE};
+use super::{bare, Expects, Kind, KindInfo, Lowered, NodeRun, OwnedPredictor, INPUTS, SIGNATURE};
 use crate::program::lower::NodeLowering;
 use crate::run::{call_predictor, RunError};
 use crate::signature::Signature;
@@ -64,11 +64,7 @@ impl Kind for Predict {
         &PREDICT
     }
     fn predictors(&self, node: &str) -> Vec<OwnedPredictor> {
-        vec![OwnedPredictor {
-            path: node.to_string(),
-            signature: self.signature.clone(),
-            dspy_name: node.to_string(),
-        }]
+        vec![bare(node.to_string(), self.signature.clone())]
     }
     fn calls_per_run(&self) -> (u64, bool) {
         (1, true)

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{
-    wrapped, Expects, KeyDoc, Kind, KindInfo, Lowered, NodeRun, OwnedPredictor, INPUTS, SIGNATURE,
+    bare, wrapped, Expects, KeyDoc, Kind, KindInfo, Lowered, NodeRun, OwnedPredictor, INPUTS,
+    SIGNATURE,
 };
 use crate::program::lower::NodeLowering;
 use crate::program::react::{extract_signature, react_signature};
@@ -113,14 +114,12 @@ impl Kind for React {
         &INFO
     }
     fn predictors(&self, node: &str) -> Vec<OwnedPredictor> {
-        let react = format!("{node}.react");
         vec![
             // DSPy's ReAct holds `react` as a bare Predict.
-            OwnedPredictor {
-                path: react.clone(),
-                signature: react_signature(&self.signature, &self.tools),
-                dspy_name: react,
-            },
+            bare(
+                format!("{node}.react"),
+                react_signature(&self.signature, &self.tools),
+            ),
             wrapped(
                 format!("{node}.extract"),
                 extract_signature(&self.signature),

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{Expects, KeyDoc, Kind, KindInfo, Lowered, NodeRun, OwnedPredictor, INPUTS};
+use super::{Expects, KeyDoc, Kind, KindInfo, Lowered, NodeRun, INPUTS};
 use crate::program::lower::NodeLowering;
 use crate::run::RunError;
 use crate::signature::{Field, FieldType};
@@ -105,12 +105,6 @@ fn lower(nl: &mut NodeLowering<'_, '_>) -> Option<Lowered> {
 impl Kind for Tool {
     fn info(&self) -> &'static KindInfo {
         &INFO
-    }
-    fn predictors(&self, _node: &str) -> Vec<OwnedPredictor> {
-        Vec::new()
-    }
-    fn calls_per_run(&self) -> (u64, bool) {
-        (0, true)
     }
     async fn run(
         &self,
