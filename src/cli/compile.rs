@@ -884,26 +884,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if stages.len() > 1 && !(args.quiet || args.json) {
             eprintln!("stage {}/{}: {}", i + 1, stages.len(), opt.name());
         }
-        if i < done_stages.len() {
-            // Finished before the checkpoint: its outcome, not a re-run.
-            let d = std::mem::take(&mut done_stages[i]);
-            let engine = Engine::new(
-                &s.program,
-                &s.metric,
-                &s.train.examples,
-                &valset.examples,
-                ctx.clone(),
-                concurrency,
-                args.seed,
-                &*bars,
-            );
-            let outcome = d.outcome();
-            engine.restore_books(d.books);
-            runs.push((engine, outcome));
-            continue;
-        }
-        let resume = current.take().filter(|c| c.stage == i).map(|c| c.search);
-        let mut engine = Engine::new(
+        let engine = Engine::new(
             &s.program,
             &s.metric,
             &s.train.examples,
@@ -912,9 +893,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             concurrency,
             args.seed,
             &*bars,
-        )
-        .with_interrupt(interrupt.clone())
-        .with_checkpoints(writer.hook(i, opt.name()), resume);
+        );
+        if i < done_stages.len() {
+            // Finished before the checkpoint: its outcome, not a re-run.
+            let d = std::mem::take(&mut done_stages[i]);
+            let outcome = d.outcome();
+            engine.restore_books(d.books);
+            runs.push((engine, outcome));
+            continue;
+        }
+        let resume = current.take().filter(|c| c.stage == i).map(|c| c.search);
+        let mut engine = engine
+            .with_interrupt(interrupt.clone())
+            .with_checkpoints(writer.hook(i, opt.name()), resume);
         if let Some(p) = prompt.as_ref().filter(|_| opt.uses_prompt_lm()) {
             engine = engine.with_prompt_lm(p.clone());
         } else if let Some(name) = role_lm(&s.roles, opt) {

@@ -239,7 +239,7 @@ impl EmbeddedLm {
 
     /// [`EmbeddedLm::load`] with explicit [`Tuning`] (benches compare them).
     pub fn load_tuned(cfg: EmbeddedConfig, tuning: Tuning) -> Result<EmbeddedLm, LmError> {
-        if !cfg.model_path.is_file() && cfg.model_path == crate::lm::resolve::default_model_path() {
+        if cfg.model_path == crate::lm::resolve::default_model_path() {
             derive_default_model(&cfg.model_path)?;
         }
         if !cfg.model_path.is_file() {
